@@ -1,0 +1,49 @@
+"""lightning-genaug: non-leaking augmentation for generative image models, as Lightning parts.
+
+Public names are imported lazily so ``import lightning_genaug`` stays fast and pulls in no heavy
+optional dependency (wandb, torch-fidelity) until a class that needs it is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "AugmentPipe": "lightning_genaug.augment.ada",
+    "DistAugTransforms": "lightning_genaug.augment.distaug",
+    "DataScaling": "lightning_genaug.augment.scaling",
+    "DiffAugment": "lightning_genaug.augment.diffaug",
+    "AdaptiveAugmentation": "lightning_genaug.callbacks.ada",
+    "GenerativeMetrics": "lightning_genaug.callbacks.metrics",
+    "SampleGrid": "lightning_genaug.callbacks.samples",
+    "StyleGAN2ADA": "lightning_genaug.models.stylegan2",
+    "SparseTransformerDistAug": "lightning_genaug.models.sparse_transformer",
+    "ScaleGAN": "lightning_genaug.models.scalegan",
+    "ImageDataModule": "lightning_genaug.data",
+    "DigitsDataModule": "lightning_genaug.data",
+    "CIFAR10DataModule": "lightning_genaug.data",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from lightning_genaug.augment.ada import AugmentPipe
+    from lightning_genaug.augment.diffaug import DiffAugment
+    from lightning_genaug.augment.distaug import DistAugTransforms
+    from lightning_genaug.augment.scaling import DataScaling
+    from lightning_genaug.callbacks.ada import AdaptiveAugmentation
+    from lightning_genaug.callbacks.metrics import GenerativeMetrics
+    from lightning_genaug.callbacks.samples import SampleGrid
+    from lightning_genaug.data import CIFAR10DataModule, DigitsDataModule, ImageDataModule
+    from lightning_genaug.models.scalegan import ScaleGAN
+    from lightning_genaug.models.sparse_transformer import SparseTransformerDistAug
+    from lightning_genaug.models.stylegan2 import StyleGAN2ADA
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'lightning_genaug' has no attribute {name!r}")

@@ -1,0 +1,722 @@
+"""StyleGAN2-ADA augmentation pipeline (Karras et al., NeurIPS 2020, App. B): 18 non-leaking transforms.
+
+Every transform is applied to every sample independently with probability ``p * strength`` (``p``
+is the adaptable buffer of the ADA protocol, ``strength`` the transform's own multiplier), with
+parameters drawn from the paper's distributions. Order of execution, as in the paper:
+
+1. **geometry** (one 3x3 matrix per sample, resampled once): x-flip, 90-degree rotation, integer
+   translation (*pixel blitting*); isotropic scale, pre-rotation, anisotropic scale, post-rotation,
+   fractional translation (*general geometric*). Samples whose matrix is the identity are left
+   alone; samples whose matrix maps the pixel lattice onto itself (blits only) are copied pixel by
+   pixel (exact); the others are reflect-padded, upsampled 2x with the orthogonal 12-tap ``sym6``
+   wavelet low-pass filter, bilinearly resampled and downsampled 2x with the same filter, so that
+   minification is anti-aliased and the identity is exact.
+2. **colour** (one 4x4 matrix per sample): brightness, contrast, luma flip, hue rotation, saturation.
+3. **image-space filtering**: amplify or attenuate 4 frequency bands ([0, pi/8], [pi/8, pi/4],
+   [pi/4, pi/2], [pi/2, pi]) with a separable zero-phase filter built from the ``sym2`` filter bank.
+4. **additive RGB noise** and 5. **cutout**.
+
+Each stage processes only the sub-batch whose draw is not the identity (index-select, process,
+``index_copy`` back); at ``p == 0`` the input tensor itself is returned. Everything is made of
+differentiable torch ops with double backward (R1 is computed through the pipe).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from lightning_genaug._checks import check_choice, check_images, check_range
+from lightning_genaug.augment.protocol import SignAccumulator
+
+# Probability multipliers, grouped as in the paper's presets.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "blit": ("xflip", "rotate90", "xint"),
+    "geom": ("scale", "rotate", "aniso", "xfrac"),
+    "color": ("brightness", "contrast", "lumaflip", "hue", "saturation"),
+    "filter": ("imgfilter",),
+    "noise": ("noise",),
+    "cutout": ("cutout",),
+}
+TRANSFORMS: tuple[str, ...] = tuple(name for names in GROUPS.values() for name in names)
+
+# Preset name -> enabled groups; "bgc" (blit + geom + colour) is the paper's default.
+PRESETS: dict[str, tuple[str, ...]] = {
+    "blit": ("blit",),
+    "geom": ("geom",),
+    "color": ("color",),
+    "filter": ("filter",),
+    "noise": ("noise",),
+    "cutout": ("cutout",),
+    "bg": ("blit", "geom"),
+    "bgc": ("blit", "geom", "color"),
+    "bgcf": ("blit", "geom", "color", "filter"),
+    "bgcfn": ("blit", "geom", "color", "filter", "noise"),
+    "bgcfnc": ("blit", "geom", "color", "filter", "noise", "cutout"),
+}
+
+# Distribution parameters (App. B); the ``*_std`` of multiplicative transforms are log2 std devs.
+DISTRIBUTION_DEFAULTS: dict[str, float] = {
+    "xint_max": 0.125,  # integer translation ~ U(-xint_max, xint_max) * size, rounded
+    "scale_std": 0.2,  # isotropic scale = 2 ** N(0, scale_std^2)
+    "rotate_max": 1.0,  # rotation angle ~ U(-pi, pi) * rotate_max
+    "aniso_std": 0.2,  # anisotropic scale = 2 ** N(0, aniso_std^2)
+    "xfrac_std": 0.125,  # fractional translation ~ N(0, xfrac_std^2) * size
+    "brightness_std": 0.2,  # brightness offset ~ N(0, brightness_std^2)
+    "contrast_std": 0.5,  # contrast = 2 ** N(0, contrast_std^2)
+    "hue_max": 1.0,  # hue angle ~ U(-pi, pi) * hue_max
+    "saturation_std": 1.0,  # saturation = 2 ** N(0, saturation_std^2)
+    "imgfilter_std": 1.0,  # band gain = 2 ** N(0, imgfilter_std^2)
+    "noise_std": 0.1,  # noise sigma ~ |N(0, noise_std^2)|
+    "cutout_size": 0.5,  # cutout rectangle side, relative to the image size
+}
+NUM_BANDS = 4
+COLOR_CHANNELS = (1, 3)
+
+# Orthogonal scaling filter of the Symlet-6 wavelet (Daubechies, "Ten Lectures on Wavelets", 1992;
+# the same values are tabulated by PyWavelets as ``sym6``): sum = sqrt(2), sum of squares = 1.
+_SYM6 = (
+    0.015404109327027373, 0.0034907120842174702, -0.11799011114819057, -0.048311742585633,
+    0.4910559419267466, 0.787641141030194, 0.3379294217276218, -0.07263752278646252,
+    -0.021060292512300564, 0.04472490177066578, 0.0017677118642428036, -0.007800708325034148,
+)  # fmt: skip
+# Tap of the sym6 filter that lands on an input sample when upsampling (near its centre of mass).
+_SYM6_ALIGN = 5
+# Expected power of the 4 bands for a 1/f spectrum (App. B.2), used to normalise the band gains.
+_BAND_POWER = (10 / 13, 1 / 13, 1 / 13, 1 / 13)
+# Tolerance when classifying composed matrices as identity / pixel-lattice maps.
+_MATRIX_TOL = 1e-6
+
+
+def _daubechies2() -> torch.Tensor:
+    """The 4-tap Daubechies (= ``sym2``) orthogonal scaling filter, in closed form. Shape ``(4,)``."""
+    r3 = math.sqrt(3.0)
+    taps = [1 + r3, 3 + r3, 3 - r3, 1 - r3]
+    return torch.tensor(taps, dtype=torch.float64) / (4 * math.sqrt(2.0))
+
+
+def _conv1d_full(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Full linear convolution of two 1-D float64 tensors. Shape ``(len(a) + len(b) - 1,)``."""
+    return F.conv1d(a.view(1, 1, -1), b.flip(0).view(1, 1, -1), padding=b.numel() - 1).view(-1)
+
+
+def _dilate(taps: torch.Tensor, factor: int) -> torch.Tensor:
+    """Insert ``factor - 1`` zeros between taps: ``H(z) -> H(z^factor)``."""
+    out = torch.zeros((taps.numel() - 1) * factor + 1, dtype=taps.dtype)
+    out[::factor] = taps
+    return out
+
+
+def band_filter_bank() -> torch.Tensor:
+    """Zero-phase 1-D filters that split a signal into the 4 bands of App. B.2 (they sum to a delta).
+
+    With ``h`` the orthogonal ``sym2`` filter, ``L = h * reverse(h) / 2`` (half-band low-pass) and
+    ``Hi = delta - L`` (its complement, the top octave): band 4 = ``Hi(z)``, band 3 =
+    ``L(z) Hi(z^2)``, band 2 = ``L(z) L(z^2) Hi(z^4)``, band 1 = ``L(z) L(z^2) L(z^4)``.
+
+    Returns:
+        ``(4, 43)`` float64 tensor, rows ordered from the lowest band to the highest.
+    """
+    h = _daubechies2()
+    low = _conv1d_full(h, h.flip(0)) / 2
+    high = -low
+    high[low.numel() // 2] += 1.0
+    chains = (
+        (low, _dilate(low, 2), _dilate(low, 4)),
+        (low, _dilate(low, 2), _dilate(high, 4)),
+        (low, _dilate(high, 2)),
+        (high,),
+    )
+    bands = []
+    for chain in chains:
+        taps = chain[0]
+        for factor in chain[1:]:
+            taps = _conv1d_full(taps, factor)
+        bands.append(taps)
+    length = max(taps.numel() for taps in bands)
+    return torch.stack([F.pad(taps, ((length - taps.numel()) // 2,) * 2) for taps in bands])
+
+
+def _matrix3(rows: Sequence[Sequence[torch.Tensor | float]], like: torch.Tensor) -> torch.Tensor:
+    """Stack per-sample entries into ``(B, 3, 3)``; entries are ``(B,)`` tensors or Python floats."""
+    entries = [e if isinstance(e, torch.Tensor) else torch.full_like(like, float(e)) for row in rows for e in row]
+    return torch.stack(entries, dim=-1).view(-1, 3, 3)
+
+
+def _scale2d(sx: torch.Tensor | float, sy: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
+    return _matrix3([[sx, 0, 0], [0, sy, 0], [0, 0, 1]], like)
+
+
+def _translate2d(tx: torch.Tensor | float, ty: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
+    return _matrix3([[1, 0, tx], [0, 1, ty], [0, 0, 1]], like)
+
+
+def _rotate2d(cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    return _matrix3([[cos, -sin, 0], [sin, cos, 0], [0, 0, 1]], cos)
+
+
+def _reflect_index(index: torch.Tensor, size: int) -> torch.Tensor:
+    """Map integer coordinates onto ``[0, size)`` by mirror reflection (edge pixel not repeated)."""
+    if size == 1:
+        return torch.zeros_like(index)
+    period = 2 * (size - 1)
+    index = index.remainder(period)
+    return torch.where(index >= size, period - index, index)
+
+
+def _reflect_pad(x: torch.Tensor, left: int, right: int, top: int, bottom: int) -> torch.Tensor:
+    """Reflect-pad the last two dims of ``(N, C, H, W)``; pads larger than the image reflect again."""
+    height, width = x.shape[-2:]
+    if max(left, right) < width and max(top, bottom) < height:
+        return F.pad(x, (left, right, top, bottom), mode="reflect")
+    cols = _reflect_index(torch.arange(-left, width + right, device=x.device), width)
+    rows = _reflect_index(torch.arange(-top, height + bottom, device=x.device), height)
+    return x.index_select(3, cols).index_select(2, rows)
+
+
+def _separable_conv(x: torch.Tensor, taps: torch.Tensor, stride: int = 1, transpose: bool = False) -> torch.Tensor:
+    """Filter ``(N, C, H, W)`` with the same 1-D ``taps`` along W then H (every channel alike).
+
+    ``transpose=True`` runs the transposed convolution (zero-insertion upsampling by ``stride``).
+    """
+    batch, channels, height, width = x.shape
+    y = x.reshape(batch * channels, 1, height, width)
+    conv = F.conv_transpose2d if transpose else F.conv2d
+    y = conv(y, taps.view(1, 1, 1, -1), stride=(1, stride))
+    y = conv(y, taps.view(1, 1, -1, 1), stride=(stride, 1))
+    return y.view(batch, channels, y.shape[-2], y.shape[-1])
+
+
+class _Draws:
+    """Per-sample random draws from one generator on one device, returned on ``device``."""
+
+    def __init__(self, batch_size: int, device: torch.device, generator: torch.Generator | None) -> None:
+        self.batch_size = batch_size
+        self.device = device
+        self.generator = generator
+        self.draw_device = generator.device if generator is not None else device
+
+    def uniform(self, *shape: int) -> torch.Tensor:
+        """``U(0, 1)`` of shape ``(B, *shape)``."""
+        size = (self.batch_size, *shape)
+        return torch.rand(size, generator=self.generator, device=self.draw_device).to(self.device)
+
+    def normal(self, *shape: int, count: int | None = None) -> torch.Tensor:
+        """``N(0, 1)`` of shape ``(count or B, *shape)``."""
+        size = (self.batch_size if count is None else count, *shape)
+        return torch.randn(size, generator=self.generator, device=self.draw_device).to(self.device)
+
+    def gate(self, probability: float) -> torch.Tensor:
+        """Boolean ``(B,)``: which samples apply a transform of this probability."""
+        return self.uniform() < probability
+
+
+class AugmentPipe(SignAccumulator):
+    """The StyleGAN2-ADA augmentation pipeline with its 18 transforms and adaptable strength ``p``.
+
+    Each transform runs on each sample with probability ``p * strength[name]`` (rotations: so that
+    pre- or post-rotation happens with that probability), parameters drawn as in the paper's
+    App. B. With ``p < 1`` every transform is skipped with non-zero probability, which keeps the
+    augmentation from leaking into the generator (Sec. 2.2).
+
+    Images with 1 channel are treated as grey RGB: brightness, contrast and luma flip (a negation
+    for grey) apply; hue rotation and saturation leave grey unchanged and are not drawn. Colour
+    transforms need 1 or 3 channels; the other transforms work for any channel count.
+
+    Args:
+        preset: which groups start enabled (multiplier 1): ``"bgc"`` (default: blit, geom, colour),
+            ``"bgcfnc"`` (all 18), ``"blit"``, ``"geom"``, ``"color"``, ``"filter"``, ``"noise"``,
+            ``"cutout"``, ``"bg"``, ``"bgcf"``, ``"bgcfn"``; ``None`` enables none.
+        p: initial strength in [0, 1] (the controller adapts it; a buffer saved in ``state_dict``).
+        **strengths: per-transform probability multipliers overriding the preset (``xflip``,
+            ``rotate90``, ``xint``, ``scale``, ``rotate``, ``aniso``, ``xfrac``, ``brightness``,
+            ``contrast``, ``lumaflip``, ``hue``, ``saturation``, ``imgfilter``, ``noise``,
+            ``cutout``), distribution parameters (``xint_max``, ``scale_std``, ``rotate_max``,
+            ``aniso_std``, ``xfrac_std``, ``brightness_std``, ``contrast_std``, ``hue_max``,
+            ``saturation_std``, ``imgfilter_std``, ``noise_std``, ``cutout_size``) and
+            ``imgfilter_bands`` (4 multipliers, one per frequency band, low to high).
+
+    Shape:
+        - Input: ``(B, C, H, W)`` float (float16/bfloat16 are computed in float32).
+        - Output: ``(B, C, H, W)``, same dtype and device.
+
+    Example:
+        >>> pipe = AugmentPipe("bgc", p=0.5)
+        >>> images = torch.rand(4, 3, 16, 16) * 2 - 1
+        >>> pipe(images, generator=torch.Generator().manual_seed(0)).shape
+        torch.Size([4, 3, 16, 16])
+        >>> pipe.set_p(0.0)
+        >>> pipe(images) is images
+        True
+    """
+
+    def __init__(self, preset: str | None = "bgc", p: float = 0.0, **strengths: Any) -> None:
+        super().__init__(p)
+        enabled: tuple[str, ...] = ()
+        if preset is not None:
+            enabled = PRESETS[check_choice("preset", preset, PRESETS)]
+        self.strengths: dict[str, float] = {
+            name: 1.0 if any(name in GROUPS[group] for group in enabled) else 0.0 for name in TRANSFORMS
+        }
+        self.distribution: dict[str, float] = dict(DISTRIBUTION_DEFAULTS)
+        self.imgfilter_bands: tuple[float, ...] = (1.0,) * NUM_BANDS
+        valid = (*TRANSFORMS, *DISTRIBUTION_DEFAULTS, "imgfilter_bands")
+        for name, value in strengths.items():
+            check_choice("transform or parameter name", name, valid)
+            if name == "imgfilter_bands":
+                self.imgfilter_bands = self._check_bands(value)
+            elif name == "cutout_size":
+                self.distribution[name] = float(check_range(name, value, 0.0, 1.0))
+            elif name in DISTRIBUTION_DEFAULTS:
+                self.distribution[name] = float(check_range(name, value, 0.0))
+            else:
+                self.strengths[name] = float(check_range(name, value, 0.0))
+        self.register_buffer("lowpass", torch.tensor(_SYM6, dtype=torch.float64) / math.sqrt(2.0), persistent=False)
+        self.register_buffer("band_filters", band_filter_bank(), persistent=False)
+        center = (torch.arange(len(_SYM6), dtype=torch.float64) * torch.tensor(_SYM6, dtype=torch.float64)).sum()
+        # Sub-pixel phase of the up/down-sampled grid (same on input and output, so identity stays exact).
+        self._phase = float(_SYM6_ALIGN - center / math.sqrt(2.0)) / 2
+
+    @staticmethod
+    def _check_bands(value: Any) -> tuple[float, ...]:
+        if not isinstance(value, Sequence) or len(value) != NUM_BANDS:
+            raise ValueError(
+                f"`imgfilter_bands` must be a sequence of {NUM_BANDS} multipliers (low to high band), "
+                f"got {value!r}."
+            )
+        return tuple(float(check_range("imgfilter_bands[i]", v, 0.0)) for v in value)
+
+    def extra_repr(self) -> str:
+        enabled = ", ".join(f"{name}={s:g}" for name, s in self.strengths.items() if s > 0)
+        return f"p={float(self.p):.4f}, {enabled or 'no transform enabled'}"
+
+    @property
+    def _needs_color_channels(self) -> bool:
+        return any(self.strengths[name] > 0 for name in GROUPS["color"])
+
+    # ------------------------------------------------------------------ drawing parameters
+
+    def sample_params(
+        self,
+        shape: Sequence[int],
+        device: torch.device | str | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Draw every per-sample parameter at the current strength ``p``.
+
+        Samples whose gate is closed get the transform's identity value; transforms that are
+        disabled (multiplier 0, or hue/saturation for 1 channel) have no key at all.
+
+        Args:
+            shape: the images' shape ``(B, C, H, W)``.
+            device: where the returned tensors live (default: the pipe's buffers' device).
+            generator: optional ``torch.Generator`` (any device) for reproducible draws.
+
+        Returns:
+            A dict of float32 tensors: ``xflip``, ``rotate90`` ``(B,)`` (integer-valued), ``xint``
+            ``(B, 2)`` pixels, ``scale``, ``rotate_pre``, ``aniso``, ``rotate_post`` ``(B,)``,
+            ``xfrac`` ``(B, 2)`` pixels, ``brightness``, ``contrast``, ``lumaflip``, ``hue``,
+            ``saturation`` ``(B,)``, ``imgfilter`` ``(B, 4)`` band gains, ``noise`` ``(B,)`` sigma
+            with ``noise_field`` ``(n, C, H, W)`` for the ``n`` samples with sigma > 0, ``cutout``
+            ``(B,)`` rectangle size (0 = off) with ``cutout_center`` ``(B, 2)`` in [0, 1].
+        """
+        batch_size, channels, height, width = (int(s) for s in shape)
+        device = torch.device(device) if device is not None else self.p.device
+        draws = _Draws(batch_size, device, generator)
+        p = float(self.p)
+        params: dict[str, torch.Tensor] = {}
+        self._sample_geometry(params, draws, p, height, width)
+        self._sample_color(params, draws, p, channels)
+        self._sample_corruptions(params, draws, p, (channels, height, width))
+        return params
+
+    def _prob(self, name: str, p: float) -> float:
+        return self.strengths[name] * p
+
+    def _sample_geometry(self, params: dict, draws: _Draws, p: float, height: int, width: int) -> None:
+        dist = self.distribution
+        size = torch.tensor([width, height], dtype=torch.float32, device=draws.device)
+        if self.strengths["xflip"] > 0:
+            flip = torch.floor(draws.uniform() * 2)
+            params["xflip"] = torch.where(draws.gate(self._prob("xflip", p)), flip, 0.0)
+        if self.strengths["rotate90"] > 0:
+            quarter_turns = torch.floor(draws.uniform() * 4)
+            params["rotate90"] = torch.where(draws.gate(self._prob("rotate90", p)), quarter_turns, 0.0)
+        if self.strengths["xint"] > 0:
+            shift = torch.round((draws.uniform(2) * 2 - 1) * dist["xint_max"] * size)
+            params["xint"] = torch.where(draws.gate(self._prob("xint", p))[:, None], shift, 0.0)
+        if self.strengths["scale"] > 0:
+            scale = torch.exp2(draws.normal() * dist["scale_std"])
+            params["scale"] = torch.where(draws.gate(self._prob("scale", p)), scale, 1.0)
+        # Pre- and post-rotation each with p_rot so that P(pre or post) = p * strength.
+        p_rot = 1 - math.sqrt(1 - min(max(self._prob("rotate", p), 0.0), 1.0))
+        for key in ("rotate_pre", "aniso", "rotate_post"):
+            if key == "aniso" and self.strengths["aniso"] > 0:
+                aniso = torch.exp2(draws.normal() * dist["aniso_std"])
+                params["aniso"] = torch.where(draws.gate(self._prob("aniso", p)), aniso, 1.0)
+            elif key != "aniso" and self.strengths["rotate"] > 0:
+                theta = (draws.uniform() * 2 - 1) * math.pi * dist["rotate_max"]
+                params[key] = torch.where(draws.gate(p_rot), theta, 0.0)
+        if self.strengths["xfrac"] > 0:
+            shift = draws.normal(2) * dist["xfrac_std"] * size
+            params["xfrac"] = torch.where(draws.gate(self._prob("xfrac", p))[:, None], shift, 0.0)
+
+    def _sample_color(self, params: dict, draws: _Draws, p: float, channels: int) -> None:
+        dist = self.distribution
+        if self.strengths["brightness"] > 0:
+            offset = draws.normal() * dist["brightness_std"]
+            params["brightness"] = torch.where(draws.gate(self._prob("brightness", p)), offset, 0.0)
+        if self.strengths["contrast"] > 0:
+            contrast = torch.exp2(draws.normal() * dist["contrast_std"])
+            params["contrast"] = torch.where(draws.gate(self._prob("contrast", p)), contrast, 1.0)
+        if self.strengths["lumaflip"] > 0:
+            flip = torch.floor(draws.uniform() * 2)
+            params["lumaflip"] = torch.where(draws.gate(self._prob("lumaflip", p)), flip, 0.0)
+        if channels == 1:  # hue and saturation leave grey unchanged: nothing to draw
+            return
+        if self.strengths["hue"] > 0:
+            theta = (draws.uniform() * 2 - 1) * math.pi * dist["hue_max"]
+            params["hue"] = torch.where(draws.gate(self._prob("hue", p)), theta, 0.0)
+        if self.strengths["saturation"] > 0:
+            saturation = torch.exp2(draws.normal() * dist["saturation_std"])
+            params["saturation"] = torch.where(draws.gate(self._prob("saturation", p)), saturation, 1.0)
+
+    def _sample_corruptions(self, params: dict, draws: _Draws, p: float, image_shape: tuple[int, int, int]) -> None:
+        dist = self.distribution
+        if self.strengths["imgfilter"] > 0:
+            band_power = torch.tensor(_BAND_POWER, device=draws.device)
+            gains = torch.ones(draws.batch_size, NUM_BANDS, device=draws.device)
+            for band, band_strength in enumerate(self.imgfilter_bands):
+                amplify = torch.exp2(draws.normal() * dist["imgfilter_std"])
+                amplify = torch.where(draws.gate(self._prob("imgfilter", p) * band_strength), amplify, 1.0)
+                step = torch.ones_like(gains)
+                step[:, band] = amplify
+                gains = gains * step / (band_power * step.square()).sum(dim=1, keepdim=True).sqrt()
+            params["imgfilter"] = gains
+        if self.strengths["noise"] > 0:
+            sigma = draws.normal().abs() * dist["noise_std"]
+            sigma = torch.where(draws.gate(self._prob("noise", p)), sigma, 0.0)
+            params["noise"] = sigma
+            params["noise_field"] = draws.normal(*image_shape, count=int((sigma > 0).sum()))
+        if self.strengths["cutout"] > 0:
+            params["cutout_center"] = draws.uniform(2)
+            params["cutout"] = torch.where(draws.gate(self._prob("cutout", p)), dist["cutout_size"], 0.0)
+
+    # ------------------------------------------------------------------ applying parameters
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        generator: torch.Generator | None = None,
+        params: Mapping[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Augment ``images`` at strength ``p`` (or replay ``params`` from :meth:`sample_params`).
+
+        Args:
+            images: ``(B, C, H, W)`` float, typically in [-1, 1].
+            generator: optional ``torch.Generator`` for the draws.
+            params: a previous draw to replay; ``p`` and ``generator`` are then ignored.
+
+        Returns:
+            ``(B, C, H, W)`` augmented images; ``images`` itself when ``p == 0`` and no ``params``.
+        """
+        check_images(images, channels=COLOR_CHANNELS if self._needs_color_channels else None)
+        if params is None:
+            if float(self.p) == 0.0 or not any(s > 0 for s in self.strengths.values()):
+                return images
+            params = self.sample_params(images.shape, device=images.device, generator=generator)
+        return self.apply_params(images, params)
+
+    def apply_params(self, images: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Apply a draw of :meth:`sample_params` (deterministic, differentiable w.r.t. ``images``).
+
+        Args:
+            images: ``(B, C, H, W)`` float.
+            params: the dict returned by :meth:`sample_params` for this shape.
+
+        Returns:
+            ``(B, C, H, W)``, same dtype; float16/bfloat16 are processed in float32.
+        """
+        check_images(images)
+        compute_dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
+        x = images.to(compute_dtype)
+        x = self._apply_geometry(x, params)
+        x = self._apply_color(x, params)
+        x = self._apply_filter(x, params)
+        x = self._apply_noise(x, params)
+        x = self._apply_cutout(x, params)
+        if x is images:
+            return images
+        x = x.to(images.dtype)
+        if images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous():
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    @staticmethod
+    def _process_subset(x: torch.Tensor, selected: torch.Tensor, fn: Any) -> torch.Tensor:
+        """Run ``fn(x[index], index)`` on the selected rows only and write the result back."""
+        index = selected.nonzero().view(-1)
+        if index.numel() == 0:
+            return x
+        if index.numel() == x.shape[0]:
+            return fn(x, index)
+        return x.index_copy(0, index, fn(x.index_select(0, index), index))
+
+    # geometry -------------------------------------------------------------
+
+    @staticmethod
+    def geometry_matrix_inverse(params: Mapping[str, torch.Tensor], batch_size: int) -> torch.Tensor | None:
+        """Compose the inverse geometric transform (output pixel -> input pixel), float64.
+
+        Coordinates are in pixels with the origin at the image centre, x right, y down. The forward
+        transform is ``G = T_frac R_post A R_pre S T_int R90 F`` (App. B.1); this returns ``G^-1``.
+
+        Returns:
+            ``(B, 3, 3)`` or ``None`` when no geometric transform is in ``params``.
+        """
+        if not any(key in params for key in ("xflip", "rotate90", "xint", "scale", "rotate_pre", "aniso", "xfrac")):
+            return None
+        first = next(iter(params.values()))
+        like = torch.zeros(batch_size, dtype=torch.float64, device=first.device)
+        factors = []
+        if "xflip" in params:
+            factors.append(_scale2d(1 - 2 * params["xflip"].double(), 1.0, like))
+        if "rotate90" in params:
+            turns = params["rotate90"].long() % 4
+            cos = torch.tensor([1.0, 0.0, -1.0, 0.0], dtype=torch.float64, device=like.device)[turns]
+            sin = torch.tensor([0.0, 1.0, 0.0, -1.0], dtype=torch.float64, device=like.device)[turns]
+            factors.append(_rotate2d(cos, sin))  # inverse of a rotation by -90 deg * turns
+        if "xint" in params:
+            shift = params["xint"].double()
+            factors.append(_translate2d(-shift[:, 0], -shift[:, 1], like))
+        if "scale" in params:
+            inv = 1 / params["scale"].double()
+            factors.append(_scale2d(inv, inv, like))
+        if "rotate_pre" in params:
+            theta = params["rotate_pre"].double()
+            factors.append(_rotate2d(torch.cos(theta), torch.sin(theta)))
+        if "aniso" in params:
+            aniso = params["aniso"].double()
+            factors.append(_scale2d(1 / aniso, aniso, like))
+        if "rotate_post" in params:
+            theta = params["rotate_post"].double()
+            factors.append(_rotate2d(torch.cos(theta), torch.sin(theta)))
+        if "xfrac" in params:
+            shift = params["xfrac"].double()
+            factors.append(_translate2d(-shift[:, 0], -shift[:, 1], like))
+        matrix = factors[0]
+        for factor in factors[1:]:
+            matrix = matrix @ factor
+        return matrix
+
+    def _apply_geometry(self, x: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        batch_size, _, height, width = x.shape
+        g_inv = self.geometry_matrix_inverse(params, batch_size)
+        if g_inv is None:
+            return x
+        eye = torch.eye(3, dtype=g_inv.dtype, device=g_inv.device)
+        moved = (g_inv - eye).abs().amax(dim=(1, 2)) > _MATRIX_TOL
+        # The same map in pixel-index coordinates (origin at the top-left pixel centre).
+        center = _translate2d((width - 1) / 2, (height - 1) / 2, g_inv[:, 0, 0])
+        uncenter = _translate2d(-(width - 1) / 2, -(height - 1) / 2, g_inv[:, 0, 0])
+        index_map = center @ g_inv @ uncenter
+        on_lattice = (index_map - index_map.round()).abs().amax(dim=(1, 2)) < _MATRIX_TOL
+        linear = index_map[:, :2, :2].round().abs()
+        on_lattice &= (linear.sum(dim=2) == 1).all(dim=1) & (linear.sum(dim=1) == 1).all(dim=1)
+        blit = moved & on_lattice
+        x = self._process_subset(x, blit, lambda sub, idx: self._blit(sub, index_map[idx].round().long()))
+        return self._process_subset(x, moved & ~blit, lambda sub, idx: self._resample(sub, g_inv[idx]))
+
+    @staticmethod
+    def _blit(x: torch.Tensor, index_map: torch.Tensor) -> torch.Tensor:
+        """Copy pixels along an integer lattice map, reflecting at the borders (exact, no blending).
+
+        Args:
+            x: ``(n, C, H, W)``.
+            index_map: ``(n, 3, 3)`` int64, output pixel index -> input pixel index.
+        """
+        n, channels, height, width = x.shape
+        cols = torch.arange(width, device=x.device).view(1, 1, width)
+        rows = torch.arange(height, device=x.device).view(1, height, 1)
+        src_x = index_map[:, 0, 0, None, None] * cols + index_map[:, 0, 1, None, None] * rows
+        src_y = index_map[:, 1, 0, None, None] * cols + index_map[:, 1, 1, None, None] * rows
+        src_x = _reflect_index(src_x + index_map[:, 0, 2, None, None], width)
+        src_y = _reflect_index(src_y + index_map[:, 1, 2, None, None], height)
+        flat = (src_y * width + src_x).view(n, 1, height * width).expand(n, channels, height * width)
+        return x.reshape(n, channels, height * width).gather(2, flat).view(n, channels, height, width)
+
+    def _resample(self, x: torch.Tensor, g_inv: torch.Tensor) -> torch.Tensor:
+        """Apply general per-sample transforms with one anti-aliased bilinear resampling.
+
+        Reflect-pad so no output pixel sees outside the image, upsample 2x (sym6), ``grid_sample``
+        on a canvas slightly larger than the 2x output, downsample 2x (sym6) back to ``(H, W)``.
+
+        Args:
+            x: ``(n, C, H, W)`` float32/float64.
+            g_inv: ``(n, 3, 3)`` float64, centred output pixel -> centred input pixel.
+        """
+        n, channels, height, width = x.shape
+        taps = len(_SYM6)
+        align, phase = _SYM6_ALIGN, self._phase
+        cx, cy = (width - 1) / 2, (height - 1) / 2
+        canvas_w, canvas_h = 2 * width + taps - 2, 2 * height + taps - 2
+        # Canvas pixel q sits at output pixel-index coordinate (q - align) / 2 + phase.
+        to_output = _translate2d(phase - align / 2 - cx, phase - align / 2 - cy, g_inv[:, 0, 0]) @ _scale2d(
+            0.5, 0.5, g_inv[:, 0, 0]
+        )
+        # Padding: where the canvas corners land in the input, plus the filter's reach (taps / 4 pixels).
+        corners = torch.tensor(
+            [[0, 0, 1], [canvas_w - 1, 0, 1], [0, canvas_h - 1, 1], [canvas_w - 1, canvas_h - 1, 1]],
+            dtype=torch.float64,
+            device=x.device,
+        ).T
+        landed = (g_inv @ to_output @ corners)[:, :2, :]  # (n, xy, corner), centred input pixels
+        reach = taps / 4 + 1
+        low = (-landed.amin(dim=(0, 2)) - torch.tensor([cx, cy], dtype=torch.float64, device=x.device) + reach)
+        high = landed.amax(dim=(0, 2)) - torch.tensor([cx, cy], dtype=torch.float64, device=x.device) + reach
+        limit = torch.tensor([width - 1, height - 1], dtype=torch.float64, device=x.device)
+        pad_x0, pad_y0 = low.ceil().clamp(min=0).minimum(limit).long().tolist()
+        pad_x1, pad_y1 = high.ceil().clamp(min=0).minimum(limit).long().tolist()
+        padded = _reflect_pad(x, pad_x0, pad_x1, pad_y0, pad_y1)
+        lowpass = self.lowpass.to(x.dtype)
+        upsampled = _separable_conv(padded, lowpass * 2, stride=2, transpose=True)
+        # Input pixel-index coordinate c lies at upsampled index 2 * (c + pad - phase) + align.
+        to_upsampled = _translate2d(
+            2 * (cx + pad_x0 - phase) + align, 2 * (cy + pad_y0 - phase) + align, g_inv[:, 0, 0]
+        ) @ _scale2d(2.0, 2.0, g_inv[:, 0, 0])
+        up_h, up_w = upsampled.shape[-2:]
+        # grid_sample's normalised coordinates (align_corners=False): u = (2 i + 1) / size - 1.
+        normalise = _translate2d(1 / up_w - 1, 1 / up_h - 1, g_inv[:, 0, 0]) @ _scale2d(
+            2 / up_w, 2 / up_h, g_inv[:, 0, 0]
+        )
+        denormalise = _scale2d(canvas_w / 2, canvas_h / 2, g_inv[:, 0, 0]) @ _translate2d(
+            1 - 1 / canvas_w, 1 - 1 / canvas_h, g_inv[:, 0, 0]
+        )
+        theta = (normalise @ to_upsampled @ g_inv @ to_output @ denormalise)[:, :2, :].to(x.dtype)
+        grid = F.affine_grid(theta, [n, channels, canvas_h, canvas_w], align_corners=False)
+        canvas = F.grid_sample(upsampled, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        return _separable_conv(canvas, lowpass, stride=2)
+
+    # colour ---------------------------------------------------------------
+
+    @staticmethod
+    def color_matrix(params: Mapping[str, torch.Tensor], batch_size: int) -> torch.Tensor | None:
+        """Compose the colour transform ``C = Sat Hue Flip Contrast Bright`` (App. B.1), float64.
+
+        ``C @ [r, g, b, 1]`` is the output colour; the luma axis is ``v = (1, 1, 1) / sqrt(3)``.
+
+        Returns:
+            ``(B, 4, 4)`` or ``None`` when no colour transform is in ``params``.
+        """
+        keys = ("brightness", "contrast", "lumaflip", "hue", "saturation")
+        if not any(key in params for key in keys):
+            return None
+        device = next(iter(params.values())).device
+        eye = torch.eye(4, dtype=torch.float64, device=device)
+        luma = torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=torch.float64, device=device) / math.sqrt(3)
+        luma_outer = torch.outer(luma, luma)
+        matrix = eye.expand(batch_size, 4, 4)
+        if "brightness" in params:
+            bright = eye.repeat(batch_size, 1, 1)
+            bright[:, :3, 3] = params["brightness"].double()[:, None]
+            matrix = bright @ matrix
+        if "contrast" in params:
+            contrast = params["contrast"].double()[:, None, None]
+            scale = torch.diag(torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=torch.float64, device=device))
+            matrix = (scale * contrast + (eye - scale)) @ matrix
+        if "lumaflip" in params:
+            matrix = (eye - 2 * luma_outer * params["lumaflip"].double()[:, None, None]) @ matrix
+        if "hue" in params:
+            theta = params["hue"].double()[:, None, None]
+            cross = torch.zeros(4, 4, dtype=torch.float64, device=device)
+            cross[0, 1], cross[0, 2], cross[1, 2] = -luma[2], luma[1], -luma[0]
+            cross = cross - cross.T
+            # Rodrigues: R = cos I + sin [v]x + (1 - cos) v v^T on the colour block, w kept.
+            rgb = eye - torch.diag(luma.new_tensor([0.0, 0.0, 0.0, 1.0]))
+            rotation = torch.cos(theta) * rgb + torch.sin(theta) * cross + (1 - torch.cos(theta)) * luma_outer
+            matrix = (rotation + (eye - rgb)) @ matrix
+        if "saturation" in params:
+            saturation = params["saturation"].double()[:, None, None]
+            matrix = (luma_outer + (eye - luma_outer) * saturation) @ matrix
+        return matrix
+
+    def _apply_color(self, x: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        batch_size, channels = x.shape[:2]
+        matrix = self.color_matrix(params, batch_size)
+        if matrix is None:
+            return x
+        if channels not in COLOR_CHANNELS:
+            check_images(x, channels=COLOR_CHANNELS)
+        eye = torch.eye(4, dtype=matrix.dtype, device=matrix.device)
+        changed = (matrix - eye).abs().amax(dim=(1, 2)) > _MATRIX_TOL
+        return self._process_subset(x, changed, lambda sub, idx: self._color(sub, matrix[idx].to(x.dtype)))
+
+    @staticmethod
+    def _color(x: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+        """``(n, C, H, W)`` times ``(n, 4, 4)``; 1 channel: the mean output of grey ``(x, x, x)``."""
+        n, channels, height, width = x.shape
+        flat = x.reshape(n, channels, height * width)
+        if channels == 3:
+            out = torch.baddbmm(matrix[:, :3, 3:], matrix[:, :3, :3], flat)
+        else:
+            gain = matrix[:, :3, :3].sum(dim=2).mean(dim=1)[:, None, None]
+            offset = matrix[:, :3, 3].mean(dim=1)[:, None, None]
+            out = flat * gain + offset
+        return out.view(n, channels, height, width)
+
+    # filtering and corruptions ---------------------------------------------
+
+    def _apply_filter(self, x: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        if "imgfilter" not in params:
+            return x
+        gains = params["imgfilter"]
+        changed = (gains - 1).abs().amax(dim=1) > _MATRIX_TOL
+        return self._process_subset(x, changed, lambda sub, idx: self._filter(sub, gains[idx]))
+
+    def _filter(self, x: torch.Tensor, gains: torch.Tensor) -> torch.Tensor:
+        """Separable per-sample filter ``sum_i gains_i * band_i`` with reflect padding.
+
+        Args:
+            x: ``(n, C, H, W)``.
+            gains: ``(n, 4)`` band gains.
+        """
+        n, channels, height, width = x.shape
+        taps = gains.to(x.dtype) @ self.band_filters.to(x.dtype)  # (n, L)
+        taps = taps.repeat_interleave(channels, dim=0)  # (n * C, L)
+        half = taps.shape[1] // 2
+        padded = _reflect_pad(x, half, half, half, half).reshape(1, n * channels, height + 2 * half, width + 2 * half)
+        y = F.conv2d(padded, taps[:, None, None, :], groups=n * channels)
+        y = F.conv2d(y, taps[:, None, :, None], groups=n * channels)
+        return y.view(n, channels, height, width)
+
+    def _apply_noise(self, x: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        if "noise" not in params:
+            return x
+        sigma = params["noise"]
+        field = params["noise_field"]
+
+        def add_noise(sub: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            return sub + sigma[idx].to(sub.dtype).view(-1, 1, 1, 1) * field.to(sub.dtype)
+
+        return self._process_subset(x, sigma > 0, add_noise)
+
+    def _apply_cutout(self, x: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        if "cutout" not in params:
+            return x
+        size, center = params["cutout"], params["cutout_center"]
+
+        def cut(sub: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+            height, width = sub.shape[-2:]
+            cols = (torch.arange(width, device=sub.device, dtype=sub.dtype) + 0.5) / width
+            rows = (torch.arange(height, device=sub.device, dtype=sub.dtype) + 0.5) / height
+            half = size[idx].to(sub.dtype)[:, None] / 2
+            outside_x = (cols[None, :] - center[idx, 0:1].to(sub.dtype)).abs() >= half  # (n, W)
+            outside_y = (rows[None, :] - center[idx, 1:2].to(sub.dtype)).abs() >= half  # (n, H)
+            keep = outside_x[:, None, None, :] | outside_y[:, None, :, None]
+            return sub * keep.to(sub.dtype)
+
+        return self._process_subset(x, size > 0, cut)

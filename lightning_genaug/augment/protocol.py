@@ -1,0 +1,67 @@
+"""The ADA protocol shared by every augmentation whose strength ``p`` a controller adapts.
+
+A controller (``AdaptiveAugmentation``) reads D's overfitting statistics from the pipe with
+:meth:`SignAccumulator.pop_stats` and writes the new strength to ``pipe.p``.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from lightning_genaug._checks import check_range
+
+
+@runtime_checkable
+class AugmentationStrength(Protocol):
+    """Anything with an adaptable strength ``p`` and D-sign statistics."""
+
+    p: torch.Tensor
+
+    def observe(self, real_logits: torch.Tensor) -> None: ...
+
+    def pop_stats(self) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+class SignAccumulator(nn.Module):
+    """Holds the strength ``p`` and accumulates ``sign(D(real))`` for the r_t heuristic.
+
+    ``p``, ``sign_sum`` and ``count`` are registered buffers: they move with ``.to()`` and are saved
+    in ``state_dict`` so a resumed run keeps its strength.
+
+    Args:
+        p: initial strength in [0, 1].
+    """
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        check_range("p", p, 0.0, 1.0)
+        self.register_buffer("p", torch.tensor(float(p), dtype=torch.float32))
+        self.register_buffer("sign_sum", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("count", torch.zeros((), dtype=torch.float64))
+
+    @torch.no_grad()
+    def observe(self, real_logits: torch.Tensor) -> None:
+        """Accumulate the signs of D's logits for (augmented) real images.
+
+        Args:
+            real_logits: any shape, typically ``(B,)`` or ``(B, 1)``.
+        """
+        logits = real_logits.detach()
+        self.sign_sum += torch.sign(logits).sum().to(torch.float64)
+        self.count += logits.numel()
+
+    @torch.no_grad()
+    def pop_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(sign_sum, count)`` accumulated since the last call and reset both to zero."""
+        stats = self.sign_sum.clone(), self.count.clone()
+        self.sign_sum.zero_()
+        self.count.zero_()
+        return stats
+
+    @torch.no_grad()
+    def set_p(self, p: float) -> None:
+        """Set the strength in place (keeps the buffer's identity, device and dtype)."""
+        self.p.fill_(float(p))

@@ -1,0 +1,417 @@
+"""GenerativeMetrics: FID / KID / IS / precision-recall of a generator at intervals, logged for monitoring."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.trainer.states import TrainerFn
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm.auto import tqdm
+
+from lightning_genaug._checks import check_choice, check_images, check_positive_int, check_range
+from lightning_genaug.data.batch import split_batch
+from lightning_genaug.metrics.cache import (
+    RealStatistics,
+    RealStatisticsCache,
+    dataset_fingerprint,
+    default_cache_dir,
+)
+from lightning_genaug.metrics.extractors import (
+    INCEPTION_NAME,
+    build_feature_extractor,
+    extract_features,
+    extractor_fingerprint,
+    resolve_inception_weights,
+)
+from lightning_genaug.metrics.functional import (
+    frechet_distance,
+    gaussian_statistics,
+    inception_score,
+    kernel_inception_distance,
+    precision_recall,
+)
+
+log = logging.getLogger(__name__)
+
+METRIC_CHOICES = ("fid", "kid", "is", "pr")
+
+
+def _normalise_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
+    names = [metrics] if isinstance(metrics, str) else list(metrics)
+    if not names:
+        raise ValueError(f"`metrics` must name at least one of {', '.join(METRIC_CHOICES)}, got {metrics!r}.")
+    return tuple(dict.fromkeys(check_choice("metrics", name, METRIC_CHOICES) for name in names))
+
+
+def _num_classes(pl_module: nn.Module) -> int:
+    """Classes a conditional generator samples from (0 for an unconditional one)."""
+    return int(getattr(pl_module, "num_classes", 0) or getattr(pl_module, "c_dim", 0) or 0)
+
+
+def _gather_rows(trainer: pl.Trainer, rows: torch.Tensor, total: int) -> torch.Tensor:
+    """All ranks' ``(n, D)`` rows, rank-interleaved (row i came from rank ``i % world``), first ``total``."""
+    if trainer.world_size == 1:
+        return rows[:total]
+    gathered = trainer.strategy.all_gather(rows)  # (world, n, D)
+    return gathered.transpose(0, 1).reshape(-1, rows.shape[1])[:total]
+
+
+class GenerativeMetrics(Callback):
+    """Evaluates a generator with FID, KID, IS and precision/recall and logs the results.
+
+    The module is used only through the generator protocol
+    ``pl_module.sample(n, labels=None, generator=None) -> (n, C, H, W)`` in [-1, 1] (EMA weights
+    are the module's business). Conditional modules (``num_classes`` or ``c_dim`` > 0) get
+    uniformly drawn labels. Real images come from ``real_data`` or, by default, the datamodule's
+    training set; their features and statistics are computed once and cached on disk.
+
+    Logged keys: ``metrics/fid``, ``metrics/kid`` (+ ``metrics/kid_std``), ``metrics/is``
+    (+ ``metrics/is_std``), ``metrics/precision``, ``metrics/recall`` and ``kimg``. During
+    ``fit`` they go to ``trainer.callback_metrics`` (so ``ModelCheckpoint(monitor="metrics/fid",
+    mode="min")`` and ``EarlyStopping`` see them) and to every logger at the current global step;
+    in ``trainer.validate`` / ``trainer.test`` they are logged with ``pl_module.log`` and returned
+    in the results.
+
+    Under DDP each rank generates ``ceil(num_gen / world_size)`` images (seed ``seed + rank``) and
+    extracts features for its share of the real images; features are gathered with
+    ``trainer.strategy.all_gather``, so every rank computes the same values.
+
+    Args:
+        metrics: any of ``"fid"``, ``"kid"``, ``"is"``, ``"pr"`` (precision and recall).
+        num_gen: generated images per evaluation (50k is the standard for FID; use fewer for
+            quick checks and KID on small datasets).
+        num_real: real images used (``None``: the whole dataset).
+        every_n_kimg: evaluate each time this many thousand real images were shown (counted over
+            all ranks).
+        every_n_epochs: evaluate at the end of every n-th training epoch.
+        at_fit_end: also evaluate when fitting ends (unless the last evaluation was at that point).
+        feature_extractor: ``"inception-v3-compat"`` (torch-fidelity's FID Inception, from a local
+            weights file) or any ``nn.Module`` mapping images ``(N, C, H, W)`` in [-1, 1] to
+            ``(N, D)`` features. A custom module receives the images unchanged; for ``"is"`` its
+            output is read as class logits.
+        feature_extractor_weights_path: the Inception weights file; default
+            ``$LIGHTNING_GENAUG_INCEPTION_WEIGHTS`` or torch-fidelity's hub cache. Never downloaded.
+        real_data: a ``DataLoader``, a map-style ``Dataset`` or an image tensor ``(N, C, H, W)`` in
+            [-1, 1]; ``None`` uses ``trainer.datamodule.train_dataloader()``.
+        dataset_fingerprint: a string naming the real data for the cache (default: a hash of its
+            length and a few items).
+        cache_dir: folder of the real-statistics cache (default ``$LIGHTNING_GENAUG_CACHE`` or
+            ``~/.cache/lightning_genaug/real_stats``).
+        use_cache: set ``False`` to recompute the real statistics at the first evaluation of each run.
+        batch_size: images per generation / extraction batch.
+        image_key: the image entry of dict batches (see ``split_batch``).
+        kid_subsets: KID subsets.
+        kid_subset_size: images per KID subset (lowered to the available number, with a warning).
+        is_splits: Inception Score splits.
+        pr_k: neighbourhood size of precision/recall.
+        seed: seed of the generated latents/labels and of the KID subsets.
+        progress_bar: show a progress bar on rank 0 while evaluating.
+    """
+
+    def __init__(
+        self,
+        metrics: Sequence[str] | str = ("fid",),
+        num_gen: int = 50_000,
+        num_real: int | None = None,
+        every_n_kimg: float | None = None,
+        every_n_epochs: int | None = None,
+        at_fit_end: bool = True,
+        feature_extractor: str | nn.Module = INCEPTION_NAME,
+        feature_extractor_weights_path: str | os.PathLike | None = None,
+        real_data: DataLoader | Dataset | torch.Tensor | None = None,
+        dataset_fingerprint: str | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        use_cache: bool = True,
+        batch_size: int = 64,
+        image_key: str | None = None,
+        kid_subsets: int = 100,
+        kid_subset_size: int = 1000,
+        is_splits: int = 10,
+        pr_k: int = 3,
+        seed: int = 0,
+        progress_bar: bool = True,
+    ) -> None:
+        super().__init__()
+        self.metrics = _normalise_metrics(metrics)
+        self.num_gen = check_positive_int("num_gen", num_gen)
+        self.num_real = None if num_real is None else check_positive_int("num_real", num_real)
+        if every_n_kimg is not None:
+            check_range("every_n_kimg", every_n_kimg, 0.0, None, low_inclusive=False)
+        self.every_n_kimg = every_n_kimg
+        self.every_n_epochs = None if every_n_epochs is None else check_positive_int("every_n_epochs", every_n_epochs)
+        self.at_fit_end = at_fit_end
+        if isinstance(feature_extractor, str):
+            feature_extractor = check_choice("feature_extractor", feature_extractor, [INCEPTION_NAME])
+            resolve_inception_weights(feature_extractor_weights_path)  # fail now, not after an epoch
+        elif not isinstance(feature_extractor, nn.Module):
+            raise TypeError(
+                f"`feature_extractor` must be {INCEPTION_NAME!r} or an nn.Module, got "
+                f"{type(feature_extractor).__name__}."
+            )
+        self.feature_extractor = feature_extractor
+        self.feature_extractor_weights_path = feature_extractor_weights_path
+        self.real_data = real_data
+        self.dataset_fingerprint = dataset_fingerprint
+        self.cache = RealStatisticsCache(default_cache_dir() if cache_dir is None else cache_dir)
+        self.use_cache = use_cache
+        self.batch_size = check_positive_int("batch_size", batch_size)
+        self.image_key = image_key
+        self.kid_subsets = check_positive_int("kid_subsets", kid_subsets)
+        self.kid_subset_size = check_positive_int("kid_subset_size", kid_subset_size)
+        self.is_splits = check_positive_int("is_splits", is_splits)
+        if "is" in self.metrics and num_gen < is_splits:
+            raise ValueError(f"`num_gen` ({num_gen}) must be >= `is_splits` ({is_splits}) for the Inception Score.")
+        self.pr_k = check_positive_int("pr_k", pr_k)
+        self.seed = seed
+        self.progress_bar = progress_bar
+
+        self.images_seen = 0
+        self.last_eval_images: int | None = None
+        self.last_values: dict[str, float] = {}
+        self._extractor: nn.Module | None = None
+        self._real_stats: RealStatistics | None = None
+
+    # ----------------------------------------------------------------------------------- state
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(metrics=self.metrics, num_gen=self.num_gen)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"images_seen": self.images_seen, "last_eval_images": self.last_eval_images}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.images_seen = int(state_dict.get("images_seen", 0))
+        self.last_eval_images = state_dict.get("last_eval_images")
+
+    # ----------------------------------------------------------------------------------- hooks
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if not callable(getattr(pl_module, "sample", None)):
+            raise TypeError(
+                f"GenerativeMetrics needs the generator protocol: {type(pl_module).__name__} must define "
+                "`sample(n, labels=None, generator=None) -> Tensor (n, C, H, W)` in [-1, 1]."
+            )
+        if self._extractor is None:
+            self._extractor = build_feature_extractor(self.feature_extractor, self.feature_extractor_weights_path)
+            self._extractor.eval().requires_grad_(False)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        images, _ = split_batch(batch, self.image_key)
+        self.images_seen += images.shape[0] * trainer.world_size
+        if self.every_n_kimg is None:
+            return
+        since = self.images_seen - (self.last_eval_images or 0)
+        if since >= self.every_n_kimg * 1000:
+            self._evaluate_while_fitting(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.every_n_epochs is not None and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self._evaluate_while_fitting(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.at_fit_end and self.last_eval_images != self.images_seen:
+            self._evaluate_while_fitting(trainer, pl_module)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn == TrainerFn.VALIDATING:
+            self._evaluate_and_log_with_module(trainer, pl_module)
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._evaluate_and_log_with_module(trainer, pl_module)
+
+    # --------------------------------------------------------------------------------- logging
+    def _evaluate_while_fitting(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        values = self.evaluate(trainer, pl_module)
+        self.last_eval_images = self.images_seen
+        trainer.callback_metrics.update({name: torch.tensor(value) for name, value in values.items()})
+        row = {**values, "kimg": self.images_seen / 1000}
+        for logger in trainer.loggers:
+            logger.log_metrics(row, step=trainer.global_step)
+
+    def _evaluate_and_log_with_module(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for name, value in self.evaluate(trainer, pl_module).items():
+            pl_module.log(name, value, sync_dist=False)
+
+    # ------------------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, float]:
+        """Generate ``num_gen`` images, compare them with the real statistics, return the metric values.
+
+        Returns:
+            ``{"metrics/fid": ..., ...}`` for the configured metrics (same values on every rank).
+        """
+        if self._extractor is None:
+            self.setup(trainer, pl_module, stage="evaluate")
+        extractor = self._extractor.to(pl_module.device)
+        real = self._real_statistics(trainer, pl_module, extractor)
+        fake_features, fake_logits = self._generated_features(trainer, pl_module, extractor)
+        values = self._metric_values(real, fake_features, fake_logits)
+        self.last_values = values
+        if trainer.is_global_zero:
+            log.info("kimg %.1f: %s", self.images_seen / 1000, values)
+        return values
+
+    def _metric_values(
+        self, real: RealStatistics, fake_features: torch.Tensor, fake_logits: torch.Tensor
+    ) -> dict[str, float]:
+        values: dict[str, float] = {}
+        if "fid" in self.metrics:
+            mu, sigma = gaussian_statistics(fake_features)
+            values["metrics/fid"] = float(frechet_distance(real.mu.to(mu.device), real.sigma.to(mu.device), mu, sigma))
+        real_features = None if real.features is None else real.features.to(fake_features.device)
+        if "kid" in self.metrics:
+            subset_size = min(self.kid_subset_size, real_features.shape[0], fake_features.shape[0])
+            if subset_size < self.kid_subset_size:
+                rank_zero_warn(
+                    f"GenerativeMetrics: `kid_subset_size` {self.kid_subset_size} exceeds the available "
+                    f"images; using {subset_size}."
+                )
+            generator = torch.Generator().manual_seed(self.seed)
+            kid, kid_std = kernel_inception_distance(
+                real_features, fake_features, self.kid_subsets, subset_size, generator=generator
+            )
+            values["metrics/kid"], values["metrics/kid_std"] = float(kid), float(kid_std)
+        if "is" in self.metrics:
+            score, score_std = inception_score(fake_logits, self.is_splits)
+            values["metrics/is"], values["metrics/is_std"] = float(score), float(score_std)
+        if "pr" in self.metrics:
+            precision, recall = precision_recall(real_features, fake_features, k=self.pr_k)
+            values["metrics/precision"], values["metrics/recall"] = float(precision), float(recall)
+        return values
+
+    def _progress(self, trainer: pl.Trainer, total: int, description: str) -> tqdm:
+        return tqdm(
+            total=total, desc=description, unit="img", leave=False,
+            disable=not (self.progress_bar and trainer.is_global_zero),
+        )
+
+    def _generated_features(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, extractor: nn.Module
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        per_rank = math.ceil(self.num_gen / trainer.world_size)
+        generator = torch.Generator(device=pl_module.device).manual_seed(self.seed + trainer.global_rank)
+        num_classes = _num_classes(pl_module)
+        was_training = pl_module.training
+        pl_module.eval()
+        features, logits = [], []
+        with self._progress(trainer, per_rank * trainer.world_size, "metrics: generated images") as bar:
+            for start in range(0, per_rank, self.batch_size):
+                count = min(self.batch_size, per_rank - start)
+                labels = None
+                if num_classes > 0:
+                    labels = torch.randint(num_classes, (count,), generator=generator, device=pl_module.device)
+                images = check_images(pl_module.sample(count, labels=labels, generator=generator), "sample()")
+                batch_features, batch_logits = extract_features(extractor, images)
+                features.append(batch_features)
+                logits.append(batch_logits)
+                bar.update(count * trainer.world_size)
+        pl_module.train(was_training)
+        all_features = _gather_rows(trainer, torch.cat(features), self.num_gen)
+        all_logits = _gather_rows(trainer, torch.cat(logits), self.num_gen) if "is" in self.metrics else all_features
+        return all_features, all_logits
+
+    # ------------------------------------------------------------------------------- real data
+    def _real_source(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[Any, DataLoader | None]:
+        """``(dataset or tensor, loader it came from)`` of the real images."""
+        source = self.real_data
+        if source is None:
+            source = self._default_train_loader(trainer, pl_module)
+        if isinstance(source, DataLoader):
+            return source.dataset, source
+        return source, None
+
+    @staticmethod
+    def _default_train_loader(trainer: pl.Trainer, pl_module: pl.LightningModule) -> DataLoader:
+        datamodule = getattr(trainer, "datamodule", None)
+        owner = datamodule if datamodule is not None else pl_module
+        try:
+            return owner.train_dataloader()
+        except Exception as first_error:  # any failure: retried once after setup("fit")
+            if datamodule is None:
+                raise RuntimeError(
+                    "GenerativeMetrics found no real images: pass `real_data=` (a DataLoader, Dataset or "
+                    "tensor) or attach a datamodule with a train_dataloader()."
+                ) from first_error
+            datamodule.setup("fit")  # outside fit (validate/test), the train split may not be set up
+            return datamodule.train_dataloader()
+
+    def _real_statistics(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, extractor: nn.Module
+    ) -> RealStatistics:
+        if self._real_stats is not None:
+            return self._real_stats
+        data, loader = self._real_source(trainer, pl_module)
+        length = self._checked_length(data)
+        total = length if self.num_real is None else min(self.num_real, length)
+        need_features = "kid" in self.metrics or "pr" in self.metrics
+        fingerprint = self.dataset_fingerprint or dataset_fingerprint(data)
+        key = None
+        stats = None
+        if self.use_cache and fingerprint is not None:
+            image_shape = tuple(split_batch(self._first_item_batch(data, loader), self.image_key)[0].shape[1:])
+            key = self.cache.make_key(fingerprint, extractor_fingerprint(extractor), image_shape, total)
+            stats = self.cache.load(key, need_features)
+        if trainer.strategy.reduce_boolean_decision(stats is None, all=False):
+            features = self._real_features(trainer, data, loader, total, extractor, pl_module.device)
+            stats = RealStatistics.from_features(features, keep_features=need_features)
+            if key is not None and trainer.is_global_zero:
+                self.cache.save(key, stats)
+        self._real_stats = stats
+        return stats
+
+    @staticmethod
+    def _checked_length(data: Any) -> int:
+        try:
+            length = len(data)
+        except TypeError as error:
+            raise TypeError(
+                f"GenerativeMetrics needs real data with a length (a map-style Dataset or a tensor), got "
+                f"{type(data).__name__}; pass `real_data=` with a map-style dataset."
+            ) from error
+        if length == 0:
+            raise ValueError("GenerativeMetrics: the real dataset is empty.")
+        return length
+
+    def _first_item_batch(self, data: Any, loader: DataLoader | None) -> Any:
+        return next(self._real_batches(data, loader, [0]))
+
+    def _real_batches(self, data: Any, loader: DataLoader | None, indices: list[int]) -> Iterator[Any]:
+        if isinstance(data, torch.Tensor):
+            for start in range(0, len(indices), self.batch_size):
+                yield data[indices[start : start + self.batch_size]]
+            return
+        kwargs: dict[str, Any] = {}
+        if loader is not None:
+            kwargs = {"collate_fn": loader.collate_fn, "num_workers": loader.num_workers}
+        yield from DataLoader(Subset(data, indices), batch_size=self.batch_size, shuffle=False, **kwargs)
+
+    def _real_features(
+        self,
+        trainer: pl.Trainer,
+        data: Any,
+        loader: DataLoader | None,
+        total: int,
+        extractor: nn.Module,
+        device: torch.device,
+    ) -> torch.Tensor:
+        """Features of the first ``total`` real images; rank r extracts images r, r + world, ..."""
+        world, rank = trainer.world_size, trainer.global_rank
+        per_rank = math.ceil(total / world)
+        indices = [(rank + world * i) % total for i in range(per_rank)]
+        features = []
+        with self._progress(trainer, per_rank * world, "metrics: real images") as bar:
+            for batch in self._real_batches(data, loader, indices):
+                images = check_images(split_batch(batch, self.image_key)[0], "real images")
+                features.append(extract_features(extractor, images.to(device))[0])
+                bar.update(images.shape[0] * world)
+        return _gather_rows(trainer, torch.cat(features), total)

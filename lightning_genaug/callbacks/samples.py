@@ -1,0 +1,209 @@
+"""SampleGrid: fixed-seed image grids, saved as PNG and sent to every attached logger."""
+
+from __future__ import annotations
+
+import inspect
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from torch import nn
+
+from lightning_genaug._checks import check_images, check_positive_int, check_range
+from lightning_genaug.data.batch import split_batch
+
+
+def make_grid(images: torch.Tensor, nrow: int, padding: int = 2, pad_value: float = 1.0) -> torch.Tensor:
+    """Tile images into one picture, ``nrow`` images per row, rows filled left to right.
+
+    Args:
+        images: ``(N, C, H, W)`` in [-1, 1].
+        nrow: images per row.
+        padding: pixels between and around images.
+        pad_value: colour of the padding in [0, 1].
+
+    Returns:
+        ``(C, rows * (H + padding) + padding, nrow * (W + padding) + padding)`` in [0, 1], on the CPU.
+
+    >>> make_grid(torch.zeros(3, 1, 2, 2), nrow=2, padding=1).shape
+    torch.Size([1, 7, 7])
+    """
+    check_images(images)
+    check_positive_int("nrow", nrow)
+    count, channels, height, width = images.shape
+    columns = min(nrow, count)
+    rows = math.ceil(count / columns)
+    grid = torch.full(
+        (channels, rows * (height + padding) + padding, columns * (width + padding) + padding), float(pad_value)
+    )
+    pictures = ((images.detach().float().cpu().clamp(-1, 1) + 1) / 2)
+    for index, picture in enumerate(pictures):
+        top = padding + (index // columns) * (height + padding)
+        left = padding + (index % columns) * (width + padding)
+        grid[:, top : top + height, left : left + width] = picture
+    return grid
+
+
+def grid_to_uint8(grid: torch.Tensor) -> np.ndarray:
+    """``(C, H, W)`` in [0, 1] to a ``(H, W, C)`` uint8 array (``(H, W)`` for one channel)."""
+    array = (grid * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
+    return array[..., 0] if array.shape[2] == 1 else array
+
+
+def save_png(grid: torch.Tensor, path: Path) -> Path:
+    """Write a ``(C, H, W)`` grid in [0, 1] as a PNG file (parent folders are created)."""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid_to_uint8(grid)).save(path)
+    return path
+
+
+class SampleGrid(Callback):
+    """Logs grids of samples drawn from fixed latents, to W&B, TensorBoard and a PNG file.
+
+    The module is used only through ``pl_module.sample(n, labels=None, generator=None)`` (float
+    ``(n, C, H, W)`` in [-1, 1], EMA weights where they exist). Each grid reseeds a generator on the
+    module's device with ``seed``, so the latents (and labels) are the same every time and the grids
+    show training progress. A conditional module (``num_classes`` or ``c_dim`` > 0) gets one row per
+    class with ``nrow`` samples each. A likelihood model whose ``sample`` accepts ``temperature``
+    gets one grid per entry of ``temperatures``.
+
+    Outputs, on rank 0: ``<trainer.log_dir>/samples/step_0001000.png`` (``..._t0.94.png`` per
+    temperature) always; ``WandbLogger``: a ``wandb.Image`` list under ``key`` with ``kimg`` in the
+    same row; ``TensorBoardLogger``: ``add_image(key, ...)`` (``key/t0.94`` per temperature).
+
+    Args:
+        num_samples: images in an unconditional grid.
+        nrow: images per row.
+        every_n_steps: log when ``trainer.global_step`` passes a multiple of this (GAN modules with
+            manual optimisation advance the global step once per optimiser step).
+        at_fit_end: also log when fitting ends.
+        seed: seed of the fixed latents.
+        temperatures: sampling temperatures for modules whose ``sample`` accepts ``temperature``.
+        key: the logged image's name.
+        image_key: the image entry of dict batches (used to count kimg).
+    """
+
+    def __init__(
+        self,
+        num_samples: int = 64,
+        nrow: int = 8,
+        every_n_steps: int | None = 1000,
+        at_fit_end: bool = True,
+        seed: int = 0,
+        temperatures: Sequence[float] | None = None,
+        key: str = "samples",
+        image_key: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.num_samples = check_positive_int("num_samples", num_samples)
+        self.nrow = check_positive_int("nrow", nrow)
+        self.every_n_steps = None if every_n_steps is None else check_positive_int("every_n_steps", every_n_steps)
+        self.at_fit_end = at_fit_end
+        self.seed = seed
+        if temperatures is not None:
+            temperatures = [check_range("temperatures", float(t), 0.0, None, low_inclusive=False) for t in temperatures]
+            if not temperatures:
+                raise ValueError("`temperatures` must be None or a non-empty list of positive floats, got [].")
+        self.temperatures = temperatures
+        self.key = key
+        self.image_key = image_key
+        self.images_seen = 0
+        self.last_logged_step: int | None = None
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(key=self.key)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"images_seen": self.images_seen, "last_logged_step": self.last_logged_step}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.images_seen = int(state_dict.get("images_seen", 0))
+        self.last_logged_step = state_dict.get("last_logged_step")
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        sample = getattr(pl_module, "sample", None)
+        if not callable(sample):
+            raise TypeError(
+                f"SampleGrid needs the generator protocol: {type(pl_module).__name__} must define "
+                "`sample(n, labels=None, generator=None) -> Tensor (n, C, H, W)` in [-1, 1]."
+            )
+        if self.temperatures is not None and "temperature" not in inspect.signature(sample).parameters:
+            raise ValueError(
+                f"`temperatures` {self.temperatures} was given but {type(pl_module).__name__}.sample() has no "
+                "`temperature` argument; remove `temperatures` or add the argument."
+            )
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        images, _ = split_batch(batch, self.image_key)
+        self.images_seen += images.shape[0] * trainer.world_size
+        if self.every_n_steps is None:
+            return
+        step = trainer.global_step
+        next_step = ((self.last_logged_step or 0) // self.every_n_steps + 1) * self.every_n_steps
+        if step >= next_step:
+            self.log_grids(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.at_fit_end and self.last_logged_step != trainer.global_step:
+            self.log_grids(trainer, pl_module)
+
+    def _labels(self, pl_module: nn.Module) -> torch.Tensor | None:
+        num_classes = int(getattr(pl_module, "num_classes", 0) or getattr(pl_module, "c_dim", 0) or 0)
+        if num_classes <= 0:
+            return None
+        return torch.arange(num_classes, device=pl_module.device).repeat_interleave(self.nrow)
+
+    @torch.no_grad()
+    def make_grids(self, pl_module: pl.LightningModule) -> dict[float | None, torch.Tensor]:
+        """One grid per temperature (key ``None`` without temperatures), each ``(C, H', W')`` in [0, 1]."""
+        labels = self._labels(pl_module)
+        count = self.num_samples if labels is None else labels.shape[0]
+        was_training = pl_module.training
+        pl_module.eval()
+        grids = {}
+        for temperature in self.temperatures or [None]:
+            generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
+            kwargs = {} if temperature is None else {"temperature": temperature}
+            images = pl_module.sample(count, labels=labels, generator=generator, **kwargs)
+            grids[temperature] = make_grid(check_images(images, "sample()"), self.nrow)
+        pl_module.train(was_training)
+        return grids
+
+    def log_grids(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Sample, save the PNG(s) and send the grid(s) to the loggers (rank 0 does the work)."""
+        step = trainer.global_step
+        self.last_logged_step = step
+        run_dir = Path(trainer.log_dir or trainer.default_root_dir)  # log_dir must be read on every rank
+        if not trainer.is_global_zero:
+            return
+        grids = self.make_grids(pl_module)
+        for temperature, grid in grids.items():
+            suffix = "" if temperature is None else f"_t{temperature:g}"
+            save_png(grid, run_dir / "samples" / f"step_{step:07d}{suffix}.png")
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                self._log_wandb(logger, grids, step)
+            elif isinstance(logger, TensorBoardLogger):
+                for temperature, grid in grids.items():
+                    tag = self.key if temperature is None else f"{self.key}/t{temperature:g}"
+                    logger.experiment.add_image(tag, grid, global_step=step)
+
+    def _log_wandb(self, logger: WandbLogger, grids: dict[float | None, torch.Tensor], step: int) -> None:
+        import wandb
+
+        images = [
+            wandb.Image(grid_to_uint8(grid), caption=f"step {step}" + ("" if t is None else f", temperature {t:g}"))
+            for t, grid in grids.items()
+        ]
+        logger.log_metrics({self.key: images, "kimg": self.images_seen / 1000}, step=step)

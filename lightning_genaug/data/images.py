@@ -1,0 +1,264 @@
+"""``ImageDataModule``: images from a folder tree, a zip of one, or an ``.npz``/``.npy`` array."""
+
+from __future__ import annotations
+
+import io
+import logging
+import zipfile
+from collections.abc import Callable, Iterator
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from lightning_genaug._checks import check_choice, check_positive_int
+from lightning_genaug.data.base import InMemoryImageDataModule
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
+RESIZE_MODES = ("none", "resize", "center_crop")
+
+
+class ImageDataModule(InMemoryImageDataModule):
+    """Images from a folder tree, a zip of one, or an array file, as ``(images, labels)`` batches.
+
+    Sources:
+        * a folder: every image file below it; with sub-folders, the first-level sub-folder is the
+          class (sorted names -> ids 0, 1, ...).
+        * a ``.zip`` of such a folder (read without extracting).
+        * an ``.npy`` array ``(N, H, W, C)`` or ``(N, H, W)`` uint8, or an ``.npz`` with ``images``
+          (or ``x``) and optional ``labels`` (or ``y``).
+
+    Args:
+        path: the folder, zip or array file.
+        resolution: output size ``H = W``; ``None`` keeps the source size (all images must match).
+        resize_mode: what to do when an image is not ``resolution`` x ``resolution``:
+            ``"none"`` (raise an error), ``"resize"`` (antialiased Lanczos resize of the whole image,
+            aspect ratio not kept) or ``"center_crop"`` (crop the central square, then resize).
+        channels: 1 (grayscale) or 3 (RGB). Grayscale sources are replicated to RGB; RGBA is
+            converted to RGB (alpha dropped) with a warning. ``None`` takes the first image's.
+        skip_corrupt: skip unreadable or truncated files with a warning instead of raising.
+        **kwargs: batch_size, num_workers, val_fraction, max_images, xflip, use_labels, seed
+            (see :class:`~lightning_genaug.data.base.InMemoryImageDataModule`).
+
+    Batches: float ``(B, C, H, W)`` in [-1, 1], plus int64 labels ``(B,)`` for labelled sources.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        resolution: int | None = None,
+        resize_mode: str = "none",
+        channels: int | None = 3,
+        skip_corrupt: bool = False,
+        batch_size: int = 32,
+        num_workers: int = 0,
+        val_fraction: float = 0.0,
+        max_images: int | None = None,
+        xflip: bool = False,
+        use_labels: bool = True,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(batch_size, num_workers, val_fraction, max_images, xflip, use_labels, seed)
+        self.path = Path(path).expanduser()
+        if resolution is not None:
+            check_positive_int("resolution", resolution)
+        self.resolution = resolution
+        self.resize_mode = check_choice("resize_mode", resize_mode, RESIZE_MODES)
+        if channels is not None:
+            check_choice("channels", channels, (1, 3))
+        self.channels = channels
+        self.skip_corrupt = skip_corrupt
+
+    def load(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if not self.path.exists():
+            raise FileNotFoundError(f"Image source {str(self.path)!r} does not exist; check `path`.")
+        if self.path.is_dir():
+            return self._decode_all(iter_folder(self.path), str(self.path))
+        if self.path.suffix.lower() == ".zip":
+            return self._decode_all(iter_zip(self.path), str(self.path))
+        if self.path.suffix.lower() in (".npy", ".npz"):
+            images, labels = load_array_file(self.path)
+            return self._fit_array(images), labels
+        raise ValueError(
+            f"Unsupported image source {str(self.path)!r}: expected a folder, a .zip, a .npy or a .npz file."
+        )
+
+    def _decode_all(
+        self, entries: Iterator[tuple[str, Callable[[], bytes]]], source: str
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Decode every ``(relative name, read bytes)`` entry into uint8 ``(N, C, H, W)`` and labels."""
+        images: list[np.ndarray] = []
+        names: list[str] = []
+        for name, read in entries:
+            try:
+                with Image.open(io.BytesIO(read())) as pil_image:
+                    pil_image.load()
+                    images.append(self._to_array(pil_image, name))
+            except (UnidentifiedImageError, OSError, SyntaxError) as error:
+                message = f"Cannot read image {name!r} in {source!r} ({error})."
+                if not self.skip_corrupt:
+                    fix = "Remove or replace it, or pass `skip_corrupt=True`."
+                    raise ValueError(f"{message} {fix}") from error
+                log.warning("%s Skipping it (`skip_corrupt=True`).", message)
+                continue
+            names.append(name)
+        if not images:
+            raise ValueError(
+                f"No readable image found in {source!r} (looked for {', '.join(IMAGE_SUFFIXES)}); "
+                "check `path`."
+            )
+        shapes = {image.shape for image in images}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"Images in {source!r} have different sizes {sorted(shapes)[:4]}; set `resolution` and "
+                "`resize_mode='resize'` or `'center_crop'`."
+            )
+        stacked = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+        labels, self._class_names = labels_from_folders(names, source)
+        return stacked, labels
+
+    def _to_array(self, pil_image: Image.Image, name: str) -> np.ndarray:
+        """Convert one decoded image to ``(H, W, C)`` uint8 with the configured channels and size."""
+        if pil_image.mode in ("RGBA", "LA", "PA") or "transparency" in pil_image.info:
+            log.warning("Image %r has an alpha channel; it is dropped (converted to RGB).", name)
+        channels = self.channels or (1 if pil_image.mode in ("L", "1", "I", "I;16", "F") else 3)
+        pil_image = pil_image.convert("L" if channels == 1 else "RGB")
+        pil_image = self._resize(pil_image, name)
+        array = np.asarray(pil_image, dtype=np.uint8)
+        return array[:, :, None] if array.ndim == 2 else array
+
+    def _resize(self, pil_image: Image.Image, name: str) -> Image.Image:
+        size = self.resolution
+        if size is None or pil_image.size == (size, size):
+            return pil_image
+        if self.resize_mode == "none":
+            raise ValueError(
+                f"Image {name!r} is {pil_image.width}x{pil_image.height}, not {size}x{size}; set "
+                "`resize_mode='resize'` (antialiased) or `'center_crop'`, or prepare the images at that size."
+            )
+        if self.resize_mode == "center_crop":
+            side = min(pil_image.size)
+            left, top = (pil_image.width - side) // 2, (pil_image.height - side) // 2
+            pil_image = pil_image.crop((left, top, left + side, top + side))
+        return pil_image.resize((size, size), Image.LANCZOS)
+
+    def _fit_array(self, images: np.ndarray) -> torch.Tensor:
+        """Convert an ``(N, H, W, C)`` uint8 array to the configured channels and resolution."""
+        tensor = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+        channels = tensor.shape[1]
+        if channels == 4:
+            log.warning("The array has 4 channels (RGBA); the alpha channel is dropped.")
+            tensor, channels = tensor[:, :3], 3
+        target_channels = self.channels or channels
+        if channels == 1 and target_channels == 3:
+            tensor = tensor.expand(-1, 3, -1, -1)
+        elif channels == 3 and target_channels == 1:
+            luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+            tensor = (tensor.float() * luma).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
+        size = self.resolution
+        if size is not None and tuple(tensor.shape[-2:]) != (size, size):
+            if self.resize_mode == "none":
+                raise ValueError(
+                    f"Array images are {tensor.shape[-1]}x{tensor.shape[-2]}, not {size}x{size}; set "
+                    "`resize_mode='resize'` or `'center_crop'`."
+                )
+            tensor = resize_uint8(tensor, size, center_crop=self.resize_mode == "center_crop")
+        return tensor.contiguous()
+
+
+def iter_folder(root: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
+    """Yield ``(path relative to root, reader)`` for every image file below ``root``, sorted."""
+    for file in sorted(root.rglob("*")):
+        if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
+            yield file.relative_to(root).as_posix(), file.read_bytes
+
+
+def iter_zip(archive_path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
+    """Yield ``(member name, reader)`` for every image member of a zip archive, sorted."""
+    try:
+        archive = zipfile.ZipFile(archive_path)
+    except zipfile.BadZipFile as error:
+        raise ValueError(f"{str(archive_path)!r} is not a valid zip archive ({error}).") from error
+    with archive:
+        for name in sorted(archive.namelist()):
+            if not name.endswith("/") and PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES:
+                yield name, lambda name=name: archive.read(name)
+
+
+def labels_from_folders(names: list[str], source: str) -> tuple[torch.Tensor | None, list[str] | None]:
+    """Class ids from the first-level folder of each relative name (``None`` when all are at the root).
+
+    A zip whose single top-level folder wraps the class folders (``train/cat/0.png``) is handled by
+    using the deepest common folder level above the files as the root.
+    """
+    parts = [PurePosixPath(name).parts[:-1] for name in names]
+    depth = 0
+    while all(len(p) > depth + 1 for p in parts) and len({p[depth] for p in parts}) == 1:
+        depth += 1
+    folders = [p[depth] if len(p) > depth else None for p in parts]
+    if all(folder is None for folder in folders):
+        return None, None
+    if any(folder is None for folder in folders):
+        loose = [name for name, folder in zip(names, folders, strict=True) if folder is None][:3]
+        raise ValueError(
+            f"{source!r} mixes images in class sub-folders with images at its top level (e.g. {loose}); "
+            "move every image into a class folder, or put them all at the top level."
+        )
+    class_names = sorted(set(folders))  # type: ignore[arg-type]
+    if len(class_names) == 1:
+        return None, None
+    index = {name: i for i, name in enumerate(class_names)}
+    return torch.tensor([index[f] for f in folders], dtype=torch.int64), class_names
+
+
+def load_array_file(path: Path) -> tuple[np.ndarray, torch.Tensor | None]:
+    """Load ``(N, H, W, C)`` uint8 images (and labels) from an ``.npy`` or ``.npz`` file."""
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise ValueError(f"Cannot read array file {str(path)!r} ({error}).") from error
+    labels = None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        with data:
+            image_key = next((k for k in ("images", "x", "arr_0") if k in data.files), None)
+            if image_key is None:
+                raise ValueError(f"{str(path)!r} has arrays {data.files}; name the images array `images`.")
+            images = data[image_key]
+            label_key = next((k for k in ("labels", "y") if k in data.files), None)
+            if label_key is not None:
+                labels = torch.from_numpy(np.asarray(data[label_key])).long()
+    else:
+        images = data
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4 or images.shape[-1] not in (1, 3, 4):
+        raise ValueError(
+            f"Images in {str(path)!r} have shape {images.shape}; expected (N, H, W, C) with C in 1, 3, 4 "
+            "(channels last) or (N, H, W)."
+        )
+    if images.dtype != np.uint8:
+        raise ValueError(
+            f"Images in {str(path)!r} have dtype {images.dtype}; expected uint8 in [0, 255] "
+            "(convert with `(x * 255).round().clip(0, 255).astype(np.uint8)` for floats in [0, 1])."
+        )
+    if labels is not None and (labels.ndim != 1 or len(labels) != len(images)):
+        raise ValueError(
+            f"{str(path)!r} has labels of shape {tuple(labels.shape)} for {len(images)} images; "
+            "expected one integer label per image, shape (N,)."
+        )
+    return images, labels
+
+
+def resize_uint8(images: torch.Tensor, size: int, center_crop: bool = False) -> torch.Tensor:
+    """Antialiased resize of uint8 ``(N, C, H, W)`` images to ``(N, C, size, size)``."""
+    if center_crop:
+        side = min(images.shape[-2:])
+        top, left = (images.shape[-2] - side) // 2, (images.shape[-1] - side) // 2
+        images = images[..., top : top + side, left : left + side]
+    resized = torch.nn.functional.interpolate(
+        images.float(), size=(size, size), mode="bicubic", antialias=True, align_corners=False
+    )
+    return resized.round().clamp(0, 255).to(torch.uint8)

@@ -1,0 +1,53 @@
+"""Sample-quality metrics, feature extractors, cached real statistics and bits-per-dim (no Lightning)."""
+
+from lightning_genaug.metrics.bpd import bits_per_dim_from_logits, nats_to_bits_per_dim, num_subpixels
+from lightning_genaug.metrics.cache import (
+    RealStatistics,
+    RealStatisticsCache,
+    dataset_fingerprint,
+    default_cache_dir,
+)
+from lightning_genaug.metrics.extractors import (
+    INCEPTION_WEIGHTS_ENV,
+    INCEPTION_WEIGHTS_URL,
+    InceptionV3Compat,
+    InceptionWeightsNotFoundError,
+    build_feature_extractor,
+    extract_features,
+    extractor_fingerprint,
+    resolve_inception_weights,
+)
+from lightning_genaug.metrics.functional import (
+    frechet_distance,
+    gaussian_statistics,
+    inception_score,
+    kernel_inception_distance,
+    mmd2_unbiased,
+    polynomial_kernel,
+    precision_recall,
+)
+
+__all__ = [
+    "INCEPTION_WEIGHTS_ENV",
+    "INCEPTION_WEIGHTS_URL",
+    "InceptionV3Compat",
+    "InceptionWeightsNotFoundError",
+    "RealStatistics",
+    "RealStatisticsCache",
+    "bits_per_dim_from_logits",
+    "build_feature_extractor",
+    "dataset_fingerprint",
+    "default_cache_dir",
+    "extract_features",
+    "extractor_fingerprint",
+    "frechet_distance",
+    "gaussian_statistics",
+    "inception_score",
+    "kernel_inception_distance",
+    "mmd2_unbiased",
+    "nats_to_bits_per_dim",
+    "num_subpixels",
+    "polynomial_kernel",
+    "precision_recall",
+    "resolve_inception_weights",
+]

@@ -1,0 +1,168 @@
+"""StyleGAN2 losses and schedules as pure functions (no Lightning, no module state).
+
+Everything :class:`~lightning_genaug.models.stylegan2.StyleGAN2ADA` optimises is written here so that
+each formula can be read, tested and reused (ScaleGAN swaps only the discriminator regulariser):
+
+- non-saturating logistic loss (Goodfellow et al. 2014), G: ``softplus(-D(G(z)))``,
+  D: ``softplus(D(G(z))) + softplus(-D(x))``;
+- R1 (Mescheder et al. 2018): ``gamma / 2 * ||grad_x D(x)||^2`` on real images;
+- path-length regularisation (Karras et al. 2020, StyleGAN2): ``(||J_w^T y|| - a)^2`` with ``a`` an
+  exponential moving average of the lengths;
+- balanced consistency regularisation, bCR (Zhao et al. 2021): ``||D(x) - D(T(x))||^2``;
+- the EMA generator's decay from a half-life in images, and the lazy-regularisation correction of
+  Adam's hyperparameters.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+
+def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """Non-saturating generator loss ``mean(softplus(-D(G(z))))`` = ``-mean(log sigmoid(D(G(z))))``.
+
+    Args:
+        fake_logits: D's logits for generated images, ``(B, 1)`` or ``(B,)``.
+
+    Returns:
+        0-d tensor.
+
+    >>> float(generator_loss(torch.zeros(4, 1)))  # log 2 at D's indifference point
+    0.6931...
+    """
+    return F.softplus(-fake_logits).mean()
+
+
+def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Logistic discriminator loss ``mean(softplus(D(G(z)))) + mean(softplus(-D(x)))``.
+
+    Args:
+        real_logits: D's logits for (augmented) real images, ``(B, 1)``.
+        fake_logits: D's logits for (augmented) generated images, ``(B, 1)``.
+
+    Returns:
+        0-d tensor.
+    """
+    return F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+
+
+def r1_penalty(real_images: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
+    """Squared norm of D's gradient with respect to its real inputs, per sample.
+
+    The graph is kept (``create_graph=True``) so that the penalty can be back-propagated into D.
+    ``real_images`` is the tensor that *requires grad*: when D sees augmented images, pass the
+    un-augmented reals so that the gradient flows back through the augmentation, as in ADA.
+
+    Args:
+        real_images: ``(B, C, H, W)`` with ``requires_grad=True``.
+        real_logits: ``(B, 1)`` computed from ``real_images``.
+
+    Returns:
+        ``(B,)`` tensor ``||dD(x)/dx||^2``.
+    """
+    (gradients,) = torch.autograd.grad(outputs=real_logits.sum(), inputs=real_images, create_graph=True)
+    return gradients.square().sum(dim=(1, 2, 3))
+
+
+def path_lengths(images: torch.Tensor, ws: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Path lengths ``||J_w^T y||`` for random image-space directions ``y ~ N(0, I) / sqrt(H W)``.
+
+    Args:
+        images: generated images ``(B, C, H, W)`` computed from ``ws``.
+        ws: the intermediate latents ``(B, num_ws, w_dim)`` that produced ``images``.
+        generator: optional random generator for ``y``.
+
+    Returns:
+        ``(B,)`` tensor: the Jacobian-vector norm, averaged over the ``num_ws`` copies of ``w``.
+    """
+    height, width = images.shape[-2:]
+    noise = torch.randn(images.shape, device=images.device, dtype=images.dtype, generator=generator)
+    noise = noise / math.sqrt(height * width)
+    (gradients,) = torch.autograd.grad(outputs=(images * noise).sum(), inputs=ws, create_graph=True)
+    return gradients.square().sum(dim=2).mean(dim=1).sqrt()
+
+
+def path_length_penalty(
+    lengths: torch.Tensor, running_mean: torch.Tensor, decay: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Path-length penalty ``(l - a)^2`` with ``a <- a + decay * (mean(l) - a)``.
+
+    Args:
+        lengths: ``(B,)`` path lengths from :func:`path_lengths`.
+        running_mean: 0-d tensor ``a`` (not modified).
+        decay: weight of the new batch in the running mean, in (0, 1].
+
+    Returns:
+        ``(penalty (B,), new_running_mean (0-d, detached))``.
+    """
+    new_mean = running_mean.lerp(lengths.mean().detach().to(running_mean.dtype), decay)
+    return (lengths - new_mean).square(), new_mean
+
+
+def consistency_penalty(logits: torch.Tensor, augmented_logits: torch.Tensor) -> torch.Tensor:
+    """bCR's consistency term ``mean((D(x) - D(T(x)))^2)``.
+
+    Args:
+        logits: D's logits for images, ``(B, 1)``.
+        augmented_logits: D's logits for the same images transformed by ``T``, ``(B, 1)``.
+
+    Returns:
+        0-d tensor.
+    """
+    return (logits - augmented_logits).square().mean()
+
+
+def ema_beta(batch_size: int, cur_nimg: int, ema_kimg: float, ema_rampup: float | None) -> float:
+    """Decay of the EMA generator for one minibatch, from a half-life in images.
+
+    ``beta = 0.5 ** (batch_size / ema_nimg)`` with ``ema_nimg = ema_kimg * 1000``, shortened to
+    ``cur_nimg * ema_rampup`` early in training when a ramp-up is set: after ``ema_nimg`` images the
+    weight of an old generator in the average has halved.
+
+    Args:
+        batch_size: images in the (global) minibatch.
+        cur_nimg: images shown to D before this minibatch.
+        ema_kimg: half-life in thousands of images.
+        ema_rampup: ramp-up ratio, or ``None`` for no ramp-up.
+
+    Returns:
+        ``beta`` in [0, 1): the weight of the previous EMA weights.
+
+    >>> ema_beta(batch_size=10, cur_nimg=10**6, ema_kimg=0.01, ema_rampup=None)
+    0.5
+    >>> ema_beta(batch_size=64, cur_nimg=0, ema_kimg=500, ema_rampup=0.05)  # first step copies G
+    0.0
+    """
+    ema_nimg = ema_kimg * 1000
+    if ema_rampup is not None:
+        ema_nimg = min(ema_nimg, cur_nimg * ema_rampup)
+    return 0.5 ** (batch_size / max(ema_nimg, 1e-8))
+
+
+def lazy_regularization_adam(
+    lr: float, betas: tuple[float, float], interval: int | None
+) -> tuple[float, tuple[float, float]]:
+    """Adam hyperparameters corrected for lazy regularisation (StyleGAN2, App. B).
+
+    A regulariser applied every ``interval`` minibatches adds one optimiser step per ``interval``:
+    with ``r = interval / (interval + 1)``, ``lr * r`` and ``betas ** r`` keep the per-minibatch
+    step size and momentum horizon those of the unregularised optimiser.
+
+    Args:
+        lr: learning rate.
+        betas: Adam betas.
+        interval: regularisation interval in minibatches, or ``None``/``0`` when not regularising.
+
+    Returns:
+        ``(lr, betas)``.
+
+    >>> lazy_regularization_adam(0.0025, (0.0, 0.99), 16)[0]
+    0.002352941176470588
+    """
+    if not interval:
+        return lr, betas
+    ratio = interval / (interval + 1)
+    return lr * ratio, (betas[0] ** ratio, betas[1] ** ratio)

@@ -1,0 +1,676 @@
+"""``StyleGAN2ADA``: StyleGAN2 trained with adaptive discriminator augmentation, as a LightningModule.
+
+One training batch runs the reference's four phases, each with its own optimiser step:
+
+=========  ===========================================  ======================
+phase      loss                                         when
+=========  ===========================================  ======================
+``Gmain``  ``softplus(-D(A(G(z))))``                    every batch
+``Greg``   path length ``pl_weight * (l - a)^2``        every ``pl_interval``
+``Dmain``  ``softplus(D(A(G(z)))) + softplus(-D(A(x)))``  every batch
+``Dreg``   R1 ``gamma / 2 * ||grad_x D(A(x))||^2``      every ``r1_interval``
+=========  ===========================================  ======================
+
+``A`` is :attr:`StyleGAN2ADA.augment_pipe` (identity at ``p = 0``); regularisation losses are
+multiplied by their interval (lazy regularisation) and Adam's lr/betas are corrected for the
+extra steps. After the phases the EMA generator ``G_ema`` moves towards ``G``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities.model_helpers import is_overridden
+from torch import nn
+from torch.utils.data import DataLoader
+
+from lightning_genaug._checks import check_positive_int, check_range
+from lightning_genaug.data.batch import split_batch
+from lightning_genaug.models.stylegan2 import losses
+from lightning_genaug.models.stylegan2.configs import build_networks, get_config
+
+log = logging.getLogger(__name__)
+
+# bCR's transform T in the ADA paper's comparison: x-flip and integer translation (up to 1/8 of the image).
+_BCR_TRANSFORMS = {"xflip": 1.0, "xint": 1.0}
+
+
+class StyleGAN2ADA(pl.LightningModule):
+    """StyleGAN2 with ADA (Karras et al., NeurIPS 2020) under manual optimisation.
+
+    Hyperparameters start from a named config (``configs.py``: ``auto``, ``stylegan2``, ``paper256``,
+    ``paper512``, ``paper1024``, ``cifar``, ``tiny``); every argument left at ``None`` keeps the
+    config's value, so a LightningCLI config is data (``config: cifar``, ``gamma: 0.05``). The batch
+    size is the datamodule's.
+
+    Args:
+        config: name of the base config.
+        resolution: image side in pixels (a power of 2). ``None``: read from the datamodule's
+            ``image_shape`` in :meth:`setup`.
+        channels: image channels. ``None``: from the datamodule.
+        num_classes: classes for conditional training (``0`` = unconditional). ``None``: the
+            datamodule's ``num_classes`` (unconditional if it has none).
+        lr: Adam learning rate of G and D (before the lazy-regularisation correction).
+        betas: Adam betas (before the correction).
+        gamma: R1 weight; ``0`` disables R1.
+        ema_kimg: half-life of the EMA generator, in thousands of images.
+        ema_rampup: EMA ramp-up ratio (half-life at most ``cur_nimg * ema_rampup``); ``0`` disables it.
+        style_mixing_prob: probability of mixing two latents in a batch; ``0`` disables it.
+        pl_weight: path-length regularisation weight; ``0`` disables it.
+        r1_interval: D regularisation interval in batches (lazy R1).
+        pl_interval: G regularisation interval in batches (lazy path-length).
+        pl_batch_shrink: the path-length phase uses ``batch // pl_batch_shrink`` images.
+        pl_decay: decay of the running mean path length.
+        network_kwargs: overrides of the config's network fields (e.g. ``channel_base``,
+            ``channel_max``, ``mbstd_group``), passed to ``build_networks``.
+        augment: ``AugmentPipe`` preset (``"bgc"``, ``"bgcfnc"``, ...) applied to everything D sees,
+            or ``None`` for no augmentation.
+        augment_p: initial augmentation probability (``AdaptiveAugmentation`` adapts it).
+        augment_kwargs: per-transform strength overrides for the ``AugmentPipe``.
+        bcr_weight_real: balanced consistency regularisation weight on reals (``0`` = off).
+        bcr_weight_fake: bCR weight on generated images (``0`` = off).
+        bcr_transforms: ``AugmentPipe`` strengths of bCR's transform ``T`` (applied at ``p = 1``);
+            ``None``: x-flip and integer translation, as in the bCR and ADA papers.
+        freeze_d: number of D's first blocks (in input order) that receive no updates (Freeze-D).
+        init_from: path of a ``StyleGAN2ADA`` ``.ckpt`` whose G, D and G_ema weights initialise
+            training (transfer learning); ignored when resuming with ``ckpt_path``.
+        max_kimg: stop training after this many thousand real images (the reference's ``--kimg``).
+        autocast_bf16: run the main phases' forward passes under bf16 autocast on CUDA (the
+            regularisation phases stay float32); no effect on CPU. Keep the trainer's
+            ``precision`` at 32 when using it.
+        compile: ``torch.compile`` G's synthesis network and D for the main phases.
+        truncation_psi: truncation used by :meth:`predict_step`.
+        predict_dir: folder for PNG files and ``grid.png`` written by ``predict``;
+            ``None``: ``<default_root_dir>/predictions``.
+        num_predict: images generated by ``predict`` when the datamodule has no predict loader.
+        predict_seed: first seed of ``predict``'s images (image ``i`` uses seed ``predict_seed + i``).
+        predict_batch_size: batch size of the predict loader the module provides.
+
+    Example:
+        >>> model = StyleGAN2ADA("tiny", resolution=8, channels=1, num_classes=0)
+        >>> model.sample(2).shape
+        torch.Size([2, 1, 8, 8])
+    """
+
+    def __init__(
+        self,
+        config: str = "auto",
+        resolution: int | None = None,
+        channels: int | None = None,
+        num_classes: int | None = None,
+        lr: float | None = None,
+        betas: tuple[float, float] | None = None,
+        gamma: float | None = None,
+        ema_kimg: float | None = None,
+        ema_rampup: float | None = None,
+        style_mixing_prob: float | None = None,
+        pl_weight: float | None = None,
+        r1_interval: int | None = None,
+        pl_interval: int | None = None,
+        pl_batch_shrink: int = 2,
+        pl_decay: float = 0.01,
+        network_kwargs: dict[str, Any] | None = None,
+        augment: str | None = "bgc",
+        augment_p: float = 0.0,
+        augment_kwargs: dict[str, float] | None = None,
+        bcr_weight_real: float = 0.0,
+        bcr_weight_fake: float = 0.0,
+        bcr_transforms: dict[str, float] | None = None,
+        freeze_d: int = 0,
+        init_from: str | None = None,
+        max_kimg: float | None = None,
+        autocast_bf16: bool = True,
+        compile: bool = False,
+        truncation_psi: float = 1.0,
+        predict_dir: str | None = None,
+        num_predict: int = 64,
+        predict_seed: int = 0,
+        predict_batch_size: int = 32,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.automatic_optimization = False
+        self._check_arguments()
+        self.augment_pipe = None if augment is None else _make_augment_pipe(augment, augment_p, augment_kwargs or {})
+        self.bcr_pipe = None
+        if bcr_weight_real > 0 or bcr_weight_fake > 0:
+            self.bcr_pipe = _make_augment_pipe(None, 1.0, bcr_transforms or _BCR_TRANSFORMS)
+        self.register_buffer("cur_nimg", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("num_batches", torch.zeros((), dtype=torch.int64))
+        self.register_buffer("pl_mean", torch.zeros((), dtype=torch.float32))
+        self.G: nn.Module | None = None
+        self.D: nn.Module | None = None
+        self.G_ema: nn.Module | None = None
+        self._compiled: dict[str, Any] = {}
+        self._predicted: list[torch.Tensor] = []
+        self.train_config: Any = None
+        if resolution is not None and channels is not None and num_classes is not None:
+            self.build(resolution, channels, num_classes)
+
+    # ------------------------------------------------------------------ construction
+    def _check_arguments(self) -> None:
+        hp = self.hparams
+        for name in ("gamma", "ema_kimg", "pl_weight", "bcr_weight_real", "bcr_weight_fake"):
+            if hp[name] is not None:
+                check_range(name, hp[name], 0.0)
+        for name in ("style_mixing_prob", "augment_p", "ema_rampup"):
+            if hp[name] is not None:
+                check_range(name, hp[name], 0.0, 1.0)
+        if hp.lr is not None:
+            check_range("lr", hp.lr, 0.0, low_inclusive=False)
+        if hp.betas is not None:
+            if len(hp.betas) != 2:
+                raise ValueError(f"`betas` must be two numbers (beta1, beta2), got {hp.betas!r}.")
+            for beta in hp.betas:
+                check_range("betas", beta, 0.0, 1.0, high_inclusive=False)
+        for name in ("resolution", "channels", "r1_interval", "pl_interval"):
+            if hp[name] is not None:
+                check_positive_int(name, hp[name])
+        if hp.resolution is not None and hp.resolution & (hp.resolution - 1):
+            raise ValueError(f"`resolution` must be a power of 2 (e.g. 32), got {hp.resolution}.")
+        if hp.num_classes is not None:
+            check_positive_int("num_classes", hp.num_classes, allow_zero=True)
+        check_positive_int("freeze_d", hp.freeze_d, allow_zero=True)
+        check_positive_int("pl_batch_shrink", hp.pl_batch_shrink)
+        check_range("pl_decay", hp.pl_decay, 0.0, 1.0, low_inclusive=False)
+        check_range("truncation_psi", hp.truncation_psi, 0.0)
+        check_positive_int("num_predict", hp.num_predict)
+        check_positive_int("predict_batch_size", hp.predict_batch_size)
+        if hp.max_kimg is not None:
+            check_range("max_kimg", hp.max_kimg, 0.0, low_inclusive=False)
+
+    def build(self, resolution: int, channels: int, num_classes: int) -> None:
+        """Build G, D and G_ema for images ``(channels, resolution, resolution)``.
+
+        Called from ``__init__`` when the three are given, else from :meth:`setup` with the
+        datamodule's values. Records them in ``hparams`` so checkpoints rebuild the same networks.
+        """
+        self.hparams.update(resolution=resolution, channels=channels, num_classes=num_classes)
+        self._check_arguments()
+        hp = self.hparams
+        config = get_config(hp.config, resolution)
+        self.train_config = self._apply_overrides(config)
+        self.G, self.D = build_networks(
+            self.train_config, resolution, channels, num_classes, **(hp.network_kwargs or {})
+        )
+        self.G_ema = _frozen_copy(self.G)
+        self._freeze_discriminator_blocks(hp.freeze_d)
+        if hp.compile:
+            self._compiled = {"synthesis": torch.compile(self.G.synthesis), "D": torch.compile(self.D)}
+
+    def _apply_overrides(self, config: Any) -> Any:
+        """The config with every training argument that is not ``None`` replacing its field."""
+        names = {field.name for field in fields(config)}
+        hp = self.hparams
+        overrides = {
+            name: (tuple(hp[name]) if name == "betas" else hp[name])
+            for name in ("lr", "betas", "gamma", "ema_kimg", "style_mixing_prob", "pl_weight",
+                         "r1_interval", "pl_interval")
+            if hp[name] is not None
+        }
+        if hp.ema_rampup is not None:
+            overrides["ema_rampup"] = hp.ema_rampup or None
+        unknown = set(overrides) - names
+        if unknown:
+            raise ValueError(f"Config {hp.config!r} has no field(s) {sorted(unknown)}; fields: {sorted(names)}.")
+        return replace(config, **overrides)
+
+    def _freeze_discriminator_blocks(self, count: int) -> None:
+        blocks = self.D.blocks_in_input_order()
+        if count > len(blocks):
+            raise ValueError(
+                f"`freeze_d` must be at most the number of D blocks ({len(blocks)}) at this resolution, "
+                f"got {count}."
+            )
+        for block in blocks[:count]:
+            block.requires_grad_(False)
+
+    def setup(self, stage: str) -> None:
+        """Build the networks from the datamodule's shapes; load ``init_from``; provide predict data."""
+        if self.G is None:
+            self.build(*self._shapes_from_datamodule())
+        if stage == "fit" and self.hparams.init_from and self.trainer.ckpt_path is None:
+            self.load_weights_from(self.hparams.init_from)
+        if stage == "predict":
+            datamodule = self.trainer.datamodule
+            if datamodule is not None and not is_overridden("predict_dataloader", datamodule):
+                # LightningCLI attaches the datamodule, and Lightning then asks it (never the module)
+                # for predict data; a generator needs none but seeds, so lend it ours.
+                datamodule.predict_dataloader = self.predict_dataloader
+
+    def _shapes_from_datamodule(self) -> tuple[int, int, int]:
+        hp = self.hparams
+        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        image_shape = getattr(datamodule, "image_shape", None)
+        if (hp.resolution is None or hp.channels is None) and image_shape is None:
+            raise ValueError(
+                "StyleGAN2ADA needs `resolution` and `channels`: pass them to the model, or use a "
+                "datamodule with an `image_shape` attribute (C, H, W)."
+            )
+        channels = hp.channels if hp.channels is not None else int(image_shape[0])
+        resolution = hp.resolution if hp.resolution is not None else int(image_shape[-1])
+        if hp.num_classes is not None:
+            num_classes = hp.num_classes
+        else:
+            num_classes = int(getattr(datamodule, "num_classes", 0) or 0)
+        return resolution, channels, num_classes
+
+    def load_weights_from(self, path: str | os.PathLike) -> None:
+        """Copy G, D and G_ema weights from a ``StyleGAN2ADA`` checkpoint (transfer learning).
+
+        Tensors are matched by name; parameters absent from the checkpoint (e.g. a class embedding
+        when the source was unconditional) keep their initialisation and are logged.
+
+        Raises:
+            FileNotFoundError: the file does not exist.
+            ValueError: the checkpoint holds no StyleGAN2ADA weights, or shapes differ.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"`init_from` checkpoint {str(path)!r} does not exist. Pass the path of a .ckpt written "
+                "by StyleGAN2ADA (e.g. runs/ada/checkpoints/last.ckpt), or `init_from: null` to train "
+                "from scratch."
+            )
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        source = checkpoint.get("state_dict", checkpoint)
+        target = {k: v for k, v in self.state_dict().items() if k.split(".")[0] in ("G", "D", "G_ema")}
+        shared = [key for key in target if key in source]
+        if not shared:
+            raise ValueError(f"{str(path)!r} holds no StyleGAN2ADA G/D/G_ema weights (no matching keys).")
+        mismatched = [f"{k}: {tuple(source[k].shape)} vs {tuple(target[k].shape)}"
+                      for k in shared if source[k].shape != target[k].shape]
+        if mismatched:
+            raise ValueError(
+                f"`init_from` {str(path)!r} does not fit this model (config and resolution must match): "
+                + "; ".join(mismatched[:5])
+            )
+        with torch.no_grad():
+            for key in shared:
+                target[key].copy_(source[key])
+        missing = sorted(set(target) - set(shared))
+        if missing:
+            log.info("init_from: %d tensors not in %s keep their initialisation: %s", len(missing), path, missing)
+
+    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+        """Adam for G and D with lr and betas corrected for lazy regularisation."""
+        if self.G is None:
+            raise RuntimeError("configure_optimizers() was called before the networks were built (see setup).")
+        cfg = self.train_config
+        optimizers = []
+        for net, interval, active in ((self.G, cfg.pl_interval, cfg.pl_weight > 0),
+                                      (self.D, cfg.r1_interval, cfg.gamma > 0)):
+            lr, betas = losses.lazy_regularization_adam(cfg.lr, tuple(cfg.betas), interval if active else None)
+            params = [p for p in net.parameters() if p.requires_grad]
+            optimizers.append(torch.optim.Adam(params, lr=lr, betas=betas, eps=1e-8))
+        return optimizers
+
+    # ------------------------------------------------------------------ networks
+    @contextmanager
+    def _autocast(self) -> Iterator[None]:
+        if self.hparams.autocast_bf16 and self.device.type == "cuda":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                yield
+        else:
+            yield
+
+    def class_condition(self, labels: torch.Tensor | None, batch_size: int) -> torch.Tensor:
+        """One-hot conditioning ``(B, num_classes)`` (``(B, 0)`` when unconditional)."""
+        num_classes = self.hparams.num_classes
+        if num_classes == 0:
+            return torch.zeros(batch_size, 0, device=self.device)
+        if labels is None:
+            raise ValueError(
+                f"The model is class-conditional (num_classes={num_classes}) but the batch has no labels; "
+                "use a datamodule that yields (images, labels) or set `num_classes: 0`."
+            )
+        if labels.min() < 0 or labels.max() >= num_classes:
+            raise ValueError(f"Labels must be in [0, {num_classes - 1}], got [{labels.min()}, {labels.max()}].")
+        return F.one_hot(labels.long(), num_classes).to(self.device, torch.float32)
+
+    def _generated_condition(self, real_labels: torch.Tensor | None, batch_size: int) -> torch.Tensor:
+        """Conditioning for generated images: labels resampled from the batch's real labels."""
+        if self.hparams.num_classes == 0 or real_labels is None:
+            return self.class_condition(real_labels, batch_size)
+        picks = torch.randint(len(real_labels), (batch_size,), device=real_labels.device)
+        return self.class_condition(real_labels[picks], batch_size)
+
+    def run_G(self, z: torch.Tensor, c: torch.Tensor, *, regularizing: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """Generate images with style mixing.
+
+        Args:
+            z: latents ``(B, z_dim)``.
+            c: conditioning ``(B, c_dim)``.
+            regularizing: ``True`` in regularisation phases (never compiled, never autocast).
+
+        Returns:
+            ``(images (B, C, H, W), ws (B, num_ws, w_dim))``.
+        """
+        ws = self.G.mapping(z, c, update_emas=True)
+        prob = self.train_config.style_mixing_prob
+        if prob > 0 and torch.rand(()) < prob:
+            cutoff = int(torch.randint(1, ws.shape[1], ()))
+            mixed = self.G.mapping(torch.randn_like(z), c, update_emas=False)
+            ws = torch.cat([ws[:, :cutoff], mixed[:, cutoff:]], dim=1)
+        synthesis = self.G.synthesis if regularizing else self._compiled.get("synthesis", self.G.synthesis)
+        return synthesis(ws), ws
+
+    def augment_for_discriminator(self, images: torch.Tensor) -> torch.Tensor:
+        """What D sees: ``images`` through :attr:`augment_pipe` (identity without one)."""
+        return images if self.augment_pipe is None else self.augment_pipe(images)
+
+    def run_D(self, images: torch.Tensor, c: torch.Tensor, *, regularizing: bool = False) -> torch.Tensor:
+        """D's logits ``(B, 1)`` for ``images`` after :meth:`augment_for_discriminator`."""
+        discriminator = self.D if regularizing else self._compiled.get("D", self.D)
+        return discriminator(self.augment_for_discriminator(images), c)
+
+    def _latents(self, batch_size: int) -> torch.Tensor:
+        return torch.randn(batch_size, self.G.z_dim, device=self.device)
+
+    # ------------------------------------------------------------------ losses per phase
+    def generator_main_loss(self, batch_size: int, gen_c: torch.Tensor) -> torch.Tensor:
+        """``Gmain``: non-saturating loss on a fresh batch of generated images."""
+        with self._autocast():
+            fake, _ = self.run_G(self._latents(batch_size), gen_c)
+            fake_logits = self.run_D(fake, gen_c).float()
+        self.log("scores/fake", fake_logits.mean().detach())
+        return losses.generator_loss(fake_logits)
+
+    def g_regularization_loss(self, batch_size: int, gen_c: torch.Tensor) -> torch.Tensor:
+        """``Greg``: path-length penalty times ``pl_weight`` (before the interval gain)."""
+        shrunk = max(1, batch_size // self.hparams.pl_batch_shrink)
+        fake, ws = self.run_G(self._latents(shrunk), gen_c[:shrunk], regularizing=True)
+        lengths = losses.path_lengths(fake, ws)
+        penalty, new_mean = losses.path_length_penalty(lengths, self.pl_mean, self.hparams.pl_decay)
+        self.pl_mean.copy_(new_mean)
+        self.log("loss/pl", penalty.mean().detach())
+        return penalty.mean() * self.train_config.pl_weight
+
+    def discriminator_main_loss(
+        self, real: torch.Tensor, real_c: torch.Tensor, gen_c: torch.Tensor
+    ) -> torch.Tensor:
+        """``Dmain``: logistic loss on augmented reals and fakes, plus bCR when enabled.
+
+        Feeds the augment pipe's r_t accumulator with D's logits for the augmented reals.
+        """
+        with self._autocast():
+            with torch.no_grad():
+                fake, _ = self.run_G(self._latents(real.shape[0]), gen_c)
+            fake_logits = self.run_D(fake, gen_c).float()
+            real_logits = self.run_D(real, real_c).float()
+        if self.augment_pipe is not None:
+            self.augment_pipe.observe(real_logits)
+        self.log("scores/real", real_logits.mean().detach())
+        loss = losses.discriminator_loss(real_logits, fake_logits)
+        self.log("loss/D", loss.detach(), prog_bar=True)
+        return loss + self.consistency_loss(real, real_c, real_logits, fake, gen_c, fake_logits)
+
+    def consistency_loss(
+        self,
+        real: torch.Tensor,
+        real_c: torch.Tensor,
+        real_logits: torch.Tensor,
+        fake: torch.Tensor,
+        gen_c: torch.Tensor,
+        fake_logits: torch.Tensor,
+    ) -> torch.Tensor:
+        """bCR: ``w_real ||D(x) - D(T(x))||^2 + w_fake ||D(G(z)) - D(T(G(z)))||^2`` (0 when off)."""
+        hp = self.hparams
+        total = real_logits.new_zeros(())
+        if self.bcr_pipe is None:
+            return total
+        with self._autocast():
+            for weight, images, c, logits in ((hp.bcr_weight_real, real, real_c, real_logits),
+                                              (hp.bcr_weight_fake, fake, gen_c, fake_logits)):
+                if weight > 0:
+                    transformed_logits = self.run_D(self.bcr_pipe(images), c).float()
+                    total = total + weight * losses.consistency_penalty(logits, transformed_logits)
+        self.log("loss/bcr", total.detach())
+        return total
+
+    def d_regularization_loss(self, real: torch.Tensor, real_c: torch.Tensor) -> torch.Tensor:
+        """``Dreg``: R1 ``gamma / 2 * ||grad_x D(A(x))||^2`` (before the interval gain).
+
+        The gradient is taken w.r.t. the *un-augmented* reals, through the augment pipe, as in the
+        reference. Subclasses replace this to change D's regulariser.
+        """
+        real = real.detach().requires_grad_(True)
+        real_logits = self.run_D(real, real_c, regularizing=True)
+        penalty = losses.r1_penalty(real, real_logits)
+        self.log("loss/r1", penalty.mean().detach())
+        return penalty.mean() * (self.train_config.gamma / 2)
+
+    # ------------------------------------------------------------------ the training loop
+    def training_step(self, batch: Any, batch_idx: int) -> None:
+        """Run Gmain, Greg (every ``pl_interval``), Dmain, Dreg (every ``r1_interval``), then EMA."""
+        real, labels = split_batch(batch)
+        self._check_real_images(real)
+        batch_size = real.shape[0]
+        real_c = self.class_condition(labels, batch_size)
+        opt_g, opt_d = self.optimizers()
+        cfg = self.train_config
+        step = int(self.num_batches)
+
+        with self._toggled(opt_g):
+            loss = self.generator_main_loss(batch_size, self._generated_condition(labels, batch_size))
+            self.log("loss/G", loss.detach(), prog_bar=True)
+            self._optimize(opt_g, loss, "Gmain", self.G)
+            if cfg.pl_weight > 0 and step % cfg.pl_interval == 0:
+                loss = self.g_regularization_loss(batch_size, self._generated_condition(labels, batch_size))
+                self._optimize(opt_g, loss * cfg.pl_interval, "Greg", self.G)
+
+        with self._toggled(opt_d):
+            loss = self.discriminator_main_loss(real, real_c, self._generated_condition(labels, batch_size))
+            self._optimize(opt_d, loss, "Dmain", self.D)
+            if cfg.gamma > 0 and step % cfg.r1_interval == 0:
+                loss = self.d_regularization_loss(real, real_c)
+                self._optimize(opt_d, loss * cfg.r1_interval, "Dreg", self.D)
+
+        global_batch = batch_size * self.trainer.world_size
+        self.update_ema(global_batch)
+        self.num_batches += 1
+        self.cur_nimg += global_batch
+        self.log("kimg", self.cur_nimg.item() / 1000, prog_bar=True)
+        max_kimg = self.hparams.max_kimg
+        if max_kimg is not None and self.cur_nimg.item() >= max_kimg * 1000:
+            self.trainer.should_stop = True
+
+    @contextmanager
+    def _toggled(self, optimizer: Any) -> Iterator[None]:
+        """Only ``optimizer``'s parameters require grad inside the block (the others are frozen)."""
+        self.toggle_optimizer(optimizer)
+        try:
+            yield
+        finally:
+            self.untoggle_optimizer(optimizer)
+
+    def _optimize(self, optimizer: Any, loss: torch.Tensor, phase: str, network: nn.Module) -> None:
+        """Backward and step, refusing a non-finite loss or gradient before the step happens."""
+        self._check_finite(loss, phase, "loss")
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        grads = [p.grad for p in network.parameters() if p.grad is not None]
+        if grads:
+            self._check_finite(torch.nn.utils.get_total_norm(grads), phase, "gradient norm")
+        optimizer.step()
+
+    def _check_finite(self, value: torch.Tensor, phase: str, what: str) -> None:
+        if not torch.isfinite(value):
+            raise FloatingPointError(
+                f"Non-finite {what} ({value.item()}) in phase {phase} at batch {int(self.num_batches)} "
+                f"(global step {self.global_step}); training stopped before the optimiser step, so the "
+                "weights and the last checkpoint are intact. Lower `lr`, raise `gamma`, or resume from "
+                "the last checkpoint."
+            )
+
+    def _check_real_images(self, real: torch.Tensor) -> None:
+        hp = self.hparams
+        expected = (hp.channels, hp.resolution, hp.resolution)
+        if tuple(real.shape[1:]) != expected:
+            raise ValueError(
+                f"Real images have shape {tuple(real.shape[1:])} but the networks were built for "
+                f"{expected} (channels, resolution, resolution); fix `resolution`/`channels` or the data."
+            )
+
+    @torch.no_grad()
+    def update_ema(self, batch_size: int) -> None:
+        """Move ``G_ema`` towards ``G``: ``w_ema <- beta w_ema + (1 - beta) w``, buffers copied.
+
+        ``beta`` is :func:`losses.ema_beta` for the images seen before this batch.
+        """
+        cfg = self.train_config
+        beta = losses.ema_beta(batch_size, int(self.cur_nimg), cfg.ema_kimg, cfg.ema_rampup)
+        ema_params = list(self.G_ema.parameters())
+        torch._foreach_lerp_(ema_params, [p.detach() for p in self.G.parameters()], 1.0 - beta)
+        for ema_buffer, buffer in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
+            ema_buffer.copy_(buffer)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Refuse to write a checkpoint from a non-finite state (last line of the NaN guard)."""
+        for name in ("G", "D", "G_ema"):
+            for key, tensor in getattr(self, name).state_dict().items():
+                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                    raise FloatingPointError(f"Refusing to save a checkpoint: {name}.{key} is not finite.")
+
+    # ------------------------------------------------------------------ generation
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        labels: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        truncation_psi: float = 1.0,
+    ) -> torch.Tensor:
+        """Generate ``n`` images with the EMA generator in eval mode (generator protocol).
+
+        Args:
+            n: number of images.
+            labels: int64 ``(n,)`` classes for a conditional model; ``None``: uniformly random.
+            generator: random generator for the latents and labels (reproducible samples).
+            truncation_psi: truncation towards the average ``w`` (``1`` = none).
+
+        Returns:
+            ``(n, C, H, W)`` float in [-1, 1] on the module's device.
+        """
+        check_positive_int("n", n)
+        source_device = generator.device if generator is not None else self.device
+        z = torch.randn(n, self.G_ema.z_dim, generator=generator, device=source_device).to(self.device)
+        if labels is None and self.hparams.num_classes > 0:
+            labels = torch.randint(self.hparams.num_classes, (n,), generator=generator, device=source_device)
+        return self._generate(z, None if labels is None else labels.to(self.device), truncation_psi)
+
+    def _generate(self, z: torch.Tensor, labels: torch.Tensor | None, truncation_psi: float) -> torch.Tensor:
+        was_training = self.G_ema.training
+        self.G_ema.eval()
+        c = self.class_condition(labels, z.shape[0])
+        try:
+            chunks = [self.G_ema(z_chunk, c_chunk, truncation_psi=truncation_psi, noise_mode="const")
+                      for z_chunk, c_chunk in zip(z.split(64), c.split(64), strict=True)]
+        finally:
+            self.G_ema.train(was_training)
+        return torch.cat(chunks).float().clamp(-1, 1)
+
+    def predict_dataloader(self) -> DataLoader:
+        """Seeds ``predict_seed, ..., predict_seed + num_predict - 1`` in batches (one image per seed)."""
+        hp = self.hparams
+        seeds = list(range(hp.predict_seed, hp.predict_seed + hp.num_predict))
+        return DataLoader(seeds, batch_size=hp.predict_batch_size)
+
+    def on_predict_start(self) -> None:
+        self._predicted = []
+
+    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        """Generate one image per seed and write ``seed{seed:06d}.png`` to the predict folder.
+
+        A batch of int seeds ``(B,)`` (the module's own predict loader) fixes each image's latent; any
+        other batch (a datamodule's predict loader) yields ``B`` images, classes taken from its labels.
+
+        Returns:
+            ``(B, C, H, W)`` images in [-1, 1].
+        """
+        seeds, labels = self._predict_inputs(batch, batch_idx)
+        z = torch.stack([torch.randn(self.G_ema.z_dim, generator=torch.Generator().manual_seed(int(seed)))
+                         for seed in seeds]).to(self.device)
+        if labels is None and self.hparams.num_classes > 0:
+            labels = torch.as_tensor(seeds) % self.hparams.num_classes
+        images = self._generate(z, None if labels is None else labels.to(self.device), self.hparams.truncation_psi)
+        folder = self._predict_folder()
+        pixels = _to_uint8(images.cpu())
+        for seed, image in zip(seeds, pixels, strict=True):
+            _save_png(image, folder / f"seed{int(seed):06d}.png")
+        self._predicted.append(pixels)
+        return images
+
+    def _predict_inputs(self, batch: Any, batch_idx: int) -> tuple[list[int], torch.Tensor | None]:
+        if isinstance(batch, torch.Tensor) and batch.ndim == 1 and not batch.is_floating_point():
+            return batch.tolist(), None
+        images, labels = split_batch(batch)
+        first = self.hparams.predict_seed + batch_idx * images.shape[0]
+        return list(range(first, first + images.shape[0])), labels
+
+    def _predict_folder(self) -> Path:
+        folder = Path(self.hparams.predict_dir or Path(self.trainer.default_root_dir) / "predictions")
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def on_predict_epoch_end(self) -> None:
+        """Write ``grid.png``: every predicted image of this process, in seed order."""
+        if self._predicted:
+            _save_png(image_grid(torch.cat(self._predicted)), self._predict_folder() / "grid.png")
+            self._predicted = []
+
+
+def _make_augment_pipe(preset: str | None, p: float, strengths: dict[str, float]) -> nn.Module:
+    from lightning_genaug.augment.ada import AugmentPipe
+
+    return AugmentPipe(preset=preset, p=p, **strengths)
+
+
+def _frozen_copy(module: nn.Module) -> nn.Module:
+    import copy
+
+    clone = copy.deepcopy(module).eval()
+    clone.requires_grad_(False)
+    return clone
+
+
+def _to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """``(B, C, H, W)`` in [-1, 1] -> uint8 ``(B, C, H, W)`` in [0, 255]."""
+    return ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def image_grid(images: torch.Tensor, columns: int | None = None) -> torch.Tensor:
+    """Tile ``(B, C, H, W)`` images into one ``(C, rows * H, columns * W)`` image (blank cells: 0).
+
+    >>> image_grid(torch.ones(5, 3, 2, 2, dtype=torch.uint8)).shape
+    torch.Size([3, 4, 6])
+    """
+    count, channels, height, width = images.shape
+    columns = columns or math.ceil(math.sqrt(count))
+    rows = math.ceil(count / columns)
+    padded = images.new_zeros(rows * columns, channels, height, width)
+    padded[:count] = images
+    grid = padded.view(rows, columns, channels, height, width).permute(2, 0, 3, 1, 4)
+    return grid.reshape(channels, rows * height, columns * width)
+
+
+def _save_png(image: torch.Tensor, path: Path) -> None:
+    """Write a uint8 ``(C, H, W)`` image (C = 1 or 3) as PNG."""
+    from PIL import Image
+
+    array = image.permute(1, 2, 0).numpy()
+    Image.fromarray(array[..., 0] if array.shape[-1] == 1 else np.ascontiguousarray(array)).save(path)
+
+
+__all__ = ["StyleGAN2ADA", "image_grid"]

@@ -1,0 +1,89 @@
+"""The `lightning-genaug` command: help, printed configs, and clear errors for bad configs."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lightning_genaug.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+BORING = "lightning.pytorch.demos.boring_classes.BoringModel"
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run the CLI in-process as if from a shell; returns (exit code, stdout + stderr)."""
+
+    def run(args: list[str]) -> tuple[int, str]:
+        monkeypatch.setattr(sys, "argv", ["lightning-genaug"])
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
+        captured = capsys.readouterr()
+        return exit_info.value.code or 0, captured.out + captured.err
+
+    return run
+
+
+def test_console_script_help_lists_the_subcommands():
+    executable = shutil.which("lightning-genaug")
+    assert executable is not None, "the console script is not installed"
+    result = subprocess.run([executable, "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    for subcommand in ("fit", "validate", "test", "predict"):
+        assert re.search(rf"^\s+{subcommand}\s", result.stdout, re.MULTILINE), subcommand
+
+
+def test_print_config_with_short_class_names(cli):
+    code, output = cli(["fit", "--print_config", "--model", BORING, "--data", "DigitsDataModule"])
+    assert code == 0
+    config = yaml.safe_load(output)
+    assert config["data"]["class_path"].endswith(".DigitsDataModule")
+    assert config["data"]["init_args"]["resolution"] == 16
+    assert config["model"]["class_path"] == BORING
+    assert "trainer" in config and "optimizer" not in config
+
+
+def test_unknown_class_is_a_clear_error(cli, tmp_path: Path):
+    config = tmp_path / "bad.yaml"
+    config.write_text(f"model:\n  class_path: {BORING}\ndata:\n  class_path: NoSuchDataModule\n")
+    code, output = cli(["fit", "--config", str(config)])
+    assert code != 0
+    assert "NoSuchDataModule" in output and "Traceback" not in output
+
+
+def test_typo_in_a_key_is_a_clear_error(cli, tmp_path: Path):
+    config = tmp_path / "typo.yaml"
+    config.write_text(
+        f"model:\n  class_path: {BORING}\n"
+        "data:\n  class_path: DigitsDataModule\n  init_args:\n    resolutoin: 16\n"
+    )
+    code, output = cli(["fit", "--config", str(config)])
+    assert code != 0
+    assert "resolutoin" in output and "Traceback" not in output
+
+
+def quickstart_commands() -> list[str]:
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```(?:bash|sh)?\n(.*?)```", section, re.DOTALL)
+    assert block is not None, "README's Quickstart has no code block"
+    return [line for line in block.group(1).splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_readme_quickstart_is_two_commands_and_ci_runs_the_test_one():
+    commands = quickstart_commands()
+    assert len(commands) == 2
+    main_job, test_command = commands
+    assert "lightning-genaug fit --config examples/configs/ada.yaml" in main_job
+    assert (REPO / "examples/configs/ada.yaml").is_file()
+    ci_script = (REPO / ".ci/run").read_text()
+    # CI creates its own venv, then runs the README's install and test steps verbatim.
+    for step in test_command.split("&&")[-2:]:
+        assert step.strip() in ci_script, step
