@@ -17,6 +17,12 @@ from lightning.pytorch.cli import ArgsType, LightningCLI
 # ``class_path: AdaptiveAugmentation``); any other importable class path works too.
 PROJECT_MODULES: Sequence[str] = (
     "lightning_genaug.data",
+    "lightning_genaug.callbacks.ada",
+    "lightning_genaug.callbacks.metrics",
+    "lightning_genaug.callbacks.samples",
+    "lightning_genaug.models.stylegan2",
+    "lightning_genaug.models.sparse_transformer",
+    "lightning_genaug.models.scalegan",
 )
 
 

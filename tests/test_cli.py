@@ -50,6 +50,15 @@ def test_print_config_with_short_class_names(cli):
     assert "trainer" in config and "optimizer" not in config
 
 
+@pytest.mark.parametrize("model", ["StyleGAN2ADA", "ScaleGAN", "SparseTransformerDistAug"])
+def test_print_config_of_every_project_module(cli, model: str):
+    code, output = cli(["fit", "--print_config", "--model", model, "--data", "DigitsDataModule"])
+    assert code == 0
+    config = yaml.safe_load(output)
+    assert config["model"]["class_path"].endswith(model)
+    assert "config" in config["model"]["init_args"]  # the module's own arguments are listed
+
+
 def test_unknown_class_is_a_clear_error(cli, tmp_path: Path):
     config = tmp_path / "bad.yaml"
     config.write_text(f"model:\n  class_path: {BORING}\ndata:\n  class_path: NoSuchDataModule\n")

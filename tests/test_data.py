@@ -60,6 +60,15 @@ def test_digits_rgb_subset_and_validation_split():
     torch.testing.assert_close(images[:, 0], images[:, 2])  # grey replicated to RGB
 
 
+def test_test_loader_is_the_validation_split_or_every_image():
+    with_val = DigitsDataModule(resolution=8, max_images=100, val_fraction=0.2, batch_size=50)
+    with_val.setup()
+    assert len(with_val.test_dataloader().dataset) == 20
+    without_val = DigitsDataModule(resolution=8, max_images=100, xflip=True, batch_size=50)
+    assert without_val.val_dataloader() == []
+    assert len(without_val.test_dataloader().dataset) == 100  # no mirrored copies
+
+
 def test_max_images_subset_is_fixed_by_seed():
     def subset(seed: int) -> torch.Tensor:
         dm = DigitsDataModule(resolution=8, max_images=50, seed=seed)

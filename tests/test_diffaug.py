@@ -37,7 +37,7 @@ def test_translation_moves_content_and_pads_with_zeros() -> None:
 
 
 def test_translation_shifts_stay_within_an_eighth_of_the_size() -> None:
-    params = DiffAugment("translation", p=1.0).sample_params(4000, (16, 24), generator=_generator())
+    params = DiffAugment("translation", p=1.0).sample_params((4000, 3, 16, 24), generator=_generator())
     shift = params["translation"]
     assert shift[:, 0].abs().max() == 2 and shift[:, 1].abs().max() == 3
     assert set(shift[:, 0].tolist()) == {-2, -1, 0, 1, 2}
@@ -45,7 +45,7 @@ def test_translation_shifts_stay_within_an_eighth_of_the_size() -> None:
 
 def test_cutout_zeroes_a_half_size_hole() -> None:
     augment = DiffAugment("cutout", p=1.0)
-    params = augment.sample_params(1, (8, 8), generator=_generator())
+    params = augment.sample_params((1, 3, 8, 8), generator=_generator())
     params["cutout_center"] = torch.tensor([[4, 4]])
     out = augment(torch.ones(1, 3, 8, 8), params=params)
     assert out[0, :, 2:6, 2:6].eq(0).all()
@@ -66,14 +66,14 @@ def test_color_transforms_do_what_their_factors_say() -> None:
 
 
 def test_color_factors_are_drawn_from_the_paper_ranges() -> None:
-    params = DiffAugment("color", p=1.0).sample_params(4000, (8, 8), generator=_generator())
+    params = DiffAugment("color", p=1.0).sample_params((4000, 3, 8, 8), generator=_generator())
     assert params["brightness"].min() >= -0.5 and params["brightness"].max() < 0.5
     assert params["saturation"].min() >= 0.0 and params["saturation"].max() < 2.0
     assert params["contrast"].min() >= 0.5 and params["contrast"].max() < 1.5
 
 
 def test_each_transform_is_gated_per_sample_with_probability_p() -> None:
-    params = DiffAugment(p=0.3).sample_params(20_000, (8, 8), generator=_generator())
+    params = DiffAugment(p=0.3).sample_params((20_000, 3, 8, 8), generator=_generator())
     assert params["cutout"].float().mean().item() == pytest.approx(0.3, abs=0.015)
     assert (params["brightness"] != 0).float().mean().item() == pytest.approx(0.3, abs=0.015)
     both = params["cutout"] & (params["brightness"] != 0)
@@ -82,8 +82,8 @@ def test_each_transform_is_gated_per_sample_with_probability_p() -> None:
 
 def test_augmentation_is_differentiable() -> None:
     augment = DiffAugment(p=1.0).double()
-    params = augment.sample_params(2, (6, 6), generator=_generator())
-    images = torch.randn(2, 3, 6, 6, dtype=torch.float64, requires_grad=True)
+    params = augment.sample_params((2, 3, 4, 4), generator=_generator())
+    images = torch.randn(2, 3, 4, 4, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda x: augment(x, params=params), (images,))
     assert torch.autograd.gradgradcheck(lambda x: augment(x, params=params), (images,))
 

@@ -33,7 +33,7 @@ def test_scale_one_without_noise_is_the_identity(scaling: DataScaling) -> None:
 
 def test_fixed_schedule_scales_a_fraction_p_by_scale() -> None:
     scaling = DataScaling("fixed", p=0.3, scale=0.25)
-    params = scaling.sample_params(N, generator=_generator())
+    params = scaling.sample_params((N, 1, 1, 1), generator=_generator())
     scaled = params["scale"] != 1.0
     assert params["scale"][scaled].unique().tolist() == [0.25]
     assert scaled.float().mean().item() == pytest.approx(0.3, abs=0.015)
@@ -42,7 +42,7 @@ def test_fixed_schedule_scales_a_fraction_p_by_scale() -> None:
 
 def test_uniform_schedule_draws_factors_uniform_between_min_scale_and_one() -> None:
     scaling = DataScaling("uniform", p=0.5, min_scale=0.25)
-    scale = scaling.sample_params(N, generator=_generator())["scale"]
+    scale = scaling.sample_params((N, 1, 1, 1), generator=_generator())["scale"]
     scaled = scale[scale != 1.0]
     assert scaled.numel() / N == pytest.approx(0.5, abs=0.015)
     assert scaled.min() >= 0.25
@@ -51,7 +51,7 @@ def test_uniform_schedule_draws_factors_uniform_between_min_scale_and_one() -> N
 
 def test_forward_applies_the_drawn_factors_per_sample() -> None:
     scaling = DataScaling("uniform", p=0.7, min_scale=0.1)
-    params = scaling.sample_params(16, generator=_generator())
+    params = scaling.sample_params((16, 3, 4, 4), generator=_generator())
     out = scaling(torch.ones(16, 3, 4, 4), params=params)
     assert torch.allclose(out, params["scale"].view(-1, 1, 1, 1).expand(16, 3, 4, 4))
 
@@ -60,7 +60,7 @@ def test_diffusion_schedule_follows_the_chain_length_set_by_p() -> None:
     scaling = DataScaling("diffusion", p=0.25, apply_prob=0.5, noise_std=0.05, t_min=10, t_max=1000)
     chain = 10 + round(0.25 * 990)
     assert int(scaling.chain_length()) == chain
-    params = scaling.sample_params(N, generator=_generator())
+    params = scaling.sample_params((N, 1, 1, 1), generator=_generator())
     t = params["t"]
     diffused = t > 0
     assert diffused.float().mean().item() == pytest.approx(0.5, abs=0.015)
@@ -74,13 +74,13 @@ def test_diffusion_schedule_follows_the_chain_length_set_by_p() -> None:
 def test_diffusion_strength_lengthens_the_chain() -> None:
     weak, strong = (DataScaling("diffusion", p=p, apply_prob=1.0) for p in (0.0, 1.0))
     assert int(weak.chain_length()) == 10 and int(strong.chain_length()) == 1000
-    assert weak.sample_params(512, generator=_generator())["scale"].min() > 0.99
-    assert strong.sample_params(512, generator=_generator())["scale"].min() < 0.1
+    assert weak.sample_params((512, 1, 1, 1), generator=_generator())["scale"].min() > 0.99
+    assert strong.sample_params((512, 1, 1, 1), generator=_generator())["scale"].min() < 0.1
 
 
 def test_noise_has_the_configured_standard_deviation_on_scaled_samples_only() -> None:
     scaling = DataScaling("fixed", p=0.5, scale=0.5, noise_std=0.2)
-    params = scaling.sample_params(64, generator=_generator())
+    params = scaling.sample_params((64, 3, 16, 16), generator=_generator())
     out = scaling(torch.zeros(64, 3, 16, 16), _generator(1), params=params)
     scaled = params["scale"] != 1.0
     assert out[scaled].std().item() == pytest.approx(0.2, rel=0.05)
@@ -96,7 +96,7 @@ def test_same_generator_seed_replays_the_same_output() -> None:
 
 def test_scaling_is_twice_differentiable() -> None:
     scaling = DataScaling("uniform", p=1.0, min_scale=0.2, noise_std=0.1).double()
-    params = scaling.sample_params(2, generator=_generator())
+    params = scaling.sample_params((2, 1, 3, 3), generator=_generator())
     images = torch.randn(2, 1, 3, 3, dtype=torch.float64, requires_grad=True)
 
     def function(x: torch.Tensor) -> torch.Tensor:
@@ -139,7 +139,7 @@ def test_invalid_arguments_name_the_argument(kwargs: dict, message: str) -> None
 def test_mismatched_params_raise_a_clear_error() -> None:
     scaling = DataScaling("fixed", p=1.0)
     with pytest.raises(ValueError, match="sample_params"):
-        scaling(torch.zeros(4, 1, 2, 2), params=scaling.sample_params(3))
+        scaling(torch.zeros(4, 1, 2, 2), params=scaling.sample_params((3, 1, 2, 2)))
 
 
 @pytest.mark.parametrize(

@@ -24,14 +24,14 @@ differentiable torch ops with double backward (R1 is computed through the pipe).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from lightning_genaug._checks import check_choice, check_images, check_range
-from lightning_genaug.augment.protocol import SignAccumulator
+from lightning_genaug.augment.protocol import ParametricAugmentation
 
 # Probability multipliers, grouped as in the paper's presets.
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -88,6 +88,9 @@ _SYM6 = (
 _SYM6_ALIGN = 5
 # Expected power of the 4 bands for a 1/f spectrum (App. B.2), used to normalise the band gains.
 _BAND_POWER = (10 / 13, 1 / 13, 1 / 13, 1 / 13)
+# Axes up to this length are up/downsampled with one dense matrix, longer ones block by block.
+_DENSE_AXIS_LIMIT = 160
+_BLOCK = 32
 # Tolerance when classifying composed matrices as identity / pixel-lattice maps.
 _MATRIX_TOL = 1e-6
 
@@ -143,7 +146,9 @@ def band_filter_bank() -> torch.Tensor:
 
 def _matrix3(rows: Sequence[Sequence[torch.Tensor | float]], like: torch.Tensor) -> torch.Tensor:
     """Stack per-sample entries into ``(B, 3, 3)``; entries are ``(B,)`` tensors or Python floats."""
-    entries = [e if isinstance(e, torch.Tensor) else torch.full_like(like, float(e)) for row in rows for e in row]
+    entries = [
+        e if isinstance(e, torch.Tensor) else torch.full_like(like, float(e)) for row in rows for e in row
+    ]
     return torch.stack(entries, dim=-1).view(-1, 3, 3)
 
 
@@ -178,17 +183,58 @@ def _reflect_pad(x: torch.Tensor, left: int, right: int, top: int, bottom: int) 
     return x.index_select(3, cols).index_select(2, rows)
 
 
-def _separable_conv(x: torch.Tensor, taps: torch.Tensor, stride: int = 1, transpose: bool = False) -> torch.Tensor:
-    """Filter ``(N, C, H, W)`` with the same 1-D ``taps`` along W then H (every channel alike).
+def _band_matrix(taps: torch.Tensor, rows: int, cols: int, upsample: bool, shift: int = 0) -> torch.Tensor:
+    """Dense ``(rows, cols)`` matrix of a 2x up- or downsampling FIR filter along one axis.
 
-    ``transpose=True`` runs the transposed convolution (zero-insertion upsampling by ``stride``).
+    Upsampling (transposed convolution): ``y[o] = sum_i x[i] taps[o - 2 i + shift]``;
+    downsampling (strided correlation): ``y[o] = sum_i x[i] taps[i - 2 o]``; so ``y = x @ matrix``.
     """
-    batch, channels, height, width = x.shape
-    y = x.reshape(batch * channels, 1, height, width)
-    conv = F.conv_transpose2d if transpose else F.conv2d
-    y = conv(y, taps.view(1, 1, 1, -1), stride=(1, stride))
-    y = conv(y, taps.view(1, 1, -1, 1), stride=(stride, 1))
-    return y.view(batch, channels, y.shape[-2], y.shape[-1])
+    i = torch.arange(rows, device=taps.device)[:, None]
+    o = torch.arange(cols, device=taps.device)[None, :]
+    k = o - 2 * i + shift if upsample else i - 2 * o
+    inside = (k >= 0) & (k < taps.numel())
+    return torch.where(
+        inside, taps[k.clamp(0, taps.numel() - 1)], torch.zeros((), dtype=taps.dtype, device=taps.device)
+    )
+
+
+def _resample_last_axis(x: torch.Tensor, taps: torch.Tensor, upsample: bool, out_len: int) -> torch.Tensor:
+    """2x up/downsample the last axis of ``x`` with ``taps`` as matrix products (fast on CPU and GPU).
+
+    Short axes use one dense banded matrix; long ones are cut into overlapping windows
+    (``unfold``, a view) multiplied by one small block, which skips most of the band's zeros.
+    Upsampling returns the full transposed convolution, ``2 L + len(taps) - 2`` samples; downsampling
+    the valid strided correlation, ``(L - len(taps)) // 2 + 1`` samples (``out_len``).
+    """
+    length = x.shape[-1]
+    if length <= _DENSE_AXIS_LIMIT:
+        return x @ _band_matrix(taps, length, out_len, upsample)
+    reach = taps.numel() - 2  # input samples beyond the block one output block depends on
+    if upsample:
+        block = _band_matrix(taps, _BLOCK + reach // 2, 2 * _BLOCK, True, shift=reach)
+        step, left = _BLOCK, reach // 2
+    else:
+        block = _band_matrix(taps, 2 * _BLOCK + reach, _BLOCK, False)
+        step, left = 2 * _BLOCK, 0
+    blocks = -(-out_len // block.shape[1])
+    needed = (blocks - 1) * step + block.shape[0]
+    windows = F.pad(x, (left, needed - left - length)).unfold(-1, block.shape[0], step)
+    # One 2-D product: a batched matmul on the overlapping view would loop over its rows.
+    out = windows.reshape(-1, block.shape[0]) @ block
+    return out.view(*windows.shape[:-1], block.shape[1]).flatten(-2)[..., :out_len]
+
+
+def _resample2x(x: torch.Tensor, taps: torch.Tensor, upsample: bool) -> torch.Tensor:
+    """Separable 2x up/downsampling of ``(N, C, H, W)`` along W then H (see :func:`_resample_last_axis`)."""
+    height, width = x.shape[-2:]
+    extra = taps.numel() - 2
+    out_h, out_w = (
+        (2 * height + extra, 2 * width + extra) if upsample else ((height - extra) // 2, (width - extra) // 2)
+    )
+    y = _resample_last_axis(x, taps, upsample, out_w)
+    if height <= _DENSE_AXIS_LIMIT:
+        return torch.matmul(_band_matrix(taps, height, out_h, upsample).T, y)
+    return _resample_last_axis(y.transpose(-1, -2), taps, upsample, out_h).transpose(-1, -2)
 
 
 class _Draws:
@@ -215,7 +261,7 @@ class _Draws:
         return self.uniform() < probability
 
 
-class AugmentPipe(SignAccumulator):
+class AugmentPipe(ParametricAugmentation):
     """The StyleGAN2-ADA augmentation pipeline with its 18 transforms and adaptable strength ``p``.
 
     Each transform runs on each sample with probability ``p * strength[name]`` (rotations: so that
@@ -275,11 +321,26 @@ class AugmentPipe(SignAccumulator):
                 self.distribution[name] = float(check_range(name, value, 0.0))
             else:
                 self.strengths[name] = float(check_range(name, value, 0.0))
-        self.register_buffer("lowpass", torch.tensor(_SYM6, dtype=torch.float64) / math.sqrt(2.0), persistent=False)
-        self.register_buffer("band_filters", band_filter_bank(), persistent=False)
-        center = (torch.arange(len(_SYM6), dtype=torch.float64) * torch.tensor(_SYM6, dtype=torch.float64)).sum()
+        # Filters are constants kept in float64 outside the buffers, so that ``module.to(bfloat16)``
+        # (a low-precision trainer) cannot round them; copies per device/dtype are cached.
+        self._filter_cache: dict[tuple[str, torch.device, torch.dtype], torch.Tensor] = {}
+        center = (
+            torch.arange(len(_SYM6), dtype=torch.float64) * torch.tensor(_SYM6, dtype=torch.float64)
+        ).sum()
         # Sub-pixel phase of the up/down-sampled grid (same on input and output, so identity stays exact).
         self._phase = float(_SYM6_ALIGN - center / math.sqrt(2.0)) / 2
+
+    def _constant(self, name: str, like: torch.Tensor) -> torch.Tensor:
+        """The ``"lowpass"`` (sym6, sum 1) or ``"bands"`` filter on ``like``'s device and dtype."""
+        key = (name, like.device, like.dtype)
+        if key not in self._filter_cache:
+            taps = (
+                torch.tensor(_SYM6, dtype=torch.float64) / math.sqrt(2.0)
+                if name == "lowpass"
+                else band_filter_bank()
+            )
+            self._filter_cache[key] = taps.to(device=like.device, dtype=like.dtype)
+        return self._filter_cache[key]
 
     @staticmethod
     def _check_bands(value: Any) -> tuple[float, ...]:
@@ -352,18 +413,22 @@ class AugmentPipe(SignAccumulator):
         if self.strengths["scale"] > 0:
             scale = torch.exp2(draws.normal() * dist["scale_std"])
             params["scale"] = torch.where(draws.gate(self._prob("scale", p)), scale, 1.0)
-        # Pre- and post-rotation each with p_rot so that P(pre or post) = p * strength.
-        p_rot = 1 - math.sqrt(1 - min(max(self._prob("rotate", p), 0.0), 1.0))
-        for key in ("rotate_pre", "aniso", "rotate_post"):
-            if key == "aniso" and self.strengths["aniso"] > 0:
-                aniso = torch.exp2(draws.normal() * dist["aniso_std"])
-                params["aniso"] = torch.where(draws.gate(self._prob("aniso", p)), aniso, 1.0)
-            elif key != "aniso" and self.strengths["rotate"] > 0:
-                theta = (draws.uniform() * 2 - 1) * math.pi * dist["rotate_max"]
-                params[key] = torch.where(draws.gate(p_rot), theta, 0.0)
+        if self.strengths["rotate"] > 0:
+            params["rotate_pre"] = self._sample_rotation(draws, p)
+        if self.strengths["aniso"] > 0:
+            aniso = torch.exp2(draws.normal() * dist["aniso_std"])
+            params["aniso"] = torch.where(draws.gate(self._prob("aniso", p)), aniso, 1.0)
+        if self.strengths["rotate"] > 0:
+            params["rotate_post"] = self._sample_rotation(draws, p)
         if self.strengths["xfrac"] > 0:
             shift = draws.normal(2) * dist["xfrac_std"] * size
             params["xfrac"] = torch.where(draws.gate(self._prob("xfrac", p))[:, None], shift, 0.0)
+
+    def _sample_rotation(self, draws: _Draws, p: float) -> torch.Tensor:
+        """Angle of the pre- or post-rotation, each gated by ``1 - sqrt(1 - p)``: P(either) = p."""
+        p_rot = 1 - math.sqrt(1 - min(self._prob("rotate", p), 1.0))
+        theta = (draws.uniform() * 2 - 1) * math.pi * self.distribution["rotate_max"]
+        return torch.where(draws.gate(p_rot), theta, 0.0)
 
     def _sample_color(self, params: dict, draws: _Draws, p: float, channels: int) -> None:
         dist = self.distribution
@@ -385,7 +450,9 @@ class AugmentPipe(SignAccumulator):
             saturation = torch.exp2(draws.normal() * dist["saturation_std"])
             params["saturation"] = torch.where(draws.gate(self._prob("saturation", p)), saturation, 1.0)
 
-    def _sample_corruptions(self, params: dict, draws: _Draws, p: float, image_shape: tuple[int, int, int]) -> None:
+    def _sample_corruptions(
+        self, params: dict, draws: _Draws, p: float, image_shape: tuple[int, int, int]
+    ) -> None:
         dist = self.distribution
         if self.strengths["imgfilter"] > 0:
             band_power = torch.tensor(_BAND_POWER, device=draws.device)
@@ -408,28 +475,11 @@ class AugmentPipe(SignAccumulator):
 
     # ------------------------------------------------------------------ applying parameters
 
-    def forward(
-        self,
-        images: torch.Tensor,
-        generator: torch.Generator | None = None,
-        params: Mapping[str, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
-        """Augment ``images`` at strength ``p`` (or replay ``params`` from :meth:`sample_params`).
+    def is_identity(self) -> bool:
+        return float(self.p) == 0.0 or not any(s > 0 for s in self.strengths.values())
 
-        Args:
-            images: ``(B, C, H, W)`` float, typically in [-1, 1].
-            generator: optional ``torch.Generator`` for the draws.
-            params: a previous draw to replay; ``p`` and ``generator`` are then ignored.
-
-        Returns:
-            ``(B, C, H, W)`` augmented images; ``images`` itself when ``p == 0`` and no ``params``.
-        """
+    def check_input(self, images: torch.Tensor) -> None:
         check_images(images, channels=COLOR_CHANNELS if self._needs_color_channels else None)
-        if params is None:
-            if float(self.p) == 0.0 or not any(s > 0 for s in self.strengths.values()):
-                return images
-            params = self.sample_params(images.shape, device=images.device, generator=generator)
-        return self.apply_params(images, params)
 
     def apply_params(self, images: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Apply a draw of :meth:`sample_params` (deterministic, differentiable w.r.t. ``images``).
@@ -457,7 +507,9 @@ class AugmentPipe(SignAccumulator):
         return x
 
     @staticmethod
-    def _process_subset(x: torch.Tensor, selected: torch.Tensor, fn: Any) -> torch.Tensor:
+    def _process_subset(
+        x: torch.Tensor, selected: torch.Tensor, fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    ) -> torch.Tensor:
         """Run ``fn(x[index], index)`` on the selected rows only and write the result back."""
         index = selected.nonzero().view(-1)
         if index.numel() == 0:
@@ -478,7 +530,9 @@ class AugmentPipe(SignAccumulator):
         Returns:
             ``(B, 3, 3)`` or ``None`` when no geometric transform is in ``params``.
         """
-        if not any(key in params for key in ("xflip", "rotate90", "xint", "scale", "rotate_pre", "aniso", "xfrac")):
+        if not any(
+            key in params for key in ("xflip", "rotate90", "xint", "scale", "rotate_pre", "aniso", "xfrac")
+        ):
             return None
         first = next(iter(params.values()))
         like = torch.zeros(batch_size, dtype=torch.float64, device=first.device)
@@ -576,14 +630,14 @@ class AugmentPipe(SignAccumulator):
         ).T
         landed = (g_inv @ to_output @ corners)[:, :2, :]  # (n, xy, corner), centred input pixels
         reach = taps / 4 + 1
-        low = (-landed.amin(dim=(0, 2)) - torch.tensor([cx, cy], dtype=torch.float64, device=x.device) + reach)
+        low = -landed.amin(dim=(0, 2)) - torch.tensor([cx, cy], dtype=torch.float64, device=x.device) + reach
         high = landed.amax(dim=(0, 2)) - torch.tensor([cx, cy], dtype=torch.float64, device=x.device) + reach
         limit = torch.tensor([width - 1, height - 1], dtype=torch.float64, device=x.device)
         pad_x0, pad_y0 = low.ceil().clamp(min=0).minimum(limit).long().tolist()
         pad_x1, pad_y1 = high.ceil().clamp(min=0).minimum(limit).long().tolist()
         padded = _reflect_pad(x, pad_x0, pad_x1, pad_y0, pad_y1)
-        lowpass = self.lowpass.to(x.dtype)
-        upsampled = _separable_conv(padded, lowpass * 2, stride=2, transpose=True)
+        lowpass = self._constant("lowpass", x)
+        upsampled = _resample2x(padded, lowpass * 2, upsample=True)
         # Input pixel-index coordinate c lies at upsampled index 2 * (c + pad - phase) + align.
         to_upsampled = _translate2d(
             2 * (cx + pad_x0 - phase) + align, 2 * (cy + pad_y0 - phase) + align, g_inv[:, 0, 0]
@@ -599,7 +653,7 @@ class AugmentPipe(SignAccumulator):
         theta = (normalise @ to_upsampled @ g_inv @ to_output @ denormalise)[:, :2, :].to(x.dtype)
         grid = F.affine_grid(theta, [n, channels, canvas_h, canvas_w], align_corners=False)
         canvas = F.grid_sample(upsampled, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        return _separable_conv(canvas, lowpass, stride=2)
+        return _resample2x(canvas, lowpass, upsample=False).contiguous()
 
     # colour ---------------------------------------------------------------
 
@@ -685,10 +739,12 @@ class AugmentPipe(SignAccumulator):
             gains: ``(n, 4)`` band gains.
         """
         n, channels, height, width = x.shape
-        taps = gains.to(x.dtype) @ self.band_filters.to(x.dtype)  # (n, L)
+        taps = gains.to(x.dtype) @ self._constant("bands", x)  # (n, L)
         taps = taps.repeat_interleave(channels, dim=0)  # (n * C, L)
         half = taps.shape[1] // 2
-        padded = _reflect_pad(x, half, half, half, half).reshape(1, n * channels, height + 2 * half, width + 2 * half)
+        padded = _reflect_pad(x, half, half, half, half).reshape(
+            1, n * channels, height + 2 * half, width + 2 * half
+        )
         y = F.conv2d(padded, taps[:, None, None, :], groups=n * channels)
         y = F.conv2d(y, taps[:, None, :, None], groups=n * channels)
         return y.view(n, channels, height, width)

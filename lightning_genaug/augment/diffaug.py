@@ -17,15 +17,17 @@ Transforms, with ``u ~ U(0, 1)`` per sample:
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import torch
 
 from lightning_genaug._checks import check_choice, check_images, check_range
-from lightning_genaug.augment.protocol import SignAccumulator
+from lightning_genaug.augment.protocol import ParametricAugmentation
 
 POLICIES = ("color", "translation", "cutout")
 
 
-class DiffAugment(SignAccumulator):
+class DiffAugment(ParametricAugmentation):
     """Differentiable augmentation with a comma-separated ``policy``, per-sample gating by ``p``.
 
     Args:
@@ -66,16 +68,14 @@ class DiffAugment(SignAccumulator):
 
     def sample_params(
         self,
-        batch_size: int,
-        image_size: tuple[int, int],
+        shape: Sequence[int],
         device: torch.device | str | None = None,
         generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
         """Draw every per-sample parameter; samples whose gate is closed get the neutral value.
 
         Args:
-            batch_size: ``B``.
-            image_size: ``(H, W)``.
+            shape: the images' shape ``(B, C, H, W)``.
             device: the images' device (defaults to the buffers' device).
             generator: optional ``torch.Generator`` on ``device``.
 
@@ -84,8 +84,8 @@ class DiffAugment(SignAccumulator):
             (``(B,)`` float: 0, 1, 1 when off); ``translation`` (``(B, 2)`` int64 ``(dy, dx)``, 0 when
             off); ``cutout`` (``(B,)`` bool) and ``cutout_center`` (``(B, 2)`` int64 ``(cy, cx)``).
         """
+        batch_size, height, width = int(shape[0]), int(shape[-2]), int(shape[-1])
         device = self.p.device if device is None else torch.device(device)
-        height, width = image_size
         params: dict[str, torch.Tensor] = {}
 
         def gate() -> torch.Tensor:
@@ -115,7 +115,7 @@ class DiffAugment(SignAccumulator):
             ).long()
         return params
 
-    def apply(self, images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+    def apply_params(self, images: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
         """Apply drawn parameters (differentiable with respect to ``images``).
 
         Args:
@@ -137,28 +137,8 @@ class DiffAugment(SignAccumulator):
             out = cutout(out, params["cutout"], params["cutout_center"], hole)
         return out
 
-    def forward(
-        self,
-        images: torch.Tensor,
-        generator: torch.Generator | None = None,
-        params: dict[str, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
-        """Augment ``images`` with fresh parameters, or replay ``params``.
-
-        Args:
-            images: ``(B, C, H, W)`` float.
-            generator: optional ``torch.Generator`` on the images' device.
-            params: parameters from :meth:`sample_params`; drawn here when ``None``.
-
-        Returns:
-            ``(B, C, H, W)``; the input itself when ``p = 0`` or the policy is empty.
-        """
-        check_images(images)
-        if params is None:
-            if not self.policy or bool(self.p <= 0.0):
-                return images
-            params = self.sample_params(images.shape[0], tuple(images.shape[2:]), images.device, generator)
-        return self.apply(images, params)
+    def is_identity(self) -> bool:
+        return not self.policy or bool(self.p <= 0.0)
 
 
 def adjust_color(

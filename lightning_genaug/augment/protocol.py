@@ -6,12 +6,13 @@ A controller (``AdaptiveAugmentation``) reads D's overfitting statistics from th
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
-from lightning_genaug._checks import check_range
+from lightning_genaug._checks import check_images, check_range
 
 
 @runtime_checkable
@@ -65,3 +66,57 @@ class SignAccumulator(nn.Module):
     def set_p(self, p: float) -> None:
         """Set the strength in place (keeps the buffer's identity, device and dtype)."""
         self.p.fill_(float(p))
+
+
+class ParametricAugmentation(SignAccumulator):
+    """An augmentation whose random parameters are drawn apart from applying them (STYLE habit 1).
+
+    Subclasses implement :meth:`sample_params` and :meth:`apply_params`; :meth:`forward` draws (or
+    replays) a set of parameters and applies it, and returns its input untouched, at no cost, when
+    :meth:`is_identity` says no sample can change.
+    """
+
+    def sample_params(
+        self,
+        shape: Sequence[int],
+        device: torch.device | str | None = None,
+        generator: torch.Generator | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """Draw the per-sample parameters for images of ``shape`` ``(B, C, H, W)``."""
+        raise NotImplementedError
+
+    def apply_params(self, images: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Apply a draw of :meth:`sample_params` to ``(B, C, H, W)`` images (deterministic)."""
+        raise NotImplementedError
+
+    def is_identity(self) -> bool:
+        """Whether a fresh draw would leave every sample unchanged (``p == 0`` by default)."""
+        return bool(self.p <= 0.0)
+
+    def check_input(self, images: torch.Tensor) -> None:
+        """Raise a clear error for input this augmentation cannot handle."""
+        check_images(images)
+
+    def forward(
+        self,
+        images: torch.Tensor,
+        generator: torch.Generator | None = None,
+        params: Mapping[str, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """Augment ``images`` with fresh parameters, or replay ``params``.
+
+        Args:
+            images: ``(B, C, H, W)`` float, typically in [-1, 1].
+            generator: optional ``torch.Generator`` for reproducible draws.
+            params: a previous draw of :meth:`sample_params` to replay; ``p`` and ``generator`` are
+                then ignored.
+
+        Returns:
+            ``(B, C, H, W)``; ``images`` itself when :meth:`is_identity` and no ``params`` are given.
+        """
+        self.check_input(images)
+        if params is None:
+            if self.is_identity():
+                return images
+            params = self.sample_params(images.shape, images.device, generator)
+        return self.apply_params(images, params)

@@ -7,10 +7,11 @@ Every image the discriminator sees (real or generated, in the D and the G step) 
     x' = a \\cdot x + \\sigma \\cdot \\varepsilon, \\qquad \\varepsilon \\sim \\mathcal{N}(0, I),
 
 with a per-sample factor ``a`` in (0, 1] drawn from a schedule and ``a = 1, sigma = 0`` (the identity)
-for the samples that are not transformed. Because real and generated images are transformed by the
-same random map, matching the transformed distributions matches the original ones (the map is
-invertible for ``sigma = 0`` and a convolution with a known Gaussian otherwise), so the scaling does
-not leak into what the generator learns.
+for the samples that are not transformed. Real and generated images go through the same random map.
+For one factor the map acts invertibly on distributions (``x -> a x`` is a bijection, and adding
+known Gaussian noise is a convolution that can be undone in the Fourier domain), so matching the
+transformed distributions matches the originals; with random factors, ``p < 1`` keeps the identity
+in the mix, as for ADA's transforms, so that the generator is not rewarded for scaled-looking images.
 
 The strength ``p`` follows the ADA protocol (:class:`~lightning_genaug.augment.protocol.SignAccumulator`):
 ``AdaptiveAugmentation`` can adapt it from the r_t heuristic exactly as it adapts ``AugmentPipe``.
@@ -18,15 +19,17 @@ The strength ``p`` follows the ADA protocol (:class:`~lightning_genaug.augment.p
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import torch
 
 from lightning_genaug._checks import check_choice, check_images, check_positive_int, check_range
-from lightning_genaug.augment.protocol import SignAccumulator
+from lightning_genaug.augment.protocol import ParametricAugmentation
 
 SCHEDULES = ("fixed", "uniform", "diffusion")
 
 
-class DataScaling(SignAccumulator):
+class DataScaling(ParametricAugmentation):
     """Per-sample data scaling ``x' = a * x + sigma * eps`` with a schedule for ``a``.
 
     Schedules (``u ~ U(0, 1)`` per sample):
@@ -106,21 +109,23 @@ class DataScaling(SignAccumulator):
 
     def sample_params(
         self,
-        batch_size: int,
+        shape: Sequence[int],
         device: torch.device | str | None = None,
         generator: torch.Generator | None = None,
     ) -> dict[str, torch.Tensor]:
-        """Draw the per-sample factors without touching any image.
+        """Draw the per-sample factors (and the noise) without touching any image.
 
         Args:
-            batch_size: number of samples ``B``.
+            shape: the images' shape ``(B, C, H, W)``.
             device: where the parameters live (the images' device); defaults to the buffers' device.
             generator: optional ``torch.Generator`` on ``device`` for reproducible draws.
 
         Returns:
-            ``{"scale": (B,), "sigma": (B,), "t": (B,) int64}`` float32 factors; ``t`` is the diffusion
-            step (0 for untransformed samples and for the non-diffusion schedules).
+            ``{"scale": (B,), "sigma": (B,), "t": (B,) int64}`` and, when ``noise_std > 0``,
+            ``"noise": (B, C, H, W)`` standard normal. ``t`` is the diffusion step (0 for untransformed
+            samples and for the non-diffusion schedules).
         """
+        batch_size = int(shape[0])
         device = self.p.device if device is None else torch.device(device)
         apply_prob = self.p if self.apply_prob is None else self.apply_prob
         applied = torch.rand(batch_size, device=device, generator=generator) < apply_prob
@@ -138,62 +143,39 @@ class DataScaling(SignAccumulator):
             alphas_bar = self.alphas_bar.to(device)[t]
             scale = alphas_bar.sqrt()
             sigma = (1.0 - alphas_bar).sqrt() * self.noise_std
-        scale = torch.where(applied, scale, torch.ones_like(scale))
-        sigma = torch.where(applied, sigma, torch.zeros_like(sigma))
-        return {"scale": scale, "sigma": sigma, "t": t}
+        params = {
+            "scale": torch.where(applied, scale, torch.ones_like(scale)),
+            "sigma": torch.where(applied, sigma, torch.zeros_like(sigma)),
+            "t": t,
+        }
+        if self.noise_std > 0:
+            params["noise"] = torch.randn(tuple(int(s) for s in shape), device=device, generator=generator)
+        return params
 
-    def apply(
-        self, images: torch.Tensor, params: dict[str, torch.Tensor], generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """Apply drawn factors: ``x' = scale * x + sigma * eps`` (the noise is drawn here).
+    def apply_params(self, images: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        """Apply a draw of :meth:`sample_params`: ``x' = scale * x + sigma * noise`` (deterministic).
 
         Args:
             images: ``(B, C, H, W)``.
-            params: the output of :meth:`sample_params` for ``B`` samples.
-            generator: optional generator for the noise ``eps``.
+            params: the dict returned by :meth:`sample_params` for this shape.
 
         Returns:
-            ``(B, C, H, W)`` scaled images; differentiable with respect to ``images``.
+            ``(B, C, H, W)`` scaled images; differentiable (twice) with respect to ``images``.
         """
         check_images(images)
         scale = params["scale"].to(images.dtype)
         if scale.shape != images.shape[:1]:
             raise ValueError(
                 f"`params` hold {scale.shape[0]} samples but `images` has {images.shape[0]}; "
-                "draw them with `sample_params(images.shape[0])`."
+                "draw them with `sample_params(images.shape)`."
             )
         out = images * scale.view(-1, 1, 1, 1)
-        sigma = params["sigma"].to(images.dtype)
-        if self.noise_std > 0:
-            noise = torch.randn(images.shape, device=images.device, dtype=images.dtype, generator=generator)
-            out = out + sigma.view(-1, 1, 1, 1) * noise
+        if "noise" in params:
+            sigma = params["sigma"].to(images.dtype).view(-1, 1, 1, 1)
+            out = out + sigma * params["noise"].to(images.dtype)
         return out
 
-    def forward(
-        self,
-        images: torch.Tensor,
-        generator: torch.Generator | None = None,
-        params: dict[str, torch.Tensor] | None = None,
-    ) -> torch.Tensor:
-        """Scale ``images`` with fresh factors, or with ``params`` to replay a draw.
-
-        Args:
-            images: ``(B, C, H, W)`` float, typically in [-1, 1].
-            generator: optional ``torch.Generator`` on the images' device.
-            params: factors from :meth:`sample_params`; drawn here when ``None``.
-
-        Returns:
-            ``(B, C, H, W)``; the input itself when nothing can be transformed (``p = 0`` with
-            ``apply_prob=None``, or ``apply_prob = 0``).
-        """
-        check_images(images)
-        if params is None:
-            if self._is_identity():
-                return images
-            params = self.sample_params(images.shape[0], images.device, generator)
-        return self.apply(images, params, generator)
-
-    def _is_identity(self) -> bool:
+    def is_identity(self) -> bool:
         if self.apply_prob is not None:
             return self.apply_prob == 0.0
         return bool(self.p <= 0.0)

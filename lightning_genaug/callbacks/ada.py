@@ -81,7 +81,12 @@ def next_p(
         return p, math.nan
     rt = sign_sum / count
     direction = (rt > target) - (rt < target)
-    stepped = p + direction * images_seen / (speed_kimg * 1000.0)
+    step = images_seen / (speed_kimg * 1000.0)
+    stepped = p + direction * step
+    # p lives in a float32 buffer: snap the rounding residue of "up then down" back to exactly 0, so
+    # pipes keep their p == 0 fast path.
+    if stepped < 1e-4 * step:
+        stepped = 0.0
     return min(max(stepped, 0.0), max_p), rt
 
 
@@ -221,21 +226,33 @@ class AdaptiveAugmentation(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
-        own_pipe = getattr(pl_module, "augment_pipe", None)
-        if own_pipe is not None:
-            _check_pipe(own_pipe, f"{type(pl_module).__name__}.augment_pipe")
-            if self._pipe_given and self._foreign_pipe is not own_pipe:
-                raise ValueError(
-                    f"{type(pl_module).__name__} already owns `augment_pipe`, and `pipe` was given too; "
-                    "drop `pipe=` (the callback adapts the module's own pipe)."
-                )
-            self._pipe = own_pipe
+        self._remove_hook()
+        self._discriminator = None
+        if hasattr(pl_module, "augment_pipe"):
+            self._pipe = self._module_pipe(pl_module)
             return
         self._discriminator = _find_discriminator(pl_module, self.discriminator_attr)
         self._discriminator_takes_labels = _takes_labels(self._discriminator)
         self._pipe = self._foreign_pipe
         self._module = pl_module
         self._hook = self._discriminator.register_forward_pre_hook(self._augment_input, with_kwargs=True)
+
+    def _module_pipe(self, pl_module: pl.LightningModule) -> nn.Module:
+        """The native path's pipe, ``pl_module.augment_pipe``, checked."""
+        module_name, own_pipe = type(pl_module).__name__, pl_module.augment_pipe
+        if own_pipe is None:
+            raise ValueError(
+                f"`{module_name}.augment_pipe` is None: the module has its augmentation switched off, so "
+                "there is no strength to adapt. Configure the module's augmentation (e.g. `augment='bgc'`) "
+                "or remove AdaptiveAugmentation."
+            )
+        _check_pipe(own_pipe, f"{module_name}.augment_pipe")
+        if self._pipe_given and self._foreign_pipe is not own_pipe:
+            raise ValueError(
+                f"{module_name} already owns `augment_pipe`, and `pipe` was given too; drop `pipe=` (the "
+                "callback adapts the module's own pipe)."
+            )
+        return own_pipe
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         pipe = self._require_pipe()

@@ -52,9 +52,19 @@ def _normalise_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(check_choice("metrics", name, METRIC_CHOICES) for name in names))
 
 
-def _num_classes(pl_module: nn.Module) -> int:
-    """Classes a conditional generator samples from (0 for an unconditional one)."""
-    return int(getattr(pl_module, "num_classes", 0) or getattr(pl_module, "c_dim", 0) or 0)
+def generator_num_classes(pl_module: nn.Module) -> int:
+    """Classes a conditional generator samples from (0 for an unconditional one).
+
+    Read from the module's ``num_classes`` or ``c_dim`` attribute, else from the same names in its
+    ``hparams``.
+    """
+    hparams = getattr(pl_module, "hparams", {})
+    for source in (pl_module, hparams):
+        for name in ("num_classes", "c_dim"):
+            value = source.get(name) if isinstance(source, dict) else getattr(source, name, None)
+            if isinstance(value, int) and value > 0:
+                return value
+    return 0
 
 
 def _gather_rows(trainer: pl.Trainer, rows: torch.Tensor, total: int) -> torch.Tensor:
@@ -63,6 +73,18 @@ def _gather_rows(trainer: pl.Trainer, rows: torch.Tensor, total: int) -> torch.T
         return rows[:total]
     gathered = trainer.strategy.all_gather(rows)  # (world, n, D)
     return gathered.transpose(0, 1).reshape(-1, rows.shape[1])[:total]
+
+
+def _sample(pl_module: nn.Module, count: int, num_classes: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` images ``(count, C, H, W)`` from the generator protocol, uniform labels if conditional."""
+    labels = None
+    if num_classes > 0:
+        labels = torch.randint(num_classes, (count,), generator=generator, device=generator.device)
+    images = pl_module.sample(count, labels=labels, generator=generator)
+    check_images(images, "sample()")
+    if images.shape[0] != count:
+        raise ValueError(f"{type(pl_module).__name__}.sample({count}) returned {images.shape[0]} images.")
+    return images
 
 
 class GenerativeMetrics(Callback):
@@ -147,7 +169,9 @@ class GenerativeMetrics(Callback):
         if every_n_kimg is not None:
             check_range("every_n_kimg", every_n_kimg, 0.0, None, low_inclusive=False)
         self.every_n_kimg = every_n_kimg
-        self.every_n_epochs = None if every_n_epochs is None else check_positive_int("every_n_epochs", every_n_epochs)
+        if every_n_epochs is not None:
+            check_positive_int("every_n_epochs", every_n_epochs)
+        self.every_n_epochs = every_n_epochs
         self.at_fit_end = at_fit_end
         if isinstance(feature_extractor, str):
             feature_extractor = check_choice("feature_extractor", feature_extractor, [INCEPTION_NAME])
@@ -169,7 +193,9 @@ class GenerativeMetrics(Callback):
         self.kid_subset_size = check_positive_int("kid_subset_size", kid_subset_size)
         self.is_splits = check_positive_int("is_splits", is_splits)
         if "is" in self.metrics and num_gen < is_splits:
-            raise ValueError(f"`num_gen` ({num_gen}) must be >= `is_splits` ({is_splits}) for the Inception Score.")
+            raise ValueError(
+                f"`num_gen` ({num_gen}) must be >= `is_splits` ({is_splits}) for the Inception Score."
+            )
         self.pr_k = check_positive_int("pr_k", pr_k)
         self.seed = seed
         self.progress_bar = progress_bar
@@ -200,7 +226,8 @@ class GenerativeMetrics(Callback):
                 "`sample(n, labels=None, generator=None) -> Tensor (n, C, H, W)` in [-1, 1]."
             )
         if self._extractor is None:
-            self._extractor = build_feature_extractor(self.feature_extractor, self.feature_extractor_weights_path)
+            weights_path = self.feature_extractor_weights_path
+            self._extractor = build_feature_extractor(self.feature_extractor, weights_path)
             self._extractor.eval().requires_grad_(False)
 
     def on_train_batch_end(
@@ -214,8 +241,16 @@ class GenerativeMetrics(Callback):
         if since >= self.every_n_kimg * 1000:
             self._evaluate_while_fitting(trainer, pl_module)
 
+    @staticmethod
+    def _fitting_epoch_end(trainer: pl.Trainer) -> bool:
+        return trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking and trainer.is_last_batch
+
+    def _epoch_due(self, trainer: pl.Trainer) -> bool:
+        due = self.every_n_epochs is not None and (trainer.current_epoch + 1) % self.every_n_epochs == 0
+        return due and self.last_eval_images != self.images_seen
+
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.every_n_epochs is not None and (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+        if self._epoch_due(trainer):
             self._evaluate_while_fitting(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -225,6 +260,10 @@ class GenerativeMetrics(Callback):
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.state.fn == TrainerFn.VALIDATING:
             self._evaluate_and_log_with_module(trainer, pl_module)
+        elif self._fitting_epoch_end(trainer) and self._epoch_due(trainer):
+            # end-of-epoch validation runs before on_train_epoch_end: evaluating here lets a
+            # ModelCheckpoint that saves at validation end see this epoch's value
+            self._evaluate_while_fitting(trainer, pl_module)
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._evaluate_and_log_with_module(trainer, pl_module)
@@ -267,7 +306,8 @@ class GenerativeMetrics(Callback):
         values: dict[str, float] = {}
         if "fid" in self.metrics:
             mu, sigma = gaussian_statistics(fake_features)
-            values["metrics/fid"] = float(frechet_distance(real.mu.to(mu.device), real.sigma.to(mu.device), mu, sigma))
+            fid = frechet_distance(real.mu.to(mu.device), real.sigma.to(mu.device), mu, sigma)
+            values["metrics/fid"] = float(fid)
         real_features = None if real.features is None else real.features.to(fake_features.device)
         if "kid" in self.metrics:
             subset_size = min(self.kid_subset_size, real_features.shape[0], fake_features.shape[0])
@@ -300,28 +340,31 @@ class GenerativeMetrics(Callback):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         per_rank = math.ceil(self.num_gen / trainer.world_size)
         generator = torch.Generator(device=pl_module.device).manual_seed(self.seed + trainer.global_rank)
-        num_classes = _num_classes(pl_module)
+        num_classes = generator_num_classes(pl_module)
         was_training = pl_module.training
         pl_module.eval()
         features, logits = [], []
-        with self._progress(trainer, per_rank * trainer.world_size, "metrics: generated images") as bar:
-            for start in range(0, per_rank, self.batch_size):
-                count = min(self.batch_size, per_rank - start)
-                labels = None
-                if num_classes > 0:
-                    labels = torch.randint(num_classes, (count,), generator=generator, device=pl_module.device)
-                images = check_images(pl_module.sample(count, labels=labels, generator=generator), "sample()")
-                batch_features, batch_logits = extract_features(extractor, images)
-                features.append(batch_features)
-                logits.append(batch_logits)
-                bar.update(count * trainer.world_size)
-        pl_module.train(was_training)
+        try:
+            with self._progress(trainer, per_rank * trainer.world_size, "metrics: generated images") as bar:
+                for start in range(0, per_rank, self.batch_size):
+                    count = min(self.batch_size, per_rank - start)
+                    images = _sample(pl_module, count, num_classes, generator)
+                    batch_features, batch_logits = extract_features(extractor, images)
+                    features.append(batch_features)
+                    logits.append(batch_logits)
+                    bar.update(count * trainer.world_size)
+        finally:
+            pl_module.train(was_training)
         all_features = _gather_rows(trainer, torch.cat(features), self.num_gen)
-        all_logits = _gather_rows(trainer, torch.cat(logits), self.num_gen) if "is" in self.metrics else all_features
+        all_logits = all_features
+        if "is" in self.metrics:
+            all_logits = _gather_rows(trainer, torch.cat(logits), self.num_gen)
         return all_features, all_logits
 
     # ------------------------------------------------------------------------------- real data
-    def _real_source(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[Any, DataLoader | None]:
+    def _real_source(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule
+    ) -> tuple[Any, DataLoader | None]:
         """``(dataset or tensor, loader it came from)`` of the real images."""
         source = self.real_data
         if source is None:
@@ -332,6 +375,9 @@ class GenerativeMetrics(Callback):
 
     @staticmethod
     def _default_train_loader(trainer: pl.Trainer, pl_module: pl.LightningModule) -> DataLoader:
+        """The fit loop's training loader, else the datamodule's (or module's) ``train_dataloader()``."""
+        if isinstance(trainer.train_dataloader, DataLoader):
+            return trainer.train_dataloader
         datamodule = getattr(trainer, "datamodule", None)
         owner = datamodule if datamodule is not None else pl_module
         try:
@@ -358,7 +404,8 @@ class GenerativeMetrics(Callback):
         key = None
         stats = None
         if self.use_cache and fingerprint is not None:
-            image_shape = tuple(split_batch(self._first_item_batch(data, loader), self.image_key)[0].shape[1:])
+            first_images, _ = split_batch(self._first_item_batch(data, loader), self.image_key)
+            image_shape = tuple(first_images.shape[1:])
             key = self.cache.make_key(fingerprint, extractor_fingerprint(extractor), image_shape, total)
             stats = self.cache.load(key, need_features)
         if trainer.strategy.reduce_boolean_decision(stats is None, all=False):
@@ -383,16 +430,20 @@ class GenerativeMetrics(Callback):
         return length
 
     def _first_item_batch(self, data: Any, loader: DataLoader | None) -> Any:
-        return next(self._real_batches(data, loader, [0]))
+        return next(self._real_batches(data, loader, [0], use_workers=False))
 
-    def _real_batches(self, data: Any, loader: DataLoader | None, indices: list[int]) -> Iterator[Any]:
+    def _real_batches(
+        self, data: Any, loader: DataLoader | None, indices: list[int], use_workers: bool = True
+    ) -> Iterator[Any]:
+        """Batches of ``data[indices]`` in order, collated like the source loader's."""
         if isinstance(data, torch.Tensor):
             for start in range(0, len(indices), self.batch_size):
                 yield data[indices[start : start + self.batch_size]]
             return
         kwargs: dict[str, Any] = {}
         if loader is not None:
-            kwargs = {"collate_fn": loader.collate_fn, "num_workers": loader.num_workers}
+            workers = loader.num_workers if use_workers else 0
+            kwargs = {"collate_fn": loader.collate_fn, "num_workers": workers}
         yield from DataLoader(Subset(data, indices), batch_size=self.batch_size, shuffle=False, **kwargs)
 
     def _real_features(

@@ -3,66 +3,20 @@
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from torch import nn
 
 from lightning_genaug._checks import check_images, check_positive_int, check_range
+from lightning_genaug.callbacks.metrics import generator_num_classes
 from lightning_genaug.data.batch import split_batch
-
-
-def make_grid(images: torch.Tensor, nrow: int, padding: int = 2, pad_value: float = 1.0) -> torch.Tensor:
-    """Tile images into one picture, ``nrow`` images per row, rows filled left to right.
-
-    Args:
-        images: ``(N, C, H, W)`` in [-1, 1].
-        nrow: images per row.
-        padding: pixels between and around images.
-        pad_value: colour of the padding in [0, 1].
-
-    Returns:
-        ``(C, rows * (H + padding) + padding, nrow * (W + padding) + padding)`` in [0, 1], on the CPU.
-
-    >>> make_grid(torch.zeros(3, 1, 2, 2), nrow=2, padding=1).shape
-    torch.Size([1, 7, 7])
-    """
-    check_images(images)
-    check_positive_int("nrow", nrow)
-    count, channels, height, width = images.shape
-    columns = min(nrow, count)
-    rows = math.ceil(count / columns)
-    grid = torch.full(
-        (channels, rows * (height + padding) + padding, columns * (width + padding) + padding), float(pad_value)
-    )
-    pictures = ((images.detach().float().cpu().clamp(-1, 1) + 1) / 2)
-    for index, picture in enumerate(pictures):
-        top = padding + (index // columns) * (height + padding)
-        left = padding + (index % columns) * (width + padding)
-        grid[:, top : top + height, left : left + width] = picture
-    return grid
-
-
-def grid_to_uint8(grid: torch.Tensor) -> np.ndarray:
-    """``(C, H, W)`` in [0, 1] to a ``(H, W, C)`` uint8 array (``(H, W)`` for one channel)."""
-    array = (grid * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
-    return array[..., 0] if array.shape[2] == 1 else array
-
-
-def save_png(grid: torch.Tensor, path: Path) -> Path:
-    """Write a ``(C, H, W)`` grid in [0, 1] as a PNG file (parent folders are created)."""
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid_to_uint8(grid)).save(path)
-    return path
+from lightning_genaug.images import grid_to_uint8, make_grid, save_png
 
 
 class SampleGrid(Callback):
@@ -105,13 +59,16 @@ class SampleGrid(Callback):
         super().__init__()
         self.num_samples = check_positive_int("num_samples", num_samples)
         self.nrow = check_positive_int("nrow", nrow)
-        self.every_n_steps = None if every_n_steps is None else check_positive_int("every_n_steps", every_n_steps)
+        if every_n_steps is not None:
+            check_positive_int("every_n_steps", every_n_steps)
+        self.every_n_steps = every_n_steps
         self.at_fit_end = at_fit_end
         self.seed = seed
         if temperatures is not None:
-            temperatures = [check_range("temperatures", float(t), 0.0, None, low_inclusive=False) for t in temperatures]
+            temperatures = [check_range("temperatures", float(t), 0.0, None, low_inclusive=False)
+                            for t in temperatures]
             if not temperatures:
-                raise ValueError("`temperatures` must be None or a non-empty list of positive floats, got [].")
+                raise ValueError("`temperatures` must be None or a non-empty list of positive floats, got []")
         self.temperatures = temperatures
         self.key = key
         self.image_key = image_key
@@ -138,8 +95,8 @@ class SampleGrid(Callback):
             )
         if self.temperatures is not None and "temperature" not in inspect.signature(sample).parameters:
             raise ValueError(
-                f"`temperatures` {self.temperatures} was given but {type(pl_module).__name__}.sample() has no "
-                "`temperature` argument; remove `temperatures` or add the argument."
+                f"`temperatures` {self.temperatures} was given but {type(pl_module).__name__}.sample() has "
+                "no `temperature` argument; remove `temperatures` or add the argument."
             )
 
     def on_train_batch_end(
@@ -159,8 +116,9 @@ class SampleGrid(Callback):
             self.log_grids(trainer, pl_module)
 
     def _labels(self, pl_module: nn.Module) -> torch.Tensor | None:
-        num_classes = int(getattr(pl_module, "num_classes", 0) or getattr(pl_module, "c_dim", 0) or 0)
-        if num_classes <= 0:
+        """``(num_classes * nrow,)``: one grid row per class, or ``None`` for an unconditional module."""
+        num_classes = generator_num_classes(pl_module)
+        if num_classes == 0:
             return None
         return torch.arange(num_classes, device=pl_module.device).repeat_interleave(self.nrow)
 
@@ -172,12 +130,14 @@ class SampleGrid(Callback):
         was_training = pl_module.training
         pl_module.eval()
         grids = {}
-        for temperature in self.temperatures or [None]:
-            generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
-            kwargs = {} if temperature is None else {"temperature": temperature}
-            images = pl_module.sample(count, labels=labels, generator=generator, **kwargs)
-            grids[temperature] = make_grid(check_images(images, "sample()"), self.nrow)
-        pl_module.train(was_training)
+        try:
+            for temperature in self.temperatures or [None]:
+                generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
+                kwargs = {} if temperature is None else {"temperature": temperature}
+                images = pl_module.sample(count, labels=labels, generator=generator, **kwargs)
+                grids[temperature] = make_grid(check_images(images, "sample()"), self.nrow)
+        finally:
+            pl_module.train(was_training)
         return grids
 
     def log_grids(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -202,8 +162,7 @@ class SampleGrid(Callback):
     def _log_wandb(self, logger: WandbLogger, grids: dict[float | None, torch.Tensor], step: int) -> None:
         import wandb
 
-        images = [
-            wandb.Image(grid_to_uint8(grid), caption=f"step {step}" + ("" if t is None else f", temperature {t:g}"))
-            for t, grid in grids.items()
-        ]
+        captions = [f"step {step}" + ("" if t is None else f", temperature {t:g}") for t in grids]
+        images = [wandb.Image(grid_to_uint8(grid), caption=caption)
+                  for grid, caption in zip(grids.values(), captions, strict=True)]
         logger.log_metrics({self.key: images, "kimg": self.images_seen / 1000}, step=step)

@@ -174,5 +174,13 @@ class InMemoryImageDataModule(pl.LightningDataModule):
         self.setup("validate")
         return self._loader(self.val_dataset, shuffle=False) if self.val_dataset is not None else []
 
-    def test_dataloader(self) -> DataLoader | list:
-        return self.val_dataloader()
+    def test_dataloader(self) -> DataLoader:
+        """The validation split when there is one, else every image (no x-flip copies), in order.
+
+        This lets ``lightning-genaug test`` evaluate a model on a whole dataset, e.g. a test split
+        given as its own ``path``/``root``.
+        """
+        self.setup("test")
+        if self.val_dataset is not None:
+            return self._loader(self.val_dataset, shuffle=False)
+        return self._loader(ImageTensorDataset(self._images, self._labels), shuffle=False)

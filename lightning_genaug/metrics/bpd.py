@@ -56,8 +56,8 @@ def bits_per_dim_from_logits(logits: torch.Tensor, targets: torch.Tensor) -> tor
     Returns:
         ``(B,)`` bits per dimension of each image.
 
-    >>> uniform = torch.zeros(2, 256, 3, 4, 4)
-    >>> bits_per_dim_from_logits(uniform, torch.zeros(2, 3, 4, 4, dtype=torch.long)).round(decimals=4).tolist()
+    >>> uniform, targets = torch.zeros(2, 256, 3, 4, 4), torch.zeros(2, 3, 4, 4, dtype=torch.long)
+    >>> bits_per_dim_from_logits(uniform, targets).round(decimals=4).tolist()
     [8.0, 8.0]
     """
     if logits.ndim < 2 or logits.shape[0] != targets.shape[0] or logits.shape[2:] != targets.shape[1:]:

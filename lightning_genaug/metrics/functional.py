@@ -83,7 +83,9 @@ def frechet_distance(
     dim = mu1.shape[0]
     for name, sigma in (("sigma1", sigma1), ("sigma2", sigma2)):
         if sigma.shape != (dim, dim):
-            raise ValueError(f"`{name}` must have shape ({dim}, {dim}) to match the means, got {tuple(sigma.shape)}.")
+            raise ValueError(
+                f"`{name}` must have shape ({dim}, {dim}) to match the means, got {tuple(sigma.shape)}."
+            )
     sqrt_sigma1 = _sqrt_psd(sigma1)
     inner = sqrt_sigma1 @ sigma2 @ sqrt_sigma1
     trace_sqrt_product = torch.linalg.eigvalsh((inner + inner.T) / 2).clamp_min(0).sqrt().sum()

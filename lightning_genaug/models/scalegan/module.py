@@ -83,11 +83,22 @@ class ScaleGAN(StyleGAN2ADA):
         check_range("variance_sigma", variance_sigma, 0.0, low_inclusive=False)
         check_positive_int("variance_pairs", variance_pairs)
         super().__init__(augment=augment, **kwargs)
-        self.scaling = (
+        data_scaling = (
             None if scaling is None else DataScaling(scaling, p=scaling_p, **(scaling_kwargs or {}))
         )
-        if self.augment_pipe is None and self.scaling is not None:
-            self.augment_pipe = self.scaling
+        # Registered once: as the pipe the ADA controller drives, or after ADA's pipe when there is one.
+        self.scaling_after_augment: DataScaling | None = None
+        if self.augment_pipe is None:
+            self.augment_pipe = data_scaling
+        else:
+            self.scaling_after_augment = data_scaling
+
+    @property
+    def scaling(self) -> DataScaling | None:
+        """The data scaling (``augment_pipe`` itself when no ADA pipe is configured), or ``None``."""
+        if self.scaling_after_augment is not None:
+            return self.scaling_after_augment
+        return self.augment_pipe if isinstance(self.augment_pipe, DataScaling) else None
 
     def augment_for_discriminator(self, images: torch.Tensor) -> torch.Tensor:
         """What D sees: ADA's augmentation (if any), then the data scaling (if any).
@@ -99,8 +110,8 @@ class ScaleGAN(StyleGAN2ADA):
             ``(B, C, H, W)``, differentiable with respect to ``images``.
         """
         images = super().augment_for_discriminator(images)
-        if self.scaling is not None and self.scaling is not self.augment_pipe:
-            images = self.scaling(images)
+        if self.scaling_after_augment is not None:
+            images = self.scaling_after_augment(images)
         return images
 
     def d_regularization_loss(self, real: torch.Tensor, real_c: torch.Tensor) -> torch.Tensor:

@@ -17,21 +17,24 @@ Layers cycle through ``attention_layers`` (the paper alternates strided and loca
 Kernels (``kernel``): ``"auto"`` picks flex-attention block masks (compiled) for sparse patterns
 on CUDA and flash SDPA (``is_causal``) for dense ones; ``"sdpa"`` is dense SDPA with a boolean
 mask built from the pattern (the CPU path: it trains everywhere), ``is_causal`` for ``dense``;
-``"flex"`` forces flex attention (compiled on CUDA, the unfused eager reference elsewhere, forward
-and backward). Sampling uses a per-layer KV cache: step ``t`` attends to the ``t + 1`` cached keys
-allowed by the pattern, so it costs O(L) instead of an O(L^2) recompute.
+``"flex"`` forces flex attention (compiled on CUDA; on CPU the unfused eager reference, forward
+only, since flex has no CPU backward). Sampling uses a per-layer KV cache: step ``t`` attends to
+the ``t + 1`` cached keys allowed by the pattern, so it costs O(L) instead of an O(L^2) recompute.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from lightning_genaug._checks import check_choice, check_positive_int, check_range
@@ -58,7 +61,7 @@ class SparseTransformerConfig:
     # (mlp_ratio 2, qk_ratio 0.5); the 152M model uses full sizes (4, 1.0).
     mlp_ratio: float = 2.0
     qk_ratio: float = 0.5
-    dropout: float = 0.0  # residual and attention dropout; the paper tunes it per DistAug setting
+    dropout: float = 0.0  # embedding and residual dropout; the paper tunes it per DistAug setting
     attention_layers: tuple[str, ...] = ("strided", "local")  # cycled over the layers
     attention_stride: int = 96  # k: local window and stride; 96 = one row of 32x32x3 sub-pixels
     kernel: str = "auto"  # auto | sdpa | flex; see the module docstring
@@ -163,28 +166,40 @@ def attention_mask(pattern: str, seq_len: int, stride: int, device: torch.device
     return offset >= 0
 
 
-def _mask_mod(pattern: str, stride: int):  # noqa: ANN202 - a flex-attention callback
-    def local(batch, head, query, key):  # noqa: ANN001, ANN202
+MaskMod = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
+
+
+def _mask_mod(pattern: str, stride: int) -> MaskMod:
+    """The pattern as a flex-attention ``mask_mod(batch, head, query, key) -> bool tensor``."""
+
+    def local(
+        batch: torch.Tensor, head: torch.Tensor, query: torch.Tensor, key: torch.Tensor
+    ) -> torch.Tensor:
         return (query >= key) & (query - key < stride)
 
-    def strided(batch, head, query, key):  # noqa: ANN001, ANN202
+    def strided(
+        batch: torch.Tensor, head: torch.Tensor, query: torch.Tensor, key: torch.Tensor
+    ) -> torch.Tensor:
         return (query >= key) & ((query - key) % stride == 0)
 
-    def dense(batch, head, query, key):  # noqa: ANN001, ANN202
+    def dense(
+        batch: torch.Tensor, head: torch.Tensor, query: torch.Tensor, key: torch.Tensor
+    ) -> torch.Tensor:
         return query >= key
 
     return {"local": local, "strided": strided, "dense": dense}[pattern]
 
 
 @lru_cache(maxsize=32)
-def _block_mask(pattern: str, seq_len: int, stride: int, device: torch.device):  # noqa: ANN202
+def _block_mask(pattern: str, seq_len: int, stride: int, device: torch.device) -> Any:
+    """Flex-attention ``BlockMask`` of the pattern (cached; built once per shape and device)."""
     from torch.nn.attention.flex_attention import create_block_mask
 
     return create_block_mask(_mask_mod(pattern, stride), None, None, seq_len, seq_len, device=device)
 
 
 @lru_cache(maxsize=1)
-def _compiled_flex_attention():  # noqa: ANN202
+def _compiled_flex_attention() -> Callable[..., torch.Tensor]:
     from torch.nn.attention.flex_attention import flex_attention
 
     return torch.compile(flex_attention, dynamic=False)
@@ -208,6 +223,13 @@ def sparse_attention(
     use_flex = kernel == "flex" or (kernel == "auto" and q.is_cuda and pattern != "dense")
     if use_flex:
         from torch.nn.attention.flex_attention import flex_attention
+
+        needs_grad = torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
+        if needs_grad and not q.is_cuda:
+            raise RuntimeError(
+                "kernel='flex' has no backward on CPU in current torch; train with kernel='sdpa' or 'auto' "
+                "(flex on CPU is for inference and tests, under torch.no_grad())."
+            )
 
         attend = _compiled_flex_attention() if q.is_cuda else flex_attention
         return attend(q, k, v, block_mask=_block_mask(pattern, seq_len, stride, q.device))
@@ -243,7 +265,6 @@ class CausalSelfAttention(nn.Module):
         self.kernel = config.kernel
         self.c_attn = nn.Linear(config.n_embd, 2 * self.qk_dim + self.v_dim)  # q, k, v in one matmul
         self.c_proj = nn.Linear(config.n_embd, config.n_embd)
-        self.dropout = config.dropout
         self.resid_dropout = nn.Dropout(config.dropout)
 
     def _heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -255,11 +276,7 @@ class CausalSelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(B, T, n_embd)`` -> ``(B, T, n_embd)``."""
         q, k, v = self._heads(x)
-        if self.dropout and self.training:  # dropout on attention weights needs the masked SDPA path
-            mask = attention_mask(self.pattern, x.shape[1], self.stride, x.device)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout)
-        else:
-            y = sparse_attention(q, k, v, self.pattern, self.stride, self.kernel)
+        y = sparse_attention(q, k, v, self.pattern, self.stride, self.kernel)
         y = y.transpose(1, 2).reshape(x.shape)  # (B, T, n_embd)
         return self.resid_dropout(self.c_proj(y))
 
@@ -395,8 +412,13 @@ class SparseTransformer(nn.Module):
         chan = positions % channels
         return self.wte(tokens) + self.wpe_row(row) + self.wpe_col(col) + self.wpe_chan(chan)
 
+    def _autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        if not self.config.bf16:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+
     def _run_blocks(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.config.bf16):
+        with self._autocast(x.device):
             x = self.drop(x)
             for block in self.h:
                 if self.config.gradient_checkpointing and self.training:
@@ -469,7 +491,7 @@ class SparseTransformer(nn.Module):
             x = start.unsqueeze(1)
         else:
             x = self.token_embedding(tokens[:, step - 1 : step], positions[:, step - 1 : step])
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.config.bf16):
+        with self._autocast(x.device):
             for layer, block in enumerate(self.h):
                 x = block.decode(x, cache.keys[layer], cache.values[layer], step)
             return self.lm_head(self.ln_f(x))[:, 0].float()

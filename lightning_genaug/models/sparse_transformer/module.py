@@ -152,7 +152,9 @@ class SparseTransformerDistAug(L.LightningModule):
             num_classes=self.hparams.num_classes,
         )
         self.net = SparseTransformer(make_config(self.hparams.config, **overrides))
-        self.ema_net = copy.deepcopy(self.net).requires_grad_(False).eval()
+        # Left in train mode like the rest of the module (Lightning warns otherwise); `bits_per_dim`
+        # and `sample` switch it to eval themselves.
+        self.ema_net = copy.deepcopy(self.net).requires_grad_(False)
         self.hparams.channels, self.hparams.resolution = channels, resolution  # saved in checkpoints
 
     def setup(self, stage: str) -> None:
@@ -220,6 +222,8 @@ class SparseTransformerDistAug(L.LightningModule):
             A 0-d float64 tensor.
         """
         images, labels = split_batch(batch)
+        images = images.to(self.device)
+        labels = labels.to(self.device) if labels is not None else None
         was_training = self.ema_net.training
         self.ema_net.eval()
         bpd = self._bits_per_dim(self.ema_net, images, labels, augment=False).mean()

@@ -23,12 +23,11 @@ import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities.model_helpers import is_overridden
@@ -37,10 +36,13 @@ from torch.utils.data import DataLoader
 
 from lightning_genaug._checks import check_positive_int, check_range
 from lightning_genaug.data.batch import split_batch
+from lightning_genaug.images import make_grid, save_png
 from lightning_genaug.models.stylegan2 import losses
-from lightning_genaug.models.stylegan2.configs import build_networks, get_config
+from lightning_genaug.models.stylegan2.configs import StyleGAN2Config, build_networks, get_config
 
 log = logging.getLogger(__name__)
+
+_PREDICT_OPTIONS = ("truncation_psi", "predict_dir", "num_predict", "predict_seed", "predict_batch_size")
 
 # bCR's transform T in the ADA paper's comparison: x-flip and integer translation (up to 1/8 of the image).
 _BCR_TRANSFORMS = {"xflip": 1.0, "xint": 1.0}
@@ -72,8 +74,8 @@ class StyleGAN2ADA(pl.LightningModule):
         pl_interval: G regularisation interval in batches (lazy path-length).
         pl_batch_shrink: the path-length phase uses ``batch // pl_batch_shrink`` images.
         pl_decay: decay of the running mean path length.
-        network_kwargs: overrides of the config's network fields (e.g. ``channel_base``,
-            ``channel_max``, ``mbstd_group``), passed to ``build_networks``.
+        network_kwargs: overrides of other :class:`~lightning_genaug.models.stylegan2.configs.StyleGAN2Config`
+            fields (e.g. ``channel_base``, ``channel_max``, ``mbstd_group``, ``mapping_layers``).
         augment: ``AugmentPipe`` preset (``"bgc"``, ``"bgcfnc"``, ...) applied to everything D sees,
             or ``None`` for no augmentation.
         augment_p: initial augmentation probability (``AdaptiveAugmentation`` adapts it).
@@ -139,10 +141,19 @@ class StyleGAN2ADA(pl.LightningModule):
         predict_batch_size: int = 32,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        # Generation options are not hyperparameters: kept out of checkpoints, so that
+        # `predict --ckpt_path ... --model.truncation_psi 0.7` is not overridden by the saved values.
+        self.save_hyperparameters(ignore=list(_PREDICT_OPTIONS))
+        self.truncation_psi = check_range("truncation_psi", truncation_psi, 0.0)
+        self.predict_dir = predict_dir
+        self.num_predict = check_positive_int("num_predict", num_predict)
+        self.predict_seed = predict_seed
+        self.predict_batch_size = check_positive_int("predict_batch_size", predict_batch_size)
         self.automatic_optimization = False
         self._check_arguments()
-        self.augment_pipe = None if augment is None else _make_augment_pipe(augment, augment_p, augment_kwargs or {})
+        self.augment_pipe = (
+            None if augment is None else _make_augment_pipe(augment, augment_p, augment_kwargs or {})
+        )
         self.bcr_pipe = None
         if bcr_weight_real > 0 or bcr_weight_fake > 0:
             self.bcr_pipe = _make_augment_pipe(None, 1.0, bcr_transforms or _BCR_TRANSFORMS)
@@ -154,7 +165,7 @@ class StyleGAN2ADA(pl.LightningModule):
         self.G_ema: nn.Module | None = None
         self._compiled: dict[str, Any] = {}
         self._predicted: list[torch.Tensor] = []
-        self.train_config: Any = None
+        self.train_config: StyleGAN2Config | None = None
         if resolution is not None and channels is not None and num_classes is not None:
             self.build(resolution, channels, num_classes)
 
@@ -184,9 +195,6 @@ class StyleGAN2ADA(pl.LightningModule):
         check_positive_int("freeze_d", hp.freeze_d, allow_zero=True)
         check_positive_int("pl_batch_shrink", hp.pl_batch_shrink)
         check_range("pl_decay", hp.pl_decay, 0.0, 1.0, low_inclusive=False)
-        check_range("truncation_psi", hp.truncation_psi, 0.0)
-        check_positive_int("num_predict", hp.num_predict)
-        check_positive_int("predict_batch_size", hp.predict_batch_size)
         if hp.max_kimg is not None:
             check_range("max_kimg", hp.max_kimg, 0.0, low_inclusive=False)
 
@@ -199,35 +207,37 @@ class StyleGAN2ADA(pl.LightningModule):
         self.hparams.update(resolution=resolution, channels=channels, num_classes=num_classes)
         self._check_arguments()
         hp = self.hparams
-        config = get_config(hp.config, resolution)
+        config = get_config(hp.config, resolution, **(hp.network_kwargs or {}))
         self.train_config = self._apply_overrides(config)
-        self.G, self.D = build_networks(
-            self.train_config, resolution, channels, num_classes, **(hp.network_kwargs or {})
-        )
+        self.G, self.D = build_networks(self.train_config, resolution, channels, num_classes)
         self.G_ema = _frozen_copy(self.G)
         self._freeze_discriminator_blocks(hp.freeze_d)
         if hp.compile:
             self._compiled = {"synthesis": torch.compile(self.G.synthesis), "D": torch.compile(self.D)}
 
-    def _apply_overrides(self, config: Any) -> Any:
+    def _apply_overrides(self, config: StyleGAN2Config) -> StyleGAN2Config:
         """The config with every training argument that is not ``None`` replacing its field."""
-        names = {field.name for field in fields(config)}
         hp = self.hparams
         overrides = {
             name: (tuple(hp[name]) if name == "betas" else hp[name])
-            for name in ("lr", "betas", "gamma", "ema_kimg", "style_mixing_prob", "pl_weight",
-                         "r1_interval", "pl_interval")
+            for name in (
+                "lr",
+                "betas",
+                "gamma",
+                "ema_kimg",
+                "style_mixing_prob",
+                "pl_weight",
+                "r1_interval",
+                "pl_interval",
+            )
             if hp[name] is not None
         }
         if hp.ema_rampup is not None:
             overrides["ema_rampup"] = hp.ema_rampup or None
-        unknown = set(overrides) - names
-        if unknown:
-            raise ValueError(f"Config {hp.config!r} has no field(s) {sorted(unknown)}; fields: {sorted(names)}.")
         return replace(config, **overrides)
 
     def _freeze_discriminator_blocks(self, count: int) -> None:
-        blocks = self.D.blocks_in_input_order()
+        blocks = self.D.discriminator_blocks()
         if count > len(blocks):
             raise ValueError(
                 f"`freeze_d` must be at most the number of D blocks ({len(blocks)}) at this resolution, "
@@ -251,7 +261,7 @@ class StyleGAN2ADA(pl.LightningModule):
 
     def _shapes_from_datamodule(self) -> tuple[int, int, int]:
         hp = self.hparams
-        datamodule = self.trainer.datamodule if self._trainer is not None else None
+        datamodule = self.trainer.datamodule
         image_shape = getattr(datamodule, "image_shape", None)
         if (hp.resolution is None or hp.channels is None) and image_shape is None:
             raise ValueError(
@@ -289,8 +299,11 @@ class StyleGAN2ADA(pl.LightningModule):
         shared = [key for key in target if key in source]
         if not shared:
             raise ValueError(f"{str(path)!r} holds no StyleGAN2ADA G/D/G_ema weights (no matching keys).")
-        mismatched = [f"{k}: {tuple(source[k].shape)} vs {tuple(target[k].shape)}"
-                      for k in shared if source[k].shape != target[k].shape]
+        mismatched = [
+            f"{k}: {tuple(source[k].shape)} vs {tuple(target[k].shape)}"
+            for k in shared
+            if source[k].shape != target[k].shape
+        ]
         if mismatched:
             raise ValueError(
                 f"`init_from` {str(path)!r} does not fit this model (config and resolution must match): "
@@ -301,17 +314,21 @@ class StyleGAN2ADA(pl.LightningModule):
                 target[key].copy_(source[key])
         missing = sorted(set(target) - set(shared))
         if missing:
-            log.info("init_from: %d tensors not in %s keep their initialisation: %s", len(missing), path, missing)
+            log.info(
+                "init_from: %d tensors not in %s keep their initialisation: %s", len(missing), path, missing
+            )
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """Adam for G and D with lr and betas corrected for lazy regularisation."""
         if self.G is None:
-            raise RuntimeError("configure_optimizers() was called before the networks were built (see setup).")
+            raise RuntimeError(
+                "configure_optimizers() was called before the networks were built (see setup)."
+            )
         cfg = self.train_config
         optimizers = []
-        for net, interval, active in ((self.G, cfg.pl_interval, cfg.pl_weight > 0),
-                                      (self.D, cfg.r1_interval, cfg.gamma > 0)):
-            lr, betas = losses.lazy_regularization_adam(cfg.lr, tuple(cfg.betas), interval if active else None)
+        for net, interval in ((self.G, cfg.pl_interval), (self.D, cfg.r1_interval)):
+            # As the reference: corrected even when the regulariser's weight is 0 (``cifar``'s G).
+            lr, betas = losses.lazy_regularization_adam(cfg.lr, tuple(cfg.betas), interval)
             params = [p for p in net.parameters() if p.requires_grad]
             optimizers.append(torch.optim.Adam(params, lr=lr, betas=betas, eps=1e-8))
         return optimizers
@@ -336,7 +353,9 @@ class StyleGAN2ADA(pl.LightningModule):
                 "use a datamodule that yields (images, labels) or set `num_classes: 0`."
             )
         if labels.min() < 0 or labels.max() >= num_classes:
-            raise ValueError(f"Labels must be in [0, {num_classes - 1}], got [{labels.min()}, {labels.max()}].")
+            raise ValueError(
+                f"Labels must be in [0, {num_classes - 1}], got [{labels.min()}, {labels.max()}]."
+            )
         return F.one_hot(labels.long(), num_classes).to(self.device, torch.float32)
 
     def _generated_condition(self, real_labels: torch.Tensor | None, batch_size: int) -> torch.Tensor:
@@ -346,7 +365,9 @@ class StyleGAN2ADA(pl.LightningModule):
         picks = torch.randint(len(real_labels), (batch_size,), device=real_labels.device)
         return self.class_condition(real_labels[picks], batch_size)
 
-    def run_G(self, z: torch.Tensor, c: torch.Tensor, *, regularizing: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def run_G(
+        self, z: torch.Tensor, c: torch.Tensor, *, regularizing: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Generate images with style mixing.
 
         Args:
@@ -431,8 +452,10 @@ class StyleGAN2ADA(pl.LightningModule):
         if self.bcr_pipe is None:
             return total
         with self._autocast():
-            for weight, images, c, logits in ((hp.bcr_weight_real, real, real_c, real_logits),
-                                              (hp.bcr_weight_fake, fake, gen_c, fake_logits)):
+            for weight, images, c, logits in (
+                (hp.bcr_weight_real, real, real_c, real_logits),
+                (hp.bcr_weight_fake, fake, gen_c, fake_logits),
+            ):
                 if weight > 0:
                     transformed_logits = self.run_D(self.bcr_pipe(images), c).float()
                     total = total + weight * losses.consistency_penalty(logits, transformed_logits)
@@ -460,20 +483,20 @@ class StyleGAN2ADA(pl.LightningModule):
         real_c = self.class_condition(labels, batch_size)
         opt_g, opt_d = self.optimizers()
         cfg = self.train_config
-        step = int(self.num_batches)
+        phases = self.phases(int(self.num_batches))
 
         with self._toggled(opt_g):
             loss = self.generator_main_loss(batch_size, self._generated_condition(labels, batch_size))
             self.log("loss/G", loss.detach(), prog_bar=True)
             self._optimize(opt_g, loss, "Gmain", self.G)
-            if cfg.pl_weight > 0 and step % cfg.pl_interval == 0:
+            if "Greg" in phases:
                 loss = self.g_regularization_loss(batch_size, self._generated_condition(labels, batch_size))
                 self._optimize(opt_g, loss * cfg.pl_interval, "Greg", self.G)
 
         with self._toggled(opt_d):
             loss = self.discriminator_main_loss(real, real_c, self._generated_condition(labels, batch_size))
             self._optimize(opt_d, loss, "Dmain", self.D)
-            if cfg.gamma > 0 and step % cfg.r1_interval == 0:
+            if "Dreg" in phases:
                 loss = self.d_regularization_loss(real, real_c)
                 self._optimize(opt_d, loss * cfg.r1_interval, "Dreg", self.D)
 
@@ -485,6 +508,45 @@ class StyleGAN2ADA(pl.LightningModule):
         max_kimg = self.hparams.max_kimg
         if max_kimg is not None and self.cur_nimg.item() >= max_kimg * 1000:
             self.trainer.should_stop = True
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        """Log D's response to held-out reals: ``val/scores_real`` and ``val/sign_real``.
+
+        ``val/sign_real`` is E[sign(D(x))] on un-augmented validation images, the validation-set
+        counterpart of the r_t heuristic (the paper's r_v uses it to show D overfitting). Image
+        quality (FID, KID, ...) comes from the ``GenerativeMetrics`` callback in the same loop.
+        """
+        self._log_real_scores(batch, "val")
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        """As :meth:`validation_step`, logged as ``test/scores_real`` and ``test/sign_real``."""
+        self._log_real_scores(batch, "test")
+
+    def _log_real_scores(self, batch: Any, stage: str) -> None:
+        real, labels = split_batch(batch)
+        self._check_real_images(real)
+        # Minibatch-std needs a multiple of its group size: evaluation loaders keep a partial last batch.
+        usable = len(real) - len(real) % min(self.train_config.mbstd_group, len(real))
+        real, labels = real[:usable], None if labels is None else labels[:usable]
+        logits = self.D(real, self.class_condition(labels, usable))
+        self.log(f"{stage}/scores_real", logits.mean(), batch_size=usable)
+        self.log(f"{stage}/sign_real", logits.sign().mean(), batch_size=usable)
+
+    def phases(self, batch_index: int) -> list[str]:
+        """The phases run for the ``batch_index``-th batch of the run (counting from 0, across epochs).
+
+        >>> model = StyleGAN2ADA("tiny", resolution=8, channels=1, num_classes=0)
+        >>> model.phases(0), model.phases(4)
+        (['Gmain', 'Greg', 'Dmain', 'Dreg'], ['Gmain', 'Greg', 'Dmain'])
+        """
+        cfg = self.train_config
+        phases = ["Gmain"]
+        if cfg.pl_weight > 0 and batch_index % cfg.pl_interval == 0:
+            phases.append("Greg")
+        phases.append("Dmain")
+        if cfg.gamma > 0 and batch_index % cfg.r1_interval == 0:
+            phases.append("Dreg")
+        return phases
 
     @contextmanager
     def _toggled(self, optimizer: Any) -> Iterator[None]:
@@ -575,17 +637,18 @@ class StyleGAN2ADA(pl.LightningModule):
         self.G_ema.eval()
         c = self.class_condition(labels, z.shape[0])
         try:
-            chunks = [self.G_ema(z_chunk, c_chunk, truncation_psi=truncation_psi, noise_mode="const")
-                      for z_chunk, c_chunk in zip(z.split(64), c.split(64), strict=True)]
+            chunks = [
+                self.G_ema(z_chunk, c_chunk, truncation_psi=truncation_psi, noise_mode="const")
+                for z_chunk, c_chunk in zip(z.split(64), c.split(64), strict=True)
+            ]
         finally:
             self.G_ema.train(was_training)
         return torch.cat(chunks).float().clamp(-1, 1)
 
     def predict_dataloader(self) -> DataLoader:
         """Seeds ``predict_seed, ..., predict_seed + num_predict - 1`` in batches (one image per seed)."""
-        hp = self.hparams
-        seeds = list(range(hp.predict_seed, hp.predict_seed + hp.num_predict))
-        return DataLoader(seeds, batch_size=hp.predict_batch_size)
+        seeds = list(range(self.predict_seed, self.predict_seed + self.num_predict))
+        return DataLoader(seeds, batch_size=self.predict_batch_size)
 
     def on_predict_start(self) -> None:
         self._predicted = []
@@ -600,34 +663,41 @@ class StyleGAN2ADA(pl.LightningModule):
             ``(B, C, H, W)`` images in [-1, 1].
         """
         seeds, labels = self._predict_inputs(batch, batch_idx)
-        z = torch.stack([torch.randn(self.G_ema.z_dim, generator=torch.Generator().manual_seed(int(seed)))
-                         for seed in seeds]).to(self.device)
+        z = torch.stack(
+            [
+                torch.randn(self.G_ema.z_dim, generator=torch.Generator().manual_seed(int(seed)))
+                for seed in seeds
+            ]
+        ).to(self.device)
         if labels is None and self.hparams.num_classes > 0:
             labels = torch.as_tensor(seeds) % self.hparams.num_classes
-        images = self._generate(z, None if labels is None else labels.to(self.device), self.hparams.truncation_psi)
+        images = self._generate(
+            z, None if labels is None else labels.to(self.device), self.truncation_psi
+        )
         folder = self._predict_folder()
-        pixels = _to_uint8(images.cpu())
-        for seed, image in zip(seeds, pixels, strict=True):
-            _save_png(image, folder / f"seed{int(seed):06d}.png")
-        self._predicted.append(pixels)
+        for seed, image in zip(seeds, images.cpu(), strict=True):
+            save_png((image + 1) / 2, folder / f"seed{int(seed):06d}.png")
+        self._predicted.append(images.cpu())
         return images
 
     def _predict_inputs(self, batch: Any, batch_idx: int) -> tuple[list[int], torch.Tensor | None]:
         if isinstance(batch, torch.Tensor) and batch.ndim == 1 and not batch.is_floating_point():
             return batch.tolist(), None
         images, labels = split_batch(batch)
-        first = self.hparams.predict_seed + batch_idx * images.shape[0]
+        first = self.predict_seed + batch_idx * images.shape[0]
         return list(range(first, first + images.shape[0])), labels
 
     def _predict_folder(self) -> Path:
-        folder = Path(self.hparams.predict_dir or Path(self.trainer.default_root_dir) / "predictions")
+        folder = Path(self.predict_dir or Path(self.trainer.default_root_dir) / "predictions")
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
     def on_predict_epoch_end(self) -> None:
         """Write ``grid.png``: every predicted image of this process, in seed order."""
         if self._predicted:
-            _save_png(image_grid(torch.cat(self._predicted)), self._predict_folder() / "grid.png")
+            images = torch.cat(self._predicted)
+            grid = make_grid(images, nrow=math.ceil(math.sqrt(len(images))), padding=0)
+            save_png(grid, self._predict_folder() / "grid.png")
             self._predicted = []
 
 
@@ -640,37 +710,7 @@ def _make_augment_pipe(preset: str | None, p: float, strengths: dict[str, float]
 def _frozen_copy(module: nn.Module) -> nn.Module:
     import copy
 
-    clone = copy.deepcopy(module).eval()
-    clone.requires_grad_(False)
-    return clone
+    return copy.deepcopy(module).requires_grad_(False)
 
 
-def _to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """``(B, C, H, W)`` in [-1, 1] -> uint8 ``(B, C, H, W)`` in [0, 255]."""
-    return ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
-
-
-def image_grid(images: torch.Tensor, columns: int | None = None) -> torch.Tensor:
-    """Tile ``(B, C, H, W)`` images into one ``(C, rows * H, columns * W)`` image (blank cells: 0).
-
-    >>> image_grid(torch.ones(5, 3, 2, 2, dtype=torch.uint8)).shape
-    torch.Size([3, 4, 6])
-    """
-    count, channels, height, width = images.shape
-    columns = columns or math.ceil(math.sqrt(count))
-    rows = math.ceil(count / columns)
-    padded = images.new_zeros(rows * columns, channels, height, width)
-    padded[:count] = images
-    grid = padded.view(rows, columns, channels, height, width).permute(2, 0, 3, 1, 4)
-    return grid.reshape(channels, rows * height, columns * width)
-
-
-def _save_png(image: torch.Tensor, path: Path) -> None:
-    """Write a uint8 ``(C, H, W)`` image (C = 1 or 3) as PNG."""
-    from PIL import Image
-
-    array = image.permute(1, 2, 0).numpy()
-    Image.fromarray(array[..., 0] if array.shape[-1] == 1 else np.ascontiguousarray(array)).save(path)
-
-
-__all__ = ["StyleGAN2ADA", "image_grid"]
+__all__ = ["StyleGAN2ADA"]

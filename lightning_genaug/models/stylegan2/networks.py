@@ -80,7 +80,9 @@ def setup_filter(taps: Sequence[float]) -> Tensor:
     return f / f.sum()
 
 
-def upfirdn2d(x: Tensor, taps: Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0), gain: float = 1.0) -> Tensor:
+def upfirdn2d(
+    x: Tensor, taps: Tensor, up: int = 1, down: int = 1, pad: tuple[int, int] = (0, 0), gain: float = 1.0
+) -> Tensor:
     """Upsample by zero insertion, pad, filter with the separable FIR ``taps``, downsample by striding.
 
     Args:
@@ -115,7 +117,9 @@ def downsample2d(x: Tensor, taps: Tensor) -> Tensor:
     return upfirdn2d(x, taps, down=2, pad=((k - 1) // 2, (k - 2) // 2))
 
 
-def conv2d_resample(x: Tensor, weight: Tensor, taps: Tensor | None, up: int = 1, down: int = 1, groups: int = 1) -> Tensor:
+def conv2d_resample(
+    x: Tensor, weight: Tensor, taps: Tensor | None, up: int = 1, down: int = 1, groups: int = 1
+) -> Tensor:
     """'Same' convolution (correlation, padding k // 2) with optional 2x FIR up- or downsampling.
 
     Upsampling is a stride-2 transposed convolution followed by the FIR filter; downsampling
@@ -145,7 +149,9 @@ def conv2d_resample(x: Tensor, weight: Tensor, taps: Tensor | None, up: int = 1,
     # up == 2: conv_transpose2d takes (C_in, C_out / groups, k, k) weights, per group.
     c_out, c_in_per_group = weight.shape[:2]
     weight = weight.reshape(groups, c_out // groups, c_in_per_group, k, k).transpose(1, 2)
-    x = F.conv_transpose2d(x, weight.reshape(groups * c_in_per_group, c_out // groups, k, k), stride=2, groups=groups)
+    x = F.conv_transpose2d(
+        x, weight.reshape(groups * c_in_per_group, c_out // groups, k, k), stride=2, groups=groups
+    )
     before = pad + (n_taps + 1) // 2 - (k - 1)
     after = pad + (n_taps - 2) // 2 - (k - 2)
     return upfirdn2d(x, taps, pad=(before, after), gain=4.0)
@@ -224,11 +230,16 @@ def _check_resolution(img_resolution: int, minimum: int) -> None:
 def _check_labels(c: Tensor | None, c_dim: int, batch_size: int | None) -> None:
     if c_dim == 0:
         return
-    if c is None or c.ndim != 2 or c.shape[1] != c_dim or (batch_size is not None and c.shape[0] != batch_size):
+    if (
+        c is None
+        or c.ndim != 2
+        or c.shape[1] != c_dim
+        or (batch_size is not None and c.shape[0] != batch_size)
+    ):
         shape = None if c is None else tuple(c.shape)
         raise ValueError(
-            f"`c` must be a float tensor of shape ({batch_size or 'N'}, {c_dim}) (one-hot labels), got {shape}; "
-            f"use `torch.nn.functional.one_hot(labels, {c_dim}).float()`."
+            f"`c` must be a float tensor of shape ({batch_size or 'N'}, {c_dim}) (one-hot labels), "
+            f"got {shape}; use `torch.nn.functional.one_hot(labels, {c_dim}).float()`."
         )
 
 
@@ -288,7 +299,9 @@ class Conv2dLayer(nn.Module):
         w = (self.weight * self.weight_gain).to(x.dtype)
         x = conv2d_resample(x, w, self.resample_filter, up=self.up, down=self.down)
         clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(x, self.bias, self.activation, gain=ACTIVATIONS[self.activation][1] * gain, clamp=clamp)
+        return bias_act(
+            x, self.bias, self.activation, gain=ACTIVATIONS[self.activation][1] * gain, clamp=clamp
+        )
 
 
 class MappingNetwork(nn.Module):
@@ -322,7 +335,9 @@ class MappingNetwork(nn.Module):
         if c_dim > 0:
             self.embed = FullyConnectedLayer(c_dim, embed_features)
         for idx in range(num_layers):
-            layer = FullyConnectedLayer(features[idx], features[idx + 1], activation=activation, lr_multiplier=lr_multiplier)
+            layer = FullyConnectedLayer(
+                features[idx], features[idx + 1], activation=activation, lr_multiplier=lr_multiplier
+            )
             setattr(self, f"fc{idx}", layer)
         if num_ws is not None and w_avg_beta is not None:
             self.register_buffer("w_avg", torch.zeros(w_dim))
@@ -350,7 +365,9 @@ class MappingNetwork(nn.Module):
         parts = []
         if self.z_dim > 0:
             if z is None or z.ndim != 2 or z.shape[1] != self.z_dim:
-                raise ValueError(f"`z` must have shape (N, {self.z_dim}), got {None if z is None else tuple(z.shape)}.")
+                raise ValueError(
+                    f"`z` must have shape (N, {self.z_dim}), got {None if z is None else tuple(z.shape)}."
+                )
             parts.append(normalize_2nd_moment(z.float()))  # (N, z_dim)
         if self.c_dim > 0:
             _check_labels(c, self.c_dim, z.shape[0] if z is not None and self.z_dim > 0 else None)
@@ -365,7 +382,9 @@ class MappingNetwork(nn.Module):
         x = x.unsqueeze(1).repeat(1, self.num_ws, 1)  # (N, num_ws, w_dim); a copy, so callers may edit it
         if truncation_psi != 1:
             if not hasattr(self, "w_avg"):
-                raise ValueError("Truncation needs a tracked `w_avg`; build the mapping with `w_avg_beta` set.")
+                raise ValueError(
+                    "Truncation needs a tracked `w_avg`; build the mapping with `w_avg_beta` set."
+                )
             cutoff = self.num_ws if truncation_cutoff is None else truncation_cutoff
             psi = torch.where(torch.arange(self.num_ws, device=x.device) < cutoff, truncation_psi, 1.0)
             x = self.w_avg.lerp(x, psi.to(x.dtype).unsqueeze(1))  # psi = 0 gives exactly w_avg
@@ -406,7 +425,9 @@ class SynthesisLayer(nn.Module):
         styles = self.affine(w)  # (N, C_in)
         x = modulated_conv2d(x, self.weight, styles, up=self.up, taps=self.resample_filter, fused=fused)
         if self.use_noise and noise_mode == "random":
-            noise = torch.randn(x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype)
+            noise = torch.randn(
+                x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype
+            )
             x = x + noise * self.noise_strength.to(x.dtype)
         elif self.use_noise and noise_mode == "const":
             x = x + (self.noise_const * self.noise_strength).to(x.dtype)
@@ -417,7 +438,9 @@ class SynthesisLayer(nn.Module):
 class ToRGBLayer(nn.Module):
     """Modulated 1x1 convolution to image channels, without demodulation."""
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, conv_clamp: float | None = None) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, w_dim: int, conv_clamp: float | None = None
+    ) -> None:
         super().__init__()
         self.conv_clamp = conv_clamp
         self.affine = FullyConnectedLayer(w_dim, in_channels, bias_init=1)
@@ -425,7 +448,8 @@ class ToRGBLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.weight_gain = 1 / math.sqrt(in_channels)
 
-    def forward(self, x: Tensor, w: Tensor, fused: bool = True) -> Tensor:  # (N, C, R, R) -> (N, img_channels, R, R)
+    def forward(self, x: Tensor, w: Tensor, fused: bool = True) -> Tensor:
+        """(N, C, R, R), w (N, w_dim) -> (N, img_channels, R, R)."""
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused)
         return bias_act(x, self.bias, clamp=self.conv_clamp)
@@ -453,11 +477,12 @@ class SynthesisBlock(nn.Module):
         if in_channels == 0:  # the 4x4 block starts from a learned constant
             self.const = nn.Parameter(torch.randn(out_channels, resolution, resolution))
         else:
-            self.conv0 = SynthesisLayer(in_channels, out_channels, up=2, resample_filter=resample_filter, **layer_kwargs)
+            self.conv0 = SynthesisLayer(
+                in_channels, out_channels, up=2, resample_filter=resample_filter, **layer_kwargs
+            )
         self.conv1 = SynthesisLayer(out_channels, out_channels, **layer_kwargs)
         self.torgb = ToRGBLayer(out_channels, img_channels, w_dim=w_dim, conv_clamp=conv_clamp)
         self.num_conv = 1 if in_channels == 0 else 2
-        self.num_torgb = 1
 
     def forward(
         self, x: Tensor | None, img: Tensor | None, ws: Tensor, noise_mode: str, fused: bool
@@ -466,7 +491,9 @@ class SynthesisBlock(nn.Module):
         -> x (N, C_out, R, R), img (N, C_img, R, R), both float32."""
         with _fp16_context(self.use_fp16, ws.device):
             if self.in_channels == 0:
-                x = self.conv1(self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1), ws[:, 0], noise_mode, fused)
+                x = self.conv1(
+                    self.const.unsqueeze(0).expand(ws.shape[0], -1, -1, -1), ws[:, 0], noise_mode, fused
+                )
             else:
                 x = self.conv0(x, ws[:, 0], noise_mode, fused)
                 x = self.conv1(x, ws[:, 1], noise_mode, fused)
@@ -604,7 +631,8 @@ class Generator(nn.Module):
         Returns:
             (N, img_channels, img_resolution, img_resolution) float32 images, about [-1, 1].
         """
-        ws = self.mapping(z, c, truncation_psi, truncation_cutoff, update_emas=update_emas)  # (N, num_ws, w_dim)
+        # (N, num_ws, w_dim)
+        ws = self.mapping(z, c, truncation_psi, truncation_cutoff, update_emas=update_emas)
         return self.synthesis(ws, noise_mode=noise_mode)
 
 
@@ -636,9 +664,13 @@ class DiscriminatorBlock(nn.Module):
         if in_channels == 0 or architecture == "skip":
             self.fromrgb = Conv2dLayer(img_channels, tmp_channels, 1, **conv_kwargs)
         self.conv0 = Conv2dLayer(tmp_channels, tmp_channels, 3, **conv_kwargs)
-        self.conv1 = Conv2dLayer(tmp_channels, out_channels, 3, down=2, resample_filter=resample_filter, **conv_kwargs)
+        self.conv1 = Conv2dLayer(
+            tmp_channels, out_channels, 3, down=2, resample_filter=resample_filter, **conv_kwargs
+        )
         if architecture == "resnet":
-            self.skip = Conv2dLayer(tmp_channels, out_channels, 1, bias=False, down=2, resample_filter=resample_filter)
+            self.skip = Conv2dLayer(
+                tmp_channels, out_channels, 1, bias=False, down=2, resample_filter=resample_filter
+            )
 
     def forward(self, x: Tensor | None, img: Tensor | None) -> tuple[Tensor, Tensor | None]:
         """x (N, C_in, R, R) or None, img (N, C_img, R, R) -> x (N, C_out, R/2, R/2), img for the next
@@ -705,13 +737,23 @@ class DiscriminatorEpilogue(nn.Module):
             check_positive_int("mbstd_group_size", mbstd_group_size)
         if mbstd_num_channels and in_channels % mbstd_num_channels:
             raise ValueError(
-                f"`mbstd_num_channels` ({mbstd_num_channels}) must divide the 4x4 channel count ({in_channels})."
+                f"`mbstd_num_channels` ({mbstd_num_channels}) must divide the 4x4 channel count "
+                f"({in_channels}); use 1 or a divisor of it."
             )
-        self.in_channels, self.cmap_dim, self.resolution, self.architecture = in_channels, cmap_dim, resolution, architecture
+        self.in_channels, self.cmap_dim, self.resolution, self.architecture = (
+            in_channels,
+            cmap_dim,
+            resolution,
+            architecture,
+        )
         if architecture == "skip":
             self.fromrgb = Conv2dLayer(img_channels, in_channels, 1, activation=activation)
-        self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels > 0 else None
-        self.conv = Conv2dLayer(in_channels + mbstd_num_channels, in_channels, 3, activation=activation, conv_clamp=conv_clamp)
+        self.mbstd = (
+            MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels > 0 else None
+        )
+        self.conv = Conv2dLayer(
+            in_channels + mbstd_num_channels, in_channels, 3, activation=activation, conv_clamp=conv_clamp
+        )
         self.fc = FullyConnectedLayer(in_channels * resolution**2, in_channels, activation=activation)
         self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
 
@@ -790,8 +832,12 @@ class Discriminator(nn.Module):
             )
             setattr(self, f"b{res}", block)
         if c_dim > 0:
-            self.mapping = MappingNetwork(0, c_dim, cmap_dim, num_ws=None, w_avg_beta=None, **(mapping_kwargs or {}))
-        self.b4 = DiscriminatorEpilogue(channels[4], cmap_dim, resolution=4, **(epilogue_kwargs or {}), **common)
+            self.mapping = MappingNetwork(
+                0, c_dim, cmap_dim, num_ws=None, w_avg_beta=None, **(mapping_kwargs or {})
+            )
+        self.b4 = DiscriminatorEpilogue(
+            channels[4], cmap_dim, resolution=4, **(epilogue_kwargs or {}), **common
+        )
 
     def discriminator_blocks(self) -> list[nn.Module]:
         """The blocks in the order the image goes through them: ``b{R}``, ..., ``b8``, then the ``b4``

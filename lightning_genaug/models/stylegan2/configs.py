@@ -1,0 +1,245 @@
+"""StyleGAN2-ADA configurations as data: network sizes and training hyperparameters.
+
+The presets reproduce the public reference's ``train.py --cfg`` table (StyleGAN2-ADA paper, App. D):
+
+=========  ==========  ===  ===========  =======  =======  =======  ====  ======
+config     fmaps       map  batch/mbstd  lr       gamma    ema      ramp  D
+=========  ==========  ===  ===========  =======  =======  =======  ====  ======
+stylegan2  1 (32768)   8    32 / 4       0.002    10       10       -     resnet
+paper256   0.5         8    64 / 8       0.0025   1        20       -     resnet
+paper512   1           8    64 / 8       0.0025   0.5      20       -     resnet
+paper1024  1           8    32 / 4       0.002    2        10       -     resnet
+cifar      1           2    64 / 32      0.0025   0.01     500      0.05  orig
+auto       by res.     2    by res.      by res.  by res.  by res.  0.05  resnet
+=========  ==========  ===  ===========  =======  =======  =======  ====  ======
+
+``cifar`` also turns off style mixing and path-length regularisation. ``auto`` follows the
+reference's heuristics for a resolution and a number of processes. ``tiny`` (about 50k parameters per
+network) is for tests and smoke runs. ``batch_size`` is the global batch (all processes together), as
+in the reference; ``gamma`` and ``ema_kimg`` of ``auto`` are derived from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from lightning_genaug._checks import check_choice, check_positive_int, check_range
+from lightning_genaug.models.stylegan2.networks import DISCRIMINATOR_ARCHITECTURES, Discriminator, Generator
+
+CONFIG_NAMES = ("auto", "stylegan2", "paper256", "paper512", "paper1024", "cifar", "tiny")
+
+
+@dataclass(frozen=True)
+class StyleGAN2Config:
+    """Everything that defines a StyleGAN2-ADA run except the data and the augmentation."""
+
+    name: str
+    # --- networks
+    z_dim: int = 512
+    w_dim: int = 512
+    mapping_layers: int = 8  # 2 suffices for small datasets (reference `auto` and `cifar`)
+    mapping_lr_multiplier: float = 0.01  # the mapping MLP learns 100x slower (StyleGAN, Sec. C)
+    channel_base: int = 32768  # channels at resolution r: min(channel_base // r, channel_max)
+    channel_max: int = 512
+    num_fp16_res: int = 4  # float16 autocast for the 4 highest resolutions (CUDA only)
+    conv_clamp: float | None = 256.0  # keeps float16 activations finite
+    d_architecture: str = "resnet"  # "orig" for CIFAR: the residual D did not help there
+    mbstd_group: int = 4  # minibatch-std group size; the batch per process must be a multiple
+    mbstd_num_channels: int = 1
+    # --- training
+    batch_size: int = 32  # global batch, all processes together
+    lr: float = 0.002
+    betas: tuple[float, float] = (0.0, 0.99)  # beta1 = 0: no momentum, as in the papers
+    gamma: float = 10.0  # R1 weight
+    ema_kimg: float = 10.0  # half-life of the generator EMA, in thousands of images
+    ema_rampup: float | None = None  # EMA half-life <= ema_rampup * images seen; None: no ramp-up
+    style_mixing_prob: float = 0.9
+    pl_weight: float = 2.0  # path-length regularisation weight; 0 disables it
+    r1_interval: int = 16  # lazy R1 every 16 batches
+    pl_interval: int = 4  # lazy path-length regularisation every 4 batches
+
+    def __post_init__(self) -> None:
+        for name in (
+            "z_dim",
+            "w_dim",
+            "mapping_layers",
+            "channel_base",
+            "channel_max",
+            "mbstd_group",
+            "batch_size",
+            "r1_interval",
+            "pl_interval",
+        ):
+            check_positive_int(name, getattr(self, name))
+        check_positive_int("num_fp16_res", self.num_fp16_res, allow_zero=True)
+        check_positive_int("mbstd_num_channels", self.mbstd_num_channels, allow_zero=True)
+        check_range("mapping_lr_multiplier", self.mapping_lr_multiplier, 0.0, low_inclusive=False)
+        check_range("lr", self.lr, 0.0, low_inclusive=False)
+        check_range("gamma", self.gamma, 0.0)
+        check_range("ema_kimg", self.ema_kimg, 0.0)
+        check_range("style_mixing_prob", self.style_mixing_prob, 0.0, 1.0)
+        check_range("pl_weight", self.pl_weight, 0.0)
+        if self.conv_clamp is not None:
+            check_range("conv_clamp", self.conv_clamp, 0.0, low_inclusive=False)
+        if self.ema_rampup is not None:
+            check_range("ema_rampup", self.ema_rampup, 0.0, low_inclusive=False)
+        if len(self.betas) != 2 or not all(0.0 <= beta < 1.0 for beta in self.betas):
+            raise ValueError(f"`betas` must be two numbers in [0, 1), got {self.betas!r}.")
+        object.__setattr__(self, "betas", tuple(float(beta) for beta in self.betas))
+        object.__setattr__(
+            self,
+            "d_architecture",
+            check_choice("d_architecture", self.d_architecture, DISCRIMINATOR_ARCHITECTURES),
+        )
+
+
+# The reference's table; fields not named keep the StyleGAN2Config defaults (the `stylegan2` values).
+_PRESETS: dict[str, StyleGAN2Config] = {
+    "stylegan2": StyleGAN2Config("stylegan2"),
+    "paper256": StyleGAN2Config(
+        "paper256", channel_base=16384, batch_size=64, mbstd_group=8, lr=0.0025, gamma=1.0, ema_kimg=20.0
+    ),
+    "paper512": StyleGAN2Config(
+        "paper512", batch_size=64, mbstd_group=8, lr=0.0025, gamma=0.5, ema_kimg=20.0
+    ),
+    "paper1024": StyleGAN2Config("paper1024", gamma=2.0),
+    "cifar": StyleGAN2Config(
+        "cifar",
+        mapping_layers=2,
+        batch_size=64,
+        mbstd_group=32,
+        lr=0.0025,
+        gamma=0.01,
+        ema_kimg=500.0,
+        ema_rampup=0.05,
+        style_mixing_prob=0.0,
+        pl_weight=0.0,
+        d_architecture="orig",
+    ),
+    "tiny": StyleGAN2Config(
+        "tiny",
+        z_dim=32,
+        w_dim=32,
+        mapping_layers=2,
+        channel_base=256,
+        channel_max=32,
+        num_fp16_res=0,
+        batch_size=8,
+        lr=0.0025,
+        gamma=0.05,
+        ema_kimg=0.01,
+    ),
+}
+
+
+def _auto_config(img_resolution: int, world_size: int) -> StyleGAN2Config:
+    """The reference's ``auto`` heuristics: bigger nets above 256 px, batch and R1 scaled to resolution."""
+    batch_size = max(min(world_size * min(4096 // img_resolution, 32), 64), world_size)
+    return StyleGAN2Config(
+        "auto",
+        channel_base=32768 if img_resolution >= 512 else 16384,
+        mapping_layers=2,
+        batch_size=batch_size,
+        mbstd_group=min(batch_size // world_size, 4),
+        lr=0.002 if img_resolution >= 1024 else 0.0025,
+        gamma=0.0002 * img_resolution**2 / batch_size,
+        ema_kimg=batch_size * 10 / 32,
+        ema_rampup=0.05,
+    )
+
+
+def get_config(name: str, img_resolution: int, *, world_size: int = 1, **overrides) -> StyleGAN2Config:
+    """The named preset for a resolution, with fields replaced by ``overrides``.
+
+    Args:
+        name: one of ``auto``, ``stylegan2``, ``paper256``, ``paper512``, ``paper1024``, ``cifar``, ``tiny``.
+        img_resolution: image size (``auto`` derives its values from it).
+        world_size: number of training processes (``auto`` scales the global batch with it).
+        **overrides: :class:`StyleGAN2Config` fields to replace.
+
+    Returns:
+        The config.
+
+    Example:
+        >>> get_config("auto", 32).gamma
+        0.0064
+    """
+    name = check_choice("config", name, CONFIG_NAMES)
+    check_positive_int("img_resolution", img_resolution)
+    check_positive_int("world_size", world_size)
+    config = _auto_config(img_resolution, world_size) if name == "auto" else _PRESETS[name]
+    return _replace(config, overrides)
+
+
+def _replace(config: StyleGAN2Config, overrides: dict) -> StyleGAN2Config:
+    names = {field.name for field in dataclasses.fields(StyleGAN2Config)} - {"name"}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(
+            f"Unknown StyleGAN2Config field(s) {unknown}; valid fields are: {', '.join(sorted(names))}."
+        )
+    return dataclasses.replace(config, **overrides)
+
+
+def build_networks(
+    config: str | StyleGAN2Config,
+    img_resolution: int,
+    img_channels: int,
+    c_dim: int,
+    *,
+    world_size: int = 1,
+    **overrides,
+) -> tuple[Generator, Discriminator]:
+    """Build the generator and discriminator of a config.
+
+    Args:
+        config: a preset name (see :func:`get_config`) or a :class:`StyleGAN2Config`.
+        img_resolution: image size, a power of two >= 8.
+        img_channels: image channels.
+        c_dim: number of classes (0 for unconditional).
+        world_size: number of training processes (only used when ``config`` is ``"auto"``).
+        **overrides: config fields to replace (e.g. ``channel_base=256``).
+
+    Returns:
+        ``(G, D)``.
+
+    Example:
+        >>> G, D = build_networks("tiny", 16, 3, c_dim=0)
+        >>> G.num_ws, D.block_resolutions
+        (6, [16, 8])
+    """
+    if isinstance(config, str):
+        config = get_config(config, img_resolution, world_size=world_size, **overrides)
+    elif isinstance(config, StyleGAN2Config):
+        config = _replace(config, overrides)
+    else:
+        raise TypeError(f"`config` must be a preset name or a StyleGAN2Config, got {type(config).__name__}.")
+    generator = Generator(
+        z_dim=config.z_dim,
+        c_dim=c_dim,
+        w_dim=config.w_dim,
+        img_resolution=img_resolution,
+        img_channels=img_channels,
+        mapping_kwargs=dict(num_layers=config.mapping_layers, lr_multiplier=config.mapping_lr_multiplier),
+        synthesis_kwargs=dict(
+            channel_base=config.channel_base,
+            channel_max=config.channel_max,
+            num_fp16_res=config.num_fp16_res,
+            conv_clamp=config.conv_clamp,
+        ),
+    )
+    discriminator = Discriminator(
+        c_dim=c_dim,
+        img_resolution=img_resolution,
+        img_channels=img_channels,
+        architecture=config.d_architecture,
+        channel_base=config.channel_base,
+        channel_max=config.channel_max,
+        num_fp16_res=config.num_fp16_res,
+        conv_clamp=config.conv_clamp,
+        epilogue_kwargs=dict(
+            mbstd_group_size=config.mbstd_group, mbstd_num_channels=config.mbstd_num_channels
+        ),
+    )
+    return generator, discriminator

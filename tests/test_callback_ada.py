@@ -1,0 +1,602 @@
+"""AdaptiveAugmentation: the controller arithmetic, the native path, the zero-code-change foreign path,
+checkpoint/resume. The DDP test lives in ``test_callback_ada_ddp.py`` (it runs in a subprocess)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.loggers import CSVLogger
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_genaug.augment.protocol import SignAccumulator
+from lightning_genaug.callbacks.ada import AdaptiveAugmentation, next_p
+
+IMAGE_SHAPE = (1, 8, 8)
+BATCH = 4
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class MarkingPipe(SignAccumulator):
+    """A protocol pipe whose augmentation is recognisable: it adds 10 to every pixel while ``p > 0``."""
+
+    def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return images + 10.0 * (self.p > 0).to(images.dtype)
+
+
+class NoisePipe(SignAccumulator):
+    """A protocol pipe with an honest, mild augmentation: Gaussian noise of standard deviation ``p / 2``."""
+
+    def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return images + 0.5 * self.p * torch.randn(images.shape, generator=generator)
+
+
+def make_images(n: int = 16, seed: int = 0) -> torch.Tensor:
+    return torch.rand(n, *IMAGE_SHAPE, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def loader(n: int = 16, labels: bool = True, as_dict: bool = False, repeat: int = 1) -> DataLoader:
+    """Batches of 4 from ``n`` random images (the same images ``repeat`` times in one epoch)."""
+    images = make_images(n).repeat(repeat, 1, 1, 1)
+    targets = torch.arange(n * repeat) % 10
+    if as_dict:
+        return DataLoader([{"pixels": image} for image in images], batch_size=BATCH)
+    dataset = TensorDataset(images, targets) if labels else TensorDataset(images)
+    return DataLoader(dataset, batch_size=BATCH)
+
+
+def make_trainer(tmp_path: Path, callbacks: list, **kwargs) -> pl.Trainer:
+    options = dict(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=tmp_path,
+    )
+    options.update(kwargs)
+    return pl.Trainer(callbacks=callbacks, **options)
+
+
+class Trajectory(pl.Callback):
+    """Records ``(p, rt)`` of an AdaptiveAugmentation after every batch (list it after that callback)."""
+
+    def __init__(self, ada: AdaptiveAugmentation) -> None:
+        self.ada = ada
+        self.points: list[tuple[float, float | None]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.points.append((self.ada.p, self.ada.rt))
+
+
+def expected_p(interval_stats: list[tuple[float, float, float]], p: float = 0.0, **controller) -> float:
+    for sign_sum, count, images in interval_stats:
+        p, _ = next_p(p, sign_sum, count, images, **controller)
+    return p
+
+
+# ---- a GAN written the way Lightning's GAN template writes one (manual optimisation), nothing of ours
+
+
+class Generator(nn.Module):
+    def __init__(self, latent_dim: int = 8) -> None:
+        super().__init__()
+        self.model = nn.Sequential(nn.Linear(latent_dim, 32), nn.LeakyReLU(0.2), nn.Linear(32, 64), nn.Tanh())
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.model(z).view(z.shape[0], *IMAGE_SHAPE)
+
+
+class Discriminator(nn.Module):
+    """Ends with a sigmoid like the template's D; records every input (the probe)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = nn.Sequential(
+            nn.Flatten(), nn.Linear(64, 32), nn.LeakyReLU(0.2), nn.Linear(32, 1), nn.Sigmoid()
+        )
+        self.seen: list[tuple[bool, torch.Tensor]] = []
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        self.seen.append((self.training, img.detach().clone()))
+        return self.model(img)
+
+
+class TemplateGAN(pl.LightningModule):
+    def __init__(self, latent_dim: int = 8, lr: float = 2e-3, d_steps: int = 1) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.latent_dim = latent_dim
+        self.lr = lr
+        self.d_steps = d_steps
+        self.generator = Generator(latent_dim)
+        self.discriminator = Discriminator()
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.generator(z)
+
+    def training_step(self, batch, batch_idx):
+        imgs, _ = batch
+        opt_g, opt_d = self.optimizers()
+        z = torch.randn(imgs.shape[0], self.latent_dim).type_as(imgs)
+        valid = torch.ones(imgs.size(0), 1).type_as(imgs)
+        fake = torch.zeros(imgs.size(0), 1).type_as(imgs)
+
+        self.toggle_optimizer(opt_g)
+        g_loss = F.binary_cross_entropy(self.discriminator(self(z)), valid)
+        self.manual_backward(g_loss)
+        opt_g.step()
+        opt_g.zero_grad()
+        self.untoggle_optimizer(opt_g)
+
+        self.toggle_optimizer(opt_d)
+        for _ in range(self.d_steps):
+            real_loss = F.binary_cross_entropy(self.discriminator(imgs), valid)
+            fake_loss = F.binary_cross_entropy(self.discriminator(self(z).detach()), fake)
+            d_loss = (real_loss + fake_loss) / 2
+            self.manual_backward(d_loss)
+            opt_d.step()
+            opt_d.zero_grad()
+        self.untoggle_optimizer(opt_d)
+        self.log_dict({"g_loss": g_loss, "d_loss": d_loss})
+
+    def validation_step(self, batch, batch_idx):
+        imgs, _ = batch
+        self.log("val_real_score", self.discriminator(imgs).mean())
+
+    def configure_optimizers(self):
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.lr, betas=(0.5, 0.999))
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=self.lr, betas=(0.5, 0.999))
+        return [opt_g, opt_d], []
+
+
+# ---- a conditional GAN with automatic optimisation and D(images, labels), nothing of ours
+
+
+class LabelDiscriminator(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.LeakyReLU(0.2))
+        self.embed = nn.Embedding(10, 16)
+        self.out = nn.Linear(16, 1)
+        self.seen: list[tuple[bool, torch.Tensor, torch.Tensor]] = []
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        self.seen.append((self.training, images.detach().clone(), labels.clone()))
+        features = self.body(images)
+        return self.out(features).squeeze(1) + (features * self.embed(labels)).sum(1)
+
+
+class ConditionalGAN(pl.LightningModule):
+    """One optimiser; even batches train D, odd batches train G (automatic optimisation)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.netG = Generator()
+        self.netD = LabelDiscriminator()
+        self.batch_labels: list[torch.Tensor] = []
+
+    def training_step(self, batch, batch_idx):
+        images, labels = batch
+        self.batch_labels.append(labels.clone())
+        train_d = batch_idx % 2 == 0
+        self.netD.requires_grad_(train_d)
+        self.netG.requires_grad_(not train_d)
+        fakes = self.netG(torch.randn(images.shape[0], 8))
+        if train_d:
+            real_loss = F.softplus(-self.netD(images, labels)).mean()
+            return real_loss + F.softplus(self.netD(fakes, labels)).mean()
+        return F.softplus(-self.netD(fakes, labels)).mean()
+
+    def validation_step(self, batch, batch_idx):
+        images, labels = batch
+        self.netD(images, labels)
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+
+# ---- a native module: owns augment_pipe and observes scripted logits
+
+
+class ScriptedNative(pl.LightningModule):
+    """Observes ``sign_pattern(global_step)`` logits per batch; has a D the callback must never run."""
+
+    def __init__(self, sign_pattern, observe: bool = True) -> None:
+        super().__init__()
+        self.augment_pipe = MarkingPipe()
+        self.discriminator = nn.Linear(64, 1)
+        self.sign_pattern = sign_pattern
+        self.observe = observe
+        self.d_calls = 0
+
+    def training_step(self, batch, batch_idx):
+        images, _ = batch
+        self.d_calls += 1
+        loss = self.discriminator(self.augment_pipe(images).flatten(1)).mean()
+        if self.observe:
+            self.augment_pipe.observe(torch.tensor(self.sign_pattern(self.global_step), dtype=torch.float32))
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+def four_signs(step: int) -> list[float]:
+    """Scripted logits of one batch: r_t = 1 for batches 0-11, then 0.5 (below a 0.6 target)."""
+    return [1.0, 1.0, 1.0, 1.0] if step < 12 else [1.0, 1.0, 1.0, -1.0]
+
+
+# --------------------------------------------------------------------------- controller arithmetic
+
+
+def test_step_is_images_over_speed_in_the_sign_of_rt_minus_target() -> None:
+    controller = dict(target=0.6, speed_kimg=2.0, max_p=1.0)
+    p, rt = next_p(0.25, sign_sum=12.0, count=16.0, images_seen=64, **controller)
+    assert rt == 0.75
+    assert p == pytest.approx(0.25 + 64 / 2000)
+    p, rt = next_p(0.25, sign_sum=4.0, count=16.0, images_seen=64, **controller)
+    assert rt == 0.25
+    assert p == pytest.approx(0.25 - 64 / 2000)
+
+
+def test_p_is_clamped_to_zero_and_max_p() -> None:
+    assert next_p(0.01, -16.0, 16.0, 1000, target=0.6, speed_kimg=1.0, max_p=0.8) == (0.0, -1.0)
+    assert next_p(0.79, 16.0, 16.0, 1000, target=0.6, speed_kimg=1.0, max_p=0.8) == (0.8, 1.0)
+
+
+def test_up_then_down_through_a_float32_buffer_returns_exactly_zero() -> None:
+    controller = dict(target=0.6, speed_kimg=1.0, max_p=1.0)  # float32(0.064) > 0.064
+    p_buffer = torch.zeros((), dtype=torch.float32)
+    for sign_sum in (16.0, -16.0):  # one step up, one step down, p stored in float32 between
+        p, _ = next_p(float(p_buffer), sign_sum, 16.0, 64, **controller)
+        p_buffer.fill_(p)
+    assert p_buffer.item() == 0.0  # pipes keep their exact p == 0 fast path
+
+
+def test_rt_at_target_or_no_observation_leaves_p_unchanged() -> None:
+    assert next_p(0.3, 6.0, 10.0, 64, target=0.6, speed_kimg=1.0, max_p=1.0) == (0.3, 0.6)
+    p, rt = next_p(0.3, 0.0, 0.0, 64, target=0.6, speed_kimg=1.0, max_p=1.0)
+    assert p == 0.3 and math.isnan(rt)
+
+
+def test_synthetic_trajectory_rises_saturates_then_falls_to_zero() -> None:
+    """A synthetic r_t signal: 30 intervals above target, then 40 below (each interval 100 images)."""
+    controller = dict(target=0.6, speed_kimg=2.0, max_p=0.5)
+    p, trajectory = 0.0, []
+    for rt in [0.9] * 30 + [0.2] * 40:
+        p, _ = next_p(p, sign_sum=rt * 100, count=100, images_seen=100, **controller)
+        trajectory.append(p)
+    assert trajectory[9] == pytest.approx(0.5)  # 10 steps of 0.05 reach max_p ...
+    assert trajectory[29] == 0.5  # ... and stay clamped there
+    assert trajectory[39] == pytest.approx(0.0, abs=1e-12)  # 10 steps back down
+    assert trajectory[-1] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "name"),
+    [
+        ({"target": 1.0}, ValueError, "target"),
+        ({"target": "0.6"}, TypeError, "target"),
+        ({"interval": 0}, ValueError, "interval"),
+        ({"interval": 2.5}, TypeError, "interval"),
+        ({"speed_kimg": 0}, ValueError, "speed_kimg"),
+        ({"initial_p": 0.6, "max_p": 0.5}, ValueError, "initial_p"),
+        ({"max_p": 0.0}, ValueError, "max_p"),
+        ({"heuristic": "rv"}, ValueError, "heuristic"),
+        ({"fixed_p": 1.5}, ValueError, "fixed_p"),
+        ({"preset": "bogus"}, ValueError, "preset"),
+        ({"pipe": nn.Identity()}, TypeError, "pipe"),
+        ({"discriminator_attr": ""}, TypeError, "discriminator_attr"),
+        ({"image_key": 3}, TypeError, "image_key"),
+    ],
+)
+def test_every_argument_is_checked_at_construction(kwargs: dict, error: type, name: str) -> None:
+    with pytest.raises(error, match=name):
+        AdaptiveAugmentation(**kwargs)
+
+
+def test_state_key_differs_per_discriminator_and_pipe() -> None:
+    keys = {
+        AdaptiveAugmentation(pipe=MarkingPipe()).state_key,
+        AdaptiveAugmentation(discriminator_attr="D_local").state_key,
+        AdaptiveAugmentation(discriminator_attr="D_global").state_key,
+        AdaptiveAugmentation(preset="bgcfnc").state_key,
+    }
+    assert len(keys) == 4
+
+
+# --------------------------------------------------------------------------- native path
+
+
+def test_native_path_adapts_the_modules_pipe_from_its_observations(tmp_path: Path) -> None:
+    module = ScriptedNative(four_signs)
+    callback = AdaptiveAugmentation(interval=4, speed_kimg=0.1)
+    make_trainer(tmp_path, [callback], max_epochs=5).fit(module, loader(16))  # 20 batches, 5 updates
+    # batches 0-11: r_t = 1 (three rises of 16/100); 12-19: r_t = 0.5 (two falls)
+    stats = [(16.0, 16.0, 16.0)] * 3 + [(8.0, 16.0, 16.0)] * 2
+    assert callback.p == pytest.approx(expected_p(stats, target=0.6, speed_kimg=0.1, max_p=1.0))
+    assert callback.p == pytest.approx(0.16)
+    assert float(module.augment_pipe.p) == pytest.approx(callback.p)
+    assert callback.rt == 0.5
+    assert not module.discriminator._forward_pre_hooks and module.d_calls == 20  # D never run nor hooked
+
+
+def test_fixed_p_never_moves_but_rt_is_still_measured(tmp_path: Path) -> None:
+    module = ScriptedNative(four_signs)
+    callback = AdaptiveAugmentation(interval=4, speed_kimg=0.1, fixed_p=0.3)
+    make_trainer(tmp_path, [callback], max_epochs=2).fit(module, loader(16))
+    assert callback.p == 0.3
+    assert float(module.augment_pipe.p) == pytest.approx(0.3)
+    assert callback.rt == 1.0
+
+
+def test_a_module_that_never_observes_gets_a_warning_and_p_stays(tmp_path: Path) -> None:
+    module = ScriptedNative(four_signs, observe=False)
+    callback = AdaptiveAugmentation(interval=2, initial_p=0.2)
+    with pytest.warns(UserWarning, match="observe"):
+        make_trainer(tmp_path, [callback]).fit(module, loader(16))
+    assert callback.p == 0.2
+
+
+def test_native_module_and_a_second_pipe_is_an_error(tmp_path: Path) -> None:
+    callback = AdaptiveAugmentation(pipe=MarkingPipe())
+    with pytest.raises(ValueError, match="augment_pipe"):
+        make_trainer(tmp_path, [callback]).fit(ScriptedNative(four_signs), loader(16))
+
+
+def test_a_module_with_augmentation_switched_off_is_not_hooked(tmp_path: Path) -> None:
+    module = ScriptedNative(four_signs)
+    module.augment_pipe = None
+    with pytest.raises(ValueError, match="augment_pipe` is None"):
+        make_trainer(tmp_path, [AdaptiveAugmentation(pipe=MarkingPipe())]).fit(module, loader(8))
+    assert not module.discriminator._forward_pre_hooks
+
+
+# --------------------------------------------------------------------------- foreign path
+
+
+def test_foreign_manual_gan_sees_augmented_inputs_in_training_only(tmp_path: Path) -> None:
+    module = TemplateGAN()
+    callback = AdaptiveAugmentation(pipe=MarkingPipe(), initial_p=0.5, interval=2)
+    trainer = make_trainer(tmp_path, [callback], max_epochs=1, num_sanity_val_steps=1)
+    trainer.fit(module, loader(16), loader(8))
+
+    seen = module.discriminator.seen
+    training_inputs = [images for training, images in seen if training]
+    eval_inputs = [images for training, images in seen if not training]
+    # per batch: G step (fakes), D step (reals, fakes) + the measurement every 2nd batch (reals)
+    assert len(training_inputs) == 4 * 3 + 2
+    assert all(images.min() > 5 for images in training_inputs)  # every D input was augmented
+    assert len(eval_inputs) == 1 + 2 and all(images.abs().max() <= 1 for images in eval_inputs)
+    assert "ada/p" in trainer.callback_metrics and "ada/rt" in trainer.callback_metrics
+    assert not module.discriminator._forward_pre_hooks  # the hook is gone after fit
+    module.train()
+    module.discriminator(make_images(2))
+    assert module.discriminator.seen[-1][1].abs().max() <= 1  # and D is back to un-augmented
+
+
+def test_foreign_automatic_gan_with_labels_passes_labels_through(tmp_path: Path) -> None:
+    module = ConditionalGAN()
+    callback = AdaptiveAugmentation(pipe=MarkingPipe(), fixed_p=0.5, interval=2)
+    make_trainer(tmp_path, [callback], num_sanity_val_steps=1).fit(module, loader(16), loader(8))
+    training_calls = [(images, labels) for training, images, labels in module.netD.seen if training]
+    assert len(training_calls) == 2 + (1 + 1) + 2 + (1 + 1)  # D, G + measurement, D, G + measurement
+    assert all(images.min() > 5 for images, _ in training_calls)
+    batch_labels = {tuple(labels.tolist()) for labels in module.batch_labels}
+    assert all(tuple(labels.tolist()) in batch_labels for _, labels in training_calls)
+    assert all(images.abs().max() <= 1 for training, images, _ in module.netD.seen if not training)
+    assert not module.netD._forward_pre_hooks
+    assert callback.rt is not None
+
+
+def test_foreign_path_logs_p_to_any_logger(tmp_path: Path) -> None:
+    callback = AdaptiveAugmentation(pipe=MarkingPipe(), interval=1, speed_kimg=0.01)
+    logger = CSVLogger(tmp_path, name="ada")
+    make_trainer(tmp_path, [callback], logger=logger, log_every_n_steps=1).fit(TemplateGAN(), loader(16))
+    with open(Path(logger.log_dir) / "metrics.csv") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("ada/p")]
+    assert len(rows) == 4
+    assert all(row["ada/rt"] for row in rows)
+    assert [float(row["ada/p"]) for row in rows][-1] == pytest.approx(callback.p)
+
+
+def test_memorising_discriminator_drives_rt_to_one_and_p_up(tmp_path: Path) -> None:
+    """Closed loop: D trained hard on 8 images learns them (r_t -> 1) and p climbs."""
+    torch.manual_seed(0)
+    module = TemplateGAN(lr=1e-2, d_steps=3)
+    callback = AdaptiveAugmentation(pipe=NoisePipe(), interval=1, speed_kimg=0.04)
+    trajectory = Trajectory(callback)
+    make_trainer(tmp_path, [callback, trajectory]).fit(module, loader(8, repeat=5))  # 10 updates of 4 / 40
+    rts = [rt for _, rt in trajectory.points]
+    assert sum(rt == 1.0 for rt in rts) >= 8  # D tells every real apart ...
+    assert callback.p >= 0.6  # ... so p climbs: at least 8 of the 10 updates went up
+    assert float(callback.pipe.p) == pytest.approx(callback.p)
+
+
+def test_discriminator_rejecting_reals_drives_p_down_to_zero(tmp_path: Path) -> None:
+    """Closed loop the other way: a frozen D scoring every real 0.3 (a probability) gives r_t = -1."""
+    module = TemplateGAN(lr=0.0)
+    with torch.no_grad():
+        module.discriminator.model[3].weight.zero_()
+        module.discriminator.model[3].bias.fill_(math.log(0.3 / 0.7))
+    callback = AdaptiveAugmentation(pipe=MarkingPipe(), interval=1, speed_kimg=0.01, initial_p=0.9)
+    make_trainer(tmp_path, [callback]).fit(module, loader(12))  # 3 updates of -0.4
+    assert callback.rt == -1.0  # sigmoid output read as a probability: 0.3 < 0.5 means "fake"
+    assert callback.p == 0.0
+
+
+def test_missing_discriminator_fails_at_setup_naming_discriminator_attr(tmp_path: Path) -> None:
+    module = TemplateGAN()
+    module.critic_net = module.discriminator
+    del module.discriminator
+    with pytest.raises(ValueError, match="discriminator_attr"):
+        make_trainer(tmp_path, [AdaptiveAugmentation(pipe=MarkingPipe())]).fit(module, loader(8))
+    with pytest.raises(ValueError, match="discriminator_attr='netD'"):
+        make_trainer(tmp_path, [AdaptiveAugmentation(pipe=MarkingPipe(), discriminator_attr="netD")]).fit(
+            TemplateGAN(), loader(8)
+        )
+
+
+def test_missing_images_fail_before_the_first_training_step_naming_image_key(tmp_path: Path) -> None:
+    module = TemplateGAN()
+    module.training_step = lambda batch, batch_idx: pytest.fail("training_step ran")
+    trainer = make_trainer(tmp_path, [AdaptiveAugmentation(pipe=MarkingPipe())])
+    with pytest.raises(ValueError, match="image_key"):
+        trainer.fit(module, loader(8, as_dict=True))
+    assert not module.discriminator._forward_pre_hooks  # removed on the exception too
+
+
+def test_dict_batches_are_read_with_image_key(tmp_path: Path) -> None:
+    class DictGAN(TemplateGAN):
+        def training_step(self, batch, batch_idx):
+            return super().training_step((batch["pixels"], None), batch_idx)
+
+    callback = AdaptiveAugmentation(pipe=MarkingPipe(), image_key="pixels", interval=1, speed_kimg=1.0)
+    make_trainer(tmp_path, [callback]).fit(DictGAN(), loader(8, as_dict=True))
+    assert callback.rt is not None and not math.isnan(callback.rt)
+
+
+def test_measurement_leaves_discriminator_buffers_untouched(tmp_path: Path) -> None:
+    class BatchNormGAN(TemplateGAN):
+        def __init__(self) -> None:
+            super().__init__(lr=0.0)
+            self.discriminator.model.insert(1, nn.BatchNorm1d(64))
+
+    module = BatchNormGAN()
+    callback = AdaptiveAugmentation(pipe=MarkingPipe(), fixed_p=0.0, interval=1)  # measures every batch
+    reference = BatchNormGAN()
+    reference.load_state_dict(module.state_dict())
+    torch.manual_seed(1)
+    make_trainer(tmp_path, [callback]).fit(module, loader(8))
+    torch.manual_seed(1)
+    no_measurement = AdaptiveAugmentation(pipe=MarkingPipe(), fixed_p=0.0, interval=100)
+    make_trainer(tmp_path, [no_measurement]).fit(reference, loader(8))
+    assert callback.rt is not None  # the measurement ran after every batch
+    running_mean = module.discriminator.model[1].running_mean
+    assert torch.equal(running_mean, reference.discriminator.model[1].running_mean)
+
+
+def test_default_pipe_is_a_real_augment_pipe(tmp_path: Path) -> None:
+    ada = pytest.importorskip("lightning_genaug.augment.ada")
+    module = TemplateGAN()
+    callback = AdaptiveAugmentation(fixed_p=1.0, interval=2)
+    make_trainer(tmp_path, [callback]).fit(module, loader(8))
+    assert isinstance(callback.pipe, ada.AugmentPipe) and float(callback.pipe.p) == 1.0
+    raw_batches = make_images(8).split(BATCH)
+    training_inputs = [images for training, images in module.discriminator.seen if training]
+    assert len(training_inputs) == 2 * 3 + 1
+    assert not any(torch.allclose(images, raw) for images in training_inputs for raw in raw_batches)
+
+
+@pytest.mark.parametrize("pipe_path", ["diffaug.DiffAugment", "scaling.DataScaling"])
+def test_drives_other_protocol_pipes(tmp_path: Path, pipe_path: str) -> None:
+    module_name, class_name = pipe_path.split(".")
+    pipe_class = getattr(pytest.importorskip(f"lightning_genaug.augment.{module_name}"), class_name)
+    pipe = pipe_class()
+    callback = AdaptiveAugmentation(pipe=pipe, interval=1, speed_kimg=0.01)
+    module = TemplateGAN(lr=1e-2, d_steps=3)
+    make_trainer(tmp_path, [callback], max_epochs=2).fit(module, loader(8))
+    assert callback.pipe is pipe
+    assert float(pipe.p) == pytest.approx(callback.p)
+    assert callback.rt is not None and not math.isnan(callback.rt)
+
+
+# --------------------------------------------------------------------------- checkpoint / resume
+
+
+def _fit_and_resume(tmp_path: Path, make_module, make_callback, loaders) -> tuple[float, float, float]:
+    """p after 12 batches uninterrupted, after 6 batches (checkpoint), and after resuming to 12."""
+    uninterrupted = make_callback()
+    torch.manual_seed(0)
+    make_trainer(tmp_path, [uninterrupted], max_epochs=2, limit_train_batches=6).fit(make_module(), loaders())
+
+    first = make_callback()
+    torch.manual_seed(0)
+    trainer = make_trainer(tmp_path, [first], max_epochs=1, limit_train_batches=6)
+    trainer.fit(make_module(), loaders())
+    checkpoint = tmp_path / "stop.ckpt"
+    trainer.save_checkpoint(checkpoint)
+
+    resumed = make_callback()
+    module = make_module()
+    trainer = make_trainer(tmp_path, [resumed], max_epochs=2, limit_train_batches=6)
+    trainer.fit(module, loaders(), ckpt_path=checkpoint)
+    return uninterrupted.p, first.p, resumed.p
+
+
+def test_native_resume_continues_p_and_the_interval_exactly(tmp_path: Path) -> None:
+    def scripted(step: int) -> list[float]:
+        return [1.0, 1.0, 1.0, 1.0] if step < 6 else [1.0, 1.0, 1.0, -1.0]
+
+    def make_callback() -> AdaptiveAugmentation:
+        return AdaptiveAugmentation(interval=4, speed_kimg=0.04)
+
+    uninterrupted, at_stop, resumed = _fit_and_resume(
+        tmp_path, lambda: ScriptedNative(scripted), make_callback, lambda: loader(24)
+    )
+    # Updates at batches 4, 8 and 12, 16 images each. The interval of batches 5-8 straddles the
+    # checkpoint: its r_t = (4 + 4 + 2 + 2) / 16 = 0.75 rises only if the signs observed before the
+    # stop (module buffers), the batch counter and the image counter (callback state) all survive.
+    stats = [(16.0, 16.0, 16.0), (12.0, 16.0, 16.0), (8.0, 16.0, 16.0)]
+    assert at_stop == pytest.approx(0.4)
+    expected = expected_p(stats, target=0.6, speed_kimg=0.04, max_p=1.0)
+    assert resumed == uninterrupted == pytest.approx(expected)
+    assert resumed == pytest.approx(0.4)  # 0.4 -> 0.8 -> 0.4
+
+
+def test_foreign_resume_restores_the_callbacks_own_pipe(tmp_path: Path) -> None:
+    def frozen_confident_gan() -> TemplateGAN:
+        module = TemplateGAN(lr=0.0)
+        with torch.no_grad():
+            module.discriminator.model[3].bias.fill_(10.0)  # every real scored ~1: r_t = 1
+        return module
+
+    def make_callback() -> AdaptiveAugmentation:
+        return AdaptiveAugmentation(pipe=MarkingPipe(), interval=4, speed_kimg=0.1)
+
+    uninterrupted, at_stop, resumed = _fit_and_resume(
+        tmp_path, frozen_confident_gan, make_callback, lambda: loader(24)
+    )
+    assert at_stop == pytest.approx(0.16)  # one update (batch 4) of 16 / 100
+    assert resumed == uninterrupted == pytest.approx(0.48)  # updates at 4, 8, 12: not at 6 + 4
+
+
+def test_resume_sets_the_pipe_before_the_first_step(tmp_path: Path) -> None:
+    callback = AdaptiveAugmentation(pipe=MarkingPipe())
+    callback.load_state_dict({"p": 0.375, "rt": 0.7, "batches_seen": 3, "images_since_update": 12})
+    seen_p: list[float] = []
+
+    class Probe(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen_p.append(float(callback.pipe.p))
+
+    make_trainer(tmp_path, [callback, Probe()], limit_train_batches=1).fit(TemplateGAN(lr=0.0), loader(8))
+    assert seen_p == [0.375]
+    assert callback.state_dict()["batches_seen"] == 4
+
+
+def test_callback_added_on_resume_continues_from_the_modules_own_p(tmp_path: Path) -> None:
+    module = ScriptedNative(four_signs)
+    trainer = make_trainer(tmp_path, [], limit_train_batches=2)
+    trainer.fit(module, loader(8))
+    module.augment_pipe.set_p(0.3)  # e.g. adapted by a previous controller the checkpoint has no state of
+    trainer.save_checkpoint(tmp_path / "no_callback.ckpt")
+
+    callback = AdaptiveAugmentation(interval=100)
+    with pytest.warns(UserWarning, match="no state of its own"):
+        make_trainer(tmp_path, [callback], max_epochs=2, limit_train_batches=2).fit(
+            ScriptedNative(four_signs), loader(8), ckpt_path=tmp_path / "no_callback.ckpt"
+        )
+    assert callback.p == pytest.approx(0.3)

@@ -1,0 +1,67 @@
+"""AdaptiveAugmentation under DDP: 2 CPU processes (gloo) agree on p, and p equals the single-process
+computation on the signs of both ranks. The training runs in a subprocess (``ddp_scripts/ada_ddp.py``)
+because Lightning's DDP launcher re-runs the command line for rank 1."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lightning_genaug.callbacks.ada import next_p
+
+SCRIPT = Path(__file__).parent / "ddp_scripts" / "ada_ddp.py"
+RANKS, BATCH, BATCHES_PER_RANK, INTERVAL, SPEED_KIMG = 2, 4, 8, 2, 0.05
+
+
+def scripted_signs() -> list[int]:
+    """Signs of D on each image: all +1 on rank 0's images, a mixed pattern on rank 1's.
+
+    The script gives rank ``r`` the images ``r, r + 2, r + 4, ...`` in order. Alone, rank 0 would
+    always see r_t = 1 and rank 1 a varying r_t: only the all-reduce makes them agree.
+    """
+    rank1 = [1, 1, 1, 1, -1, -1, -1, -1, 1, -1, -1, -1, 1, 1, 1, -1] * 2  # 32 images, 8 batches
+    signs = []
+    for rank1_sign in rank1:
+        signs += [1, rank1_sign]
+    return signs
+
+
+def single_process_p(signs: list[int]) -> float:
+    """The controller run by hand: r_t measured on the last batch of each interval of both ranks."""
+    p = 0.0
+    for measured_batch in range(INTERVAL - 1, BATCHES_PER_RANK, INTERVAL):
+        measured = [
+            signs[rank + RANKS * (measured_batch * BATCH + j)] for rank in range(RANKS) for j in range(BATCH)
+        ]
+        images_in_interval = RANKS * INTERVAL * BATCH
+        p, _ = next_p(
+            p, sum(measured), len(measured), images_in_interval, target=0.6, speed_kimg=SPEED_KIMG, max_p=1.0
+        )
+    return p
+
+
+def test_two_ranks_hold_the_same_p_as_one_process_on_their_signs(tmp_path: Path) -> None:
+    signs = scripted_signs()
+    (tmp_path / "signs.json").write_text(json.dumps(signs))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    completed = subprocess.run(
+        [sys.executable, str(SCRIPT), str(tmp_path / "signs.json"), str(tmp_path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    results = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(RANKS)]
+
+    expected = single_process_p(signs)
+    assert 0.0 < expected < 1.0  # the trajectory moves both ways without hitting a clamp at the end
+    assert results[0]["p"] == results[1]["p"] == pytest.approx(expected, abs=1e-12)
+    assert results[0]["pipe_p"] == results[1]["pipe_p"] == pytest.approx(expected, abs=1e-6)
+    assert results[0]["rt"] == results[1]["rt"]

@@ -1,0 +1,324 @@
+"""GenerativeMetrics on a toy generator with a tiny randomly initialised extractor."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_genaug.callbacks.metrics import GenerativeMetrics
+from lightning_genaug.data.batch import split_batch
+from lightning_genaug.metrics import INCEPTION_WEIGHTS_ENV, InceptionWeightsNotFoundError
+
+SIZE = 8
+
+
+class ToyGenerator(pl.LightningModule):
+    """A linear generator with the generator protocol; training moves its output towards the data."""
+
+    def __init__(self, num_classes: int = 0) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.net = nn.Linear(4 + num_classes, SIZE * SIZE)
+        self.labels_seen: list[torch.Tensor] = []
+
+    def sample(self, n, labels=None, generator=None):
+        z = torch.randn(n, 4, generator=generator, device=self.device)
+        if self.num_classes:
+            self.labels_seen.append(labels)
+            z = torch.cat([z, nn.functional.one_hot(labels, self.num_classes).float()], dim=1)
+        return torch.tanh(self.net(z)).view(n, 1, SIZE, SIZE)
+
+    def training_step(self, batch, batch_idx):
+        images, _ = split_batch(batch)
+        fake = torch.tanh(self.net(torch.randn(images.shape[0], self.net.in_features)))
+        loss = (fake.mean(0) - images.flatten(1).mean(0)).square().mean()
+        self.log("train/loss", loss)
+        return loss
+
+    def validation_step(self, batch, batch_idx):
+        return None
+
+    def test_step(self, batch, batch_idx):
+        return None
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.5)
+
+
+class CountingExtractor(nn.Module):
+    """A tiny fixed random feature map that counts the images it sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(0)
+        self.weight = nn.Parameter(torch.randn(SIZE * SIZE, 6, generator=generator), requires_grad=False)
+        self.images_seen = 0
+
+    def forward(self, images):
+        self.images_seen += images.shape[0]
+        return torch.tanh(images.flatten(1) @ self.weight)
+
+
+def real_loader(count: int = 64) -> DataLoader:
+    images = torch.rand(count, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    labels = torch.arange(count) % 3
+    return DataLoader(TensorDataset(images, labels), batch_size=16, shuffle=True)
+
+
+def make_trainer(tmp_path, callbacks, max_epochs=1, logger=False, **kwargs) -> pl.Trainer:
+    return pl.Trainer(
+        default_root_dir=tmp_path, max_epochs=max_epochs, callbacks=callbacks, logger=logger,
+        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1, **kwargs,
+    )
+
+
+def metrics_callback(tmp_path, extractor=None, **kwargs) -> GenerativeMetrics:
+    defaults = dict(num_gen=32, batch_size=16, cache_dir=tmp_path / "cache", progress_bar=False)
+    return GenerativeMetrics(feature_extractor=extractor or CountingExtractor(), **{**defaults, **kwargs})
+
+
+def test_logs_every_metric_to_callback_metrics_and_logger(tmp_path):
+    callback = metrics_callback(
+        tmp_path, metrics=("fid", "kid", "is", "pr"), kid_subsets=5, kid_subset_size=16, is_splits=2
+    )
+    trainer = make_trainer(tmp_path, [callback], logger=CSVLogger(tmp_path, name="csv"))
+    trainer.fit(ToyGenerator(), train_dataloaders=real_loader())
+
+    for name in ("fid", "kid", "kid_std", "is", "is_std", "precision", "recall"):
+        assert torch.isfinite(trainer.callback_metrics[f"metrics/{name}"])
+    assert float(trainer.callback_metrics["metrics/fid"]) > 0
+    assert 0 <= float(trainer.callback_metrics["metrics/precision"]) <= 1
+    assert 1 <= float(trainer.callback_metrics["metrics/is"]) <= 6  # at most the number of "classes" (D=6)
+    with open(trainer.logger.log_dir + "/metrics.csv") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("metrics/fid")]
+    assert len(rows) == 1 and float(rows[0]["kimg"]) == pytest.approx(0.064)
+
+
+def test_real_statistics_are_cached_and_not_recomputed(tmp_path):
+    first = CountingExtractor()
+    make_trainer(tmp_path, [metrics_callback(tmp_path, first, num_real=48)]).fit(
+        ToyGenerator(), train_dataloaders=real_loader()
+    )
+    assert first.images_seen == 48 + 32  # real statistics + one evaluation at fit end
+    assert len(list((tmp_path / "cache").glob("real-*.pt"))) == 1
+
+    second = CountingExtractor()  # same weights: same cache entry
+    make_trainer(tmp_path, [metrics_callback(tmp_path, second, num_real=48)]).fit(
+        ToyGenerator(), train_dataloaders=real_loader()
+    )
+    assert second.images_seen == 32  # generated images only
+
+    third = CountingExtractor()  # another resolution of the same key: a new entry
+    make_trainer(tmp_path, [metrics_callback(tmp_path, third, num_real=40)]).fit(
+        ToyGenerator(), train_dataloaders=real_loader()
+    )
+    assert third.images_seen == 40 + 32
+
+
+def test_fid_of_the_real_data_against_itself_is_near_zero(tmp_path):
+    loader = real_loader(64)
+    real_images = loader.dataset.tensors[0]
+
+    class Replay(ToyGenerator):
+        """Returns the real images in order, batch after batch."""
+
+        served = 0
+
+        def sample(self, n, labels=None, generator=None):
+            images = real_images[self.served : self.served + n]
+            self.served += n
+            return images
+
+    callback = metrics_callback(tmp_path, num_gen=64, real_data=real_images, use_cache=False)
+    make_trainer(tmp_path, [callback]).fit(Replay(), train_dataloaders=loader)
+    assert abs(callback.last_values["metrics/fid"]) < 1e-5
+
+
+def test_dict_batches_with_an_image_key(tmp_path):
+    images = torch.rand(32, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(2)) * 2 - 1
+
+    class DictDataset(torch.utils.data.Dataset):
+        def __len__(self):
+            return len(images)
+
+        def __getitem__(self, index):
+            return {"img": images[index], "label": torch.tensor(0)}
+
+    class DictGenerator(ToyGenerator):
+        def training_step(self, batch, batch_idx):
+            return super().training_step(batch["img"], batch_idx)
+
+    callback = metrics_callback(tmp_path, image_key="img", num_real=20)
+    make_trainer(tmp_path, [callback]).fit(DictGenerator(), DataLoader(DictDataset(), batch_size=8))
+    assert callback.images_seen == 32 and callback._real_stats.num_images == 20
+    assert callback.feature_extractor.images_seen == 20 + 32
+
+
+def test_honours_the_kimg_interval(tmp_path):
+    callback = metrics_callback(tmp_path, every_n_kimg=0.032, at_fit_end=False)
+    extractor = callback.feature_extractor
+    make_trainer(tmp_path, [callback], max_epochs=2).fit(ToyGenerator(), train_dataloaders=real_loader())
+    # 128 images in batches of 16: evaluations at 32, 64, 96 and 128 images
+    assert extractor.images_seen == 64 + 4 * 32
+    assert callback.state_dict() == {"images_seen": 128, "last_eval_images": 128}
+
+
+def test_honours_the_epoch_interval_and_evaluates_at_fit_end(tmp_path):
+    callback = metrics_callback(tmp_path, every_n_epochs=2)
+    extractor = callback.feature_extractor
+    make_trainer(tmp_path, [callback], max_epochs=3).fit(ToyGenerator(), train_dataloaders=real_loader())
+    assert extractor.images_seen == 64 + 2 * 32  # after epoch 2, then at fit end (epoch 3)
+
+
+@pytest.mark.parametrize("with_validation", [False, True])
+def test_model_checkpoint_and_early_stopping_monitor_fid(tmp_path, with_validation):
+    history = []
+
+    class Recorder(pl.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            history.append(float(trainer.callback_metrics["metrics/fid"]))
+
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="metrics/fid", mode="min", save_top_k=1)
+    stopping = EarlyStopping(monitor="metrics/fid", mode="min", patience=100, check_on_train_epoch_end=True)
+    callbacks = [metrics_callback(tmp_path, every_n_epochs=1), Recorder(), checkpoint, stopping]
+    trainer = make_trainer(tmp_path, callbacks, max_epochs=3)
+    loaders = {"val_dataloaders": real_loader(16)} if with_validation else {}
+    trainer.fit(ToyGenerator(), train_dataloaders=real_loader(), **loaders)
+
+    assert len(history) == 3
+    assert float(checkpoint.best_model_score) == pytest.approx(min(history), rel=1e-6)
+    assert checkpoint.best_model_path.endswith(".ckpt")
+
+
+def test_validate_and_test_evaluate_a_trained_model(tmp_path):
+    callback = metrics_callback(tmp_path, at_fit_end=False, real_data=real_loader())  # no datamodule here
+    trainer = make_trainer(tmp_path, [callback])
+    model = ToyGenerator()
+    results = trainer.validate(model, dataloaders=real_loader(16), verbose=False)
+    assert results[0]["metrics/fid"] > 0
+    results = trainer.test(model, dataloaders=real_loader(16), verbose=False)
+    assert results[0]["metrics/fid"] == pytest.approx(callback.last_values["metrics/fid"])
+
+
+def test_conditional_generators_get_uniform_labels(tmp_path):
+    model = ToyGenerator(num_classes=3)
+    make_trainer(tmp_path, [metrics_callback(tmp_path)]).fit(model, train_dataloaders=real_loader())
+    labels = torch.cat(model.labels_seen)
+    assert labels.shape == (32,) and set(labels.tolist()) == {0, 1, 2}
+
+
+def test_generated_images_are_reproducible_for_a_seed(tmp_path):
+    values = []
+    for _ in range(2):
+        callback = metrics_callback(tmp_path, seed=3)
+        torch.manual_seed(0)
+        make_trainer(tmp_path, [callback]).fit(ToyGenerator(), train_dataloaders=real_loader())
+        values.append(callback.last_values["metrics/fid"])
+    assert values[0] == values[1]
+
+
+def test_state_survives_a_checkpoint(tmp_path):
+    callback = metrics_callback(tmp_path, every_n_kimg=1.0)
+    trainer = make_trainer(tmp_path, [callback, ModelCheckpoint(dirpath=tmp_path / "ckpt")])
+    trainer.fit(ToyGenerator(), train_dataloaders=real_loader())
+    resumed = metrics_callback(tmp_path, every_n_kimg=1.0)
+    trainer = make_trainer(tmp_path, [resumed, ModelCheckpoint(dirpath=tmp_path / "ckpt2")], max_epochs=2)
+    checkpoint = next((tmp_path / "ckpt").glob("*.ckpt"))
+    trainer.fit(ToyGenerator(), train_dataloaders=real_loader(), ckpt_path=checkpoint)
+    assert resumed.images_seen == 128
+
+
+def test_missing_inception_weights_fail_at_construction_fast(tmp_path, monkeypatch):
+    monkeypatch.delenv(INCEPTION_WEIGHTS_ENV, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    start = time.perf_counter()
+    with pytest.raises(InceptionWeightsNotFoundError, match="feature_extractor_weights_path"):
+        GenerativeMetrics(metrics="fid")
+    assert time.perf_counter() - start < 1.0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"metrics": ("fid", "lpips")}, "metrics"),
+        ({"num_gen": 0}, "num_gen"),
+        ({"every_n_kimg": 0.0}, "every_n_kimg"),
+        ({"metrics": "is", "num_gen": 4, "is_splits": 10}, "is_splits"),
+        ({"feature_extractor": "vgg16"}, "feature_extractor"),
+    ],
+)
+def test_arguments_are_checked(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        GenerativeMetrics(**{"feature_extractor": CountingExtractor(), **kwargs})
+
+
+def test_a_module_without_sample_is_a_clear_error(tmp_path):
+    class NoSample(ToyGenerator):
+        sample = None
+
+    with pytest.raises(TypeError, match="generator protocol"):
+        make_trainer(tmp_path, [metrics_callback(tmp_path)]).fit(NoSample(), train_dataloaders=real_loader())
+
+
+DDP_SCRIPT = """
+import json, sys
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+sys.path.insert(0, {tests_dir!r})
+from test_callback_metrics import CountingExtractor, ToyGenerator
+from lightning_genaug.callbacks.metrics import GenerativeMetrics
+
+torch.manual_seed(0)
+images = torch.rand(50, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+callback = GenerativeMetrics(
+    metrics=("fid", "kid"), num_gen=30, batch_size=8, kid_subsets=3, kid_subset_size=20,
+    feature_extractor=CountingExtractor(), cache_dir={cache!r}, progress_bar=False,
+)
+trainer = pl.Trainer(
+    default_root_dir={root!r}, max_epochs=1, accelerator="cpu", devices=2, strategy="ddp",
+    callbacks=[callback], logger=False, enable_checkpointing=False, enable_progress_bar=False,
+    enable_model_summary=False,
+)
+trainer.fit(ToyGenerator(), DataLoader(TensorDataset(images), batch_size=10))
+result = dict(
+    values=callback.last_values, mu=callback._real_stats.mu.tolist(), images_seen=callback.images_seen,
+    extracted=callback.feature_extractor.images_seen,
+)
+with open({root!r} + f"/rank{{trainer.global_rank}}.json", "w") as handle:
+    json.dump(result, handle)
+"""
+
+
+@pytest.mark.slow
+def test_ddp_splits_generation_and_real_images_and_agrees_across_ranks(tmp_path):
+    script = tmp_path / "ddp_metrics.py"
+    tests_dir = str(Path(__file__).parent)
+    script.write_text(textwrap.dedent(DDP_SCRIPT.format(tests_dir=tests_dir, cache=str(tmp_path / "cache"),
+                                                        root=str(tmp_path))))
+    completed = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
+                               timeout=300)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+
+    assert ranks[0]["values"] == ranks[1]["values"] and ranks[0]["values"]["metrics/fid"] > 0
+    assert ranks[0]["images_seen"] == 50  # counted over both ranks
+    assert [rank["extracted"] for rank in ranks] == [25 + 15, 25 + 15]  # half the real and generated images
+    images = torch.rand(50, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    expected_mu = CountingExtractor()(images).double().mean(0)
+    gathered_mu = torch.tensor(ranks[0]["mu"], dtype=torch.float64)
+    torch.testing.assert_close(gathered_mu, expected_mu, rtol=1e-5, atol=1e-6)  # every real image once

@@ -1,0 +1,157 @@
+"""SampleGrid: fixed-seed grids saved as PNG and logged to TensorBoard / CSV runs."""
+
+from __future__ import annotations
+
+import csv
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_genaug.callbacks.metrics import GenerativeMetrics
+from lightning_genaug.callbacks.samples import SampleGrid, make_grid
+
+SIZE = 8
+
+
+class ToyGenerator(pl.LightningModule):
+    """A linear generator with the generator protocol that records its calls."""
+
+    def __init__(self, num_classes: int = 0, lr: float = 0.5) -> None:
+        super().__init__()
+        self.save_hyperparameters()  # num_classes is read from hparams, as for StyleGAN2ADA
+        self.net = nn.Linear(4 + num_classes, SIZE * SIZE)
+        self.calls: list[dict] = []
+
+    def sample(self, n, labels=None, generator=None):
+        self.calls.append({"n": n, "labels": labels, "training": self.training})
+        z = torch.randn(n, 4, generator=generator, device=self.device)
+        if self.hparams.num_classes:
+            z = torch.cat([z, nn.functional.one_hot(labels, self.hparams.num_classes).float()], dim=1)
+        return torch.tanh(self.net(z)).view(n, 1, SIZE, SIZE)
+
+    def training_step(self, batch, batch_idx):
+        fake = torch.tanh(self.net(torch.randn(batch[0].shape[0], self.net.in_features)))
+        loss = (fake - batch[0].flatten(1)).square().mean()
+        self.log("train/loss", loss)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=self.hparams.lr)
+
+
+class TemperatureGenerator(ToyGenerator):
+    def sample(self, n, labels=None, generator=None, temperature=1.0):
+        self.calls.append({"temperature": temperature})
+        return temperature * super().sample(n, labels, generator)
+
+
+def loader() -> DataLoader:
+    images = torch.rand(64, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    return DataLoader(TensorDataset(images, torch.zeros(64, dtype=torch.long)), batch_size=16)
+
+
+def fit(tmp_path, model, callbacks, logger=False, max_epochs=1) -> pl.Trainer:
+    trainer = pl.Trainer(
+        default_root_dir=tmp_path, max_epochs=max_epochs, callbacks=callbacks, logger=logger,
+        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        accelerator="cpu", devices=1, log_every_n_steps=1,
+    )
+    trainer.fit(model, train_dataloaders=loader())
+    return trainer
+
+
+def tiny_metrics(tmp_path) -> GenerativeMetrics:
+    extractor = nn.Sequential(nn.Flatten(), nn.Linear(SIZE * SIZE, 5))
+    return GenerativeMetrics(
+        num_gen=32, feature_extractor=extractor, cache_dir=tmp_path / "cache", progress_bar=False
+    )
+
+
+def read_png(path) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+def test_make_grid_places_images_row_by_row():
+    images = torch.stack([torch.full((1, 2, 2), value) for value in (-1.0, 0.0, 1.0)])
+    grid = make_grid(images, nrow=2, padding=1, pad_value=0.5)
+    assert grid.shape == (1, 7, 7)
+    assert grid[0, 1, 1] == 0.0 and grid[0, 1, 4] == 0.5 and grid[0, 4, 1] == 1.0  # (-1, 0, 1) -> (0, .5, 1)
+    assert grid[0, 0, 0] == 0.5 and grid[0, 4, 4] == 0.5  # padding and the empty fourth cell
+
+
+def test_without_logger_pngs_are_saved_at_the_interval_and_at_fit_end(tmp_path):
+    model = ToyGenerator()
+    fit(tmp_path, model, [SampleGrid(num_samples=6, nrow=3, every_n_steps=3)], max_epochs=2)
+    names = sorted(path.name for path in (tmp_path / "samples").glob("*.png"))
+    assert names == ["step_0000003.png", "step_0000006.png", "step_0000008.png"]
+    picture = read_png(tmp_path / "samples" / "step_0000008.png")
+    assert picture.dtype == np.uint8 and picture.shape == (2 * (SIZE + 2) + 2, 3 * (SIZE + 2) + 2)
+    assert all(call["n"] == 6 and not call["training"] for call in model.calls)
+    assert model.training
+
+
+def test_latents_are_fixed_across_grids(tmp_path):
+    fit(tmp_path, ToyGenerator(lr=0.0), [SampleGrid(num_samples=4, every_n_steps=2)])  # weights never change
+    first, second = (read_png(tmp_path / "samples" / f"step_{step:07d}.png") for step in (2, 4))
+    np.testing.assert_array_equal(first, second)
+
+
+def test_conditional_grid_has_one_row_per_class(tmp_path):
+    model = ToyGenerator(num_classes=3)
+    fit(tmp_path, model, [SampleGrid(nrow=4, every_n_steps=None)])
+    assert model.calls[0]["labels"].tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    picture = read_png(tmp_path / "samples" / "step_0000004.png")
+    assert picture.shape == (3 * (SIZE + 2) + 2, 4 * (SIZE + 2) + 2)
+
+
+def test_temperatures_give_one_grid_each(tmp_path):
+    model = TemperatureGenerator()
+    fit(tmp_path, model, [SampleGrid(num_samples=4, every_n_steps=None, temperatures=[1.0, 0.5])])
+    assert [call["temperature"] for call in model.calls if "temperature" in call] == [1.0, 0.5]
+    assert {path.name for path in (tmp_path / "samples").glob("*.png")} == {
+        "step_0000004_t1.png", "step_0000004_t0.5.png"
+    }
+
+
+def test_temperatures_need_a_temperature_argument(tmp_path):
+    with pytest.raises(ValueError, match="temperature"):
+        fit(tmp_path, ToyGenerator(), [SampleGrid(temperatures=[0.9])])
+
+
+def test_tensorboard_gets_the_image_and_the_metric(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logger = TensorBoardLogger(tmp_path, name="tb")
+    callbacks = [SampleGrid(num_samples=4, every_n_steps=2), tiny_metrics(tmp_path)]
+    fit(tmp_path, ToyGenerator(), callbacks, logger=logger)
+    events = EventAccumulator(logger.log_dir, size_guidance={"images": 0})
+    events.Reload()
+    assert "samples" in events.Tags()["images"]
+    assert [event.step for event in events.Images("samples")] == [2, 4]
+    assert {"metrics/fid", "kimg", "train/loss"} <= set(events.Tags()["scalars"])
+    assert (tmp_path / "tb" / "version_0" / "samples" / "step_0000004.png").is_file()
+
+
+def test_csv_logger_run_gets_metrics_and_pngs(tmp_path):
+    logger = CSVLogger(tmp_path, name="csv")
+    callbacks = [SampleGrid(num_samples=4, every_n_steps=2), tiny_metrics(tmp_path)]
+    fit(tmp_path, ToyGenerator(), callbacks, logger=logger)
+    with open(f"{logger.log_dir}/metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert any(row.get("metrics/fid") for row in rows) and any(row.get("train/loss") for row in rows)
+    assert sorted(path.name for path in (tmp_path / "csv" / "version_0" / "samples").glob("*.png")) == [
+        "step_0000002.png", "step_0000004.png"
+    ]
+
+
+def test_state_dict_round_trip():
+    grid = SampleGrid()
+    grid.load_state_dict({"images_seen": 320, "last_logged_step": 20})
+    assert grid.state_dict() == {"images_seen": 320, "last_logged_step": 20}
+    assert SampleGrid(key="a").state_key != SampleGrid(key="b").state_key

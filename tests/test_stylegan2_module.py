@@ -1,0 +1,478 @@
+"""StyleGAN2ADA: the training loop's schedule, regularisers, EMA, checkpoints, transfer, NaN guard, I/O."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_genaug.data import DigitsDataModule
+from lightning_genaug.models.stylegan2 import StyleGAN2ADA, losses
+
+BATCH = 8
+
+
+def tiny(**overrides) -> StyleGAN2ADA:
+    """An unconditional 8x8 grey model of the ``tiny`` config."""
+    args = dict(config="tiny", resolution=8, channels=1, num_classes=0, augment="bgc", augment_p=0.0)
+    return StyleGAN2ADA(**{**args, **overrides})
+
+
+def random_loader(batches: int = 2) -> DataLoader:
+    """Unlabelled 8x8 grey images in [-1, 1], the same for every call, in a fixed order."""
+    images = torch.rand(batches * BATCH, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    return DataLoader(TensorDataset(images), batch_size=BATCH, shuffle=False)
+
+
+def trainer(tmp_path: Path, batches: int | None = None, epochs: int = 1, **kwargs) -> pl.Trainer:
+    return pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=epochs,
+        limit_train_batches=batches,
+        logger=False,
+        enable_checkpointing=kwargs.pop("enable_checkpointing", False),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+        **kwargs,
+    )
+
+
+def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: value.detach().clone() for name, value in module.state_dict().items()}
+
+
+def changed(before: dict[str, torch.Tensor], module: torch.nn.Module) -> set[str]:
+    return {name for name, value in module.state_dict().items() if not torch.equal(before[name], value)}
+
+
+class PhaseRecorder(StyleGAN2ADA):
+    """Records which batches ran the regularisation phases."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls: dict[str, list[int]] = {"Greg": [], "Dreg": []}
+
+    def g_regularization_loss(self, batch_size, gen_c):
+        self.calls["Greg"].append(int(self.num_batches))
+        return super().g_regularization_loss(batch_size, gen_c)
+
+    def d_regularization_loss(self, real, real_c):
+        self.calls["Dreg"].append(int(self.num_batches))
+        return super().d_regularization_loss(real, real_c)
+
+
+# ---------------------------------------------------------------------------------------- training
+
+
+def test_one_training_step_updates_g_d_and_ema(tmp_path):
+    model = tiny()
+    g, d, ema = snapshot(model.G), snapshot(model.D), snapshot(model.G_ema)
+    trainer(tmp_path, batches=1).fit(model, train_dataloaders=random_loader(1))
+    assert {name.split(".")[0] for name in changed(g, model.G)} == {"mapping", "synthesis"}
+    assert len(changed(d, model.D)) > 0.9 * len(d)
+    assert changed(ema, model.G_ema)  # the first update copies G (ramp-up) or moves towards it
+    assert int(model.cur_nimg) == BATCH and int(model.num_batches) == 1
+
+
+def test_default_schedule_regularises_g_every_4_and_d_every_16_batches():
+    model = StyleGAN2ADA("tiny", resolution=8, channels=1, num_classes=0)
+    assert (model.train_config.r1_interval, model.train_config.pl_interval) == (16, 4)  # reference defaults
+    schedule = {batch: model.phases(batch) for batch in range(40)}
+    assert [batch for batch, phases in schedule.items() if "Dreg" in phases] == [0, 16, 32]
+    assert [batch for batch, phases in schedule.items() if "Greg" in phases] == list(range(0, 40, 4))
+    assert all(phases[0] == "Gmain" and "Dmain" in phases for phases in schedule.values())
+    cifar = StyleGAN2ADA("cifar", resolution=8, channels=1, num_classes=0, network_kwargs={"channel_max": 8})
+    assert cifar.phases(0) == ["Gmain", "Dmain", "Dreg"]  # path length is off in cifar
+    assert StyleGAN2ADA("tiny", resolution=8, channels=1, num_classes=0, gamma=0.0).phases(0)[-1] == "Dmain"
+
+
+def test_training_runs_the_regularisers_on_schedule(tmp_path):
+    model = PhaseRecorder(
+        config="tiny", resolution=8, channels=1, num_classes=0, r1_interval=3, pl_interval=2
+    )
+    trainer(tmp_path, batches=4).fit(model, train_dataloaders=random_loader(4))
+    assert model.calls == {"Greg": [0, 2], "Dreg": [0, 3]}
+
+
+def test_max_kimg_stops_training(tmp_path):
+    model = tiny(max_kimg=0.016)  # 16 images = 2 batches of 8
+    trainer(tmp_path, batches=5).fit(model, train_dataloaders=random_loader(5))
+    assert int(model.num_batches) == 2
+
+
+def test_adam_is_corrected_for_lazy_regularisation():
+    model = tiny(lr=0.002, betas=(0.0, 0.99))
+    opt_g, opt_d = model.configure_optimizers()
+    assert opt_d.param_groups[0]["lr"] == pytest.approx(0.002 * 16 / 17)
+    assert opt_d.param_groups[0]["betas"][1] == pytest.approx(0.99 ** (16 / 17))
+    assert opt_g.param_groups[0]["lr"] == pytest.approx(0.002 * 4 / 5)
+
+
+def test_r1_is_taken_on_unaugmented_reals_through_the_augment_pipe():
+    model = tiny(augment_p=1.0, gamma=2.0)
+    real = torch.rand(BATCH, 1, 8, 8) * 2 - 1
+    c = torch.zeros(BATCH, 0)
+    torch.manual_seed(0)
+    loss = model.d_regularization_loss(real, c)
+
+    torch.manual_seed(0)  # replay the same augmentation draw
+    leaf = real.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model.D(model.augment_pipe(leaf), c).sum(), leaf)
+    assert loss.item() == pytest.approx(grad.square().sum((1, 2, 3)).mean().item() * 2.0 / 2, rel=1e-5)
+
+    model.augment_pipe.set_p(0.0)
+    loss_without_pipe = model.d_regularization_loss(real, c)
+    assert not math.isclose(loss.item(), loss_without_pipe.item(), rel_tol=1e-3)
+    loss.backward()  # the penalty back-propagates into D (double backward through the pipe)
+    assert model.D.discriminator_blocks()[0].conv0.weight.grad.abs().sum() > 0
+
+
+def test_discriminator_sees_augmented_images_and_feeds_the_ada_statistics(tmp_path):
+    model = tiny(augment_p=0.5)
+    seen = []
+    model.D.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    trainer(tmp_path, batches=1).fit(model, train_dataloaders=random_loader(1))
+    _, count = model.augment_pipe.pop_stats()
+    assert count.item() == BATCH  # observe() got D's logits for the batch of reals
+    real = random_loader(1).dataset.tensors[0]
+    assert all(not torch.equal(images, real) for images in seen)
+
+
+def test_conditional_training_reads_classes_from_the_datamodule(tmp_path):
+    data = DigitsDataModule(resolution=8, batch_size=BATCH, max_images=32)
+    model = StyleGAN2ADA("tiny", augment=None)
+    trainer(tmp_path, batches=1).fit(model, datamodule=data)
+    assert (model.hparams.resolution, model.hparams.channels, model.hparams.num_classes) == (8, 1, 10)
+    assert model.G.c_dim == 10 and model.D.c_dim == 10
+    assert model.sample(4, labels=torch.tensor([0, 1, 2, 3])).shape == (4, 1, 8, 8)
+
+
+def test_explicit_shapes_win_over_the_datamodule(tmp_path):
+    data = DigitsDataModule(resolution=8, batch_size=BATCH, max_images=16)
+    model = StyleGAN2ADA("tiny", num_classes=0, augment=None)
+    trainer(tmp_path, batches=1).fit(model, datamodule=data)
+    assert model.G.c_dim == 0
+
+
+def test_conditional_model_without_labels_fails_clearly(tmp_path):
+    model = tiny(num_classes=10)
+    with pytest.raises(ValueError, match="class-conditional"):
+        trainer(tmp_path, batches=1).fit(model, train_dataloaders=random_loader(1))
+
+
+def test_bcr_adds_a_consistency_loss(tmp_path):
+    model = tiny(augment=None, bcr_weight_real=10.0, bcr_weight_fake=10.0)
+    assert model.bcr_pipe is not None and float(model.bcr_pipe.p) == 1.0
+    real = torch.rand(BATCH, 1, 8, 8) * 2 - 1
+    c = torch.zeros(BATCH, 0)
+    torch.manual_seed(0)
+    with_bcr = model.discriminator_main_loss(real, c, c)
+    model.bcr_pipe = None
+    torch.manual_seed(0)
+    without = model.discriminator_main_loss(real, c, c)
+    assert with_bcr.item() > without.item()
+
+
+# ---------------------------------------------------------------------------------------- EMA
+
+
+def test_ema_beta_formula_and_rampup():
+    assert losses.ema_beta(batch_size=64, cur_nimg=10**9, ema_kimg=10, ema_rampup=None) == 0.5 ** (
+        64 / 10_000
+    )
+    assert losses.ema_beta(batch_size=64, cur_nimg=1000, ema_kimg=500, ema_rampup=0.05) == 0.5 ** (64 / 50)
+    assert losses.ema_beta(batch_size=64, cur_nimg=0, ema_kimg=500, ema_rampup=0.05) == 0.0
+
+
+def test_ema_halves_its_distance_to_g_after_one_half_life():
+    model = tiny(ema_kimg=0.032, ema_rampup=0)  # half-life 32 images = 4 batches of 8
+    model.cur_nimg.fill_(10**6)
+    with torch.no_grad():
+        for ema_param in model.G_ema.parameters():
+            ema_param.zero_()
+    for _ in range(4):
+        model.update_ema(BATCH)
+    for ema_param, param in zip(model.G_ema.parameters(), model.G.parameters(), strict=True):
+        torch.testing.assert_close(ema_param, 0.5 * param)
+
+
+# ---------------------------------------------------------------------------------------- checkpoints
+
+
+class SeedPerStep(pl.Callback):
+    """Seeds every batch from the global step and records the losses of the batch."""
+
+    def __init__(self) -> None:
+        self.losses: dict[int, tuple[float, float]] = {}
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        torch.manual_seed(trainer.global_step)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        metrics = trainer.callback_metrics
+        self.losses[int(pl_module.num_batches)] = (metrics["loss/G"].item(), metrics["loss/D"].item())
+
+
+def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
+    settings = dict(augment_p=0.5, r1_interval=3, pl_interval=2, style_mixing_prob=0.5)
+    loader = random_loader(3)
+
+    torch.manual_seed(0)
+    straight, straight_log = tiny(**settings), SeedPerStep()
+    trainer(tmp_path / "a", epochs=2, callbacks=[straight_log]).fit(straight, train_dataloaders=loader)
+
+    torch.manual_seed(0)
+    first, first_log = tiny(**settings), SeedPerStep()
+    first_trainer = trainer(tmp_path / "b", epochs=1, callbacks=[first_log])
+    first_trainer.fit(first, train_dataloaders=loader)
+    first_trainer.save_checkpoint(tmp_path / "b" / "epoch1.ckpt")
+
+    resumed, resumed_log = tiny(**settings), SeedPerStep()
+    trainer(tmp_path / "b", epochs=2, callbacks=[resumed_log]).fit(
+        resumed, train_dataloaders=loader, ckpt_path=tmp_path / "b" / "epoch1.ckpt"
+    )
+    assert sorted(resumed_log.losses) == [4, 5, 6]
+    for batch, losses_after in resumed_log.losses.items():
+        assert losses_after == pytest.approx(straight_log.losses[batch], rel=1e-6)
+    for name, value in straight.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[name], value, msg=name)
+
+
+# ---------------------------------------------------------------------------------------- transfer
+
+
+def test_freeze_d_leaves_the_first_blocks_unchanged(tmp_path):
+    model = tiny(freeze_d=1)
+    frozen, rest = model.D.discriminator_blocks()[0], model.D.discriminator_blocks()[1]
+    frozen_before, rest_before = snapshot(frozen), snapshot(rest)
+    trainer(tmp_path, batches=2).fit(model, train_dataloaders=random_loader(2))
+    assert not changed(frozen_before, frozen)
+    assert changed(rest_before, rest)
+    assert not any(frozen_param.requires_grad for frozen_param in frozen.parameters())
+
+
+def test_freeze_d_beyond_the_number_of_blocks_is_an_error():
+    with pytest.raises(ValueError, match="freeze_d"):
+        tiny(freeze_d=10)
+
+
+def test_init_from_loads_the_networks_of_a_checkpoint(tmp_path):
+    source = tiny()
+    source_trainer = trainer(tmp_path, batches=1)
+    source_trainer.fit(source, train_dataloaders=random_loader(1))
+    source_trainer.save_checkpoint(tmp_path / "source.ckpt")
+
+    target = tiny(init_from=str(tmp_path / "source.ckpt"), freeze_d=1)
+    trainer(tmp_path, max_steps=0).fit(target, train_dataloaders=random_loader(1))
+    for name in ("G", "D", "G_ema"):
+        for key, value in getattr(source, name).state_dict().items():
+            torch.testing.assert_close(getattr(target, name).state_dict()[key], value, msg=f"{name}.{key}")
+    assert int(target.cur_nimg) == 0  # counters are not transferred
+
+
+def test_init_from_a_missing_file_names_the_argument(tmp_path):
+    model = tiny(init_from=str(tmp_path / "missing.ckpt"))
+    with pytest.raises(FileNotFoundError, match="init_from"):
+        trainer(tmp_path, batches=1).fit(model, train_dataloaders=random_loader(1))
+
+
+# ---------------------------------------------------------------------------------------- NaN guard
+
+
+@pytest.mark.parametrize(
+    ("phase", "method"),
+    [
+        ("Gmain", "generator_main_loss"),
+        ("Greg", "g_regularization_loss"),
+        ("Dmain", "discriminator_main_loss"),
+        ("Dreg", "d_regularization_loss"),
+    ],
+)
+def test_nan_loss_stops_before_the_step_and_the_last_checkpoint_stays_good(tmp_path, phase, method):
+    class Poisoned(StyleGAN2ADA):
+        pass
+
+    def poisoned(self, *args):
+        loss = getattr(StyleGAN2ADA, method)(self, *args)
+        return loss * float("nan") if int(self.num_batches) == 2 else loss
+
+    setattr(Poisoned, method, poisoned)
+    model = Poisoned(config="tiny", resolution=8, channels=1, num_classes=0, r1_interval=2, pl_interval=2)
+    checkpoints = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=1)
+    before_bad_batch = {}
+
+    class Snapshot(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            before_bad_batch.update({name: p.detach().clone() for name, p in pl_module.named_parameters()})
+
+    run = trainer(tmp_path, batches=4, enable_checkpointing=True, callbacks=[checkpoints, Snapshot()])
+    with pytest.raises(FloatingPointError, match=rf"phase {phase} at batch 2"):
+        run.fit(model, train_dataloaders=random_loader(4))
+    if phase.endswith("main"):  # the network of the bad phase kept its weights of the batch's start
+        network = phase[0]
+        assert all(
+            torch.equal(before_bad_batch[name], p)
+            for name, p in model.named_parameters()
+            if name.startswith(f"{network}.")
+        )
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+    restored = StyleGAN2ADA.load_from_checkpoint(tmp_path / "ckpt" / "last.ckpt")
+    assert int(restored.num_batches) == 2
+    assert all(
+        torch.isfinite(value).all() for value in restored.state_dict().values() if value.is_floating_point()
+    )
+
+
+# ---------------------------------------------------------------------------------------- generation
+
+
+def test_sample_follows_the_generator_protocol():
+    model = tiny()
+    model.train()
+    images = model.sample(5, generator=torch.Generator().manual_seed(1))
+    again = model.sample(5, generator=torch.Generator().manual_seed(1))
+    assert images.shape == (5, 1, 8, 8) and images.dtype == torch.float32
+    assert images.min() >= -1 and images.max() <= 1
+    torch.testing.assert_close(images, again)
+    assert model.G_ema.training  # the caller's mode is restored
+    assert model.sample(3, truncation_psi=0.0).std(0).max() < 1e-5  # psi = 0: every image is the average
+
+
+def test_predict_writes_pngs_and_a_grid_with_a_datamodule_lacking_predict_data(tmp_path):
+    data = DigitsDataModule(resolution=8, batch_size=BATCH, max_images=16)
+    model = StyleGAN2ADA(
+        "tiny", predict_dir=str(tmp_path / "out"), num_predict=6, predict_batch_size=4, truncation_psi=0.7
+    )
+    predictions = trainer(tmp_path).predict(model, datamodule=data)
+    assert [batch.shape[0] for batch in predictions] == [4, 2]
+    written = sorted(path.name for path in (tmp_path / "out").iterdir())
+    assert written == ["grid.png"] + [f"seed{seed:06d}.png" for seed in range(6)]
+
+    from PIL import Image
+
+    assert Image.open(tmp_path / "out" / "grid.png").size == (3 * 8, 2 * 8)
+    again = trainer(tmp_path).predict(model, datamodule=data)  # seeds fix the images
+    torch.testing.assert_close(torch.cat(again), torch.cat(predictions))
+
+
+def test_bad_arguments_are_named():
+    with pytest.raises(ValueError, match="config"):
+        StyleGAN2ADA("nope", resolution=8, channels=1, num_classes=0)
+    with pytest.raises(ValueError, match="augment_p"):
+        tiny(augment_p=1.5)
+    with pytest.raises(ValueError, match="resolution"):
+        tiny(resolution=12)
+
+
+# ---------------------------------------------------------------------------------------- the main job
+
+CONFIGS = Path(__file__).resolve().parents[1] / "examples" / "configs"
+
+
+def shrunk_main_job(tmp_path: Path) -> Path:
+    """examples/configs/ada.yaml with the data, the run and the metric shrunk to a few seconds."""
+    import yaml
+
+    config = yaml.safe_load((CONFIGS / "ada.yaml").read_text())
+    config["data"]["init_args"].update(resolution=8, batch_size=8, max_images=48)
+    config["trainer"].update(max_epochs=2, limit_train_batches=3, log_every_n_steps=1)
+    for callback in config["trainer"]["callbacks"]:
+        if callback["class_path"].endswith("GenerativeMetrics"):
+            callback["init_args"].update(num_gen=32, kid_subset_size=16, every_n_epochs=1)
+        if callback["class_path"].endswith("SampleGrid"):
+            callback["init_args"].update(every_n_steps=4)
+    path = tmp_path / "ada-small.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_main_job_config_trains_end_to_end_and_predicts(tmp_path, monkeypatch):
+    from lightning_genaug.cli import main
+
+    monkeypatch.chdir(tmp_path)  # the config writes under runs/ada
+    monkeypatch.setattr("sys.argv", ["lightning-genaug"])
+    config = shrunk_main_job(tmp_path)
+    main(["fit", "--config", str(config), "--trainer.enable_progress_bar", "false"])
+    run = tmp_path / "runs" / "ada"
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert list(run.rglob("samples/*.png"))
+    logged = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+    assert {"ada/p", "loss/G", "loss/D", "loss/r1", "loss/pl", "kimg", "scores/real", "metrics/kid"} <= set(
+        logged
+    )
+
+    main(
+        [
+            "predict",
+            "--config",
+            str(config),
+            "--ckpt_path",
+            str(run / "checkpoints" / "last.ckpt"),
+            "--model.num_predict",
+            "12",
+            "--trainer.enable_progress_bar",
+            "false",
+        ]
+    )
+    predictions = sorted(path.name for path in (run / "predictions").iterdir())
+    assert predictions == ["grid.png"] + [f"seed{seed:06d}.png" for seed in range(12)]
+
+
+def test_example_configs_parse(tmp_path, monkeypatch):
+    monkeypatch.setattr("sys.argv", ["lightning-genaug"])
+    import yaml
+
+    from lightning_genaug.cli import GenAugCLI
+
+    for name, extra in (("ada-cifar10.yaml", ["--data.root", str(tmp_path)]), ("ada-transfer.yaml", [])):
+        config = yaml.safe_load((CONFIGS / name).read_text())
+        config["trainer"]["callbacks"] = [  # the Inception weights file is not on test machines
+            callback
+            for callback in config["trainer"]["callbacks"]
+            if "GenerativeMetrics" not in callback["class_path"]
+        ]
+        path = tmp_path / name
+        path.write_text(yaml.safe_dump(config))
+        cli = GenAugCLI(args=["--config", str(path), *extra, "--trainer.logger", "false"], run=False)
+        assert type(cli.model).__name__ == "StyleGAN2ADA"
+
+
+def test_compile_keeps_the_checkpoint_layout():
+    eager, compiled = tiny(), tiny(compile=True)
+    assert set(compiled.state_dict()) == set(eager.state_dict())
+    assert set(compiled._compiled) == {"synthesis", "D"}
+
+
+# ---------------------------------------------------------------------------------------- evaluation
+
+
+def test_validate_and_test_log_ds_response_to_held_out_reals(tmp_path: Path):
+    from lightning_genaug.callbacks.metrics import GenerativeMetrics
+    from lightning_genaug.metrics.trained_extractor import ClassifierFeatures
+
+    model = tiny()
+    torch.manual_seed(0)
+    extractor = ClassifierFeatures(in_channels=1, num_classes=2, width=4, feature_dim=8).eval()
+    reals = torch.rand(13, 1, 8, 8) * 2 - 1
+    metrics = GenerativeMetrics(
+        metrics=("fid",), num_gen=16, feature_extractor=extractor, real_data=reals, progress_bar=False
+    )
+    evaluation = trainer(tmp_path, callbacks=[metrics])
+    loader = DataLoader(TensorDataset(reals), batch_size=BATCH)  # a partial last batch of 5
+    (result,) = evaluation.test(model, dataloaders=loader, verbose=False)
+    assert set(result) >= {"test/scores_real", "test/sign_real", "metrics/fid"}
+    assert -1.0 <= result["test/sign_real"] <= 1.0
+    with torch.no_grad():  # D's mean logit on un-augmented reals, batch by batch (minibatch std), 8 + 4 used
+        logits = [model.D(images[: len(images) - len(images) % 4], torch.zeros(0)) for (images,) in loader]
+        expected = torch.cat(logits).mean()
+    assert result["test/scores_real"] == pytest.approx(float(expected), rel=1e-4)
+    (validated,) = trainer(tmp_path).validate(model, dataloaders=loader, verbose=False)
+    assert validated["val/sign_real"] == pytest.approx(result["test/sign_real"])
