@@ -245,51 +245,44 @@ def read_csv_metric(path: Path, metric: str, x: str) -> list[dict[str, float]]:
     return rows
 
 
-def plot_results(gan: list[ArmResult], distaug: list[ArmResult], metric_label: str, out: Path) -> list[Path]:
-    """PNG plots: metric vs kimg per GAN arm, p vs kimg, and val bpd vs step per DistAug arm."""
+def line_plot(series: dict[str, list[tuple[float, float]]], xlabel: str, ylabel: str, path: Path) -> Path:
+    """Save one line per named series of ``(x, y)`` points as a PNG; empty series are skipped."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    paths = []
-    for metric in ("fid", "kid"):
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for result in gan:
-            points = [(h["kimg"], h[metric]) for h in result.history if metric in h]
-            if points:
-                ax.plot(*zip(*points, strict=True), marker="o", label=result.arm)
-        ax.set_xlabel("kimg")
-        ax.set_ylabel(f"{metric.upper()} ({metric_label.split(' ')[0]})")
-        ax.legend()
-        fig.tight_layout()
-        paths.append(out / f"{metric}_vs_kimg.png")
-        fig.savefig(paths[-1], dpi=120)
-        plt.close(fig)
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for result in gan:
-        if result.p_history:
-            ax.plot(*zip(*result.p_history, strict=True), label=result.arm)
-    ax.set_xlabel("kimg")
-    ax.set_ylabel("augmentation p")
+    for label, points in series.items():
+        if points:
+            ax.plot(*zip(*points, strict=True), marker="o" if len(points) < 30 else None, label=label)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     ax.legend()
     fig.tight_layout()
-    paths.append(out / "p_vs_kimg.png")
-    fig.savefig(paths[-1], dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
+    return path
+
+
+def plot_results(gan: list[ArmResult], distaug: list[ArmResult], metric_label: str, out: Path) -> list[Path]:
+    """PNG plots: metric vs kimg per GAN arm, p vs kimg, and val bpd vs step per DistAug arm."""
+    extractor = metric_label.split(" ")[0]
+    paths = [
+        line_plot(
+            {r.arm: [(h["kimg"], h[metric]) for h in r.history if metric in h] for r in gan},
+            "kimg",
+            f"{metric.upper()} ({extractor})",
+            out / f"{metric}_vs_kimg.png",
+        )
+        for metric in ("fid", "kid")
+    ]
+    paths.append(
+        line_plot({r.arm: r.p_history for r in gan}, "kimg", "augmentation p", out / "p_vs_kimg.png")
+    )
     if distaug:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        for result in distaug:
-            points = [(h["step"], h["val/bpd"]) for h in result.history]
-            if points:
-                ax.plot(*zip(*points, strict=True), marker="o", label=result.arm)
-        ax.set_xlabel("step")
-        ax.set_ylabel("val bits per dim")
-        ax.legend()
-        fig.tight_layout()
-        paths.append(out / "distaug_val_bpd.png")
-        fig.savefig(paths[-1], dpi=120)
-        plt.close(fig)
+        series = {r.arm: [(h["step"], h["val/bpd"]) for h in r.history] for r in distaug}
+        paths.append(line_plot(series, "step", "val bits per dim", out / "distaug_val_bpd.png"))
     return paths
 
 
