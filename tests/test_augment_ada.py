@@ -331,6 +331,17 @@ def test_low_precision_keeps_dtype_and_matches_float32(dtype):
     assert torch.allclose(out.float(), reference, atol=0.05)
 
 
+def test_an_outer_bf16_autocast_does_not_degrade_the_resampling():
+    images = smooth_images(4, height=32, width=32)
+    pipe = AugmentPipe("geom", p=1.0)
+    params = pipe.sample_params(images.shape, generator=seeded(15))
+    reference = pipe.apply_params(images, params)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as in a bf16 training step around D
+        out = pipe.apply_params(images, params)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, reference)
+
+
 def test_channels_last_input_gives_channels_last_output_with_equal_values():
     images = smooth_images(4)
     pipe = AugmentPipe("bgcfnc", p=0.9)

@@ -573,6 +573,23 @@ def test_foreign_resume_restores_the_callbacks_own_pipe(tmp_path: Path) -> None:
     assert resumed == uninterrupted == pytest.approx(0.48)  # updates at 4, 8, 12: not at 6 + 4
 
 
+def test_a_fresh_run_starts_from_the_pipes_own_p_unless_initial_p_is_given(tmp_path: Path) -> None:
+    kept_pipe, overridden_pipe = MarkingPipe(p=0.25), MarkingPipe(p=0.25)
+    kept = AdaptiveAugmentation(pipe=kept_pipe)
+    overridden = AdaptiveAugmentation(pipe=overridden_pipe, initial_p=0.5)
+    seen_p: list[float] = []
+
+    class Probe(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            seen_p.append(float(pl_module.discriminator_pipe.p))
+
+    for callback, pipe, expected in ((kept, kept_pipe, 0.25), (overridden, overridden_pipe, 0.5)):
+        module = TemplateGAN(lr=0.0)
+        module.discriminator_pipe = pipe
+        make_trainer(tmp_path, [callback, Probe()], limit_train_batches=1).fit(module, loader(8))
+        assert seen_p.pop() == expected
+
+
 def test_resume_sets_the_pipe_before_the_first_step(tmp_path: Path) -> None:
     callback = AdaptiveAugmentation(pipe=MarkingPipe())
     callback.load_state_dict({"p": 0.375, "rt": 0.7, "batches_seen": 3, "images_since_update": 12})

@@ -489,16 +489,18 @@ class AugmentPipe(ParametricAugmentation):
             params: the dict returned by :meth:`sample_params` for this shape.
 
         Returns:
-            ``(B, C, H, W)``, same dtype; float16/bfloat16 are processed in float32.
+            ``(B, C, H, W)``, same dtype; float16/bfloat16 are processed in float32, also inside an
+            autocast region (a bf16 sampling grid would move samples by a large part of a pixel).
         """
         check_images(images)
         compute_dtype = torch.float64 if images.dtype == torch.float64 else torch.float32
-        x = images.to(compute_dtype)
-        x = self._apply_geometry(x, params)
-        x = self._apply_color(x, params)
-        x = self._apply_filter(x, params)
-        x = self._apply_noise(x, params)
-        x = self._apply_cutout(x, params)
+        with torch.autocast(images.device.type, enabled=False):
+            x = images.to(compute_dtype)
+            x = self._apply_geometry(x, params)
+            x = self._apply_color(x, params)
+            x = self._apply_filter(x, params)
+            x = self._apply_noise(x, params)
+            x = self._apply_cutout(x, params)
         if x is images:
             return images
         x = x.to(images.dtype)

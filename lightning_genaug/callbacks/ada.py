@@ -111,7 +111,8 @@ class AdaptiveAugmentation(Callback):
         interval: adjust ``p`` every this many training batches (4 in the paper).
         speed_kimg: thousands of real images over which ``p`` can move by 1 (500 in the paper; use a
             few kimg for short runs).
-        initial_p: ``p`` at the start of a fresh run, in [0, max_p].
+        initial_p: ``p`` at the start of a fresh run, in [0, max_p]; ``None`` keeps the pipe's own
+            value (a module's ``augment_p``, or the ``p`` of ``pipe``; 0 for the default pipe).
         max_p: upper clamp of ``p``, in (0, 1]; non-leaking needs ``p < 1`` for most transforms.
         heuristic: ``"rt"`` (the paper's default). ``"rv"`` is not implemented: it needs D run on a
             held-out validation set and on generated images, which the native path does not expose.
@@ -136,7 +137,7 @@ class AdaptiveAugmentation(Callback):
         target: float = 0.6,
         interval: int = 4,
         speed_kimg: float = 500.0,
-        initial_p: float = 0.0,
+        initial_p: float | None = None,
         max_p: float = 1.0,
         heuristic: str = "rt",
         preset: str = "bgc",
@@ -149,7 +150,7 @@ class AdaptiveAugmentation(Callback):
         self.interval = check_positive_int("interval", interval)
         self.speed_kimg = check_range("speed_kimg", speed_kimg, 0.0, None, low_inclusive=False)
         self.max_p = check_range("max_p", max_p, 0.0, 1.0, low_inclusive=False)
-        self.initial_p = check_range("initial_p", initial_p, 0.0, self.max_p)
+        self.initial_p = None if initial_p is None else check_range("initial_p", initial_p, 0.0, self.max_p)
         self.heuristic = check_choice("heuristic", heuristic, ["rt"])
         self.fixed_p = None if fixed_p is None else check_range("fixed_p", fixed_p, 0.0, 1.0)
         self.preset = preset
@@ -162,7 +163,7 @@ class AdaptiveAugmentation(Callback):
         self._pipe_given = pipe is not None
         self._foreign_pipe = pipe if pipe is not None else _build_augment_pipe(preset)
 
-        self._p = float(self.initial_p if self.fixed_p is None else self.fixed_p)
+        self._p = float(self.fixed_p if self.fixed_p is not None else self.initial_p or 0.0)
         self._rt: float | None = None
         self._batches_seen = 0
         self._images_since_update = 0
@@ -256,9 +257,12 @@ class AdaptiveAugmentation(Callback):
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         pipe = self._require_pipe()
+        resuming = trainer.ckpt_path is not None
         if self.is_foreign:
             pipe.to(pl_module.device)
-        elif trainer.ckpt_path is not None and not self._state_loaded and self.fixed_p is None:
+        if not resuming and not self._state_loaded and self.initial_p is None and self.fixed_p is None:
+            self._p = float(pipe.p)
+        elif not self.is_foreign and resuming and not self._state_loaded and self.fixed_p is None:
             self._p = float(pipe.p)
             rank_zero_warn(
                 "AdaptiveAugmentation found no state of its own in the checkpoint; continuing from the "
