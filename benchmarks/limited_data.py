@@ -35,6 +35,7 @@ from lightning_genaug.callbacks.ada import AdaptiveAugmentation
 from lightning_genaug.callbacks.metrics import GenerativeMetrics
 from lightning_genaug.data import CIFAR10DataModule, DigitsDataModule, ImageDataModule
 from lightning_genaug.data.base import InMemoryImageDataModule
+from lightning_genaug.images import from_uint8
 from lightning_genaug.metrics.trained_extractor import classifier_accuracy, train_classifier_features
 from lightning_genaug.models.scalegan import ScaleGAN
 from lightning_genaug.models.sparse_transformer import SparseTransformerDistAug
@@ -105,7 +106,7 @@ def real_tensors(datamodule: InMemoryImageDataModule) -> tuple[torch.Tensor, tor
     """All training images as float ``(N, C, H, W)`` in [-1, 1], and their labels."""
     datamodule.setup("fit")
     dataset = datamodule.train_dataset
-    return dataset.images.float().div(127.5).sub(1.0), dataset.labels
+    return from_uint8(dataset.images), dataset.labels
 
 
 def build_extractor(

@@ -12,6 +12,24 @@ import torch.nn.functional as F
 from lightning_genaug._checks import check_images, check_positive_int
 
 
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Float images in [-1, 1] to uint8 ``round((x + 1) * 127.5)`` clamped to [0, 255], same shape.
+
+    >>> to_uint8(torch.tensor([-1.0, 0.0, 1.0, 2.0]))
+    tensor([  0, 128, 255, 255], dtype=torch.uint8)
+    """
+    return ((images.float() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+
+
+def from_uint8(values: torch.Tensor) -> torch.Tensor:
+    """Integer pixel values in [0, 255] to float32 images ``v / 127.5 - 1`` in [-1, 1], same shape.
+
+    >>> from_uint8(torch.tensor([0, 255], dtype=torch.uint8))
+    tensor([-1.,  1.])
+    """
+    return values.float() / 127.5 - 1
+
+
 def make_grid(images: torch.Tensor, nrow: int, padding: int = 2, pad_value: float = 1.0) -> torch.Tensor:
     """Tile images into one picture, ``nrow`` images per row, rows filled left to right.
 

@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from lightning_genaug._checks import check_choice, check_positive_int, check_range
+from lightning_genaug.images import from_uint8, to_uint8
 
 PERMUTATION_KINDS: dict[str, int] = {
     "rotation": 4,
@@ -329,7 +330,7 @@ class DistAugTransforms(nn.Module):
         if not bool((ids > 0).any()):
             return images
         integer = not images.is_floating_point()
-        work = images.float() / 127.5 - 1 if integer else images
+        work = from_uint8(images) if integer else images
         n_ops = len(RANDAUGMENT_OPS)
         level = self.randaugment_m / 30.0
         code = (ids - 1).clamp(min=0)
@@ -343,7 +344,7 @@ class DistAugTransforms(nn.Module):
                 changed = _randaugment_op(name, work, level, sign, params["randaugment_centres"][:, step])
                 work = torch.where(chosen.view(-1, 1, 1, 1), changed, work)
         if integer:
-            return ((work + 1) * 127.5).round().clamp(0, 255).to(images.dtype)
+            return to_uint8(work).to(images.dtype)
         return work
 
     def apply(self, images: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:

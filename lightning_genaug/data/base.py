@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_genaug._checks import check_positive_int, check_range
+from lightning_genaug.images import from_uint8
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ class ImageTensorDataset(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         base_index = index % len(self.images)
-        image = self.images[base_index].float().div_(127.5).sub_(1.0)
+        image = from_uint8(self.images[base_index])
         if index >= len(self.images):
             image = image.flip(-1)
         if self.labels is None:

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from lightning_genaug._checks import check_images
+from lightning_genaug.images import to_uint8
 
 INCEPTION_NAME = "inception-v3-compat"
 INCEPTION_WEIGHTS_ENV = "LIGHTNING_GENAUG_INCEPTION_WEIGHTS"
@@ -116,7 +117,7 @@ class InceptionV3Compat(nn.Module):
         check_images(images, channels=(1, 3))
         if images.shape[1] == 1:
             images = images.expand(-1, 3, -1, -1)
-        return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return to_uint8(images)
 
     @torch.no_grad()
     def features_and_logits(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -19,6 +19,7 @@ import torch
 from lightning_genaug._checks import check_choice, check_positive_int, check_range
 from lightning_genaug.augment.distaug import DistAugTransforms, from_sequence, to_sequence
 from lightning_genaug.data.batch import split_batch
+from lightning_genaug.images import from_uint8, to_uint8
 from lightning_genaug.metrics.bpd import bits_per_dim_from_logits
 from lightning_genaug.models.sparse_transformer.model import SparseTransformer, make_config
 
@@ -27,12 +28,12 @@ LR_SCHEDULES = ("cosine", "linear", "constant")
 
 def images_to_tokens(images: torch.Tensor) -> torch.Tensor:
     """Float images in [-1, 1] -> int64 tokens ``round((x + 1) * 127.5)`` in [0, 255], same shape."""
-    return ((images.float() + 1) * 127.5).round().clamp(0, 255).long()
+    return to_uint8(images).long()
 
 
 def tokens_to_images(tokens: torch.Tensor) -> torch.Tensor:
     """Int tokens in [0, 255] -> float images ``tokens / 127.5 - 1`` in [-1, 1], same shape."""
-    return tokens.float() / 127.5 - 1
+    return from_uint8(tokens)
 
 
 def lr_multiplier(step: int, warmup_steps: int, total_steps: int, schedule: str, min_ratio: float) -> float:
