@@ -23,13 +23,16 @@ import argparse
 import json
 import logging
 import math
+import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the setting modules beside this script
 
 from lightning_genaug.callbacks.ada import AdaptiveAugmentation
 from lightning_genaug.callbacks.metrics import GenerativeMetrics
@@ -336,7 +339,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast on CUDA")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--setting",
+        choices=("default", "digits-overfit"),
+        default="default",
+        help="digits-overfit: the regime in which the un-augmented GAN over-fits (benchmarks/overfit.py); "
+        "every other option but --quick, --out, --jobs and --plots is then ignored",
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=None, help="digits-overfit: parallel processes (1 thread each)"
+    )
+    parser.add_argument("--plots", type=Path, default=None, help="digits-overfit: folder for the PNG plots")
     args = parser.parse_args(argv)
+    if args.setting == "digits-overfit":
+        return args
     if args.quick:
         defaults = {
             "config": "tiny",
@@ -361,9 +377,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def run_overfit_setting(args: argparse.Namespace) -> dict[str, Any]:
+    """``--setting digits-overfit``: the over-fitting regime, every arm x seed in parallel processes."""
+    from overfit import OverfitSetting, run_overfit
+
+    setting = OverfitSetting().quick() if args.quick else OverfitSetting()
+    if args.jobs is not None:
+        setting = replace(setting, jobs=args.jobs)
+    summary = run_overfit(setting, args.out, args.plots)
+    print((args.out / "results.md").read_text())
+    return summary
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    if args.setting == "digits-overfit":
+        return run_overfit_setting(args)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     images, labels = real_tensors(build_datamodule(args))

@@ -4,6 +4,7 @@ every arm with the metric the issue asks for."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import sys
 from pathlib import Path
@@ -59,3 +60,37 @@ def test_quick_run_reports_every_arm_with_curves_and_plots(limited_data, tmp_pat
 def test_full_mode_needs_a_data_path(limited_data):
     with pytest.raises(SystemExit):
         limited_data.parse_args(["--kimg", "1"])
+
+
+def test_overfit_setting_quick_runs_every_arm_and_seed_and_resumes(limited_data, tmp_path: Path):
+    summary = limited_data.main(["--setting", "digits-overfit", "--quick", "--out", str(tmp_path)])
+    setting = summary["setting"]
+    assert list(summary["gan"]) == ["no-augmentation", "ada", "fixed-p0.2", "diffaugment", "scalegan"]
+    assert list(summary["distaug"]) == ["no-augmentation", "rotation", "rotation+transposition"]
+    assert len(setting["seeds"]) >= 2  # mean and spread over seeds, even in the quick check
+    for row in summary["gan"].values():
+        mean, std = row["final_fid"]
+        assert math.isfinite(mean) and mean > 0 and std >= 0
+        assert row["best_fid"][0] <= mean + 1e-9
+    assert summary["gan"]["no-augmentation"]["final_p"] == (0.0, 0.0)
+    assert summary["gan"]["fixed-p0.2"]["final_p"][0] == pytest.approx(0.2)
+    assert summary["gan"]["diffaugment"]["final_p"][0] == pytest.approx(1.0)  # DiffAugment always applies
+    floor = summary["noise_floor"]
+    assert 0 <= floor["fid_half_vs_half"] < floor["fid_train_subset_vs_full"]
+
+    job = json.loads((tmp_path / "jobs" / "gan-ada-seed0.json").read_text())
+    kimgs = [point["kimg"] for point in job["history"]]
+    assert kimgs[0] == 0 and kimgs == sorted(kimgs) and kimgs[-1] >= setting["kimg"]
+    for point in job["history"]:
+        assert {"fid_full", "fid_train", "d_train", "d_heldout", "rt", "p"} <= set(point)
+        assert -1 <= point["rt"] <= 1
+    distaug_job = json.loads((tmp_path / "jobs" / "distaug-rotation-seed1.json").read_text())
+    assert all(0 < point["val"] < 8.5 and 0 < point["train"] < 8.5 for point in distaug_job["history"])
+    for plot in summary["plots"]:
+        assert Path(plot).stat().st_size > 0
+    assert "| diffaugment |" in (tmp_path / "results.md").read_text()
+
+    finished = {path: path.stat().st_mtime_ns for path in (tmp_path / "jobs").glob("*.json")}
+    again = limited_data.main(["--setting", "digits-overfit", "--quick", "--out", str(tmp_path)])
+    assert {path: path.stat().st_mtime_ns for path in finished} == finished  # done jobs are not re-run
+    assert again["gan"] == summary["gan"]
