@@ -502,8 +502,8 @@ def markdown_tables(
         f"real digits): {floor['fid_half_vs_half']:.2f}; the training subset itself against all digits: "
         f"{floor['fid_train_subset_vs_full']:.2f}.",
         "",
-        "| arm | final FID (full) | best FID (full) | final FID (train subset) | final D gap train - held-out "
-        "| final r_t | final p | wall s per run |",
+        "| arm | final FID (full) | best FID (full) | final FID (train subset) "
+        "| final D gap train - held-out | final r_t | final p | wall s per run |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for arm, row in gan.items():
@@ -515,13 +515,14 @@ def markdown_tables(
     if distaug:
         lines += [
             "",
-            "| DistAug arm | best val bpd | epoch of best | final val bpd | final train bpd | wall s per run |",
+            "| DistAug arm | best val bpd | epoch of best | final val bpd | final train bpd "
+            "| wall s per run |",
             "| --- | --- | --- | --- | --- | --- |",
         ]
         for arm, row in distaug.items():
             lines.append(
-                f"| {arm} | {_fmt(row['best_val'], 3)} | {row['best_epoch'][0]:.0f} | {_fmt(row['final_val'], 3)} "
-                f"| {_fmt(row['final_train'], 3)} | {row['seconds'][0]:.0f} |"
+                f"| {arm} | {_fmt(row['best_val'], 3)} | {row['best_epoch'][0]:.0f} "
+                f"| {_fmt(row['final_val'], 3)} | {_fmt(row['final_train'], 3)} | {row['seconds'][0]:.0f} |"
             )
     return "\n".join(lines)
 
@@ -679,7 +680,8 @@ def run_overfit(setting: OverfitSetting, out: Path, plots: Path | None = None) -
         "gan": gan_table,
         "distaug": distaug_table,
         "plots": [str(path) for path in plot_paths],
-        "metric": f"classifier-FID (CNN trained on all 1,797 digits, accuracy {floor['extractor_accuracy']:.3f})",
+        "metric": "classifier-FID (CNN trained on all 1,797 digits, "
+        f"accuracy {floor['extractor_accuracy']:.3f})",
     }
     (out / "results.md").write_text(report + "\n")
     (out / "results.json").write_text(json.dumps(summary, indent=2, default=float))
