@@ -74,7 +74,7 @@ class OverfitSetting:
     # DistAug: 150 training digits (8x8 grey) and 150 validation digits, constant learning rate.
     distaug_arms: tuple[str, ...] = OVERFIT_DISTAUG_ARMS
     distaug_images: int = 300
-    distaug_epochs: int = 400
+    distaug_epochs: int = 250  # no augmentation bottoms out near epoch 70 at this size, DistAug later
     distaug_val_every_n_epochs: int = 5
     distaug_lr: float = 2e-3
     jobs: int = 2
