@@ -33,6 +33,8 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from lightning_genaug._checks import check_choice, check_images, check_positive_int, check_range
+from lightning_genaug.augment.ada import PRESETS as AUGMENT_PRESETS
+from lightning_genaug.augment.ada import AugmentPipe
 from lightning_genaug.augment.protocol import AugmentationStrength
 from lightning_genaug.data.batch import split_batch
 
@@ -165,7 +167,7 @@ class AdaptiveAugmentation(Callback):
         self.initial_p = None if initial_p is None else check_range("initial_p", initial_p, 0.0, self.max_p)
         self.heuristic = check_choice("heuristic", heuristic, ["rt"])
         self.fixed_p = None if fixed_p is None else check_range("fixed_p", fixed_p, 0.0, 1.0)
-        self.preset = preset
+        self.preset = check_choice("preset", preset, AUGMENT_PRESETS)
         self.discriminator_attr = None if discriminator_attr is None else _check_name(
             "discriminator_attr", discriminator_attr
         )
@@ -339,7 +341,7 @@ class AdaptiveAugmentation(Callback):
     def _require_foreign_pipe(self) -> nn.Module:
         """The pipe of the foreign path: ``pipe=`` or an ``AugmentPipe(preset)``, built on first use."""
         if self._foreign_pipe is None:
-            self._foreign_pipe = _build_augment_pipe(self.preset)
+            self._foreign_pipe = AugmentPipe(preset=self.preset)
         return self._foreign_pipe
 
     def _write_p(self, p: float) -> None:
@@ -495,13 +497,6 @@ def _takes_labels(discriminator: nn.Module) -> bool:
             "`observe(real_logits)` instead (the native path)."
         )
     return len(required) == 2
-
-
-def _build_augment_pipe(preset: str) -> nn.Module:
-    """An ``AugmentPipe`` with ``preset``, for the foreign path (built only when a module needs it)."""
-    from lightning_genaug.augment.ada import AugmentPipe
-
-    return AugmentPipe(preset=preset)
 
 
 def _signed_scores(discriminator: nn.Module, args: tuple[torch.Tensor, ...]) -> torch.Tensor:
