@@ -84,7 +84,8 @@ class GeneratorPredictMixin:
     def predict_dataloader(self) -> DataLoader:
         """Seeds ``seed, ..., seed + num_images - 1`` in batches of ``batch_size`` (one image per seed)."""
         options = self.predict_options
-        return DataLoader(list(range(options.seed, options.seed + options.num_images)), options.batch_size)
+        seeds = list(range(options.seed, options.seed + options.num_images))
+        return DataLoader(seeds, batch_size=options.batch_size)
 
     def on_predict_start(self) -> None:
         self._check_sample_kwargs()
