@@ -5,13 +5,13 @@ from __future__ import annotations
 import lightning.pytorch as pl
 import pytest
 import torch
+from lightning_genaug.models.scalegan.regularizers import output_variance, variance_penalty
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_genaug.augment.ada import AugmentPipe
 from lightning_genaug.augment.scaling import DataScaling
 from lightning_genaug.callbacks.ada import AdaptiveAugmentation
 from lightning_genaug.models.scalegan import ScaleGAN
-from lightning_genaug.models.scalegan.regularizers import output_variance, variance_penalty
 from lightning_genaug.models.stylegan2.losses import r1_penalty
 
 
