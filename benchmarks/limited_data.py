@@ -31,6 +31,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 
+from lightning_genaug.augment import AugmentPipe
 from lightning_genaug.callbacks.ada import AdaptiveAugmentation
 from lightning_genaug.callbacks.metrics import GenerativeMetrics
 from lightning_genaug.data import CIFAR10DataModule, DigitsDataModule, ImageDataModule
@@ -135,9 +136,11 @@ def build_gan_arm(arm: str, args: argparse.Namespace) -> tuple[pl.LightningModul
     if arm == "no-augmentation":
         return StyleGAN2ADA(augment=None, **common), []
     if arm == "ada":
-        return StyleGAN2ADA(augment="bgc", **common), [AdaptiveAugmentation(speed_kimg=args.ada_speed_kimg)]
+        return StyleGAN2ADA(augment=AugmentPipe("bgc"), **common), [
+            AdaptiveAugmentation(speed_kimg=args.ada_speed_kimg)
+        ]
     if arm == "fixed-p0.2":
-        return StyleGAN2ADA(augment="bgc", augment_p=0.2, **common), []
+        return StyleGAN2ADA(augment=AugmentPipe("bgc", p=0.2), **common), []
     if arm == "scalegan":
         return ScaleGAN(**common), [AdaptiveAugmentation(speed_kimg=args.ada_speed_kimg)]
     raise ValueError(f"Unknown arm {arm!r}; valid arms: {', '.join(GAN_ARMS)}.")
