@@ -4,7 +4,8 @@ Every run writes to its own folder: without a ``trainer.logger`` in the config, 
 ``CSVLogger`` in ``trainer.default_root_dir`` with Lightning's versioning
 (``<default_root_dir>/lightning_logs/version_N/``: ``metrics.csv``, ``config.yaml``, ``checkpoints/``,
 ``samples/``, ``predictions/``), so ``--trainer.default_root_dir`` moves all of a run's outputs and a
-second run never overwrites the first.
+second run never overwrites the first. A ``WandbLogger`` left at its default ``save_dir`` writes
+under ``trainer.default_root_dir`` as well.
 
 Examples:
     lightning-genaug fit --config examples/configs/ada.yaml
@@ -64,12 +65,25 @@ class GenAugCLI(LightningCLI):
         )
 
     def before_instantiate_classes(self) -> None:
-        """Give a config without a logger the versioned ``CSVLogger`` in ``trainer.default_root_dir``."""
+        """Keep every output of a run under ``trainer.default_root_dir``.
+
+        A config without a logger gets the versioned ``CSVLogger`` there; a ``WandbLogger`` left at
+        its default ``save_dir`` (``"."``) writes there too.
+        """
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
+        save_dir = trainer.default_root_dir or "."
         if trainer.logger is None or trainer.logger is True:
-            save_dir = trainer.default_root_dir or "."
             trainer.logger = Namespace(class_path=DEFAULT_LOGGER, init_args=Namespace(save_dir=save_dir))
+        loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]
+        for logger in loggers:
+            if (
+                isinstance(logger, Namespace)
+                and str(logger.get("class_path", "")).endswith("WandbLogger")
+                and logger.get("init_args") is not None
+                and logger.init_args.get("save_dir") in (None, ".")
+            ):
+                logger.init_args.save_dir = save_dir
 
 
 def main(args: ArgsType = None) -> None:
