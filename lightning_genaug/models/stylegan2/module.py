@@ -262,7 +262,7 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         if not path.is_file():
             raise FileNotFoundError(
                 f"`init_from` checkpoint {str(path)!r} does not exist. Pass the path of a .ckpt written "
-                "by StyleGAN2ADA (e.g. runs/ada/checkpoints/last.ckpt), or `init_from: null` to train "
+                "by StyleGAN2ADA (e.g. runs/ada/lightning_logs/version_0/checkpoints/last.ckpt), or `init_from: null` to train "
                 "from scratch."
             )
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
