@@ -262,8 +262,8 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         if not path.is_file():
             raise FileNotFoundError(
                 f"`init_from` checkpoint {str(path)!r} does not exist. Pass the path of a .ckpt written "
-                "by StyleGAN2ADA (e.g. runs/ada/lightning_logs/version_0/checkpoints/last.ckpt), or `init_from: null` to train "
-                "from scratch."
+                "by StyleGAN2ADA (e.g. runs/ada/lightning_logs/version_0/checkpoints/last.ckpt), or "
+                "`init_from: null` to train from scratch."
             )
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         source = checkpoint.get("state_dict", checkpoint)
