@@ -226,3 +226,13 @@ def test_controller_adapts_the_scaling_and_checkpoints_resume_it(tmp_path) -> No
     )
     assert p_at_start == [pytest.approx(trained_p)]
     assert int(resumed.num_batches) == 4
+
+
+def test_the_controller_adapts_a_chains_first_augmentation_only(tmp_path) -> None:
+    ada, scaling = AugmentPipe(p=0.0), DataScaling("uniform", p=0.5)
+    model = StyleGAN2ADA(augment=Chain([ada, scaling]), **TINY)
+    controller = AdaptiveAugmentation(target=0.0, every_n_batches=1, speed_kimg=0.05)  # r_t > 0: p rises
+    _trainer(tmp_path, batches=2, callbacks=[controller]).fit(model, _loader())
+    assert controller.pipe is model.augment_pipe
+    assert float(ada.p) > 0.0 and controller.p == pytest.approx(float(ada.p))
+    assert float(scaling.p) == 0.5
