@@ -109,6 +109,8 @@ def test_network_and_training_fields_have_one_home():
         tiny(config_overrides={"gamma": 1.0})
     with pytest.raises(ValueError, match="Unknown StyleGAN2Config field"):
         tiny(config_overrides={"gama": 1.0})
+    with pytest.raises(ValueError, match="lr"):  # checked at construction, before any shape is known
+        StyleGAN2ADA("tiny", config_overrides={"lr": -1.0})
 
 
 def test_training_runs_the_regularisers_on_schedule(tmp_path):

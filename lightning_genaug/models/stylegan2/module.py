@@ -179,6 +179,8 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
                 check_positive_int(name, hp[name])
         if hp.resolution is not None and hp.resolution & (hp.resolution - 1):
             raise ValueError(f"`resolution` must be a power of 2 (e.g. 32), got {hp.resolution}.")
+        # The preset name and every override are checked now, not when `setup` builds the networks.
+        get_config(hp.config, hp.resolution or 32, **overrides)
         if hp.num_classes is not None:
             check_positive_int("num_classes", hp.num_classes, allow_zero=True)
         check_positive_int("freeze_d", hp.freeze_d, allow_zero=True)
