@@ -34,6 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the setting modules beside this script
 
+from lightning_genaug.augment import AugmentPipe
 from lightning_genaug.callbacks.ada import AdaptiveAugmentation
 from lightning_genaug.callbacks.metrics import GenerativeMetrics
 from lightning_genaug.data import CIFAR10DataModule, DigitsDataModule, ImageDataModule
@@ -138,9 +139,11 @@ def build_gan_arm(arm: str, args: argparse.Namespace) -> tuple[pl.LightningModul
     if arm == "no-augmentation":
         return StyleGAN2ADA(augment=None, **common), []
     if arm == "ada":
-        return StyleGAN2ADA(augment="bgc", **common), [AdaptiveAugmentation(speed_kimg=args.ada_speed_kimg)]
+        return StyleGAN2ADA(augment=AugmentPipe("bgc"), **common), [
+            AdaptiveAugmentation(speed_kimg=args.ada_speed_kimg)
+        ]
     if arm == "fixed-p0.2":
-        return StyleGAN2ADA(augment="bgc", augment_p=0.2, **common), []
+        return StyleGAN2ADA(augment=AugmentPipe("bgc", p=0.2), **common), []
     if arm == "scalegan":
         return ScaleGAN(**common), [AdaptiveAugmentation(speed_kimg=args.ada_speed_kimg)]
     raise ValueError(f"Unknown arm {arm!r}; valid arms: {', '.join(GAN_ARMS)}.")

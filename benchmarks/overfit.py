@@ -226,28 +226,24 @@ def discriminator_mean(
 
 def build_overfit_gan(arm: str, setting: OverfitSetting) -> tuple[pl.LightningModule, list[pl.Callback]]:
     """The module and extra callbacks of one arm; everything else is shared by all arms."""
-    from lightning_genaug.augment.diffaug import DiffAugment
-    from lightning_genaug.callbacks.ada import AdaptiveAugmentation
-    from lightning_genaug.models.scalegan import ScaleGAN
-    from lightning_genaug.models.stylegan2 import StyleGAN2ADA
+    from lightning_genaug.augment import AugmentPipe, DiffAugment
+    from lightning_genaug.callbacks import AdaptiveAugmentation
+    from lightning_genaug.models import ScaleGAN, StyleGAN2ADA
 
     common = {
         "config": setting.config,
+        "config_overrides": {"ema_kimg": setting.ema_kimg, "ema_rampup": setting.ema_rampup},
         "max_kimg": setting.kimg,
-        "ema_kimg": setting.ema_kimg,
-        "ema_rampup": setting.ema_rampup,
     }
     controller = [AdaptiveAugmentation(speed_kimg=setting.ada_speed_kimg)]
     if arm == "no-augmentation":
         return StyleGAN2ADA(augment=None, **common), []
     if arm == "ada":
-        return StyleGAN2ADA(augment="bgc", **common), controller
+        return StyleGAN2ADA(augment=AugmentPipe("bgc"), **common), controller
     if arm == "fixed-p0.2":
-        return StyleGAN2ADA(augment="bgc", augment_p=setting.fixed_p, **common), []
+        return StyleGAN2ADA(augment=AugmentPipe("bgc", p=setting.fixed_p), **common), []
     if arm == "diffaugment":
-        module = StyleGAN2ADA(augment=None, **common)
-        module.augment_pipe = DiffAugment("color,translation,cutout")
-        return module, []
+        return StyleGAN2ADA(augment=DiffAugment("color,translation,cutout"), **common), []
     if arm == "scalegan":
         return ScaleGAN(**common), controller
     raise ValueError(f"Unknown arm {arm!r}; valid arms: {', '.join(OVERFIT_GAN_ARMS)}.")

@@ -64,6 +64,7 @@ def ours_runner(channel_max: int, augment: bool, images: torch.Tensor) -> Callab
     """A function running ``n`` batches of our module and returning each batch's seconds."""
     import lightning.pytorch as pl
 
+    from lightning_genaug.augment import AugmentPipe
     from lightning_genaug.models.stylegan2 import StyleGAN2ADA
 
     model = StyleGAN2ADA(
@@ -73,14 +74,13 @@ def ours_runner(channel_max: int, augment: bool, images: torch.Tensor) -> Callab
         num_classes=0,
         # float32 without activation clamping on both sides: the reference's `--fp32` settings, the ones
         # its networks run with on CPU.
-        network_kwargs={
+        config_overrides={
             "channel_base": 32768,
             "channel_max": channel_max,
             "num_fp16_res": 0,
             "conv_clamp": None,
         },
-        augment="bgc" if augment else None,
-        augment_p=AUGMENT_P,
+        augment=AugmentPipe("bgc", p=AUGMENT_P) if augment else None,
     )
 
     class Timer(pl.Callback):

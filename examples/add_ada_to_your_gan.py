@@ -141,7 +141,7 @@ def main() -> None:
         logger=CSVLogger("lightning_logs", name="add_ada_to_your_gan"),
         log_every_n_steps=4,
         enable_checkpointing=False,
-        callbacks=[AdaptiveAugmentation(target=0.6, interval=4, speed_kimg=10)],  # <- ADA: the one added line
+        callbacks=[AdaptiveAugmentation(target=0.6, every_n_batches=4, speed_kimg=10)],  # <- ADA: added
     )
     start = time.perf_counter()
     trainer.fit(GAN(), DigitsDataModule())

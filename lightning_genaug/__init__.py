@@ -13,15 +13,20 @@ __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
     "AugmentPipe": "lightning_genaug.augment.ada",
+    "Chain": "lightning_genaug.augment.chain",
     "DistAugTransforms": "lightning_genaug.augment.distaug",
     "DataScaling": "lightning_genaug.augment.scaling",
     "DiffAugment": "lightning_genaug.augment.diffaug",
     "AdaptiveAugmentation": "lightning_genaug.callbacks.ada",
     "GenerativeMetrics": "lightning_genaug.callbacks.metrics",
     "SampleGrid": "lightning_genaug.callbacks.samples",
+    "R1": "lightning_genaug.regularizers.discriminator",
+    "VarianceRegularizer": "lightning_genaug.regularizers.discriminator",
+    "BalancedConsistency": "lightning_genaug.regularizers.consistency",
     "StyleGAN2ADA": "lightning_genaug.models.stylegan2",
     "SparseTransformerDistAug": "lightning_genaug.models.sparse_transformer",
     "ScaleGAN": "lightning_genaug.models.scalegan",
+    "PredictOptions": "lightning_genaug.models.predict",
     "ImageDataModule": "lightning_genaug.data",
     "DigitsDataModule": "lightning_genaug.data",
     "CIFAR10DataModule": "lightning_genaug.data",
@@ -31,6 +36,7 @@ __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from lightning_genaug.augment.ada import AugmentPipe
+    from lightning_genaug.augment.chain import Chain
     from lightning_genaug.augment.diffaug import DiffAugment
     from lightning_genaug.augment.distaug import DistAugTransforms
     from lightning_genaug.augment.scaling import DataScaling
@@ -38,9 +44,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from lightning_genaug.callbacks.metrics import GenerativeMetrics
     from lightning_genaug.callbacks.samples import SampleGrid
     from lightning_genaug.data import CIFAR10DataModule, DigitsDataModule, ImageDataModule
+    from lightning_genaug.models.predict import PredictOptions
     from lightning_genaug.models.scalegan import ScaleGAN
     from lightning_genaug.models.sparse_transformer import SparseTransformerDistAug
     from lightning_genaug.models.stylegan2 import StyleGAN2ADA
+    from lightning_genaug.regularizers.consistency import BalancedConsistency
+    from lightning_genaug.regularizers.discriminator import R1, VarianceRegularizer
 
 
 def __getattr__(name: str) -> Any:

@@ -60,6 +60,42 @@ def make_grid(images: torch.Tensor, nrow: int, padding: int = 2, pad_value: floa
     return F.pad(grid, (0, padding, 0, padding), value=float(pad_value))
 
 
+MIN_CELL_PIXELS = 64
+"""Cells of a :func:`picture_grid` are upscaled to at least this many pixels per side."""
+
+
+def picture_grid(
+    images: torch.Tensor, nrow: int, min_cell: int = MIN_CELL_PIXELS, gap: int = 2, gap_value: float = 1.0
+) -> torch.Tensor:
+    """A grid a person can look at: small images upscaled (nearest neighbour) with a thin gap between cells.
+
+    Each image is enlarged by the smallest integer factor that makes its longer side at least
+    ``min_cell`` pixels (16x16 digits become 64x64; images already that large are kept), so pixels stay
+    sharp squares; cells are separated by ``gap`` pixels of ``gap_value``. Used for every grid the
+    package writes (PNG files, W&B, TensorBoard).
+
+    Args:
+        images: ``(N, C, H, W)`` in [-1, 1].
+        nrow: images per row.
+        min_cell: minimum cell side in pixels.
+        gap: pixels between and around cells.
+        gap_value: colour of the gaps, in [0, 1].
+
+    Returns:
+        ``(C, H', W')`` in [0, 1], on the CPU.
+
+    >>> picture_grid(torch.zeros(4, 1, 16, 16), nrow=2).shape  # 16 px -> 64 px cells, 2 px gaps
+    torch.Size([1, 134, 134])
+    """
+    check_images(images)
+    check_positive_int("min_cell", min_cell)
+    check_positive_int("gap", gap, allow_zero=True)
+    factor = max(1, math.ceil(min_cell / max(images.shape[-2:])))
+    if factor > 1:
+        images = F.interpolate(images.detach().float().cpu(), scale_factor=factor, mode="nearest")
+    return make_grid(images, nrow, padding=gap, pad_value=gap_value)
+
+
 def grid_to_uint8(grid: torch.Tensor) -> np.ndarray:
     """``(C, H, W)`` in [0, 1] to a ``(H, W, C)`` uint8 array (``(H, W)`` for one channel)."""
     array = (grid.detach().cpu() * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import math
 
 import pytest
@@ -434,6 +433,3 @@ def test_p_is_a_buffer_that_moves_and_is_checkpointed():
     assert float(restored.p) == 0.25
     assert pipe.to("meta").p.device.type == "meta"
 
-
-def test_module_doctests_pass():
-    assert doctest.testmod(ada, optionflags=doctest.ELLIPSIS).failed == 0

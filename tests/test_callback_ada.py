@@ -289,8 +289,8 @@ def test_synthetic_trajectory_rises_saturates_then_falls_to_zero() -> None:
     [
         ({"target": 1.0}, ValueError, "target"),
         ({"target": "0.6"}, TypeError, "target"),
-        ({"interval": 0}, ValueError, "interval"),
-        ({"interval": 2.5}, TypeError, "interval"),
+        ({"every_n_batches": 0}, ValueError, "every_n_batches"),
+        ({"every_n_batches": 2.5}, TypeError, "every_n_batches"),
         ({"speed_kimg": 0}, ValueError, "speed_kimg"),
         ({"initial_p": 0.6, "max_p": 0.5}, ValueError, "initial_p"),
         ({"max_p": 0.0}, ValueError, "max_p"),
@@ -322,7 +322,7 @@ def test_state_key_differs_per_discriminator_and_pipe() -> None:
 
 def test_native_path_adapts_the_modules_pipe_from_its_observations(tmp_path: Path) -> None:
     module = ScriptedNative(four_signs)
-    callback = AdaptiveAugmentation(interval=4, speed_kimg=0.1)
+    callback = AdaptiveAugmentation(every_n_batches=4, speed_kimg=0.1)
     make_trainer(tmp_path, [callback], max_epochs=5).fit(module, loader(16))  # 20 batches, 5 updates
     # batches 0-11: r_t = 1 (three rises of 16/100); 12-19: r_t = 0.5 (two falls)
     stats = [(16.0, 16.0, 16.0)] * 3 + [(8.0, 16.0, 16.0)] * 2
@@ -335,19 +335,19 @@ def test_native_path_adapts_the_modules_pipe_from_its_observations(tmp_path: Pat
 
 def test_fixed_p_never_moves_but_rt_is_still_measured(tmp_path: Path) -> None:
     module = ScriptedNative(four_signs)
-    callback = AdaptiveAugmentation(interval=4, speed_kimg=0.1, fixed_p=0.3)
+    callback = AdaptiveAugmentation(every_n_batches=4, speed_kimg=0.1, fixed_p=0.3)
     make_trainer(tmp_path, [callback], max_epochs=2).fit(module, loader(16))
-    assert callback.p == 0.3
+    assert callback.p == pytest.approx(0.3)
     assert float(module.augment_pipe.p) == pytest.approx(0.3)
     assert callback.rt == 1.0
 
 
 def test_a_module_that_never_observes_gets_a_warning_and_p_stays(tmp_path: Path) -> None:
     module = ScriptedNative(four_signs, observe=False)
-    callback = AdaptiveAugmentation(interval=2, initial_p=0.2)
+    callback = AdaptiveAugmentation(every_n_batches=2, initial_p=0.2)
     with pytest.warns(UserWarning, match="observe"):
         make_trainer(tmp_path, [callback]).fit(module, loader(16))
-    assert callback.p == 0.2
+    assert callback.p == pytest.approx(0.2)
 
 
 def test_native_module_and_a_second_pipe_is_an_error(tmp_path: Path) -> None:
@@ -369,7 +369,7 @@ def test_a_module_with_augmentation_switched_off_is_not_hooked(tmp_path: Path) -
 
 def test_foreign_manual_gan_sees_augmented_inputs_in_training_only(tmp_path: Path) -> None:
     module = TemplateGAN()
-    callback = AdaptiveAugmentation(pipe=MarkingPipe(), initial_p=0.5, interval=2)
+    callback = AdaptiveAugmentation(pipe=MarkingPipe(), initial_p=0.5, every_n_batches=2)
     trainer = make_trainer(tmp_path, [callback], max_epochs=1, num_sanity_val_steps=1)
     trainer.fit(module, loader(16), loader(8))
 
@@ -389,7 +389,7 @@ def test_foreign_manual_gan_sees_augmented_inputs_in_training_only(tmp_path: Pat
 
 def test_foreign_automatic_gan_with_labels_passes_labels_through(tmp_path: Path) -> None:
     module = ConditionalGAN()
-    callback = AdaptiveAugmentation(pipe=MarkingPipe(), fixed_p=0.5, interval=2)
+    callback = AdaptiveAugmentation(pipe=MarkingPipe(), fixed_p=0.5, every_n_batches=2)
     make_trainer(tmp_path, [callback], num_sanity_val_steps=1).fit(module, loader(16), loader(8))
     training_calls = [(images, labels) for training, images, labels in module.netD.seen if training]
     assert len(training_calls) == 2 + (1 + 1) + 2 + (1 + 1)  # D, G + measurement, D, G + measurement
@@ -402,7 +402,7 @@ def test_foreign_automatic_gan_with_labels_passes_labels_through(tmp_path: Path)
 
 
 def test_foreign_path_logs_p_to_any_logger(tmp_path: Path) -> None:
-    callback = AdaptiveAugmentation(pipe=MarkingPipe(), interval=1, speed_kimg=0.01)
+    callback = AdaptiveAugmentation(pipe=MarkingPipe(), every_n_batches=1, speed_kimg=0.01)
     logger = CSVLogger(tmp_path, name="ada")
     make_trainer(tmp_path, [callback], logger=logger, log_every_n_steps=1).fit(TemplateGAN(), loader(16))
     with open(Path(logger.log_dir) / "metrics.csv") as handle:
@@ -416,7 +416,7 @@ def test_memorising_discriminator_drives_rt_to_one_and_p_up(tmp_path: Path) -> N
     """Closed loop: D trained hard on 8 images learns them (r_t -> 1) and p climbs."""
     torch.manual_seed(0)
     module = TemplateGAN(lr=1e-2, d_steps=3)
-    callback = AdaptiveAugmentation(pipe=NoisePipe(), interval=1, speed_kimg=0.04)
+    callback = AdaptiveAugmentation(pipe=NoisePipe(), every_n_batches=1, speed_kimg=0.04)
     trajectory = Trajectory(callback)
     make_trainer(tmp_path, [callback, trajectory]).fit(module, loader(8, repeat=5))  # 10 updates of 4 / 40
     rts = [rt for _, rt in trajectory.points]
@@ -431,7 +431,7 @@ def test_discriminator_rejecting_reals_drives_p_down_to_zero(tmp_path: Path) -> 
     with torch.no_grad():
         module.discriminator.model[3].weight.zero_()
         module.discriminator.model[3].bias.fill_(math.log(0.3 / 0.7))
-    callback = AdaptiveAugmentation(pipe=MarkingPipe(), interval=1, speed_kimg=0.01, initial_p=0.9)
+    callback = AdaptiveAugmentation(pipe=MarkingPipe(), every_n_batches=1, speed_kimg=0.01, initial_p=0.9)
     make_trainer(tmp_path, [callback]).fit(module, loader(12))  # 3 updates of -0.4
     assert callback.rt == -1.0  # sigmoid output read as a probability: 0.3 < 0.5 means "fake"
     assert callback.p == 0.0
@@ -463,7 +463,7 @@ def test_dict_batches_are_read_with_image_key(tmp_path: Path) -> None:
         def training_step(self, batch, batch_idx):
             return super().training_step((batch["pixels"], None), batch_idx)
 
-    callback = AdaptiveAugmentation(pipe=MarkingPipe(), image_key="pixels", interval=1, speed_kimg=1.0)
+    callback = AdaptiveAugmentation(pipe=MarkingPipe(), image_key="pixels", every_n_batches=1, speed_kimg=1.0)
     make_trainer(tmp_path, [callback]).fit(DictGAN(), loader(8, as_dict=True))
     assert callback.rt is not None and not math.isnan(callback.rt)
 
@@ -475,13 +475,14 @@ def test_measurement_leaves_discriminator_buffers_untouched(tmp_path: Path) -> N
             self.discriminator.model.insert(1, nn.BatchNorm1d(64))
 
     module = BatchNormGAN()
-    callback = AdaptiveAugmentation(pipe=MarkingPipe(), fixed_p=0.0, interval=1)  # measures every batch
+    # fixed_p with every_n_batches=1: measures r_t every batch
+    callback = AdaptiveAugmentation(pipe=MarkingPipe(), fixed_p=0.0, every_n_batches=1)
     reference = BatchNormGAN()
     reference.load_state_dict(module.state_dict())
     torch.manual_seed(1)
     make_trainer(tmp_path, [callback]).fit(module, loader(8))
     torch.manual_seed(1)
-    no_measurement = AdaptiveAugmentation(pipe=MarkingPipe(), fixed_p=0.0, interval=100)
+    no_measurement = AdaptiveAugmentation(pipe=MarkingPipe(), fixed_p=0.0, every_n_batches=100)
     make_trainer(tmp_path, [no_measurement]).fit(reference, loader(8))
     assert callback.rt is not None  # the measurement ran after every batch
     running_mean = module.discriminator.model[1].running_mean
@@ -491,7 +492,7 @@ def test_measurement_leaves_discriminator_buffers_untouched(tmp_path: Path) -> N
 def test_default_pipe_is_a_real_augment_pipe(tmp_path: Path) -> None:
     ada = pytest.importorskip("lightning_genaug.augment.ada")
     module = TemplateGAN()
-    callback = AdaptiveAugmentation(fixed_p=1.0, interval=2)
+    callback = AdaptiveAugmentation(fixed_p=1.0, every_n_batches=2)
     make_trainer(tmp_path, [callback]).fit(module, loader(8))
     assert isinstance(callback.pipe, ada.AugmentPipe) and float(callback.pipe.p) == 1.0
     raw_batches = make_images(8).split(BATCH)
@@ -505,7 +506,7 @@ def test_drives_other_protocol_pipes(tmp_path: Path, pipe_path: str) -> None:
     module_name, class_name = pipe_path.split(".")
     pipe_class = getattr(pytest.importorskip(f"lightning_genaug.augment.{module_name}"), class_name)
     pipe = pipe_class()
-    callback = AdaptiveAugmentation(pipe=pipe, interval=1, speed_kimg=0.01)
+    callback = AdaptiveAugmentation(pipe=pipe, every_n_batches=1, speed_kimg=0.01)
     module = TemplateGAN(lr=1e-2, d_steps=3)
     make_trainer(tmp_path, [callback], max_epochs=2).fit(module, loader(8))
     assert callback.pipe is pipe
@@ -541,7 +542,7 @@ def test_native_resume_continues_p_and_the_interval_exactly(tmp_path: Path) -> N
         return [1.0, 1.0, 1.0, 1.0] if step < 6 else [1.0, 1.0, 1.0, -1.0]
 
     def make_callback() -> AdaptiveAugmentation:
-        return AdaptiveAugmentation(interval=4, speed_kimg=0.04)
+        return AdaptiveAugmentation(every_n_batches=4, speed_kimg=0.04)
 
     uninterrupted, at_stop, resumed = _fit_and_resume(
         tmp_path, lambda: ScriptedNative(scripted), make_callback, lambda: loader(24)
@@ -564,7 +565,7 @@ def test_foreign_resume_restores_the_callbacks_own_pipe(tmp_path: Path) -> None:
         return module
 
     def make_callback() -> AdaptiveAugmentation:
-        return AdaptiveAugmentation(pipe=MarkingPipe(), interval=4, speed_kimg=0.1)
+        return AdaptiveAugmentation(pipe=MarkingPipe(), every_n_batches=4, speed_kimg=0.1)
 
     uninterrupted, at_stop, resumed = _fit_and_resume(
         tmp_path, frozen_confident_gan, make_callback, lambda: loader(24)
@@ -590,7 +591,8 @@ def test_a_fresh_run_starts_from_the_pipes_own_p_unless_initial_p_is_given(tmp_p
         assert seen_p.pop() == expected
 
 
-def test_resume_sets_the_pipe_before_the_first_step(tmp_path: Path) -> None:
+def test_a_0_1_callback_state_with_its_own_p_still_resumes(tmp_path: Path) -> None:
+    """0.1 checkpointed the callback's copy of p (and no pipe): it is written to the pipe at train start."""
     callback = AdaptiveAugmentation(pipe=MarkingPipe())
     callback.load_state_dict({"p": 0.375, "rt": 0.7, "batches_seen": 3, "images_since_update": 12})
     seen_p: list[float] = []
@@ -604,6 +606,43 @@ def test_resume_sets_the_pipe_before_the_first_step(tmp_path: Path) -> None:
     assert callback.state_dict()["batches_seen"] == 4
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_a_0_1_checkpoint_file_resumes_with_its_p(tmp_path: Path, native: bool) -> None:
+    """A checkpoint whose callback state is in 0.1's format ({"p", "rt", ...}, no pipe) resumes its p."""
+
+    def make_module() -> pl.LightningModule:
+        return ScriptedNative(four_signs) if native else TemplateGAN(lr=0.0)
+
+    def make_callback() -> AdaptiveAugmentation:
+        pipe = None if native else MarkingPipe()
+        return AdaptiveAugmentation(pipe=pipe, every_n_batches=100)
+
+    first = make_callback()
+    trainer = make_trainer(tmp_path, [first], limit_train_batches=2)
+    trainer.fit(make_module(), loader(8))
+    first.pipe.set_p(0.3)
+    path = tmp_path / "new.ckpt"
+    trainer.save_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=False)
+    state = checkpoint["callbacks"][first.state_key]
+    assert "p" not in state and ("pipe" in state) != native  # 0.2: p only in the pipe's buffer
+    state.pop("pipe", None)
+    state["p"] = 0.3  # what 0.1 wrote
+    torch.save(checkpoint, tmp_path / "old.ckpt")
+
+    resumed = make_callback()
+    make_trainer(tmp_path, [resumed], max_epochs=2, limit_train_batches=2).fit(
+        make_module(), loader(8), ckpt_path=tmp_path / "old.ckpt"
+    )
+    assert resumed.p == pytest.approx(0.3)
+
+
+def test_interval_is_a_deprecated_alias_of_every_n_batches() -> None:
+    with pytest.deprecated_call(match="every_n_batches"):
+        callback = AdaptiveAugmentation(interval=8)
+    assert callback.every_n_batches == 8
+
+
 def test_callback_added_on_resume_continues_from_the_modules_own_p(tmp_path: Path) -> None:
     module = ScriptedNative(four_signs)
     trainer = make_trainer(tmp_path, [], limit_train_batches=2)
@@ -611,9 +650,8 @@ def test_callback_added_on_resume_continues_from_the_modules_own_p(tmp_path: Pat
     module.augment_pipe.set_p(0.3)  # e.g. adapted by a previous controller the checkpoint has no state of
     trainer.save_checkpoint(tmp_path / "no_callback.ckpt")
 
-    callback = AdaptiveAugmentation(interval=100)
-    with pytest.warns(UserWarning, match="no state of its own"):
-        make_trainer(tmp_path, [callback], max_epochs=2, limit_train_batches=2).fit(
-            ScriptedNative(four_signs), loader(8), ckpt_path=tmp_path / "no_callback.ckpt"
-        )
+    callback = AdaptiveAugmentation(every_n_batches=100)
+    make_trainer(tmp_path, [callback], max_epochs=2, limit_train_batches=2).fit(
+        ScriptedNative(four_signs), loader(8), ckpt_path=tmp_path / "no_callback.ckpt"
+    )
     assert callback.p == pytest.approx(0.3)

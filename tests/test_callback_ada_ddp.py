@@ -62,6 +62,7 @@ def test_two_ranks_hold_the_same_p_as_one_process_on_their_signs(tmp_path: Path)
 
     expected = single_process_p(signs)
     assert 0.0 < expected < 1.0  # the trajectory moves both ways without hitting a clamp at the end
-    assert results[0]["p"] == results[1]["p"] == pytest.approx(expected, abs=1e-12)
-    assert results[0]["pipe_p"] == results[1]["pipe_p"] == pytest.approx(expected, abs=1e-6)
+    # p has one home, the pipe's float32 buffer: the callback reports that value on every rank.
+    assert results[0]["p"] == results[1]["p"] == results[0]["pipe_p"] == results[1]["pipe_p"]
+    assert results[0]["p"] == pytest.approx(expected, abs=1e-6)
     assert results[0]["rt"] == results[1]["rt"]

@@ -17,6 +17,7 @@ from lightning_genaug.callbacks.metrics import GenerativeMetrics
 from lightning_genaug.callbacks.samples import SampleGrid, make_grid
 
 SIZE = 8
+CELL = 64 + 2  # 8 px images upscaled x8 (nearest) to 64 px cells, plus a 2 px gap
 
 
 class ToyGenerator(pl.LightningModule):
@@ -87,35 +88,36 @@ def test_make_grid_places_images_row_by_row():
 
 def test_without_logger_pngs_are_saved_at_the_interval_and_at_fit_end(tmp_path):
     model = ToyGenerator()
-    fit(tmp_path, model, [SampleGrid(num_samples=6, nrow=3, every_n_steps=3)], max_epochs=2)
+    fit(tmp_path, model, [SampleGrid(num_samples=6, nrow=3, every_n_batches=3)], max_epochs=2)
     names = sorted(path.name for path in (tmp_path / "samples").glob("*.png"))
-    assert names == ["step_0000003.png", "step_0000006.png", "step_0000008.png"]
-    picture = read_png(tmp_path / "samples" / "step_0000008.png")
-    assert picture.dtype == np.uint8 and picture.shape == (2 * (SIZE + 2) + 2, 3 * (SIZE + 2) + 2)
+    assert names == ["batch_0000003.png", "batch_0000006.png", "batch_0000008.png"]
+    picture = read_png(tmp_path / "samples" / "batch_0000008.png")
+    assert picture.dtype == np.uint8 and picture.shape == (2 * CELL + 2, 3 * CELL + 2)
     assert all(call["n"] == 6 and not call["training"] for call in model.calls)
     assert model.training
 
 
 def test_latents_are_fixed_across_grids(tmp_path):
-    fit(tmp_path, ToyGenerator(lr=0.0), [SampleGrid(num_samples=4, every_n_steps=2)])  # weights never change
-    first, second = (read_png(tmp_path / "samples" / f"step_{step:07d}.png") for step in (2, 4))
+    # lr 0: the weights never change
+    fit(tmp_path, ToyGenerator(lr=0.0), [SampleGrid(num_samples=4, every_n_batches=2)])
+    first, second = (read_png(tmp_path / "samples" / f"batch_{step:07d}.png") for step in (2, 4))
     np.testing.assert_array_equal(first, second)
 
 
 def test_conditional_grid_has_one_row_per_class(tmp_path):
     model = ToyGenerator(num_classes=3)
-    fit(tmp_path, model, [SampleGrid(nrow=4, every_n_steps=None)])
+    fit(tmp_path, model, [SampleGrid(nrow=4, every_n_batches=None)])
     assert model.calls[0]["labels"].tolist() == [0] * 4 + [1] * 4 + [2] * 4
-    picture = read_png(tmp_path / "samples" / "step_0000004.png")
-    assert picture.shape == (3 * (SIZE + 2) + 2, 4 * (SIZE + 2) + 2)
+    picture = read_png(tmp_path / "samples" / "batch_0000004.png")
+    assert picture.shape == (3 * CELL + 2, 4 * CELL + 2)
 
 
 def test_temperatures_give_one_grid_each(tmp_path):
     model = TemperatureGenerator()
-    fit(tmp_path, model, [SampleGrid(num_samples=4, every_n_steps=None, temperatures=[1.0, 0.5])])
+    fit(tmp_path, model, [SampleGrid(num_samples=4, every_n_batches=None, temperatures=[1.0, 0.5])])
     assert [call["temperature"] for call in model.calls if "temperature" in call] == [1.0, 0.5]
     assert {path.name for path in (tmp_path / "samples").glob("*.png")} == {
-        "step_0000004_t1.png", "step_0000004_t0.5.png"
+        "batch_0000004_t1.png", "batch_0000004_t0.5.png"
     }
 
 
@@ -128,30 +130,48 @@ def test_tensorboard_gets_the_image_and_the_metric(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     logger = TensorBoardLogger(tmp_path, name="tb")
-    callbacks = [SampleGrid(num_samples=4, every_n_steps=2), tiny_metrics(tmp_path)]
+    callbacks = [SampleGrid(num_samples=4, every_n_batches=2), tiny_metrics(tmp_path)]
     fit(tmp_path, ToyGenerator(), callbacks, logger=logger)
     events = EventAccumulator(logger.log_dir, size_guidance={"images": 0})
     events.Reload()
     assert "samples" in events.Tags()["images"]
     assert [event.step for event in events.Images("samples")] == [2, 4]
     assert {"metrics/fid", "kimg", "train/loss"} <= set(events.Tags()["scalars"])
-    assert (tmp_path / "tb" / "version_0" / "samples" / "step_0000004.png").is_file()
+    assert (tmp_path / "tb" / "version_0" / "samples" / "batch_0000004.png").is_file()
 
 
 def test_csv_logger_run_gets_metrics_and_pngs(tmp_path):
     logger = CSVLogger(tmp_path, name="csv")
-    callbacks = [SampleGrid(num_samples=4, every_n_steps=2), tiny_metrics(tmp_path)]
+    callbacks = [SampleGrid(num_samples=4, every_n_batches=2), tiny_metrics(tmp_path)]
     fit(tmp_path, ToyGenerator(), callbacks, logger=logger)
     with open(f"{logger.log_dir}/metrics.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert any(row.get("metrics/fid") for row in rows) and any(row.get("train/loss") for row in rows)
     assert sorted(path.name for path in (tmp_path / "csv" / "version_0" / "samples").glob("*.png")) == [
-        "step_0000002.png", "step_0000004.png"
+        "batch_0000002.png", "batch_0000004.png"
     ]
+
+
+def test_grid_cells_are_upscaled_pixel_squares_with_gaps(tmp_path):
+    model = ToyGenerator()
+    fit(tmp_path, model, [SampleGrid(num_samples=2, nrow=2, every_n_batches=None)])
+    picture = read_png(tmp_path / "samples" / "batch_0000004.png")
+    first_cell = picture[2 : 2 + 64, 2 : 2 + 64]
+    expected = model.sample(1, generator=torch.Generator().manual_seed(0))[0, 0].detach()
+    pixels = np.asarray(((expected + 1) * 127.5).round().clamp(0, 255).to(torch.uint8))
+    np.testing.assert_array_equal(first_cell, np.kron(pixels, np.ones((8, 8), dtype=np.uint8)))
+    assert (picture[:2] == 255).all() and (picture[:, 2 + 64 : 2 + 64 + 2] == 255).all()  # white gaps
+
+
+def test_every_n_steps_is_a_deprecated_alias():
+    with pytest.deprecated_call(match="every_n_batches"):
+        grid = SampleGrid(every_n_steps=7)
+    assert grid.every_n_batches == 7
 
 
 def test_state_dict_round_trip():
     grid = SampleGrid()
-    grid.load_state_dict({"images_seen": 320, "last_logged_step": 20})
-    assert grid.state_dict() == {"images_seen": 320, "last_logged_step": 20}
+    state = {"images_seen": 320, "batches_seen": 10, "last_logged_batch": 10}
+    grid.load_state_dict(state)
+    assert grid.state_dict() == state
     assert SampleGrid(key="a").state_key != SampleGrid(key="b").state_key

@@ -96,3 +96,27 @@ def test_readme_quickstart_is_two_commands_and_ci_runs_the_test_one():
     # CI creates its own venv, then runs the README's install and test steps verbatim.
     for step in test_command.split("&&")[-2:]:
         assert step.strip() in ci_script, step
+
+
+def test_a_config_without_logger_gets_versioned_csv_logs_in_default_root_dir(tmp_path: Path, monkeypatch):
+    from lightning.pytorch.loggers import CSVLogger
+
+    from lightning_genaug.cli import GenAugCLI
+
+    monkeypatch.chdir(tmp_path)
+    args = ["--model", BORING, "--data", "DigitsDataModule"]
+    args += ["--trainer.default_root_dir", str(tmp_path / "r")]
+    trainer = GenAugCLI(args=args, run=False).trainer
+    assert isinstance(trainer.logger, CSVLogger)
+    assert Path(trainer.logger.log_dir) == tmp_path / "r" / "lightning_logs" / "version_0"
+
+
+def test_a_wandb_logger_at_its_default_save_dir_writes_under_default_root_dir(tmp_path: Path, monkeypatch):
+    from lightning_genaug.cli import GenAugCLI
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    args = ["--model", BORING, "--data", "DigitsDataModule"]
+    args += ["--trainer.default_root_dir", str(tmp_path / "r")]
+    trainer = GenAugCLI(args=[*args, "--trainer.logger", "WandbLogger"], run=False).trainer
+    assert Path(trainer.logger.save_dir) == tmp_path / "r"

@@ -189,5 +189,5 @@ def test_all_kinds_together_work_on_a_batch_without_per_sample_loops() -> None:
     aug = DistAugTransforms(list(PERMUTATION_KINDS) + ["randaugment"], randaugment_n=1)
     assert math.prod(aug.num_options) == 4 * 2 * 6 * 24 * 2 * (1 + len(RANDAUGMENT_OPS))
     images = torch.rand(32, C, 16, 16) * 2 - 1
-    out, ids = aug(images, generator=torch.Generator().manual_seed(6))
+    out, ids = aug(images, torch.Generator().manual_seed(6))  # the generator comes second, as for every pipe
     assert out.shape == images.shape and ids.shape == (32, 6) and ids.dtype == torch.long

@@ -34,3 +34,21 @@ def test_every_public_name_resolves(name: str):
 def test_unknown_attribute_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         lightning_genaug.Nope  # noqa: B018
+
+
+@pytest.mark.parametrize("subpackage", ["augment", "callbacks", "data", "metrics", "models", "regularizers"])
+def test_every_subpackage_exports_its_public_names(subpackage: str):
+    """`from lightning_genaug.callbacks import AdaptiveAugmentation` (the Lightning habit) works."""
+    import importlib
+
+    module = importlib.import_module(f"lightning_genaug.{subpackage}")
+    assert module.__all__
+    for name in module.__all__:
+        assert getattr(module, name) is not None, name
+
+
+@pytest.mark.parametrize("name", lightning_genaug._EXPORTS)
+def test_every_top_level_name_is_also_exported_by_its_subpackage(name: str):
+    subpackage = lightning_genaug._EXPORTS[name].split(".")[1]
+    module = __import__(f"lightning_genaug.{subpackage}", fromlist=[name])
+    assert getattr(module, name) is getattr(lightning_genaug, name)

@@ -11,15 +11,18 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import DataLoader, TensorDataset
 
+from lightning_genaug.augment import AugmentPipe
 from lightning_genaug.data import DigitsDataModule
+from lightning_genaug.models import PredictOptions
 from lightning_genaug.models.stylegan2 import StyleGAN2ADA, losses
+from lightning_genaug.regularizers import R1, BalancedConsistency
 
 BATCH = 8
 
 
 def tiny(**overrides) -> StyleGAN2ADA:
-    """An unconditional 8x8 grey model of the ``tiny`` config."""
-    args = dict(config="tiny", resolution=8, channels=1, num_classes=0, augment="bgc", augment_p=0.0)
+    """An unconditional 8x8 grey model of the ``tiny`` config (``AugmentPipe("bgc")`` at p = 0, R1)."""
+    args = dict(config="tiny", resolution=8, channels=1, num_classes=0)
     return StyleGAN2ADA(**{**args, **overrides})
 
 
@@ -88,14 +91,36 @@ def test_default_schedule_regularises_g_every_4_and_d_every_16_batches():
     assert [batch for batch, phases in schedule.items() if "Dreg" in phases] == [0, 16, 32]
     assert [batch for batch, phases in schedule.items() if "Greg" in phases] == list(range(0, 40, 4))
     assert all(phases[0] == "Gmain" and "Dmain" in phases for phases in schedule.values())
-    cifar = StyleGAN2ADA("cifar", resolution=8, channels=1, num_classes=0, network_kwargs={"channel_max": 8})
+    cifar = StyleGAN2ADA(
+        "cifar", resolution=8, channels=1, num_classes=0, config_overrides={"channel_max": 8}
+    )
     assert cifar.phases(0) == ["Gmain", "Dmain", "Dreg"]  # path length is off in cifar
-    assert StyleGAN2ADA("tiny", resolution=8, channels=1, num_classes=0, gamma=0.0).phases(0)[-1] == "Dmain"
+    assert tiny(regularizer=R1(gamma=0.0)).phases(0)[-1] == "Dmain"
+    assert tiny(regularizer=None).phases(0)[-1] == "Dmain"
+
+
+def test_network_and_training_fields_have_one_home():
+    """Preset fields come from `config_overrides`; R1's weight and interval from the regulariser only."""
+    model = tiny(config_overrides={"lr": 0.001, "pl_decay": 0.02}, regularizer=R1(gamma=0.5, interval=8))
+    cfg = model.train_config
+    assert (cfg.lr, cfg.pl_decay, cfg.gamma, cfg.r1_interval) == (0.001, 0.02, 0.5, 8)
+    assert (tiny().train_config.gamma, tiny().train_config.r1_interval) == (0.05, 16)  # the tiny preset's
+    with pytest.raises(ValueError, match="belong to the D regulariser"):
+        tiny(config_overrides={"gamma": 1.0})
+    with pytest.raises(ValueError, match="Unknown StyleGAN2Config field"):
+        tiny(config_overrides={"gama": 1.0})
+    with pytest.raises(ValueError, match="lr"):  # checked at construction, before any shape is known
+        StyleGAN2ADA("tiny", config_overrides={"lr": -1.0})
 
 
 def test_training_runs_the_regularisers_on_schedule(tmp_path):
     model = PhaseRecorder(
-        config="tiny", resolution=8, channels=1, num_classes=0, r1_interval=3, pl_interval=2
+        config="tiny",
+        resolution=8,
+        channels=1,
+        num_classes=0,
+        regularizer=R1(interval=3),
+        config_overrides={"pl_interval": 2},
     )
     trainer(tmp_path, batches=4).fit(model, train_dataloaders=random_loader(4))
     assert model.calls == {"Greg": [0, 2], "Dreg": [0, 3]}
@@ -108,7 +133,7 @@ def test_max_kimg_stops_training(tmp_path):
 
 
 def test_adam_is_corrected_for_lazy_regularisation():
-    model = tiny(lr=0.002, betas=(0.0, 0.99))
+    model = tiny(config_overrides={"lr": 0.002, "betas": (0.0, 0.99)})
     opt_g, opt_d = model.configure_optimizers()
     assert opt_d.param_groups[0]["lr"] == pytest.approx(0.002 * 16 / 17)
     assert opt_d.param_groups[0]["betas"][1] == pytest.approx(0.99 ** (16 / 17))
@@ -116,7 +141,7 @@ def test_adam_is_corrected_for_lazy_regularisation():
 
 
 def test_r1_is_taken_on_unaugmented_reals_through_the_augment_pipe():
-    model = tiny(augment_p=1.0, gamma=2.0)
+    model = tiny(augment=AugmentPipe(p=1.0), regularizer=R1(gamma=2.0))
     real = torch.rand(BATCH, 1, 8, 8) * 2 - 1
     c = torch.zeros(BATCH, 0)
     torch.manual_seed(0)
@@ -135,7 +160,7 @@ def test_r1_is_taken_on_unaugmented_reals_through_the_augment_pipe():
 
 
 def test_discriminator_sees_augmented_images_and_feeds_the_ada_statistics(tmp_path):
-    model = tiny(augment_p=0.5)
+    model = tiny(augment=AugmentPipe(p=0.5))
     seen = []
     model.D.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
     trainer(tmp_path, batches=1).fit(model, train_dataloaders=random_loader(1))
@@ -168,13 +193,13 @@ def test_conditional_model_without_labels_fails_clearly(tmp_path):
 
 
 def test_bcr_adds_a_consistency_loss(tmp_path):
-    model = tiny(augment=None, bcr_weight_real=10.0, bcr_weight_fake=10.0)
-    assert model.bcr_pipe is not None and float(model.bcr_pipe.p) == 1.0
+    model = tiny(augment=None, consistency=BalancedConsistency(weight_real=10.0, weight_fake=10.0))
+    assert float(model.consistency.transform.p) == 1.0  # bCR's T: x-flip + integer translation at p = 1
     real = torch.rand(BATCH, 1, 8, 8) * 2 - 1
     c = torch.zeros(BATCH, 0)
     torch.manual_seed(0)
     with_bcr = model.discriminator_main_loss(real, c, c)
-    model.bcr_pipe = None
+    model.consistency = None
     torch.manual_seed(0)
     without = model.discriminator_main_loss(real, c, c)
     assert with_bcr.item() > without.item()
@@ -192,7 +217,8 @@ def test_ema_beta_formula_and_rampup():
 
 
 def test_ema_halves_its_distance_to_g_after_one_half_life():
-    model = tiny(ema_kimg=0.032, ema_rampup=0)  # half-life 32 images = 4 batches of 8
+    # half-life 32 images = 4 batches of 8
+    model = tiny(config_overrides={"ema_kimg": 0.032, "ema_rampup": None})
     model.cur_nimg.fill_(10**6)
     with torch.no_grad():
         for ema_param in model.G_ema.parameters():
@@ -221,20 +247,23 @@ class SeedPerStep(pl.Callback):
 
 
 def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
-    settings = dict(augment_p=0.5, r1_interval=3, pl_interval=2, style_mixing_prob=0.5)
+    def settings() -> dict:
+        overrides = {"pl_interval": 2, "style_mixing_prob": 0.5}
+        return dict(augment=AugmentPipe(p=0.5), regularizer=R1(interval=3), config_overrides=overrides)
+
     loader = random_loader(3)
 
     torch.manual_seed(0)
-    straight, straight_log = tiny(**settings), SeedPerStep()
+    straight, straight_log = tiny(**settings()), SeedPerStep()
     trainer(tmp_path / "a", epochs=2, callbacks=[straight_log]).fit(straight, train_dataloaders=loader)
 
     torch.manual_seed(0)
-    first, first_log = tiny(**settings), SeedPerStep()
+    first, first_log = tiny(**settings()), SeedPerStep()
     first_trainer = trainer(tmp_path / "b", epochs=1, callbacks=[first_log])
     first_trainer.fit(first, train_dataloaders=loader)
     first_trainer.save_checkpoint(tmp_path / "b" / "epoch1.ckpt")
 
-    resumed, resumed_log = tiny(**settings), SeedPerStep()
+    resumed, resumed_log = tiny(**settings()), SeedPerStep()
     trainer(tmp_path / "b", epochs=2, callbacks=[resumed_log]).fit(
         resumed, train_dataloaders=loader, ckpt_path=tmp_path / "b" / "epoch1.ckpt"
     )
@@ -304,7 +333,14 @@ def test_nan_loss_stops_before_the_step_and_the_last_checkpoint_stays_good(tmp_p
         return loss * float("nan") if int(self.num_batches) == 2 else loss
 
     setattr(Poisoned, method, poisoned)
-    model = Poisoned(config="tiny", resolution=8, channels=1, num_classes=0, r1_interval=2, pl_interval=2)
+    model = Poisoned(
+        config="tiny",
+        resolution=8,
+        channels=1,
+        num_classes=0,
+        regularizer=R1(interval=2),
+        config_overrides={"pl_interval": 2},
+    )
     checkpoints = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=1)
     before_bad_batch = {}
 
@@ -348,9 +384,10 @@ def test_sample_follows_the_generator_protocol():
 
 def test_predict_writes_pngs_and_a_grid_with_a_datamodule_lacking_predict_data(tmp_path):
     data = DigitsDataModule(resolution=8, batch_size=BATCH, max_images=16)
-    model = StyleGAN2ADA(
-        "tiny", predict_dir=str(tmp_path / "out"), num_predict=6, predict_batch_size=4, truncation_psi=0.7
+    options = PredictOptions(
+        num_images=6, batch_size=4, output_dir=str(tmp_path / "out"), sample_kwargs={"truncation_psi": 0.7}
     )
+    model = StyleGAN2ADA("tiny", predict=options)
     predictions = trainer(tmp_path).predict(model, datamodule=data)
     assert [batch.shape[0] for batch in predictions] == [4, 2]
     written = sorted(path.name for path in (tmp_path / "out").iterdir())
@@ -358,7 +395,8 @@ def test_predict_writes_pngs_and_a_grid_with_a_datamodule_lacking_predict_data(t
 
     from PIL import Image
 
-    assert Image.open(tmp_path / "out" / "grid.png").size == (3 * 8, 2 * 8)
+    # 8 px digits upscaled x8 to 64 px cells, 2 px gaps around and between: 3 columns, 2 rows
+    assert Image.open(tmp_path / "out" / "grid.png").size == (3 * 66 + 2, 2 * 66 + 2)
     again = trainer(tmp_path).predict(model, datamodule=data)  # seeds fix the images
     torch.testing.assert_close(torch.cat(again), torch.cat(predictions))
 
@@ -366,8 +404,8 @@ def test_predict_writes_pngs_and_a_grid_with_a_datamodule_lacking_predict_data(t
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="config"):
         StyleGAN2ADA("nope", resolution=8, channels=1, num_classes=0)
-    with pytest.raises(ValueError, match="augment_p"):
-        tiny(augment_p=1.5)
+    with pytest.raises(TypeError, match="augment"):
+        tiny(augment="bgc")  # 0.1's string presets are objects now
     with pytest.raises(ValueError, match="resolution"):
         tiny(resolution=12)
 
@@ -385,29 +423,48 @@ def shrunk_main_job(tmp_path: Path) -> Path:
     config["data"]["init_args"].update(resolution=8, batch_size=8, max_images=48)
     config["trainer"].update(max_epochs=2, limit_train_batches=3, log_every_n_steps=1)
     for callback in config["trainer"]["callbacks"]:
-        if callback["class_path"].endswith("GenerativeMetrics"):
+        if callback["class_path"] == "GenerativeMetrics":
             callback["init_args"].update(num_gen=32, kid_subset_size=16, every_n_epochs=1)
-        if callback["class_path"].endswith("SampleGrid"):
-            callback["init_args"].update(every_n_steps=4)
+        if callback["class_path"] == "SampleGrid":
+            callback["init_args"].update(every_n_batches=2)
     path = tmp_path / "ada-small.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
 
 
-def test_main_job_config_trains_end_to_end_and_predicts(tmp_path, monkeypatch):
+def test_two_main_job_runs_in_a_row_keep_both_and_default_root_dir_moves_everything(tmp_path, monkeypatch):
     from lightning_genaug.cli import main
 
-    monkeypatch.chdir(tmp_path)  # the config writes under runs/ada
+    workdir = tmp_path / "cwd"
+    workdir.mkdir()
+    monkeypatch.chdir(workdir)
     monkeypatch.setattr("sys.argv", ["lightning-genaug"])
     config = shrunk_main_job(tmp_path)
-    main(["fit", "--config", str(config), "--trainer.enable_progress_bar", "false"])
-    run = tmp_path / "runs" / "ada"
-    assert (run / "checkpoints" / "last.ckpt").is_file()
-    assert list(run.rglob("samples/*.png"))
-    logged = (run / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert {"ada/p", "loss/G", "loss/D", "loss/r1", "loss/pl", "kimg", "scores/real", "metrics/kid"} <= set(
-        logged
-    )
+    root = tmp_path / "elsewhere"
+    for _ in range(2):
+        main(
+            [
+                "fit",
+                "--config",
+                str(config),
+                "--trainer.enable_progress_bar",
+                "false",
+                "--trainer.default_root_dir",
+                str(root),
+            ]
+        )
+    assert list(workdir.iterdir()) == []  # nothing in runs/ada: the root dir moved every output
+    runs = sorted((root / "lightning_logs").iterdir())
+    assert [run.name for run in runs] == ["version_0", "version_1"]
+    for run in runs:
+        assert (run / "checkpoints" / "last.ckpt").is_file()
+        assert (run / "config.yaml").is_file()
+        assert list((run / "samples").glob("*.png"))
+        logged = (run / "metrics.csv").read_text().splitlines()[0].split(",")
+        expected = {"ada/p", "loss/G", "loss/D", "loss/r1", "loss/pl", "kimg", "scores/real", "metrics/kid"}
+        assert expected <= set(logged)
+    first_rows = (runs[0] / "metrics.csv").read_text().splitlines()
+    assert len(first_rows) > 2  # the first run's log survived the second run
 
     main(
         [
@@ -415,34 +472,18 @@ def test_main_job_config_trains_end_to_end_and_predicts(tmp_path, monkeypatch):
             "--config",
             str(config),
             "--ckpt_path",
-            str(run / "checkpoints" / "last.ckpt"),
-            "--model.num_predict",
+            str(runs[0] / "checkpoints" / "last.ckpt"),
+            "--model.predict.num_images",
             "12",
             "--trainer.enable_progress_bar",
             "false",
+            "--trainer.default_root_dir",
+            str(root),
         ]
     )
-    predictions = sorted(path.name for path in (run / "predictions").iterdir())
+    predict_run = root / "lightning_logs" / "version_2"
+    predictions = sorted(path.name for path in (predict_run / "predictions").iterdir())
     assert predictions == ["grid.png"] + [f"seed{seed:06d}.png" for seed in range(12)]
-
-
-def test_example_configs_parse(tmp_path, monkeypatch):
-    monkeypatch.setattr("sys.argv", ["lightning-genaug"])
-    import yaml
-
-    from lightning_genaug.cli import GenAugCLI
-
-    for name, extra in (("ada-cifar10.yaml", ["--data.root", str(tmp_path)]), ("ada-transfer.yaml", [])):
-        config = yaml.safe_load((CONFIGS / name).read_text())
-        config["trainer"]["callbacks"] = [  # the Inception weights file is not on test machines
-            callback
-            for callback in config["trainer"]["callbacks"]
-            if "GenerativeMetrics" not in callback["class_path"]
-        ]
-        path = tmp_path / name
-        path.write_text(yaml.safe_dump(config))
-        cli = GenAugCLI(args=["--config", str(path), *extra, "--trainer.logger", "false"], run=False)
-        assert type(cli.model).__name__ == "StyleGAN2ADA"
 
 
 def test_compile_keeps_the_checkpoint_layout():

@@ -113,7 +113,7 @@ def test_offline_run_has_loss_metric_kimg_and_sample_grid(offline_wandb):
     images = torch.rand(64, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(0)) * 2 - 1
     extractor = nn.Sequential(nn.Flatten(), nn.Linear(SIZE * SIZE, 5))
     callbacks = [
-        SampleGrid(num_samples=4, nrow=2, every_n_steps=2),
+        SampleGrid(num_samples=4, nrow=2, every_n_batches=2),
         GenerativeMetrics(
             num_gen=32, feature_extractor=extractor, cache_dir=tmp_path / "stats", progress_bar=False
         ),
@@ -134,4 +134,4 @@ def test_offline_run_has_loss_metric_kimg_and_sample_grid(offline_wandb):
     assert [(row["trainer/global_step"], row["kimg"]) for row in grid_rows] == [(2, 0.032), (4, 0.064)]
     for row in grid_rows:
         assert (run_dir / "files" / row["samples/filenames"][0]).is_file()
-    assert (tmp_path / "samples" / "step_0000004.png").is_file()  # the PNG beside the run
+    assert (tmp_path / "samples" / "batch_0000004.png").is_file()  # the PNG beside the run

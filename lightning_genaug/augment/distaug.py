@@ -254,7 +254,7 @@ class DistAugTransforms(nn.Module):
         >>> aug = DistAugTransforms(["rotation", "transposition"])
         >>> aug.num_options
         (4, 2)
-        >>> images, ids = aug(torch.rand(5, 3, 8, 8) * 2 - 1, generator=torch.Generator().manual_seed(0))
+        >>> images, ids = aug(torch.rand(5, 3, 8, 8) * 2 - 1, torch.Generator().manual_seed(0))
         >>> ids.shape
         torch.Size([5, 2])
     """
@@ -361,10 +361,15 @@ class DistAugTransforms(nn.Module):
     def forward(
         self,
         images: torch.Tensor,
-        params: dict[str, torch.Tensor] | None = None,
         generator: torch.Generator | None = None,
+        params: dict[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw (unless ``params`` is given) and apply transforms.
+        """Draw (unless ``params`` is given) and apply transforms; ``aug(x, generator)`` like every pipe.
+
+        Args:
+            images: ``(B, C, H, W)`` float in [-1, 1] or integer tokens.
+            generator: optional ``torch.Generator`` for a reproducible draw.
+            params: a previous draw (:meth:`sample_params` / :meth:`identity_params`) to replay.
 
         Returns:
             ``(augmented images (B, C, H, W), transform_ids (B, K) int64)``.

@@ -8,11 +8,14 @@ heuristic ``r_t = E[sign(D(real))]`` stays at a target. This callback is the con
   :mod:`lightning_genaug.augment.protocol`) and calls ``augment_pipe.observe(real_logits)`` on D's
   logits for augmented reals. The callback only reads the statistics and writes ``p``.
 * **Foreign path** (zero code change): the module has no ``augment_pipe``. The callback finds the
-  discriminator, creates a pipe, augments D's image input with a forward pre-hook while the module
-  is training (reals and fakes, in D and G steps), and every ``interval`` batches measures ``r_t``
-  by running D once more, under ``no_grad``, on augmented reals of the current batch.
+  discriminator, creates a pipe (or takes ``pipe=``), augments D's image input with a forward
+  pre-hook while the module is training (reals and fakes, in D and G steps), and every
+  ``every_n_batches`` batches measures ``r_t`` by running D once more, under ``no_grad``, on augmented
+  reals of the current batch.
 
-Every ``interval`` batches the statistics are summed over ranks through the strategy, so every rank
+``p`` has one home: the pipe's ``p`` buffer. The callback reads it, writes the new value there, and
+checkpoints only its own counters (plus, on the foreign path, the state of the pipe it owns). Every
+``every_n_batches`` batches the statistics are summed over ranks through the strategy, so every rank
 computes the same ``p`` (:func:`next_p`).
 """
 
@@ -25,11 +28,13 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_deprecation, rank_zero_warn
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from lightning_genaug._checks import check_choice, check_images, check_positive_int, check_range
+from lightning_genaug.augment.ada import PRESETS as AUGMENT_PRESETS
+from lightning_genaug.augment.ada import AugmentPipe
 from lightning_genaug.augment.protocol import AugmentationStrength
 from lightning_genaug.data.batch import split_batch
 
@@ -55,7 +60,7 @@ def next_p(
         p'  = clamp(p + sign(r_t - target) * images_seen / (1000 * speed_kimg), 0, max_p)
 
     ``images_seen`` is the number of training images since the previous step, summed over ranks
-    (``batch_size * interval * world_size`` for full batches), so ``p`` can travel from 0 to 1 in
+    (``batch_size * every_n_batches * world_size`` for full batches), so ``p`` can travel from 0 to 1 in
     ``speed_kimg`` thousand images whatever the batch size, interval or number of devices.
     With no observation (``count == 0``) ``r_t`` is NaN and ``p`` does not move.
 
@@ -100,19 +105,20 @@ class AdaptiveAugmentation(Callback):
     argument named ``image_key``, default ``"image"``) is augmented while the module is training; its
     other arguments (labels) pass through untouched. D must then be callable as ``D(images)`` or
     ``D(images, labels)`` for the ``r_t`` measurement, which costs one extra no-grad D forward on the
-    current batch's reals every ``interval`` batches.
+    current batch's reals every ``every_n_batches`` batches.
 
     Logs ``ada/p`` (progress bar) and ``ada/rt`` (the latest measurement) every training batch.
-    ``p``, the batch counter and the image counter are checkpointed, so a resumed run continues ``p``
-    exactly (the module's own pipe buffer is overwritten with the same value at train start).
+    ``p`` lives in the pipe's ``p`` buffer only: the module's checkpoint holds it on the native path,
+    the callback's state holds the pipe it owns on the foreign path, so a resumed run continues ``p``
+    exactly. Checkpoints written by 0.1 (which stored the callback's own copy of ``p``) resume too.
 
     Args:
         target: the ``r_t`` to hold, in [0, 1); 0.6 in the paper.
-        interval: adjust ``p`` every this many training batches (4 in the paper).
+        every_n_batches: adjust ``p`` every this many training batches (4 in the paper).
         speed_kimg: thousands of real images over which ``p`` can move by 1 (500 in the paper; use a
             few kimg for short runs).
-        initial_p: ``p`` at the start of a fresh run, in [0, max_p]; ``None`` keeps the pipe's own
-            value (a module's ``augment_p``, or the ``p`` of ``pipe``; 0 for the default pipe).
+        initial_p: ``p`` written to the pipe at the start of a fresh run, in [0, max_p]; ``None``
+            keeps the pipe's own value (the ``p`` it was built with; 0 for the default pipe).
         max_p: upper clamp of ``p``, in (0, 1]; non-leaking needs ``p < 1`` for most transforms.
         heuristic: ``"rt"`` (the paper's default). ``"rv"`` is not implemented: it needs D run on a
             held-out validation set and on generated images, which the native path does not expose.
@@ -125,17 +131,18 @@ class AdaptiveAugmentation(Callback):
         discriminator_attr: attribute of the module holding D (foreign path).
         image_key: key of the images in dict batches, and keyword of D's image argument when D is
             called with keywords only.
+        interval: deprecated alias of ``every_n_batches`` (removed in 0.3).
 
     Example:
         >>> callback = AdaptiveAugmentation(target=0.6, speed_kimg=100)
-        >>> callback.p
-        0.0
+        >>> callback.every_n_batches, callback.p  # no pipe before `setup`
+        (4, None)
     """
 
     def __init__(
         self,
         target: float = 0.6,
-        interval: int = 4,
+        every_n_batches: int = 4,
         speed_kimg: float = 500.0,
         initial_p: float | None = None,
         max_p: float = 1.0,
@@ -145,15 +152,22 @@ class AdaptiveAugmentation(Callback):
         fixed_p: float | None = None,
         discriminator_attr: str | None = None,
         image_key: str | None = None,
+        interval: int | None = None,
     ) -> None:
+        if interval is not None:
+            rank_zero_deprecation(
+                "AdaptiveAugmentation(interval=...) is deprecated since 0.2 and will be removed in 0.3; "
+                "use `every_n_batches` (the same number: training batches)."
+            )
+            every_n_batches = interval
         self.target = check_range("target", target, 0.0, 1.0, high_inclusive=False)
-        self.interval = check_positive_int("interval", interval)
+        self.every_n_batches = check_positive_int("every_n_batches", every_n_batches)
         self.speed_kimg = check_range("speed_kimg", speed_kimg, 0.0, None, low_inclusive=False)
         self.max_p = check_range("max_p", max_p, 0.0, 1.0, low_inclusive=False)
         self.initial_p = None if initial_p is None else check_range("initial_p", initial_p, 0.0, self.max_p)
         self.heuristic = check_choice("heuristic", heuristic, ["rt"])
         self.fixed_p = None if fixed_p is None else check_range("fixed_p", fixed_p, 0.0, 1.0)
-        self.preset = preset
+        self.preset = check_choice("preset", preset, AUGMENT_PRESETS)
         self.discriminator_attr = None if discriminator_attr is None else _check_name(
             "discriminator_attr", discriminator_attr
         )
@@ -161,13 +175,12 @@ class AdaptiveAugmentation(Callback):
         if pipe is not None:
             _check_pipe(pipe, "pipe")
         self._pipe_given = pipe is not None
-        self._foreign_pipe = pipe if pipe is not None else _build_augment_pipe(preset)
+        self._foreign_pipe: nn.Module | None = pipe  # built in `setup` when the foreign path needs one
 
-        self._p = float(self.fixed_p if self.fixed_p is not None else self.initial_p or 0.0)
         self._rt: float | None = None
         self._batches_seen = 0
         self._images_since_update = 0
-        self._state_loaded = False
+        self._legacy_p: float | None = None  # `p` of a 0.1 checkpoint, written to the pipe at train start
         self._warned_no_signs = False
 
         self._pipe: nn.Module | None = None
@@ -180,9 +193,9 @@ class AdaptiveAugmentation(Callback):
     # ------------------------------------------------------------------ public state
 
     @property
-    def p(self) -> float:
-        """The current augmentation strength."""
-        return self._p
+    def p(self) -> float | None:
+        """The current strength, read from the pipe's ``p`` buffer (``None`` before ``setup``)."""
+        return None if self._pipe is None else float(self._pipe.p)
 
     @property
     def rt(self) -> float | None:
@@ -207,20 +220,24 @@ class AdaptiveAugmentation(Callback):
         )
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "p": self._p,
+        """The callback's counters, plus the state of the pipe it owns on the foreign path (its ``p``)."""
+        state: dict[str, Any] = {
             "rt": self._rt,
             "batches_seen": self._batches_seen,
             "images_since_update": self._images_since_update,
         }
+        if self.is_foreign:
+            state["pipe"] = self._foreign_pipe.state_dict()
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if self.fixed_p is None:
-            self._p = float(state_dict["p"])
         self._rt = state_dict.get("rt")
         self._batches_seen = int(state_dict.get("batches_seen", 0))
         self._images_since_update = int(state_dict.get("images_since_update", 0))
-        self._state_loaded = True
+        if "pipe" in state_dict:
+            self._require_foreign_pipe().load_state_dict(state_dict["pipe"])
+        elif "p" in state_dict:  # written by 0.1, which kept its own copy of p
+            self._legacy_p = float(state_dict["p"])
 
     # ------------------------------------------------------------------ hooks
 
@@ -234,7 +251,7 @@ class AdaptiveAugmentation(Callback):
             return
         self._discriminator = _find_discriminator(pl_module, self.discriminator_attr)
         self._discriminator_takes_labels = _takes_labels(self._discriminator)
-        self._pipe = self._foreign_pipe
+        self._pipe = self._require_foreign_pipe()
         self._module = pl_module
         self._hook = self._discriminator.register_forward_pre_hook(self._augment_input, with_kwargs=True)
 
@@ -244,8 +261,8 @@ class AdaptiveAugmentation(Callback):
         if own_pipe is None:
             raise ValueError(
                 f"`{module_name}.augment_pipe` is None: the module has its augmentation switched off, so "
-                "there is no strength to adapt. Configure the module's augmentation (e.g. `augment='bgc'`) "
-                "or remove AdaptiveAugmentation."
+                "there is no strength to adapt. Give the module an augmentation (e.g. `augment: "
+                "{class_path: AugmentPipe}`) or remove AdaptiveAugmentation."
             )
         _check_pipe(own_pipe, f"{module_name}.augment_pipe")
         if self._pipe_given and self._foreign_pipe is not own_pipe:
@@ -256,19 +273,21 @@ class AdaptiveAugmentation(Callback):
         return own_pipe
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Write the starting ``p`` to the pipe: ``fixed_p``, a 0.1 checkpoint's ``p``, or ``initial_p``.
+
+        A resumed run keeps the ``p`` its checkpoint restored into the pipe (``initial_p`` only starts
+        fresh runs).
+        """
         pipe = self._require_pipe()
-        resuming = trainer.ckpt_path is not None
         if self.is_foreign:
             pipe.to(pl_module.device)
-        if not resuming and not self._state_loaded and self.initial_p is None and self.fixed_p is None:
-            self._p = float(pipe.p)
-        elif not self.is_foreign and resuming and not self._state_loaded and self.fixed_p is None:
-            self._p = float(pipe.p)
-            rank_zero_warn(
-                "AdaptiveAugmentation found no state of its own in the checkpoint; continuing from the "
-                f"module's augment_pipe.p = {self._p:.6f}."
-            )
-        self._write_p()
+        if self.fixed_p is not None:
+            self._write_p(self.fixed_p)
+        elif self._legacy_p is not None:
+            self._write_p(self._legacy_p)
+        elif trainer.ckpt_path is None and self.initial_p is not None:
+            self._write_p(self.initial_p)
+        self._legacy_p = None
         self._augmenting = True
 
     def on_train_batch_start(
@@ -281,11 +300,12 @@ class AdaptiveAugmentation(Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         self._batches_seen += 1
-        if self._batches_seen % self.interval == 0:
+        if self._batches_seen % self.every_n_batches == 0:
             if self.is_foreign:
                 self._observe_augmented_reals(batch)
             self._update(trainer)
-        pl_module.log("ada/p", self._p, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
+        p = self._require_pipe().p.detach().float()
+        pl_module.log("ada/p", p, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
         if self._rt is not None and not math.isnan(self._rt):
             pl_module.log("ada/rt", self._rt, on_step=True, on_epoch=False, batch_size=1)
 
@@ -318,9 +338,15 @@ class AdaptiveAugmentation(Callback):
             raise ValueError(f"AdaptiveAugmentation cannot find the batch's images: {error}") from None
         return check_images(images, "batch images"), labels
 
-    def _write_p(self) -> None:
+    def _require_foreign_pipe(self) -> nn.Module:
+        """The pipe of the foreign path: ``pipe=`` or an ``AugmentPipe(preset)``, built on first use."""
+        if self._foreign_pipe is None:
+            self._foreign_pipe = AugmentPipe(preset=self.preset)
+        return self._foreign_pipe
+
+    def _write_p(self, p: float) -> None:
         with torch.no_grad():
-            self._require_pipe().p.fill_(self._p)
+            self._require_pipe().p.fill_(p)
 
     def _update(self, trainer: pl.Trainer) -> None:
         """Sum the interval's statistics over ranks, step ``p`` and hand it to the pipe."""
@@ -335,7 +361,7 @@ class AdaptiveAugmentation(Callback):
         total_signs, total_count, total_images = trainer.strategy.reduce(local, reduce_op="sum").tolist()
         self._images_since_update = 0
         new_p, self._rt = next_p(
-            self._p,
+            float(self._require_pipe().p),
             total_signs,
             total_count,
             total_images,
@@ -347,12 +373,11 @@ class AdaptiveAugmentation(Callback):
             self._warned_no_signs = True
             rank_zero_warn(
                 "AdaptiveAugmentation: the pipe observed no discriminator logits during the last "
-                f"{self.interval} batches, so p cannot adapt. The module must call "
+                f"{self.every_n_batches} batches, so p cannot adapt. The module must call "
                 "`self.augment_pipe.observe(real_logits)` on D's logits for augmented reals."
             )
         if self.fixed_p is None:
-            self._p = new_p
-        self._write_p()
+            self._write_p(new_p)
 
     @torch.no_grad()
     def _observe_augmented_reals(self, batch: Any) -> None:
@@ -472,13 +497,6 @@ def _takes_labels(discriminator: nn.Module) -> bool:
             "`observe(real_logits)` instead (the native path)."
         )
     return len(required) == 2
-
-
-def _build_augment_pipe(preset: str) -> nn.Module:
-    """An ``AugmentPipe`` with ``preset`` (imported here: only the foreign path needs it)."""
-    from lightning_genaug.augment.ada import AugmentPipe
-
-    return AugmentPipe(preset=preset)
 
 
 def _signed_scores(discriminator: nn.Module, args: tuple[torch.Tensor, ...]) -> torch.Tensor:

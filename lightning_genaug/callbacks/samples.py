@@ -11,12 +11,16 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_deprecation
 from torch import nn
 
 from lightning_genaug._checks import check_images, check_positive_int, check_range
+from lightning_genaug.callbacks._progress import images_shown
 from lightning_genaug.callbacks.metrics import generator_num_classes
 from lightning_genaug.data.batch import split_batch
-from lightning_genaug.images import grid_to_uint8, make_grid, save_png
+from lightning_genaug.images import grid_to_uint8, make_grid, picture_grid, save_png
+
+__all__ = ["SampleGrid", "make_grid"]
 
 
 class SampleGrid(Callback):
@@ -29,39 +33,54 @@ class SampleGrid(Callback):
     class with ``nrow`` samples each. A likelihood model whose ``sample`` accepts ``temperature``
     gets one grid per entry of ``temperatures``.
 
-    Outputs, on rank 0: ``<trainer.log_dir>/samples/step_0001000.png`` (``..._t0.94.png`` per
+    Every grid is a :func:`~lightning_genaug.images.picture_grid`: small images are upscaled
+    (nearest neighbour, at least 64 px per cell) with a thin gap between cells, in the PNG file, W&B
+    and TensorBoard alike.
+
+    Outputs, on rank 0: ``<trainer.log_dir>/samples/batch_0001000.png`` (``..._t0.94.png`` per
     temperature) always; ``WandbLogger``: a ``wandb.Image`` list under ``key`` with ``kimg`` in the
-    same row; ``TensorBoardLogger``: ``add_image(key, ...)`` (``key/t0.94`` per temperature).
+    same row; ``TensorBoardLogger``: ``add_image(key, ...)`` (``key/t0.94`` per temperature). ``kimg``
+    is the module's own image counter (``cur_nimg``) when it has one, else this callback's count.
 
     Args:
         num_samples: images in an unconditional grid.
         nrow: images per row.
-        every_n_steps: log when ``trainer.global_step`` passes a multiple of this (GAN modules with
-            manual optimisation advance the global step once per optimiser step).
+        every_n_batches: log after every this many training batches (``None``: only at fit end).
         at_fit_end: also log when fitting ends.
         seed: seed of the fixed latents.
         temperatures: sampling temperatures for modules whose ``sample`` accepts ``temperature``.
         key: the logged image's name.
         image_key: the image entry of dict batches (used to count kimg).
+        every_n_steps: deprecated alias of ``every_n_batches`` (removed in 0.3). It counted
+            ``trainer.global_step``, which GANs with manual optimisation advance once per optimiser
+            step (about twice per batch); ``every_n_batches`` counts batches, like every callback here.
     """
 
     def __init__(
         self,
         num_samples: int = 64,
         nrow: int = 8,
-        every_n_steps: int | None = 1000,
+        every_n_batches: int | None = 500,
         at_fit_end: bool = True,
         seed: int = 0,
         temperatures: Sequence[float] | None = None,
         key: str = "samples",
         image_key: str | None = None,
+        every_n_steps: int | None = None,
     ) -> None:
         super().__init__()
         self.num_samples = check_positive_int("num_samples", num_samples)
         self.nrow = check_positive_int("nrow", nrow)
         if every_n_steps is not None:
-            check_positive_int("every_n_steps", every_n_steps)
-        self.every_n_steps = every_n_steps
+            rank_zero_deprecation(
+                "SampleGrid(every_n_steps=...) is deprecated since 0.2 and will be removed in 0.3; use "
+                "`every_n_batches` (training batches; a GAN with manual optimisation takes about two "
+                "optimiser steps per batch, so halve the old value to keep the old spacing)."
+            )
+            every_n_batches = every_n_steps
+        if every_n_batches is not None:
+            check_positive_int("every_n_batches", every_n_batches)
+        self.every_n_batches = every_n_batches
         self.at_fit_end = at_fit_end
         self.seed = seed
         if temperatures is not None:
@@ -73,18 +92,24 @@ class SampleGrid(Callback):
         self.key = key
         self.image_key = image_key
         self.images_seen = 0
-        self.last_logged_step: int | None = None
+        self.batches_seen = 0
+        self.last_logged_batch: int | None = None
 
     @property
     def state_key(self) -> str:
         return self._generate_state_key(key=self.key)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"images_seen": self.images_seen, "last_logged_step": self.last_logged_step}
+        return {
+            "images_seen": self.images_seen,
+            "batches_seen": self.batches_seen,
+            "last_logged_batch": self.last_logged_batch,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.images_seen = int(state_dict.get("images_seen", 0))
-        self.last_logged_step = state_dict.get("last_logged_step")
+        self.batches_seen = int(state_dict.get("batches_seen", 0))
+        self.last_logged_batch = state_dict.get("last_logged_batch")
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         sample = getattr(pl_module, "sample", None)
@@ -104,15 +129,12 @@ class SampleGrid(Callback):
     ) -> None:
         images, _ = split_batch(batch, self.image_key)
         self.images_seen += images.shape[0] * trainer.world_size
-        if self.every_n_steps is None:
-            return
-        step = trainer.global_step
-        next_step = ((self.last_logged_step or 0) // self.every_n_steps + 1) * self.every_n_steps
-        if step >= next_step:
+        self.batches_seen += 1
+        if self.every_n_batches is not None and self.batches_seen % self.every_n_batches == 0:
             self.log_grids(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.at_fit_end and self.last_logged_step != trainer.global_step:
+        if self.at_fit_end and self.last_logged_batch != self.batches_seen:
             self.log_grids(trainer, pl_module)
 
     def _labels(self, pl_module: nn.Module) -> torch.Tensor | None:
@@ -135,7 +157,7 @@ class SampleGrid(Callback):
                 generator = torch.Generator(device=pl_module.device).manual_seed(self.seed)
                 kwargs = {} if temperature is None else {"temperature": temperature}
                 images = pl_module.sample(count, labels=labels, generator=generator, **kwargs)
-                grids[temperature] = make_grid(check_images(images, "sample()"), self.nrow)
+                grids[temperature] = picture_grid(check_images(images, "sample()"), self.nrow)
         finally:
             pl_module.train(was_training)
         return grids
@@ -143,26 +165,34 @@ class SampleGrid(Callback):
     def log_grids(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Sample, save the PNG(s) and send the grid(s) to the loggers (rank 0 does the work)."""
         step = trainer.global_step
-        self.last_logged_step = step
+        self.last_logged_batch = self.batches_seen
         run_dir = Path(trainer.log_dir or trainer.default_root_dir)  # log_dir must be read on every rank
         if not trainer.is_global_zero:
             return
         grids = self.make_grids(pl_module)
         for temperature, grid in grids.items():
             suffix = "" if temperature is None else f"_t{temperature:g}"
-            save_png(grid, run_dir / "samples" / f"step_{step:07d}{suffix}.png")
+            save_png(grid, run_dir / "samples" / f"batch_{self.batches_seen:07d}{suffix}.png")
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                self._log_wandb(logger, grids, step)
+                self._log_wandb(logger, pl_module, grids, step)
             elif isinstance(logger, TensorBoardLogger):
                 for temperature, grid in grids.items():
                     tag = self.key if temperature is None else f"{self.key}/t{temperature:g}"
                     logger.experiment.add_image(tag, grid, global_step=step)
 
-    def _log_wandb(self, logger: WandbLogger, grids: dict[float | None, torch.Tensor], step: int) -> None:
+    def _log_wandb(
+        self,
+        logger: WandbLogger,
+        pl_module: pl.LightningModule,
+        grids: dict[float | None, torch.Tensor],
+        step: int,
+    ) -> None:
         import wandb
 
-        captions = [f"step {step}" + ("" if t is None else f", temperature {t:g}") for t in grids]
+        batch = f"batch {self.batches_seen}"
+        captions = [batch + ("" if t is None else f", temperature {t:g}") for t in grids]
         images = [wandb.Image(grid_to_uint8(grid), caption=caption)
                   for grid, caption in zip(grids.values(), captions, strict=True)]
-        logger.log_metrics({self.key: images, "kimg": self.images_seen / 1000}, step=step)
+        kimg = images_shown(pl_module, self.images_seen) / 1000
+        logger.log_metrics({self.key: images, "kimg": kimg}, step=step)

@@ -80,7 +80,7 @@ class TinyGAN(pl.LightningModule):
 def main(signs_path: str, out_dir: str) -> None:
     torch.set_num_threads(1)
     signs = torch.tensor(json.loads(Path(signs_path).read_text()), dtype=torch.float32)
-    callback = AdaptiveAugmentation(pipe=IdentityPipe(), interval=2, speed_kimg=0.05)
+    callback = AdaptiveAugmentation(pipe=IdentityPipe(), every_n_batches=2, speed_kimg=0.05)
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=2,

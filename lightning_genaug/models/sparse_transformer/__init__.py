@@ -1,17 +1,17 @@
 """Sparse Transformer with Distribution Augmentation (Jun et al. 2020; Child et al. 2019)."""
 
 from lightning_genaug.models.sparse_transformer.model import (
-    CONFIGS,
+    PRESETS,
     SparseTransformer,
     SparseTransformerConfig,
-    make_config,
+    get_config,
 )
 from lightning_genaug.models.sparse_transformer.module import SparseTransformerDistAug
 
 __all__ = [
-    "CONFIGS",
+    "PRESETS",
     "SparseTransformer",
     "SparseTransformerConfig",
     "SparseTransformerDistAug",
-    "make_config",
+    "get_config",
 ]

@@ -28,7 +28,7 @@ import contextlib
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -38,6 +38,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from lightning_genaug._checks import check_choice, check_positive_int, check_range
+from lightning_genaug.models.presets import resolve_preset
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ KERNELS = ("auto", "sdpa", "flex")
 class SparseTransformerConfig:
     """Hyper-parameters of :class:`SparseTransformer`.
 
-    The named presets in :data:`CONFIGS` follow the DistAug paper's CIFAR-10 models.
+    The named presets in :data:`PRESETS` follow the DistAug paper's CIFAR-10 models.
     """
 
     channels: int = 3  # C: sub-pixels per pixel; the sequence is H*W*C long
@@ -107,46 +108,32 @@ class SparseTransformerConfig:
         return self.attention_layers[layer % len(self.attention_layers)]
 
 
-CONFIGS: dict[str, dict[str, object]] = {
+PRESETS: dict[str, SparseTransformerConfig] = {
     # CPU tests and the digits example: 8x8 images, window/stride = one row of sub-pixels.
-    "tiny": {
-        "n_layer": 2,
-        "n_head": 2,
-        "n_embd": 64,
-        "mlp_ratio": 4.0,
-        "qk_ratio": 1.0,
-        "attention_stride": 8,
-    },
+    "tiny": SparseTransformerConfig(
+        n_layer=2, n_head=2, n_embd=64, mlp_ratio=4.0, qk_ratio=1.0, attention_stride=8
+    ),
     # DistAug paper, CIFAR-10 32x32x3: 15M = a quarter of the 58M model's layers.
-    "15m": {"n_layer": 32, "n_head": 2, "n_embd": 256, "attention_stride": 96},
+    "15m": SparseTransformerConfig(n_layer=32, n_head=2, n_embd=256, attention_stride=96),
     # Child et al. 2019 CIFAR-10 model (58M).
-    "58m": {"n_layer": 128, "n_head": 2, "n_embd": 256, "attention_stride": 96},
+    "58m": SparseTransformerConfig(n_layer=128, n_head=2, n_embd=256, attention_stride=96),
     # DistAug paper's 152M model: 48 layers x 512 x 16 heads, full-size projections.
-    "150m": {
-        "n_layer": 48,
-        "n_head": 16,
-        "n_embd": 512,
-        "mlp_ratio": 4.0,
-        "qk_ratio": 1.0,
-        "attention_stride": 96,
-    },
+    "150m": SparseTransformerConfig(
+        n_layer=48, n_head=16, n_embd=512, mlp_ratio=4.0, qk_ratio=1.0, attention_stride=96
+    ),
 }
 
 
-def make_config(name: str = "tiny", **overrides: object) -> SparseTransformerConfig:
-    """A preset of :data:`CONFIGS` with ``overrides`` applied (e.g. ``channels``, ``resolution``).
+def get_config(name: str = "tiny", **overrides: object) -> SparseTransformerConfig:
+    """The preset ``name`` of :data:`PRESETS` with ``overrides`` applied (e.g. ``channels``, ``resolution``).
 
-    >>> make_config("15m", channels=3, resolution=32).n_layer
+    The same mechanism as :func:`lightning_genaug.models.stylegan2.get_config`
+    (:func:`lightning_genaug.models.presets.resolve_preset`).
+
+    >>> get_config("15m", channels=3, resolution=32).n_layer
     32
     """
-    base = CONFIGS[check_choice("config", name, CONFIGS)]
-    unknown = set(overrides) - set(SparseTransformerConfig.__dataclass_fields__)
-    if unknown:
-        raise ValueError(
-            f"Unknown config override(s) {sorted(unknown)}; valid keys are "
-            f"{sorted(SparseTransformerConfig.__dataclass_fields__)}."
-        )
-    return replace(SparseTransformerConfig(), **{**base, **overrides})
+    return resolve_preset(PRESETS, name, overrides)
 
 
 @lru_cache(maxsize=32)

@@ -21,7 +21,8 @@ from lightning_genaug.augment.distaug import DistAugTransforms, from_sequence, t
 from lightning_genaug.data.batch import split_batch
 from lightning_genaug.images import from_uint8, to_uint8
 from lightning_genaug.metrics.bpd import bits_per_dim_from_logits
-from lightning_genaug.models.sparse_transformer.model import SparseTransformer, make_config
+from lightning_genaug.models.predict import GeneratorPredictMixin, PredictOptions
+from lightning_genaug.models.sparse_transformer.model import SparseTransformer, get_config
 
 LR_SCHEDULES = ("cosine", "linear", "constant")
 
@@ -51,14 +52,14 @@ def lr_multiplier(step: int, warmup_steps: int, total_steps: int, schedule: str,
     return min_ratio + (1 - min_ratio) * shape
 
 
-class SparseTransformerDistAug(L.LightningModule):
+class SparseTransformerDistAug(GeneratorPredictMixin, L.LightningModule):
     """Sparse Transformer with DistAug conditioning, EMA weights, bits-per-dim and KV-cache sampling.
 
     Batches follow the package contract (``split_batch``): float images ``(B, C, H, W)`` in [-1, 1]
     are quantised to tokens ``round((x + 1) * 127.5)``.
 
     Args:
-        config: preset name in ``CONFIGS`` (``tiny``, ``15m``, ``58m``, ``150m``).
+        config: preset name in ``PRESETS`` (``tiny``, ``15m``, ``58m``, ``150m``).
         config_overrides: fields of ``SparseTransformerConfig`` to change (e.g. ``n_layer``,
             ``dropout``, ``kernel``, ``gradient_checkpointing``, ``bf16``).
         channels: image channels; ``None`` reads ``image_shape`` (or ``channels``) of the
@@ -75,11 +76,19 @@ class SparseTransformerDistAug(L.LightningModule):
         lr_schedule: ``cosine``, ``linear`` or ``constant`` after warmup.
         min_lr_ratio: final learning rate as a fraction of ``lr``.
         schedule_steps: steps the schedule decays over; ``None`` uses the trainer's estimate.
-        ema_decay: decay of the weight EMA used for validation and sampling (the paper: 0.999);
+        ema_decay: per-batch decay of the weight EMA used for validation and sampling (the paper: 0.999);
             early updates use ``min(ema_decay, (1 + n) / (10 + n))`` so short runs are not dominated
             by the initial weights.
         gradient_clip_val: gradient-norm clipping applied by this module (the paper: 1.0) unless
             the trainer sets its own ``gradient_clip_val``; ``0`` disables it.
+        predict: what ``predict`` writes (:class:`~lightning_genaug.models.predict.PredictOptions`);
+            ``sample_kwargs`` takes ``temperature``, ``transform`` and ``use_cache`` (KV cache).
+            Not a hyperparameter: never read back from a checkpoint.
+
+    Example:
+        >>> model = SparseTransformerDistAug("tiny", channels=1, resolution=4, transforms=[])
+        >>> model.sample(2, temperature=0.9).shape
+        torch.Size([2, 1, 4, 4])
     """
 
     def __init__(
@@ -102,10 +111,12 @@ class SparseTransformerDistAug(L.LightningModule):
         schedule_steps: int | None = None,
         ema_decay: float = 0.999,
         gradient_clip_val: float = 1.0,
+        predict: PredictOptions | None = None,
     ) -> None:
         super().__init__()
         transforms = [transforms] if isinstance(transforms, str) else list(transforms)
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["predict"])
+        self.predict_options = predict if predict is not None else PredictOptions()
         check_range("lr", lr, 0.0, low_inclusive=False)
         check_range("weight_decay", weight_decay, 0.0)
         check_positive_int("warmup_steps", warmup_steps, allow_zero=True)
@@ -152,14 +163,16 @@ class SparseTransformerDistAug(L.LightningModule):
             num_transform_options=self.augment.num_options if self.augment is not None else (),
             num_classes=self.hparams.num_classes,
         )
-        self.net = SparseTransformer(make_config(self.hparams.config, **overrides))
+        self.net = SparseTransformer(get_config(self.hparams.config, **overrides))
         # Left in train mode like the rest of the module (Lightning warns otherwise); `bits_per_dim`
         # and `sample` switch it to eval themselves.
         self.ema_net = copy.deepcopy(self.net).requires_grad_(False)
         self.hparams.channels, self.hparams.resolution = channels, resolution  # saved in checkpoints
 
     def setup(self, stage: str) -> None:
-        """Build the network from the datamodule's ``image_shape`` if it was not given."""
+        """Build the network from the datamodule's ``image_shape`` if not given; lend predict data."""
+        if self._trainer is not None:
+            self.lend_predict_dataloader(stage)
         if self.net is not None:
             return
         datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
@@ -282,7 +295,11 @@ class SparseTransformerDistAug(L.LightningModule):
 
     @torch.no_grad()
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """Update the EMA weights after each optimiser step."""
+        """Update the EMA weights after every training batch.
+
+        This runs on every batch, including the micro-batches of gradient accumulation (which take no
+        optimiser step), so ``ema_decay`` is a per-batch decay.
+        """
         updates = int(self.ema_updates)
         decay = min(self.hparams.ema_decay, (1 + updates) / (10 + updates))
         for ema_param, param in zip(self.ema_net.parameters(), self.net.parameters(), strict=True):

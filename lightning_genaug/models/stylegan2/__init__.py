@@ -1,5 +1,6 @@
-"""StyleGAN2 networks, configs and the ``StyleGAN2ADA`` LightningModule."""
+"""StyleGAN2 networks, presets and the ``StyleGAN2ADA`` LightningModule."""
 
+from lightning_genaug.models.stylegan2.configs import PRESETS, StyleGAN2Config, build_networks, get_config
 from lightning_genaug.models.stylegan2.module import StyleGAN2ADA
 
-__all__ = ["StyleGAN2ADA"]
+__all__ = ["PRESETS", "StyleGAN2ADA", "StyleGAN2Config", "build_networks", "get_config"]

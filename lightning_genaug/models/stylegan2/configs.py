@@ -15,16 +15,22 @@ auto       by res.     2    by res.      by res.  by res.  by res.  0.05  resnet
 
 ``cifar`` also turns off style mixing and path-length regularisation. ``auto`` follows the
 reference's heuristics for a resolution and a number of processes. ``tiny`` (about 50k parameters per
-network) is for tests and smoke runs. ``batch_size`` is the global batch (all processes together), as
-in the reference; ``gamma`` and ``ema_kimg`` of ``auto`` are derived from it.
+network) is for tests and smoke runs. ``batch_size`` is the reference's global batch for the preset (all
+processes together); ``auto`` derives ``gamma`` and ``ema_kimg`` from that *heuristic* batch (the
+resolution and ``world_size``, which ``StyleGAN2ADA`` leaves at 1), never from the datamodule's actual
+batch size, which the module does not read. Set ``R1(gamma=...)`` or ``config_overrides: {ema_kimg: ...}``
+when your batch differs.
+
+Presets use the package's one preset mechanism (:mod:`lightning_genaug.models.presets`), shared with the
+Sparse Transformer's :func:`~lightning_genaug.models.sparse_transformer.get_config`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from lightning_genaug._checks import check_choice, check_positive_int, check_range
+from lightning_genaug.models.presets import replace_fields
 from lightning_genaug.models.stylegan2.networks import DISCRIMINATOR_ARCHITECTURES, Discriminator, Generator
 
 CONFIG_NAMES = ("auto", "stylegan2", "paper256", "paper512", "paper1024", "cifar", "tiny")
@@ -58,6 +64,8 @@ class StyleGAN2Config:
     pl_weight: float = 2.0  # path-length regularisation weight; 0 disables it
     r1_interval: int = 16  # lazy R1 every 16 batches
     pl_interval: int = 4  # lazy path-length regularisation every 4 batches
+    pl_batch_shrink: int = 2  # the path-length phase uses batch // pl_batch_shrink images
+    pl_decay: float = 0.01  # decay of the running mean path length
 
     def __post_init__(self) -> None:
         for name in (
@@ -70,6 +78,7 @@ class StyleGAN2Config:
             "batch_size",
             "r1_interval",
             "pl_interval",
+            "pl_batch_shrink",
         ):
             check_positive_int(name, getattr(self, name))
         check_positive_int("num_fp16_res", self.num_fp16_res, allow_zero=True)
@@ -80,6 +89,7 @@ class StyleGAN2Config:
         check_range("ema_kimg", self.ema_kimg, 0.0)
         check_range("style_mixing_prob", self.style_mixing_prob, 0.0, 1.0)
         check_range("pl_weight", self.pl_weight, 0.0)
+        check_range("pl_decay", self.pl_decay, 0.0, 1.0, low_inclusive=False)
         if self.conv_clamp is not None:
             check_range("conv_clamp", self.conv_clamp, 0.0, low_inclusive=False)
         if self.ema_rampup is not None:
@@ -95,7 +105,7 @@ class StyleGAN2Config:
 
 
 # The reference's table; fields not named keep the StyleGAN2Config defaults (the `stylegan2` values).
-_PRESETS: dict[str, StyleGAN2Config] = {
+PRESETS: dict[str, StyleGAN2Config] = {
     "stylegan2": StyleGAN2Config("stylegan2"),
     "paper256": StyleGAN2Config(
         "paper256", channel_base=16384, batch_size=64, mbstd_group=8, lr=0.0025, gamma=1.0, ema_kimg=20.0
@@ -168,18 +178,8 @@ def get_config(name: str, img_resolution: int, *, world_size: int = 1, **overrid
     name = check_choice("config", name, CONFIG_NAMES)
     check_positive_int("img_resolution", img_resolution)
     check_positive_int("world_size", world_size)
-    config = _auto_config(img_resolution, world_size) if name == "auto" else _PRESETS[name]
-    return _replace(config, overrides)
-
-
-def _replace(config: StyleGAN2Config, overrides: dict) -> StyleGAN2Config:
-    names = {field.name for field in dataclasses.fields(StyleGAN2Config)} - {"name"}
-    unknown = sorted(set(overrides) - names)
-    if unknown:
-        raise ValueError(
-            f"Unknown StyleGAN2Config field(s) {unknown}; valid fields are: {', '.join(sorted(names))}."
-        )
-    return dataclasses.replace(config, **overrides)
+    config = _auto_config(img_resolution, world_size) if name == "auto" else PRESETS[name]
+    return replace_fields(config, overrides, frozen=("name",))
 
 
 def build_networks(
@@ -212,7 +212,7 @@ def build_networks(
     if isinstance(config, str):
         config = get_config(config, img_resolution, world_size=world_size, **overrides)
     elif isinstance(config, StyleGAN2Config):
-        config = _replace(config, overrides)
+        config = replace_fields(config, overrides, frozen=("name",))
     else:
         raise TypeError(f"`config` must be a preset name or a StyleGAN2Config, got {type(config).__name__}.")
     generator = Generator(

@@ -1,14 +1,13 @@
 """StyleGAN2 losses and schedules as pure functions (no Lightning, no module state).
 
 Everything :class:`~lightning_genaug.models.stylegan2.StyleGAN2ADA` optimises is written here so that
-each formula can be read, tested and reused (ScaleGAN swaps only the discriminator regulariser):
+each formula can be read, tested and reused (the regularisers of D, R1, the variance regulariser and
+bCR, live in :mod:`lightning_genaug.regularizers`):
 
 - non-saturating logistic loss (Goodfellow et al. 2014), G: ``softplus(-D(G(z)))``,
   D: ``softplus(D(G(z))) + softplus(-D(x))``;
-- R1 (Mescheder et al. 2018): ``gamma / 2 * ||grad_x D(x)||^2`` on real images;
 - path-length regularisation (Karras et al. 2020, StyleGAN2): ``(||J_w^T y|| - a)^2`` with ``a`` an
   exponential moving average of the lengths;
-- balanced consistency regularisation, bCR (Zhao et al. 2021): ``||D(x) - D(T(x))||^2``;
 - the EMA generator's decay from a half-life in images, and the lazy-regularisation correction of
   Adam's hyperparameters.
 """
@@ -49,24 +48,6 @@ def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> 
     return F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
 
 
-def r1_penalty(real_images: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
-    """Squared norm of D's gradient with respect to its real inputs, per sample.
-
-    The graph is kept (``create_graph=True``) so that the penalty can be back-propagated into D.
-    ``real_images`` is the tensor that *requires grad*: when D sees augmented images, pass the
-    un-augmented reals so that the gradient flows back through the augmentation, as in ADA.
-
-    Args:
-        real_images: ``(B, C, H, W)`` with ``requires_grad=True``.
-        real_logits: ``(B, 1)`` computed from ``real_images``.
-
-    Returns:
-        ``(B,)`` tensor ``||dD(x)/dx||^2``.
-    """
-    (gradients,) = torch.autograd.grad(outputs=real_logits.sum(), inputs=real_images, create_graph=True)
-    return gradients.square().sum(dim=(1, 2, 3))
-
-
 def path_lengths(
     images: torch.Tensor, ws: torch.Tensor, generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -102,19 +83,6 @@ def path_length_penalty(
     """
     new_mean = running_mean.lerp(lengths.mean().detach().to(running_mean.dtype), decay)
     return (lengths - new_mean).square(), new_mean
-
-
-def consistency_penalty(logits: torch.Tensor, augmented_logits: torch.Tensor) -> torch.Tensor:
-    """bCR's consistency term ``mean((D(x) - D(T(x)))^2)``.
-
-    Args:
-        logits: D's logits for images, ``(B, 1)``.
-        augmented_logits: D's logits for the same images transformed by ``T``, ``(B, 1)``.
-
-    Returns:
-        0-d tensor.
-    """
-    return (logits - augmented_logits).square().mean()
 
 
 def ema_beta(batch_size: int, cur_nimg: int, ema_kimg: float, ema_rampup: float | None) -> float:

@@ -8,19 +8,27 @@ phase      loss                                         when
 ``Gmain``  ``softplus(-D(A(G(z))))``                    every batch
 ``Greg``   path length ``pl_weight * (l - a)^2``        every ``pl_interval``
 ``Dmain``  ``softplus(D(A(G(z)))) + softplus(-D(A(x)))``  every batch
-``Dreg``   R1 ``gamma / 2 * ||grad_x D(A(x))||^2``      every ``r1_interval``
+           (+ ``consistency``, e.g. bCR)
+``Dreg``   ``regularizer`` (R1: ``gamma / 2 *``         every ``interval``
+           ``||grad_x D(A(x))||^2``)
 =========  ===========================================  ======================
 
-``A`` is :attr:`StyleGAN2ADA.augment_pipe` (identity at ``p = 0``); regularisation losses are
-multiplied by their interval (lazy regularisation) and Adam's lr/betas are corrected for the
+The module is composed from objects, each given in YAML as ``class_path``/``init_args``: ``A`` is
+``augment`` (stored as :attr:`StyleGAN2ADA.augment_pipe`: an ``AugmentPipe``, ``DiffAugment``,
+``DataScaling``, a ``Chain`` of them, or ``None``), D's regulariser is ``regularizer``
+(:mod:`lightning_genaug.regularizers`) and ``consistency`` an optional term such as bCR. Network and
+training fields come from one place: the preset ``config`` plus ``config_overrides``. Regularisation
+losses are multiplied by their interval (lazy regularisation) and Adam's lr/betas are corrected for the
 extra steps. After the phases the EMA generator ``G_ema`` moves towards ``G``.
 """
 
 from __future__ import annotations
 
+import copy
+import inspect
 import logging
-import math
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -30,60 +38,56 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities.model_helpers import is_overridden
+from jsonargparse import lazy_instance
 from torch import nn
-from torch.utils.data import DataLoader
 
 from lightning_genaug._checks import check_positive_int, check_range
+from lightning_genaug.augment.ada import AugmentPipe
 from lightning_genaug.data.batch import split_batch
-from lightning_genaug.images import make_grid, save_png
+from lightning_genaug.models.predict import GeneratorPredictMixin, PredictOptions
 from lightning_genaug.models.stylegan2 import losses
 from lightning_genaug.models.stylegan2.configs import StyleGAN2Config, build_networks, get_config
+from lightning_genaug.regularizers import R1, BalancedConsistency, DiscriminatorRegularizer
 
 log = logging.getLogger(__name__)
 
-_PREDICT_OPTIONS = ("truncation_psi", "predict_dir", "num_predict", "predict_seed", "predict_batch_size")
+DEFAULT_AUGMENT: nn.Module = lazy_instance(AugmentPipe, preset="bgc")
+"""The default ``augment``: ADA's ``bgc`` pipe at ``p = 0`` (a fresh one per module)."""
 
-# bCR's transform T in the ADA paper's comparison: x-flip and integer translation (up to 1/8 of the image).
-_BCR_TRANSFORMS = {"xflip": 1.0, "xint": 1.0}
+DEFAULT_REGULARIZER: DiscriminatorRegularizer = lazy_instance(R1)
+"""The default ``regularizer``: R1 with the preset's ``gamma`` and ``r1_interval``."""
+
+# Set on the regulariser object, not in the config: each value has one home.
+_REGULARIZER_FIELDS = {"gamma": "gamma", "r1_interval": "interval"}
 
 
-class StyleGAN2ADA(pl.LightningModule):
+class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
     """StyleGAN2 with ADA (Karras et al., NeurIPS 2020) under manual optimisation.
 
-    Hyperparameters start from a named config (``configs.py``: ``auto``, ``stylegan2``, ``paper256``,
-    ``paper512``, ``paper1024``, ``cifar``, ``tiny``); every argument left at ``None`` keeps the
-    config's value, so a LightningCLI config is data (``config: cifar``, ``gamma: 0.05``). The batch
-    size is the datamodule's.
+    Hyperparameters come from a named preset (``configs.py``: ``auto``, ``stylegan2``, ``paper256``,
+    ``paper512``, ``paper1024``, ``cifar``, ``tiny``) with ``config_overrides`` replacing fields, so a
+    LightningCLI config is data (``config: cifar``, ``config_overrides: {lr: 0.002}``). The batch size
+    is the datamodule's.
 
     Args:
-        config: name of the base config.
+        config: name of the preset.
+        config_overrides: :class:`~lightning_genaug.models.stylegan2.configs.StyleGAN2Config` fields to
+            replace (``lr``, ``betas``, ``ema_kimg``, ``ema_rampup``, ``style_mixing_prob``,
+            ``pl_weight``, ``pl_interval``, ``pl_batch_shrink``, ``pl_decay``, ``channel_base``,
+            ``channel_max``, ``mbstd_group``, ...); ``gamma`` and ``r1_interval`` belong to the
+            ``regularizer``.
         resolution: image side in pixels (a power of 2). ``None``: read from the datamodule's
             ``image_shape`` in :meth:`setup`.
         channels: image channels. ``None``: from the datamodule.
         num_classes: classes for conditional training (``0`` = unconditional). ``None``: the
             datamodule's ``num_classes`` (unconditional if it has none).
-        lr: Adam learning rate of G and D (before the lazy-regularisation correction).
-        betas: Adam betas (before the correction).
-        gamma: R1 weight; ``0`` disables R1.
-        ema_kimg: half-life of the EMA generator, in thousands of images.
-        ema_rampup: EMA ramp-up ratio (half-life at most ``cur_nimg * ema_rampup``); ``0`` disables it.
-        style_mixing_prob: probability of mixing two latents in a batch; ``0`` disables it.
-        pl_weight: path-length regularisation weight; ``0`` disables it.
-        r1_interval: D regularisation interval in batches (lazy R1).
-        pl_interval: G regularisation interval in batches (lazy path-length).
-        pl_batch_shrink: the path-length phase uses ``batch // pl_batch_shrink`` images.
-        pl_decay: decay of the running mean path length.
-        network_kwargs: overrides of other :class:`~lightning_genaug.models.stylegan2.configs.StyleGAN2Config`
-            fields (e.g. ``channel_base``, ``channel_max``, ``mbstd_group``, ``mapping_layers``).
-        augment: ``AugmentPipe`` preset (``"bgc"``, ``"bgcfnc"``, ...) applied to everything D sees,
-            or ``None`` for no augmentation.
-        augment_p: initial augmentation probability (``AdaptiveAugmentation`` adapts it).
-        augment_kwargs: per-transform strength overrides for the ``AugmentPipe``.
-        bcr_weight_real: balanced consistency regularisation weight on reals (``0`` = off).
-        bcr_weight_fake: bCR weight on generated images (``0`` = off).
-        bcr_transforms: ``AugmentPipe`` strengths of bCR's transform ``T`` (applied at ``p = 1``);
-            ``None``: x-flip and integer translation, as in the bCR and ADA papers.
+        augment: what D sees of every image, real and fake, in the D and G steps: an ``nn.Module``
+            (``AugmentPipe``, ``DiffAugment``, ``DataScaling``, ``Chain``) or ``None`` for none. Default:
+            ``AugmentPipe(preset="bgc", p=0)``, whose ``p`` the ``AdaptiveAugmentation`` callback adapts.
+            Stored as :attr:`augment_pipe`.
+        regularizer: D's regulariser (phase ``Dreg``): ``R1`` (default, the preset's ``gamma`` and
+            ``r1_interval``), ``VarianceRegularizer``, or ``None`` for none.
+        consistency: a term added to D's main loss, e.g. ``BalancedConsistency`` (bCR), or ``None``.
         freeze_d: number of D's first blocks (in input order) that receive no updates (Freeze-D).
         init_from: path of a ``StyleGAN2ADA`` ``.ckpt`` whose G, D and G_ema weights initialise
             training (transfer learning); ignored when resuming with ``ckpt_path``.
@@ -92,15 +96,14 @@ class StyleGAN2ADA(pl.LightningModule):
             regularisation phases stay float32); no effect on CPU. Keep the trainer's
             ``precision`` at 32 when using it.
         compile: ``torch.compile`` G's synthesis network and D for the main phases.
-        truncation_psi: truncation used by :meth:`predict_step`.
-        predict_dir: folder for PNG files and ``grid.png`` written by ``predict``;
-            ``None``: ``<default_root_dir>/predictions``.
-        num_predict: images generated by ``predict`` when the datamodule has no predict loader.
-        predict_seed: first seed of ``predict``'s images (image ``i`` uses seed ``predict_seed + i``).
-        predict_batch_size: batch size of the predict loader the module provides.
+        predict: what ``predict`` writes (:class:`~lightning_genaug.models.predict.PredictOptions`:
+            ``num_images``, ``seed``, ``batch_size``, ``output_dir``, ``sample_kwargs`` such as
+            ``truncation_psi``); not a hyperparameter, so it is never read back from a checkpoint.
 
     Example:
         >>> model = StyleGAN2ADA("tiny", resolution=8, channels=1, num_classes=0)
+        >>> type(model.augment_pipe).__name__, type(model.regularizer).__name__
+        ('AugmentPipe', 'R1')
         >>> model.sample(2).shape
         torch.Size([2, 1, 8, 8])
     """
@@ -108,55 +111,35 @@ class StyleGAN2ADA(pl.LightningModule):
     def __init__(
         self,
         config: str = "auto",
+        config_overrides: dict[str, Any] | None = None,
         resolution: int | None = None,
         channels: int | None = None,
         num_classes: int | None = None,
-        lr: float | None = None,
-        betas: tuple[float, float] | None = None,
-        gamma: float | None = None,
-        ema_kimg: float | None = None,
-        ema_rampup: float | None = None,
-        style_mixing_prob: float | None = None,
-        pl_weight: float | None = None,
-        r1_interval: int | None = None,
-        pl_interval: int | None = None,
-        pl_batch_shrink: int = 2,
-        pl_decay: float = 0.01,
-        network_kwargs: dict[str, Any] | None = None,
-        augment: str | None = "bgc",
-        augment_p: float = 0.0,
-        augment_kwargs: dict[str, float] | None = None,
-        bcr_weight_real: float = 0.0,
-        bcr_weight_fake: float = 0.0,
-        bcr_transforms: dict[str, float] | None = None,
+        augment: nn.Module | None = DEFAULT_AUGMENT,
+        regularizer: DiscriminatorRegularizer | None = DEFAULT_REGULARIZER,
+        consistency: BalancedConsistency | None = None,
         freeze_d: int = 0,
         init_from: str | None = None,
         max_kimg: float | None = None,
         autocast_bf16: bool = True,
         compile: bool = False,
-        truncation_psi: float = 1.0,
-        predict_dir: str | None = None,
-        num_predict: int = 64,
-        predict_seed: int = 0,
-        predict_batch_size: int = 32,
+        predict: PredictOptions | None = None,
     ) -> None:
         super().__init__()
-        # Generation options are not hyperparameters: kept out of checkpoints, so that
-        # `predict --ckpt_path ... --model.truncation_psi 0.7` is not overridden by the saved values.
-        self.save_hyperparameters(ignore=list(_PREDICT_OPTIONS))
-        self.truncation_psi = check_range("truncation_psi", truncation_psi, 0.0)
-        self.predict_dir = predict_dir
-        self.num_predict = check_positive_int("num_predict", num_predict)
-        self.predict_seed = predict_seed
-        self.predict_batch_size = check_positive_int("predict_batch_size", predict_batch_size)
+        self._save_hyperparameters()
+        self.predict_options = predict if predict is not None else PredictOptions()
         self.automatic_optimization = False
         self._check_arguments()
-        self.augment_pipe = (
-            None if augment is None else _make_augment_pipe(augment, augment_p, augment_kwargs or {})
-        )
-        self.bcr_pipe = None
-        if bcr_weight_real > 0 or bcr_weight_fake > 0:
-            self.bcr_pipe = _make_augment_pipe(None, 1.0, bcr_transforms or _BCR_TRANSFORMS)
+        if augment is DEFAULT_AUGMENT:
+            augment = AugmentPipe(preset="bgc")
+        if regularizer is DEFAULT_REGULARIZER:
+            regularizer = R1()
+        for name, value in (("augment", augment), ("regularizer", regularizer), ("consistency", consistency)):
+            if value is not None and not isinstance(value, nn.Module):
+                raise TypeError(f"`{name}` must be an nn.Module or None, got {type(value).__name__}.")
+        self.augment_pipe = augment
+        self.regularizer = regularizer
+        self.consistency = consistency
         self.register_buffer("cur_nimg", torch.zeros((), dtype=torch.int64))
         self.register_buffer("num_batches", torch.zeros((), dtype=torch.int64))
         self.register_buffer("pl_mean", torch.zeros((), dtype=torch.float32))
@@ -164,37 +147,43 @@ class StyleGAN2ADA(pl.LightningModule):
         self.D: nn.Module | None = None
         self.G_ema: nn.Module | None = None
         self._compiled: dict[str, Any] = {}
-        self._predicted: list[torch.Tensor] = []
         self.train_config: StyleGAN2Config | None = None
         if resolution is not None and channels is not None and num_classes is not None:
             self.build(resolution, channels, num_classes)
 
     # ------------------------------------------------------------------ construction
+    def _save_hyperparameters(self) -> None:
+        """Save the arguments except ``predict``; objects given from Python are left to the state dict.
+
+        From the CLI, ``augment``/``regularizer``/``consistency`` are saved as their ``class_path``
+        configs; objects passed in Python are ``nn.Module`` s whose state the checkpoint holds anyway.
+        """
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
+            self.save_hyperparameters(ignore=["predict"], frame=inspect.currentframe().f_back)
+        for name in ("augment", "regularizer", "consistency"):
+            if isinstance(self.hparams.get(name), nn.Module):
+                del self.hparams[name]
+
     def _check_arguments(self) -> None:
         hp = self.hparams
-        for name in ("gamma", "ema_kimg", "pl_weight", "bcr_weight_real", "bcr_weight_fake"):
-            if hp[name] is not None:
-                check_range(name, hp[name], 0.0)
-        for name in ("style_mixing_prob", "augment_p", "ema_rampup"):
-            if hp[name] is not None:
-                check_range(name, hp[name], 0.0, 1.0)
-        if hp.lr is not None:
-            check_range("lr", hp.lr, 0.0, low_inclusive=False)
-        if hp.betas is not None:
-            if len(hp.betas) != 2:
-                raise ValueError(f"`betas` must be two numbers (beta1, beta2), got {hp.betas!r}.")
-            for beta in hp.betas:
-                check_range("betas", beta, 0.0, 1.0, high_inclusive=False)
-        for name in ("resolution", "channels", "r1_interval", "pl_interval"):
+        overrides = dict(hp.config_overrides or {})
+        misplaced = sorted(set(overrides) & set(_REGULARIZER_FIELDS))
+        if misplaced:
+            raise ValueError(
+                f"`config_overrides` sets {misplaced}, which belong to the D regulariser; set them "
+                "there, e.g. `regularizer: {class_path: R1, init_args: {gamma: 0.05, interval: 16}}`."
+            )
+        for name in ("resolution", "channels"):
             if hp[name] is not None:
                 check_positive_int(name, hp[name])
         if hp.resolution is not None and hp.resolution & (hp.resolution - 1):
             raise ValueError(f"`resolution` must be a power of 2 (e.g. 32), got {hp.resolution}.")
+        # The preset name and every override are checked now, not when `setup` builds the networks.
+        get_config(hp.config, hp.resolution or 32, **overrides)
         if hp.num_classes is not None:
             check_positive_int("num_classes", hp.num_classes, allow_zero=True)
         check_positive_int("freeze_d", hp.freeze_d, allow_zero=True)
-        check_positive_int("pl_batch_shrink", hp.pl_batch_shrink)
-        check_range("pl_decay", hp.pl_decay, 0.0, 1.0, low_inclusive=False)
         if hp.max_kimg is not None:
             check_range("max_kimg", hp.max_kimg, 0.0, low_inclusive=False)
 
@@ -207,34 +196,24 @@ class StyleGAN2ADA(pl.LightningModule):
         self.hparams.update(resolution=resolution, channels=channels, num_classes=num_classes)
         self._check_arguments()
         hp = self.hparams
-        config = get_config(hp.config, resolution, **(hp.network_kwargs or {}))
-        self.train_config = self._apply_overrides(config)
+        config = get_config(hp.config, resolution, **(hp.config_overrides or {}))
+        self.train_config = self._with_regularizer(config)
         self.G, self.D = build_networks(self.train_config, resolution, channels, num_classes)
         self.G_ema = _frozen_copy(self.G)
         self._freeze_discriminator_blocks(hp.freeze_d)
         if hp.compile:
             self._compiled = {"synthesis": torch.compile(self.G.synthesis), "D": torch.compile(self.D)}
 
-    def _apply_overrides(self, config: StyleGAN2Config) -> StyleGAN2Config:
-        """The config with every training argument that is not ``None`` replacing its field."""
-        hp = self.hparams
-        overrides = {
-            name: (tuple(hp[name]) if name == "betas" else hp[name])
-            for name in (
-                "lr",
-                "betas",
-                "gamma",
-                "ema_kimg",
-                "style_mixing_prob",
-                "pl_weight",
-                "r1_interval",
-                "pl_interval",
-            )
-            if hp[name] is not None
+    def _with_regularizer(self, config: StyleGAN2Config) -> StyleGAN2Config:
+        """The config with ``gamma``/``r1_interval`` taken from the regulariser (``gamma = 0``: none)."""
+        if self.regularizer is None:
+            return replace(config, gamma=0.0)
+        values = {
+            field: getattr(self.regularizer, attribute)
+            for field, attribute in _REGULARIZER_FIELDS.items()
+            if getattr(self.regularizer, attribute) is not None
         }
-        if hp.ema_rampup is not None:
-            overrides["ema_rampup"] = hp.ema_rampup or None
-        return replace(config, **overrides)
+        return replace(config, **values)
 
     def _freeze_discriminator_blocks(self, count: int) -> None:
         blocks = self.D.discriminator_blocks()
@@ -252,12 +231,7 @@ class StyleGAN2ADA(pl.LightningModule):
             self.build(*self._shapes_from_datamodule())
         if stage == "fit" and self.hparams.init_from and self.trainer.ckpt_path is None:
             self.load_weights_from(self.hparams.init_from)
-        if stage == "predict":
-            datamodule = self.trainer.datamodule
-            if datamodule is not None and not is_overridden("predict_dataloader", datamodule):
-                # LightningCLI attaches the datamodule, and Lightning then asks it (never the module)
-                # for predict data; a generator needs none but seeds, so lend it ours.
-                datamodule.predict_dataloader = self.predict_dataloader
+        self.lend_predict_dataloader(stage)
 
     def _shapes_from_datamodule(self) -> tuple[int, int, int]:
         hp = self.hparams
@@ -290,8 +264,8 @@ class StyleGAN2ADA(pl.LightningModule):
         if not path.is_file():
             raise FileNotFoundError(
                 f"`init_from` checkpoint {str(path)!r} does not exist. Pass the path of a .ckpt written "
-                "by StyleGAN2ADA (e.g. runs/ada/checkpoints/last.ckpt), or `init_from: null` to train "
-                "from scratch."
+                "by StyleGAN2ADA (e.g. runs/ada/lightning_logs/version_0/checkpoints/last.ckpt), or "
+                "`init_from: null` to train from scratch."
             )
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
         source = checkpoint.get("state_dict", checkpoint)
@@ -410,10 +384,10 @@ class StyleGAN2ADA(pl.LightningModule):
 
     def g_regularization_loss(self, batch_size: int, gen_c: torch.Tensor) -> torch.Tensor:
         """``Greg``: path-length penalty times ``pl_weight`` (before the interval gain)."""
-        shrunk = max(1, batch_size // self.hparams.pl_batch_shrink)
+        shrunk = max(1, batch_size // self.train_config.pl_batch_shrink)
         fake, ws = self.run_G(self._latents(shrunk), gen_c[:shrunk], regularizing=True)
         lengths = losses.path_lengths(fake, ws)
-        penalty, new_mean = losses.path_length_penalty(lengths, self.pl_mean, self.hparams.pl_decay)
+        penalty, new_mean = losses.path_length_penalty(lengths, self.pl_mean, self.train_config.pl_decay)
         self.pl_mean.copy_(new_mean)
         self.log("loss/pl", penalty.mean().detach())
         return penalty.mean() * self.train_config.pl_weight
@@ -421,7 +395,7 @@ class StyleGAN2ADA(pl.LightningModule):
     def discriminator_main_loss(
         self, real: torch.Tensor, real_c: torch.Tensor, gen_c: torch.Tensor
     ) -> torch.Tensor:
-        """``Dmain``: logistic loss on augmented reals and fakes, plus bCR when enabled.
+        """``Dmain``: logistic loss on augmented reals and fakes, plus ``consistency`` when given.
 
         Feeds the augment pipe's r_t accumulator with D's logits for the augmented reals.
         """
@@ -430,49 +404,27 @@ class StyleGAN2ADA(pl.LightningModule):
                 fake, _ = self.run_G(self._latents(real.shape[0]), gen_c)
             fake_logits = self.run_D(fake, gen_c).float()
             real_logits = self.run_D(real, real_c).float()
-        if self.augment_pipe is not None:
+        if self.augment_pipe is not None and hasattr(self.augment_pipe, "observe"):
             self.augment_pipe.observe(real_logits)
         self.log("scores/real", real_logits.mean().detach())
         loss = losses.discriminator_loss(real_logits, fake_logits)
         self.log("loss/D", loss.detach(), prog_bar=True)
-        return loss + self.consistency_loss(real, real_c, real_logits, fake, gen_c, fake_logits)
-
-    def consistency_loss(
-        self,
-        real: torch.Tensor,
-        real_c: torch.Tensor,
-        real_logits: torch.Tensor,
-        fake: torch.Tensor,
-        gen_c: torch.Tensor,
-        fake_logits: torch.Tensor,
-    ) -> torch.Tensor:
-        """bCR: ``w_real ||D(x) - D(T(x))||^2 + w_fake ||D(G(z)) - D(T(G(z)))||^2`` (0 when off)."""
-        hp = self.hparams
-        total = real_logits.new_zeros(())
-        if self.bcr_pipe is None:
-            return total
-        with self._autocast():
-            for weight, images, c, logits in (
-                (hp.bcr_weight_real, real, real_c, real_logits),
-                (hp.bcr_weight_fake, fake, gen_c, fake_logits),
-            ):
-                if weight > 0:
-                    transformed_logits = self.run_D(self.bcr_pipe(images), c).float()
-                    total = total + weight * losses.consistency_penalty(logits, transformed_logits)
-        self.log("loss/bcr", total.detach())
-        return total
+        if self.consistency is not None:
+            with self._autocast():
+                term = self.consistency(self.run_D, real, real_c, real_logits, fake, gen_c, fake_logits)
+            self.log("loss/consistency", term.detach())
+            loss = loss + term
+        return loss
 
     def d_regularization_loss(self, real: torch.Tensor, real_c: torch.Tensor) -> torch.Tensor:
-        """``Dreg``: R1 ``gamma / 2 * ||grad_x D(A(x))||^2`` (before the interval gain).
+        """``Dreg``: ``gamma / 2 * mean(regularizer.penalty(...))`` (before the interval gain).
 
-        The gradient is taken w.r.t. the *un-augmented* reals, through the augment pipe, as in the
-        reference. Subclasses replace this to change D's regulariser.
+        The penalty gets D on images as given and the module's augmentation apart, so R1 takes its
+        gradient w.r.t. the *un-augmented* reals through the augmentation, as in the reference.
         """
-        real = real.detach().requires_grad_(True)
-        real_logits = self.run_D(real, real_c, regularizing=True)
-        penalty = losses.r1_penalty(real, real_logits)
-        self.log("loss/r1", penalty.mean().detach())
-        return penalty.mean() * (self.train_config.gamma / 2)
+        penalty = self.regularizer.penalty(self.D, self.augment_for_discriminator, real, real_c).mean()
+        self.log(f"loss/{self.regularizer.log_name}", penalty.detach())
+        return penalty * (self.train_config.gamma / 2)
 
     # ------------------------------------------------------------------ the training loop
     def training_step(self, batch: Any, batch_idx: int) -> None:
@@ -645,71 +597,8 @@ class StyleGAN2ADA(pl.LightningModule):
             self.G_ema.train(was_training)
         return torch.cat(chunks).float().clamp(-1, 1)
 
-    def predict_dataloader(self) -> DataLoader:
-        """Seeds ``predict_seed, ..., predict_seed + num_predict - 1`` in batches (one image per seed)."""
-        seeds = list(range(self.predict_seed, self.predict_seed + self.num_predict))
-        return DataLoader(seeds, batch_size=self.predict_batch_size)
-
-    def on_predict_start(self) -> None:
-        self._predicted = []
-
-    def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        """Generate one image per seed and write ``seed{seed:06d}.png`` to the predict folder.
-
-        A batch of int seeds ``(B,)`` (the module's own predict loader) fixes each image's latent; any
-        other batch (a datamodule's predict loader) yields ``B`` images, classes taken from its labels.
-
-        Returns:
-            ``(B, C, H, W)`` images in [-1, 1].
-        """
-        seeds, labels = self._predict_inputs(batch, batch_idx)
-        z = torch.stack(
-            [
-                torch.randn(self.G_ema.z_dim, generator=torch.Generator().manual_seed(int(seed)))
-                for seed in seeds
-            ]
-        ).to(self.device)
-        if labels is None and self.hparams.num_classes > 0:
-            labels = torch.as_tensor(seeds) % self.hparams.num_classes
-        images = self._generate(
-            z, None if labels is None else labels.to(self.device), self.truncation_psi
-        )
-        folder = self._predict_folder()
-        for seed, image in zip(seeds, images.cpu(), strict=True):
-            save_png((image + 1) / 2, folder / f"seed{int(seed):06d}.png")
-        self._predicted.append(images.cpu())
-        return images
-
-    def _predict_inputs(self, batch: Any, batch_idx: int) -> tuple[list[int], torch.Tensor | None]:
-        if isinstance(batch, torch.Tensor) and batch.ndim == 1 and not batch.is_floating_point():
-            return batch.tolist(), None
-        images, labels = split_batch(batch)
-        first = self.predict_seed + batch_idx * images.shape[0]
-        return list(range(first, first + images.shape[0])), labels
-
-    def _predict_folder(self) -> Path:
-        folder = Path(self.predict_dir or Path(self.trainer.default_root_dir) / "predictions")
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
-
-    def on_predict_epoch_end(self) -> None:
-        """Write ``grid.png``: every predicted image of this process, in seed order."""
-        if self._predicted:
-            images = torch.cat(self._predicted)
-            grid = make_grid(images, nrow=math.ceil(math.sqrt(len(images))), padding=0)
-            save_png(grid, self._predict_folder() / "grid.png")
-            self._predicted = []
-
-
-def _make_augment_pipe(preset: str | None, p: float, strengths: dict[str, float]) -> nn.Module:
-    from lightning_genaug.augment.ada import AugmentPipe
-
-    return AugmentPipe(preset=preset, p=p, **strengths)
-
 
 def _frozen_copy(module: nn.Module) -> nn.Module:
-    import copy
-
     return copy.deepcopy(module).requires_grad_(False)
 
 

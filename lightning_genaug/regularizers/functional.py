@@ -1,4 +1,9 @@
-"""Scale-GAN's variance-based regulariser of the discriminator, as pure functions (no Lightning).
+"""Discriminator regularisers as pure functions (no Lightning, no module state).
+
+- R1 (Mescheder et al. 2018): ``||grad_x D(x)||^2`` per real image (:func:`r1_penalty`);
+- balanced consistency regularisation, bCR (Zhao et al. 2021): ``||D(x) - D(T(x))||^2``
+  (:func:`consistency_penalty`);
+- Scale-GAN's variance-based regulariser (:func:`output_variance`, :func:`variance_penalty`).
 
 For small ``sigma``, a first-order expansion ``D(x + sigma e) ~ D(x) + sigma <grad D(x), e>`` with
 ``e ~ N(0, I)`` gives
@@ -13,7 +18,7 @@ back-propagation. Two independent draws give an unbiased estimate of that varian
 ``D(x) = <w, x> + b`` it equals ``sigma^2 |w|^2`` exactly.
 
 :func:`variance_penalty` divides by ``sigma^2``: it estimates ``|grad D(x)|^2`` per sample, the same
-quantity as :func:`lightning_genaug.models.stylegan2.losses.r1_penalty`, so the two are swappable
+quantity as :func:`r1_penalty`, so the two are swappable
 under one weight ``gamma / 2``.
 """
 
@@ -108,3 +113,34 @@ def variance_penalty(
 
 def _normal_like(images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     return torch.randn(images.shape, device=images.device, dtype=images.dtype, generator=generator)
+
+
+def r1_penalty(real_images: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
+    """Squared norm of D's gradient with respect to its real inputs, per sample.
+
+    The graph is kept (``create_graph=True``) so that the penalty can be back-propagated into D.
+    ``real_images`` is the tensor that *requires grad*: when D sees augmented images, pass the
+    un-augmented reals so that the gradient flows back through the augmentation, as in ADA.
+
+    Args:
+        real_images: ``(B, C, H, W)`` with ``requires_grad=True``.
+        real_logits: ``(B, 1)`` computed from ``real_images``.
+
+    Returns:
+        ``(B,)`` tensor ``||dD(x)/dx||^2``.
+    """
+    (gradients,) = torch.autograd.grad(outputs=real_logits.sum(), inputs=real_images, create_graph=True)
+    return gradients.square().sum(dim=(1, 2, 3))
+
+
+def consistency_penalty(logits: torch.Tensor, augmented_logits: torch.Tensor) -> torch.Tensor:
+    """bCR's consistency term ``mean((D(x) - D(T(x)))^2)``.
+
+    Args:
+        logits: D's logits for images, ``(B, 1)``.
+        augmented_logits: D's logits for the same images transformed by ``T``, ``(B, 1)``.
+
+    Returns:
+        0-d tensor.
+    """
+    return (logits - augmented_logits).square().mean()

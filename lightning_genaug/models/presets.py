@@ -1,0 +1,60 @@
+"""The one preset mechanism of every model family: named dataclass configs plus field overrides.
+
+A family keeps ``PRESETS: dict[str, Config]`` (frozen or plain dataclasses) and a ``get_config(name,
+..., **overrides)`` built on :func:`resolve_preset`; modules take ``config`` (a preset name) and
+``config_overrides`` (a dict of fields), so a YAML reads the same for a StyleGAN2 and a Sparse
+Transformer::
+
+    config: tiny
+    config_overrides: {channel_max: 64}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from lightning_genaug._checks import check_choice
+
+ConfigT = TypeVar("ConfigT")
+
+
+def replace_fields(config: ConfigT, overrides: Mapping[str, Any], *, frozen: tuple[str, ...] = ()) -> ConfigT:
+    """``config`` with the dataclass fields in ``overrides`` replaced (validated by the config itself).
+
+    Args:
+        config: a dataclass instance.
+        overrides: field name -> new value.
+        frozen: field names that may not be overridden (e.g. a preset's ``name``).
+
+    Raises:
+        ValueError: a name is not a field of the config, or is in ``frozen``.
+
+    Example:
+        >>> @dataclasses.dataclass(frozen=True)
+        ... class Small:
+        ...     width: int = 8
+        >>> replace_fields(Small(), {"width": 16})
+        Small(width=16)
+    """
+    names = {field.name for field in dataclasses.fields(config)} - set(frozen)
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise ValueError(
+            f"Unknown {type(config).__name__} field(s) {unknown} in `config_overrides`; valid fields are: "
+            f"{', '.join(sorted(names))}."
+        )
+    return dataclasses.replace(config, **overrides)
+
+
+def resolve_preset(presets: Mapping[str, ConfigT], name: str, overrides: Mapping[str, Any]) -> ConfigT:
+    """The preset ``name`` of ``presets`` with ``overrides`` applied (see :func:`replace_fields`).
+
+    Raises:
+        ValueError: unknown preset name (the error lists the valid ones) or unknown field.
+    """
+    return replace_fields(presets[check_choice("config", name, presets)], overrides, frozen=("name",))
+
+
+__all__ = ["replace_fields", "resolve_preset"]

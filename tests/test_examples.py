@@ -1,0 +1,168 @@
+"""Every YAML in examples/ parses with the short class names, and every model predicts from its example."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lightning_genaug.cli import GenAugCLI, main
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+CONFIGS = sorted((EXAMPLES / "configs").glob("*.yaml"))
+ALL_YAML = sorted(EXAMPLES.rglob("*.yaml"))
+
+
+def class_paths(node) -> list[str]:
+    """Every ``class_path`` value in a parsed YAML document (nested lists and dicts)."""
+    if isinstance(node, dict):
+        found = [node["class_path"]] if isinstance(node.get("class_path"), str) else []
+        return found + [path for value in node.values() for path in class_paths(value)]
+    if isinstance(node, list):
+        return [path for item in node for path in class_paths(item)]
+    return []
+
+
+def extra_args(config: Path, tmp_path: Path) -> list[str]:
+    """CIFAR-10 configs need a data root (nothing is downloaded; parsing does not read it)."""
+    return ["--data.root", str(tmp_path)] if "CIFAR10DataModule" in config.read_text() else []
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch, tmp_path):
+    """Run the CLI in-process from an empty folder; returns (exit code, output)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["lightning-genaug"])
+
+    def run(args: list[str]) -> tuple[int, str]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(args)
+        captured = capsys.readouterr()
+        return exit_info.value.code or 0, captured.out + captured.err
+
+    return run
+
+
+def test_examples_folder_has_the_documented_configs():
+    names = {path.name for path in CONFIGS}
+    assert {"ada.yaml", "scalegan.yaml", "distaug.yaml"} <= names
+    assert not any(name.startswith("scalegan-") and "cifar" not in name for name in names)  # ablations: CLI
+
+
+@pytest.mark.parametrize("path", ALL_YAML, ids=lambda path: str(path.relative_to(EXAMPLES)))
+def test_every_example_yaml_uses_short_class_names(path: Path):
+    document = yaml.safe_load(path.read_text())
+    inline = re.findall(r"class_path: ([\w.]+)", path.read_text())  # also inside the sweep's flow strings
+    for class_path in class_paths(document) + inline:
+        assert "." not in class_path, (
+            f"{path.name}: use the short name LightningCLI resolves, not {class_path}"
+        )
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.name)
+def test_every_example_config_parses(cli, tmp_path: Path, path: Path):
+    code, output = cli(["fit", "--config", str(path), *extra_args(path, tmp_path), "--print_config"])
+    assert code == 0, output
+    assert yaml.safe_load(output)["model"]["class_path"].startswith("lightning_genaug.")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "augment", "regularizer"),
+    [
+        ([], "DataScaling", "VarianceRegularizer"),
+        (["--model.regularizer", "R1"], "DataScaling", "R1"),
+        (
+            ["--model.augment.schedule", "fixed", "--model.augment.scale", "1.0"],
+            "DataScaling",
+            "VarianceRegularizer",
+        ),
+        (
+            [
+                "--model.augment",
+                "Chain",
+                "--model.augment.augmentations",
+                "[AugmentPipe, {class_path: DataScaling, init_args: {p: 0.5}}]",
+            ],
+            "Chain",
+            "VarianceRegularizer",
+        ),
+    ],
+)
+def test_scalegan_ablations_are_command_line_overrides(
+    monkeypatch, tmp_path, overrides, augment, regularizer
+):
+    """The overrides documented in scalegan.yaml and docs/scalegan.md build the ablations."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["lightning-genaug"])
+    args = ["--config", str(EXAMPLES / "configs" / "scalegan.yaml"), *overrides, "--trainer.logger", "false"]
+    model = GenAugCLI(args=args, run=False).model
+    assert type(model.augment_pipe).__name__ == augment
+    assert type(model.regularizer).__name__ == regularizer
+    assert model.regularizer.gamma == 0.05  # the weight carries over when the class changes
+    documented = (EXAMPLES / "configs" / "scalegan.yaml").read_text() + (
+        EXAMPLES.parent / "docs" / "scalegan.md"
+    ).read_text()
+    for override in overrides[::2]:
+        assert override in documented
+
+
+def test_the_sweeps_command_and_parameters_parse(cli):
+    sweep = yaml.safe_load((EXAMPLES / "sweeps" / "ada-sweep.yaml").read_text())
+    command = [arg for arg in sweep["command"] if not arg.startswith("${")]
+    assert command[:3] == ["fit", "--config", "examples/configs/ada.yaml"]
+    command[2] = str(EXAMPLES / "configs" / "ada.yaml")
+    sampled = [
+        f"--{name}={spec.get('min', (spec.get('values') or [None])[0])}"
+        for name, spec in sweep["parameters"].items()
+    ]
+    code, output = cli([*command, *sampled, "--print_config"])
+    assert code == 0, output
+
+
+def shrink(config: Path, tmp_path: Path) -> Path:
+    """An example config with its data cut to a few images and its metric callback removed."""
+    document = yaml.safe_load(config.read_text())
+    document["data"]["init_args"]["max_images"] = 40
+    document["trainer"]["callbacks"] = [
+        callback
+        for callback in document["trainer"].get("callbacks", [])
+        if callback["class_path"] != "GenerativeMetrics"
+    ]
+    path = tmp_path / config.name
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "extra", "model"),
+    [
+        ("ada.yaml", [], "StyleGAN2ADA"),
+        ("scalegan.yaml", [], "StyleGAN2ADA"),
+        ("scalegan.yaml", ["--model", "ScaleGAN"], "ScaleGAN"),
+        (
+            "distaug.yaml",
+            ["--model.predict.sample_kwargs", "{temperature: 0.9, use_cache: true}"],
+            "SparseTransformerDistAug",
+        ),
+    ],
+)
+def test_every_models_example_config_predicts(
+    monkeypatch, tmp_path: Path, name: str, extra: list[str], model: str
+):
+    """`lightning-genaug predict --config <example>` writes one PNG per seed and a grid, for every model."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["lightning-genaug"])
+    config = shrink(EXAMPLES / "configs" / name, tmp_path)
+    args = ["predict", "--config", str(config), *extra, "--model.predict.num_images", "3"]
+    cli = GenAugCLI(args=[*args, "--trainer.enable_progress_bar", "false"])
+    assert type(cli.model).__name__ == model
+    folder = Path(cli.trainer.log_dir) / "predictions"
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "grid.png",
+        "seed000000.png",
+        "seed000001.png",
+        "seed000002.png",
+    ]
