@@ -531,7 +531,7 @@ def band_plot(
     path: Path,
     *,
     log_y: bool = False,
-    hline: tuple[float, str] | None = None,
+    hlines: Sequence[tuple[float, str]] = (),
 ) -> Path:
     """One line per arm (mean over seeds at each x) with a band from the lowest to the highest seed."""
     import matplotlib
@@ -550,8 +550,8 @@ def band_plot(
         ax.fill_between(
             xs, [min(c) for c in columns], [max(c) for c in columns], alpha=0.2, color=line.get_color()
         )
-    if hline is not None:
-        ax.axhline(hline[0], color="grey", linestyle="--", linewidth=1, label=hline[1])
+    for (value, label), style in zip(hlines, ("--", ":"), strict=False):
+        ax.axhline(value, color="grey", linestyle=style, linewidth=1, label=label)
     if log_y:
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
@@ -604,7 +604,10 @@ def make_plots(
             "classifier-FID vs all 1,797 digits",
             plots / "overfit_fid_full.png",
             log_y=True,
-            hline=(floor["fid_train_subset_vs_full"], "training subset itself"),
+            hlines=(
+                (floor["fid_train_subset_vs_full"], "the 100 training digits themselves"),
+                (floor["fid_half_vs_half"], "two halves of the real digits (noise floor)"),
+            ),
         ),
         band_plot(
             _curves(gan, "kimg", lambda p: p["fid_train"]),
