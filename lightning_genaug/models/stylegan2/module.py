@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader
 
 from lightning_genaug._checks import check_positive_int, check_range
 from lightning_genaug.data.batch import split_batch
+from lightning_genaug.distributed import backward_and_sync
 from lightning_genaug.images import make_grid, save_png
 from lightning_genaug.models.stylegan2 import losses
 from lightning_genaug.models.stylegan2.configs import StyleGAN2Config, build_networks, get_config
@@ -88,9 +89,11 @@ class StyleGAN2ADA(pl.LightningModule):
         init_from: path of a ``StyleGAN2ADA`` ``.ckpt`` whose G, D and G_ema weights initialise
             training (transfer learning); ignored when resuming with ``ckpt_path``.
         max_kimg: stop training after this many thousand real images (the reference's ``--kimg``).
-        autocast_bf16: run the main phases' forward passes under bf16 autocast on CUDA (the
-            regularisation phases stay float32); no effect on CPU. Keep the trainer's
-            ``precision`` at 32 when using it.
+        autocast_bf16: run the main phases' forward passes under bf16 autocast on the module's
+            device (the regularisation phases stay float32). ``None`` (default): on CUDA only;
+            ``True``: on any device, CPU included (CPU bf16 is slow without bf16 units; the tests
+            use it to run the CUDA code path); ``False``: never. Keep the trainer's ``precision``
+            at 32 when using it.
         compile: ``torch.compile`` G's synthesis network and D for the main phases.
         truncation_psi: truncation used by :meth:`predict_step`.
         predict_dir: folder for PNG files and ``grid.png`` written by ``predict``;
@@ -132,7 +135,7 @@ class StyleGAN2ADA(pl.LightningModule):
         freeze_d: int = 0,
         init_from: str | None = None,
         max_kimg: float | None = None,
-        autocast_bf16: bool = True,
+        autocast_bf16: bool | None = None,
         compile: bool = False,
         truncation_psi: float = 1.0,
         predict_dir: str | None = None,
@@ -336,10 +339,12 @@ class StyleGAN2ADA(pl.LightningModule):
     # ------------------------------------------------------------------ networks
     @contextmanager
     def _autocast(self) -> Iterator[None]:
-        if self.hparams.autocast_bf16 and self.device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                yield
-        else:
+        """bf16 autocast on the module's device for the main phases, as ``autocast_bf16`` says."""
+        device_type = self.device.type
+        enabled = self.hparams.autocast_bf16
+        if enabled is None:
+            enabled = device_type == "cuda"
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=enabled):
             yield
 
     def class_condition(self, labels: torch.Tensor | None, batch_size: int) -> torch.Tensor:
@@ -558,10 +563,14 @@ class StyleGAN2ADA(pl.LightningModule):
             self.untoggle_optimizer(optimizer)
 
     def _optimize(self, optimizer: Any, loss: torch.Tensor, phase: str, network: nn.Module) -> None:
-        """Backward and step, refusing a non-finite loss or gradient before the step happens."""
-        self._check_finite(loss, phase, "loss")
+        """Backward and step, refusing a non-finite loss or gradient before the step happens.
+
+        Under DDP only ``network``'s gradients are averaged over processes (plain ``ddp`` works, see
+        :func:`~lightning_genaug.distributed.backward_and_sync`); the checks then see values every
+        process shares, so all of them stop together.
+        """
         optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
+        self._check_finite(backward_and_sync(self, loss, network), phase, "loss")
         grads = [p.grad for p in network.parameters() if p.grad is not None]
         if grads:
             self._check_finite(torch.nn.utils.get_total_norm(grads), phase, "gradient norm")
