@@ -344,8 +344,22 @@ class StyleGAN2ADA(pl.LightningModule):
         enabled = self.hparams.autocast_bf16
         if enabled is None:
             enabled = device_type == "cuda"
-        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=enabled):
+        if enabled:
+            with torch.autocast(device_type, dtype=torch.bfloat16):
+                yield
+        else:  # leaves an enclosing autocast (Lightning's ``precision``) in charge
             yield
+
+    def _autocast_off(self) -> torch.autocast:
+        """No autocast, even inside Lightning's ``bf16-mixed``: for every backward and the regularisers.
+
+        torch advises against backward passes under autocast, and refuses them when a float16 block
+        (``num_fp16_res``) ran inside a bfloat16 autocast ("Unexpected floating ScalarType in
+        at::autocast::prioritize", from the backward of the blocks' convolutions). The regularisers'
+        double backward is also sensitive to rounding. The float16 blocks still run in float16 on CUDA,
+        as in the reference.
+        """
+        return torch.autocast(self.device.type, enabled=False)
 
     def class_condition(self, labels: torch.Tensor | None, batch_size: int) -> torch.Tensor:
         """One-hot conditioning ``(B, num_classes)`` (``(B, 0)`` when unconditional)."""
@@ -495,14 +509,17 @@ class StyleGAN2ADA(pl.LightningModule):
             self.log("loss/G", loss.detach(), prog_bar=True)
             self._optimize(opt_g, loss, "Gmain", self.G)
             if "Greg" in phases:
-                loss = self.g_regularization_loss(batch_size, self._generated_condition(labels, batch_size))
+                gen_c = self._generated_condition(labels, batch_size)
+                with self._autocast_off():
+                    loss = self.g_regularization_loss(batch_size, gen_c)
                 self._optimize(opt_g, loss * cfg.pl_interval, "Greg", self.G)
 
         with self._toggled(opt_d):
             loss = self.discriminator_main_loss(real, real_c, self._generated_condition(labels, batch_size))
             self._optimize(opt_d, loss, "Dmain", self.D)
             if "Dreg" in phases:
-                loss = self.d_regularization_loss(real, real_c)
+                with self._autocast_off():
+                    loss = self.d_regularization_loss(real, real_c)
                 self._optimize(opt_d, loss * cfg.r1_interval, "Dreg", self.D)
 
         global_batch = batch_size * self.trainer.world_size
@@ -570,7 +587,9 @@ class StyleGAN2ADA(pl.LightningModule):
         process shares, so all of them stop together.
         """
         optimizer.zero_grad(set_to_none=True)
-        self._check_finite(backward_and_sync(self, loss, network), phase, "loss")
+        with self._autocast_off():
+            mean_loss = backward_and_sync(self, loss, network)
+        self._check_finite(mean_loss, phase, "loss")
         grads = [p.grad for p in network.parameters() if p.grad is not None]
         if grads:
             self._check_finite(torch.nn.utils.get_total_norm(grads), phase, "gradient norm")

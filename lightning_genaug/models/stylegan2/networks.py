@@ -381,6 +381,7 @@ class MappingNetwork(nn.Module):
         x = torch.cat(parts, dim=1)
         for idx in range(self.num_layers):
             x = getattr(self, f"fc{idx}")(x)  # (N, w_dim) after the last layer
+        x = x.float()  # bfloat16 under an autocast: w, like the blocks' outputs, is float32
         if update_emas and hasattr(self, "w_avg"):
             self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
         if self.num_ws is None:
