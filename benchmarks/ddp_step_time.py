@@ -18,7 +18,8 @@ Usage::
 
     python benchmarks/ddp_step_time.py                      # the main job's shape: tiny, 16x16x1, batch 32
     # wider networks: cifar at channel_max 128
-    python benchmarks/ddp_step_time.py --config cifar --channel-max 128 --resolution 32 --channels 3 --batch 32
+    python benchmarks/ddp_step_time.py --config cifar --channel-max 128 --resolution 32 --channels 3 \\
+        --batch 32
     python benchmarks/ddp_step_time.py --accelerator gpu    # 2 GPUs
 
 Writes a markdown table to stdout and, with ``--json PATH``, the numbers as JSON (rank 0).
