@@ -36,8 +36,12 @@ from lightning_genaug.augment.ada import GROUPS, PRESETS, TRANSFORMS, AugmentPip
 MODES = ("fwd", "fwd+bwd", "r1")
 
 
-def load_reference(path: str) -> type[nn.Module]:
-    """Import the reference ``AugmentPipe`` from a checkout, switching off its custom-gradient ops."""
+def load_reference(path: str, pure_torch: bool = True) -> type[nn.Module]:
+    """Import the reference ``AugmentPipe`` from a checkout.
+
+    ``pure_torch``: switch off its custom-gradient ops (``grid_sample_gradfix``, ``conv2d_gradfix``), as
+    on CPU; ``False`` leaves them as the reference trains with them on CUDA.
+    """
     root = Path(path).resolve()
     if not (root / "training" / "augment.py").is_file():
         raise SystemExit(
@@ -46,8 +50,9 @@ def load_reference(path: str) -> type[nn.Module]:
     sys.path.insert(0, str(root))
     grid_sample_gradfix = importlib.import_module("torch_utils.ops.grid_sample_gradfix")
     conv2d_gradfix = importlib.import_module("torch_utils.ops.conv2d_gradfix")
-    grid_sample_gradfix.enabled = False
-    conv2d_gradfix.enabled = False
+    if pure_torch:
+        grid_sample_gradfix.enabled = False
+        conv2d_gradfix.enabled = False
     return importlib.import_module("training.augment").AugmentPipe
 
 

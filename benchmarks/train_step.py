@@ -60,17 +60,31 @@ REFERENCE_BGC = dict(
 )
 
 
-def ours_runner(channel_max: int, augment: bool, images: torch.Tensor) -> Callable[[int], list[float]]:
-    """A function running ``n`` batches of our module and returning each batch's seconds."""
+def ours_runner(
+    channel_max: int,
+    augment: bool,
+    images: torch.Tensor,
+    device: str = "cpu",
+    config_overrides: dict | None = None,
+    *,
+    config: str = "cifar",
+    **module_kwargs: object,
+) -> Callable[[int], list[float]]:
+    """A function running ``n`` batches of our module and returning each batch's seconds.
+
+    ``config`` names the preset; ``config_overrides`` and ``module_kwargs`` override the float32
+    set-up (e.g. ``autocast_bf16=True``, ``compile=True``, ``config_overrides={"num_fp16_res": 4,
+    "conv_clamp": 256}``); ``images`` set the batch shape (``BATCH`` images of ``images.shape[1:]``).
+    """
     import lightning.pytorch as pl
 
     from lightning_genaug.augment import AugmentPipe
     from lightning_genaug.models.stylegan2 import StyleGAN2ADA
 
     model = StyleGAN2ADA(
-        "cifar",
-        resolution=RESOLUTION,
-        channels=CHANNELS,
+        config,
+        resolution=images.shape[-1],
+        channels=images.shape[1],
         num_classes=0,
         # float32 without activation clamping on both sides: the reference's `--fp32` settings, the ones
         # its networks run with on CPU.
@@ -79,24 +93,29 @@ def ours_runner(channel_max: int, augment: bool, images: torch.Tensor) -> Callab
             "channel_max": channel_max,
             "num_fp16_res": 0,
             "conv_clamp": None,
+            **(config_overrides or {}),
         },
         augment=AugmentPipe("bgc", p=AUGMENT_P) if augment else None,
+        **module_kwargs,
     )
+    batch = min(BATCH, len(images))
 
     class Timer(pl.Callback):
         def __init__(self) -> None:
             self.seconds: list[float] = []
 
         def on_train_batch_start(self, *args: object) -> None:
+            synchronize(device)
             self._start = clock()
 
         def on_train_batch_end(self, *args: object) -> None:
+            synchronize(device)
             self.seconds.append(clock() - self._start)
 
     def run(num_batches: int) -> list[float]:
         timer = Timer()
         trainer = pl.Trainer(
-            accelerator="cpu",
+            accelerator="gpu" if device == "cuda" else "cpu",
             devices=1,
             max_epochs=1,
             limit_train_batches=num_batches,
@@ -106,49 +125,76 @@ def ours_runner(channel_max: int, augment: bool, images: torch.Tensor) -> Callab
             enable_model_summary=False,
             callbacks=[timer],
         )
-        loader = DataLoader(TensorDataset(images), batch_size=BATCH, shuffle=False, drop_last=True)
+        loader = DataLoader(TensorDataset(images), batch_size=batch, shuffle=False, drop_last=True)
         trainer.fit(model, train_dataloaders=loader)
         return timer.seconds
 
     return run
 
 
+def synchronize(device: str) -> None:
+    """Wait for queued GPU work, so the clock measures it (no-op on CPU)."""
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
 def reference_runner(
-    reference: str, channel_max: int, augment: bool, images: torch.Tensor
+    reference: str,
+    channel_max: int,
+    augment: bool,
+    images: torch.Tensor,
+    device: str = "cpu",
+    mixed_precision: bool = False,
 ) -> Callable[[int], list[float]]:
-    """The same as :func:`ours_runner` for the reference networks and loss, in its phase order."""
+    """The same as :func:`ours_runner` for the reference networks and loss, in its phase order.
+
+    ``mixed_precision``: the reference's own ``cifar`` set-up (float16 for the 4 highest resolutions,
+    ``conv_clamp=256``) instead of its ``--fp32``.
+    """
     if reference not in sys.path:
         sys.path.insert(0, reference)
     from training import augment as ref_augment
     from training import loss as ref_loss
     from training import networks as ref_networks
 
-    common = dict(channel_base=32768, channel_max=channel_max, num_fp16_res=0, conv_clamp=None)
+    common = dict(
+        channel_base=32768,
+        channel_max=channel_max,
+        num_fp16_res=4 if mixed_precision else 0,
+        conv_clamp=256 if mixed_precision else None,
+    )
     G = ref_networks.Generator(
         z_dim=512,
         c_dim=0,
         w_dim=512,
-        img_resolution=RESOLUTION,
-        img_channels=CHANNELS,
+        img_resolution=images.shape[-1],
+        img_channels=images.shape[1],
         mapping_kwargs=dict(num_layers=2),
         synthesis_kwargs=common,
     )
     D = ref_networks.Discriminator(
         c_dim=0,
-        img_resolution=RESOLUTION,
-        img_channels=CHANNELS,
+        img_resolution=images.shape[-1],
+        img_channels=images.shape[1],
         architecture="orig",
         epilogue_kwargs=dict(mbstd_group_size=32),
         **common,
     )
+    G, D = G.to(device), D.to(device)
     G_ema = copy.deepcopy(G).eval().requires_grad_(False)
     pipe = None
     if augment:
-        pipe = ref_augment.AugmentPipe(**REFERENCE_BGC)
+        pipe = ref_augment.AugmentPipe(**REFERENCE_BGC).to(device)
         pipe.p.copy_(torch.as_tensor(AUGMENT_P))
-    device = torch.device("cpu")
     loss = ref_loss.StyleGAN2Loss(
-        device, G.mapping, G.synthesis, D, augment_pipe=pipe, style_mixing_prob=0, r1_gamma=0.01, pl_weight=0
+        torch.device(device),
+        G.mapping,
+        G.synthesis,
+        D,
+        augment_pipe=pipe,
+        style_mixing_prob=0,
+        r1_gamma=0.01,
+        pl_weight=0,
     )
     lr, betas = 0.0025, (0.0, 0.99)
     phases = []
@@ -161,13 +207,13 @@ def reference_runner(
     state = {"batch_idx": 0, "cur_nimg": 0}
 
     def one_batch(real: torch.Tensor) -> None:
-        c = torch.zeros(BATCH, 0)
+        c = torch.zeros(BATCH, 0, device=device)
         for phase, module, opt, interval in phases:
             if state["batch_idx"] % interval:
                 continue
             opt.zero_grad(set_to_none=True)
             module.requires_grad_(True)
-            gen_z = torch.randn(BATCH, G.z_dim)
+            gen_z = torch.randn(BATCH, G.z_dim, device=device)
             loss.accumulate_gradients(phase, real, c, gen_z, c, sync=True, gain=interval)
             module.requires_grad_(False)
             opt.step()
@@ -184,8 +230,10 @@ def reference_runner(
     def run(num_batches: int) -> list[float]:
         seconds = []
         for index in range(num_batches):
+            synchronize(device)
             start = clock()
-            one_batch(images[index * BATCH : (index + 1) * BATCH])
+            one_batch(images[index * BATCH : (index + 1) * BATCH].to(device))
+            synchronize(device)
             seconds.append(clock() - start)
         return seconds
 

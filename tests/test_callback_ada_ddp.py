@@ -1,6 +1,7 @@
 """AdaptiveAugmentation under DDP: 2 CPU processes (gloo) agree on p, and p equals the single-process
-computation on the signs of both ranks. The training runs in a subprocess (``ddp_scripts/ada_ddp.py``)
-because Lightning's DDP launcher re-runs the command line for rank 1."""
+computation on the signs of both ranks, under ``ddp_find_unused_parameters_true`` (a GAN written like
+Lightning's example) and plain ``ddp`` (the GAN syncs per network). The training runs in a subprocess
+(``ddp_scripts/ada_ddp.py``) because Lightning's DDP launcher re-runs the command line for rank 1."""
 
 from __future__ import annotations
 
@@ -45,12 +46,13 @@ def single_process_p(signs: list[int]) -> float:
     return p
 
 
-def test_two_ranks_hold_the_same_p_as_one_process_on_their_signs(tmp_path: Path) -> None:
+@pytest.mark.parametrize("strategy", ["ddp_find_unused_parameters_true", "ddp"])
+def test_two_ranks_hold_the_same_p_as_one_process_on_their_signs(tmp_path: Path, strategy: str) -> None:
     signs = scripted_signs()
     (tmp_path / "signs.json").write_text(json.dumps(signs))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     completed = subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path / "signs.json"), str(tmp_path)],
+        [sys.executable, str(SCRIPT), str(tmp_path / "signs.json"), str(tmp_path), strategy],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -1,9 +1,13 @@
 """Train a foreign GAN with AdaptiveAugmentation on 2 CPU processes (gloo); each rank writes its final p.
 
-Usage: ``python ada_ddp.py SIGNS_JSON OUT_DIR``. ``SIGNS_JSON`` holds one sign (+1/-1) per training
+Usage: ``python ada_ddp.py SIGNS_JSON OUT_DIR STRATEGY``. ``SIGNS_JSON`` holds one sign (+1/-1) per training
 image; image ``i`` is the constant ``0.5 * sign[i]`` and the discriminator's logit is its first pixel,
 so the signs D reports are known in advance. Rank ``r`` trains on images ``r, r + 2, r + 4, ...`` in
 order (its own loader: Lightning's distributed sampler always shuffles training data).
+
+``STRATEGY`` ``ddp_find_unused_parameters_true``: the GAN calls ``manual_backward`` as Lightning's GAN
+example does. ``ddp``: it calls ``lightning_genaug.distributed.backward_and_sync`` instead (plain
+``ddp`` needs it: each backward reaches one network).
 
 Run by ``tests/test_callback_ada_ddp.py`` in a subprocess, because Lightning's DDP launcher re-runs
 the command line for rank 1.
@@ -23,6 +27,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_genaug.augment.protocol import SignAccumulator
 from lightning_genaug.callbacks.ada import AdaptiveAugmentation
+from lightning_genaug.distributed import backward_and_sync
 
 BATCH = 4
 
@@ -44,10 +49,11 @@ class PixelDiscriminator(nn.Module):
 
 
 class TinyGAN(pl.LightningModule):
-    def __init__(self, signs: torch.Tensor) -> None:
+    def __init__(self, signs: torch.Tensor, sync_per_network: bool) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.signs = signs
+        self.sync_per_network = sync_per_network
         self.generator = nn.Linear(4, 16)
         self.discriminator = PixelDiscriminator()
 
@@ -58,12 +64,18 @@ class TinyGAN(pl.LightningModule):
         real_loss = F.softplus(-self.discriminator(images)).mean()
         d_loss = real_loss + F.softplus(self.discriminator(fakes.detach())).mean()
         opt_d.zero_grad()
-        self.manual_backward(d_loss)
+        self.backward_for(d_loss, self.discriminator)
         opt_d.step()
         g_loss = F.softplus(-self.discriminator(fakes)).mean()
         opt_g.zero_grad()
-        self.manual_backward(g_loss)
+        self.backward_for(g_loss, self.generator)
         opt_g.step()
+
+    def backward_for(self, loss: torch.Tensor, network: nn.Module) -> None:
+        if self.sync_per_network:
+            backward_and_sync(self, loss, network)
+        else:
+            self.manual_backward(loss)
 
     def configure_optimizers(self):
         return [
@@ -77,14 +89,14 @@ class TinyGAN(pl.LightningModule):
         return DataLoader(TensorDataset(images, torch.zeros(len(signs), dtype=torch.long)), batch_size=BATCH)
 
 
-def main(signs_path: str, out_dir: str) -> None:
+def main(signs_path: str, out_dir: str, strategy: str) -> None:
     torch.set_num_threads(1)
     signs = torch.tensor(json.loads(Path(signs_path).read_text()), dtype=torch.float32)
     callback = AdaptiveAugmentation(pipe=IdentityPipe(), every_n_batches=2, speed_kimg=0.05)
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=2,
-        strategy="ddp_find_unused_parameters_true",
+        strategy=strategy,
         max_epochs=1,
         use_distributed_sampler=False,
         logger=False,
@@ -93,10 +105,10 @@ def main(signs_path: str, out_dir: str) -> None:
         enable_model_summary=False,
         callbacks=[callback],
     )
-    trainer.fit(TinyGAN(signs))
+    trainer.fit(TinyGAN(signs, sync_per_network=strategy == "ddp"))
     result = {"p": callback.p, "pipe_p": float(callback.pipe.p), "rt": callback.rt}
     (Path(out_dir) / f"rank{trainer.global_rank}.json").write_text(json.dumps(result))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], sys.argv[3])

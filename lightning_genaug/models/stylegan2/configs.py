@@ -48,7 +48,7 @@ class StyleGAN2Config:
     mapping_lr_multiplier: float = 0.01  # the mapping MLP learns 100x slower (StyleGAN, Sec. C)
     channel_base: int = 32768  # channels at resolution r: min(channel_base // r, channel_max)
     channel_max: int = 512
-    num_fp16_res: int = 4  # float16 autocast for the 4 highest resolutions (CUDA only)
+    num_fp16_res: int = 4  # float16 for the 4 highest resolutions (CUDA; CPU only inside an autocast)
     conv_clamp: float | None = 256.0  # keeps float16 activations finite
     d_architecture: str = "resnet"  # "orig" for CIFAR: the residual D did not help there
     mbstd_group: int = 4  # minibatch-std group size; the batch per process must be a multiple

@@ -44,6 +44,7 @@ from torch import nn
 from lightning_genaug._checks import check_positive_int, check_range
 from lightning_genaug.augment.ada import AugmentPipe
 from lightning_genaug.data.batch import split_batch
+from lightning_genaug.distributed import backward_and_sync
 from lightning_genaug.models.predict import GeneratorPredictMixin, PredictOptions
 from lightning_genaug.models.stylegan2 import losses
 from lightning_genaug.models.stylegan2.configs import StyleGAN2Config, build_networks, get_config
@@ -92,9 +93,11 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         init_from: path of a ``StyleGAN2ADA`` ``.ckpt`` whose G, D and G_ema weights initialise
             training (transfer learning); ignored when resuming with ``ckpt_path``.
         max_kimg: stop training after this many thousand real images (the reference's ``--kimg``).
-        autocast_bf16: run the main phases' forward passes under bf16 autocast on CUDA (the
-            regularisation phases stay float32); no effect on CPU. Keep the trainer's
-            ``precision`` at 32 when using it.
+        autocast_bf16: run the main phases' forward passes under bf16 autocast on the module's
+            device (the regularisation phases stay float32). ``None`` (default): on CUDA only;
+            ``True``: on any device, CPU included (CPU bf16 is slow without bf16 units; the tests
+            use it to run the CUDA code path); ``False``: never. Keep the trainer's ``precision``
+            at 32 when using it.
         compile: ``torch.compile`` G's synthesis network and D for the main phases.
         predict: what ``predict`` writes (:class:`~lightning_genaug.models.predict.PredictOptions`:
             ``num_images``, ``seed``, ``batch_size``, ``output_dir``, ``sample_kwargs`` such as
@@ -121,7 +124,7 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         freeze_d: int = 0,
         init_from: str | None = None,
         max_kimg: float | None = None,
-        autocast_bf16: bool = True,
+        autocast_bf16: bool | None = None,
         compile: bool = False,
         predict: PredictOptions | None = None,
     ) -> None:
@@ -310,11 +313,27 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
     # ------------------------------------------------------------------ networks
     @contextmanager
     def _autocast(self) -> Iterator[None]:
-        if self.hparams.autocast_bf16 and self.device.type == "cuda":
-            with torch.autocast("cuda", dtype=torch.bfloat16):
+        """bf16 autocast on the module's device for the main phases, as ``autocast_bf16`` says."""
+        device_type = self.device.type
+        enabled = self.hparams.autocast_bf16
+        if enabled is None:
+            enabled = device_type == "cuda"
+        if enabled:
+            with torch.autocast(device_type, dtype=torch.bfloat16):
                 yield
-        else:
+        else:  # leaves an enclosing autocast (Lightning's ``precision``) in charge
             yield
+
+    def _autocast_off(self) -> torch.autocast:
+        """No autocast, even inside Lightning's ``bf16-mixed``: for every backward and the regularisers.
+
+        torch advises against backward passes under autocast, and refuses them when a float16 block
+        (``num_fp16_res``) ran inside a bfloat16 autocast ("Unexpected floating ScalarType in
+        at::autocast::prioritize", from the backward of the blocks' convolutions). The regularisers'
+        double backward is also sensitive to rounding. The float16 blocks still run in float16 on CUDA,
+        as in the reference.
+        """
+        return torch.autocast(self.device.type, enabled=False)
 
     def class_condition(self, labels: torch.Tensor | None, batch_size: int) -> torch.Tensor:
         """One-hot conditioning ``(B, num_classes)`` (``(B, 0)`` when unconditional)."""
@@ -442,14 +461,17 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
             self.log("loss/G", loss.detach(), prog_bar=True)
             self._optimize(opt_g, loss, "Gmain", self.G)
             if "Greg" in phases:
-                loss = self.g_regularization_loss(batch_size, self._generated_condition(labels, batch_size))
+                gen_c = self._generated_condition(labels, batch_size)
+                with self._autocast_off():
+                    loss = self.g_regularization_loss(batch_size, gen_c)
                 self._optimize(opt_g, loss * cfg.pl_interval, "Greg", self.G)
 
         with self._toggled(opt_d):
             loss = self.discriminator_main_loss(real, real_c, self._generated_condition(labels, batch_size))
             self._optimize(opt_d, loss, "Dmain", self.D)
             if "Dreg" in phases:
-                loss = self.d_regularization_loss(real, real_c)
+                with self._autocast_off():
+                    loss = self.d_regularization_loss(real, real_c)
                 self._optimize(opt_d, loss * cfg.r1_interval, "Dreg", self.D)
 
         global_batch = batch_size * self.trainer.world_size
@@ -510,10 +532,16 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
             self.untoggle_optimizer(optimizer)
 
     def _optimize(self, optimizer: Any, loss: torch.Tensor, phase: str, network: nn.Module) -> None:
-        """Backward and step, refusing a non-finite loss or gradient before the step happens."""
-        self._check_finite(loss, phase, "loss")
+        """Backward and step, refusing a non-finite loss or gradient before the step happens.
+
+        Under DDP only ``network``'s gradients are averaged over processes (plain ``ddp`` works, see
+        :func:`~lightning_genaug.distributed.backward_and_sync`); the checks then see values every
+        process shares, so all of them stop together.
+        """
         optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
+        with self._autocast_off():
+            mean_loss = backward_and_sync(self, loss, network)
+        self._check_finite(mean_loss, phase, "loss")
         grads = [p.grad for p in network.parameters() if p.grad is not None]
         if grads:
             self._check_finite(torch.nn.utils.get_total_norm(grads), phase, "gradient norm")

@@ -21,8 +21,9 @@ Module and parameter names follow the public reference implementation's checkpoi
 filters are non-persistent buffers, so a converter drops the reference's ``*.resample_filter`` keys.
 
 Mixed precision: ``num_fp16_res`` runs the blocks of the N highest resolutions under float16
-``torch.autocast`` on CUDA (as the reference does with its own casts); on CPU everything stays
-float32. Block outputs are cast back to float32.
+``torch.autocast`` on CUDA (as the reference does with its own casts); on CPU they do so only inside
+an enclosing CPU autocast (opt-in), else everything stays float32. Block outputs are cast back to
+float32.
 """
 
 from __future__ import annotations
@@ -207,10 +208,15 @@ def modulated_conv2d(
 
 
 def _fp16_context(enabled: bool, device: torch.device) -> contextlib.AbstractContextManager:
-    """float16 autocast for the blocks marked fp16 when running on CUDA; float32 otherwise."""
-    if device.type != "cuda":
+    """float16 autocast for the blocks marked fp16: always on CUDA, elsewhere only inside an autocast.
+
+    On CPU the blocks stay float32 unless the caller already runs under ``torch.autocast("cpu")``
+    (``StyleGAN2ADA(autocast_bf16=True)``, Lightning's ``bf16-mixed``): mixed precision on CPU is
+    opt-in, and then it takes the same path as on CUDA (float16 blocks, ``conv_clamp``).
+    """
+    if not enabled or (device.type != "cuda" and not torch.is_autocast_enabled(device.type)):
         return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=torch.float16, enabled=enabled)
+    return torch.autocast(device.type, dtype=torch.float16)
 
 
 def _fp16_resolution(img_resolution: int, num_fp16_res: int) -> int:
@@ -375,6 +381,7 @@ class MappingNetwork(nn.Module):
         x = torch.cat(parts, dim=1)
         for idx in range(self.num_layers):
             x = getattr(self, f"fc{idx}")(x)  # (N, w_dim) after the last layer
+        x = x.float()  # bfloat16 under an autocast: w, like the blocks' outputs, is float32
         if update_emas and hasattr(self, "w_avg"):
             self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
         if self.num_ws is None:
@@ -780,7 +787,7 @@ class Discriminator(nn.Module):
             (FromRGB at every resolution).
         channel_base: channels at resolution r are ``min(channel_base // r, channel_max)``.
         channel_max: see ``channel_base``.
-        num_fp16_res: run the blocks of this many highest resolutions in float16 (CUDA only).
+        num_fp16_res: run the blocks of this many highest resolutions in float16 (see ``_fp16_context``).
         conv_clamp: clamp convolution outputs to +-conv_clamp (None: no clamping).
         cmap_dim: projection-conditioning dimensionality (default: the 4x4 channel count).
         block_kwargs: extra :class:`DiscriminatorBlock` arguments (``activation``, ``resample_filter``).
