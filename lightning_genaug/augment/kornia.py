@@ -80,7 +80,7 @@ def leak_threshold(op: nn.Module) -> float | None:
 
 
 def _kornia_ops(ops: nn.Module | Iterable[nn.Module]) -> list[nn.Module]:
-    """The kornia 2-D augmentations in ``ops`` (an op, list, ``nn.Sequential``, ``AugmentationSequential``)."""
+    """The kornia augmentations in ``ops`` (an op, a list, ``nn.Sequential``, ``AugmentationSequential``)."""
     from kornia.augmentation import AugmentationBase2D
 
     if isinstance(ops, AugmentationBase2D):
