@@ -661,7 +661,7 @@ class AugmentPipe(ParametricAugmentation):
 
     # colour ---------------------------------------------------------------
     # One 4x4 matrix per sample for all five transforms, not kornia's colour ops: kornia converts to
-    # HSV and back per op and clamps to [0, 1]; the matrix is one matmul, exact and unclamped (App. B.1).
+    # HSV and back for hue and saturation and clamps to [0, 1]; the matrix is one matmul, unclamped (B.1).
 
     @staticmethod
     def color_matrix(params: Mapping[str, torch.Tensor], batch_size: int) -> torch.Tensor | None:
