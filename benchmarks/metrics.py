@@ -14,8 +14,9 @@ the same generator), computed once beforehand (as the on-disk cache does):
 
 The two take turns ``--repeats`` times; the median wall and CPU seconds (this process only: the
 figure to read on a shared machine) are printed with both sides' values (close, not equal: the two
-paths draw different generated images from the same generator). A second table times the Fréchet distance alone at Inception's D = 2048: ours
-(``frechet_distance``, two symmetric eigendecompositions) vs torchmetrics' ``_compute_fid``
+paths draw different generated images from the same generator). A second table times the Fréchet
+distance alone at Inception's D = 2048: ours (``frechet_distance``, two symmetric
+eigendecompositions) vs torchmetrics' ``_compute_fid``
 (``eigvals`` of the non-symmetric product).
 
 Usage::
