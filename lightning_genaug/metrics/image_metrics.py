@@ -144,8 +144,8 @@ class FrechetInceptionDistance(_TorchmetricsFID):
 
     ``compute`` uses :func:`~lightning_genaug.metrics.frechet_distance` (two symmetric
     eigendecompositions) instead of torchmetrics' ``eigvals(sigma1 @ sigma2)``: the same value to
-    round-off, 1.25x faster at D = 2048 on our CPU (``benchmarks/metrics.py``), and free of the
-    complex round-off of a non-symmetric eigensolver on rank-deficient covariances.
+    round-off, not slower (1.25x faster at D = 2048 on an idle CPU, docs/performance.md), and free
+    of the complex round-off of a non-symmetric eigensolver on rank-deficient covariances.
 
     Args:
         feature_extractor: see :class:`FeatureInput`.
