@@ -13,9 +13,14 @@ With ``--reference PATH`` (a checkout of NVlabs/stylegan2-ada-pytorch) the refer
 the same inputs, interleaved with ours, and the ``ours / reference`` throughput ratio is printed per
 cell. It also prints output statistics and per-transform touched fractions of both pipes.
 
+With ``--kornia`` it also times ``KorniaAugment`` against ``AugmentPipe`` on the same transform
+families (x-flip, quarter turns, rotation + isotropic scale, brightness + contrast + saturation),
+each wrapped kornia op gated per sample like ours, in the same process, interleaved.
+
 Examples:
     python benchmarks/augment.py --quick
     python benchmarks/augment.py --reference ../stylegan2-ada-pytorch
+    python benchmarks/augment.py --kornia --skip-throughput --skip-distributions
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import torch
 from torch import nn
 
 from lightning_genaug.augment.ada import GROUPS, PRESETS, TRANSFORMS, AugmentPipe
+from lightning_genaug.augment.kornia import KorniaAugment
 
 MODES = ("fwd", "fwd+bwd", "r1")
 
@@ -222,6 +228,57 @@ def run_distributions(device: torch.device, reference: type[nn.Module] | None, p
     print(f"| (input) | - | {mean} | {std} |")
 
 
+KORNIA_MAX_P = 0.8  # kornia's uniform parameter ranges leak from p = 0.82 (lightning_genaug.augment.kornia)
+
+
+def matching_pipes(device: torch.device) -> tuple[AugmentPipe, KorniaAugment]:
+    """``AugmentPipe`` and ``KorniaAugment`` with the same transform families, one op per family group.
+
+    ADA's x-flip flips half the gated samples: kornia's flip at strength 0.5. Quarter turns: a random
+    number of turns in both. ADA's separate rotation and log-normal scale: one kornia ``RandomAffine``
+    (uniform angle and scale). ADA's brightness, contrast, saturation: one kornia ``ColorJiggle``.
+    """
+    import kornia.augmentation as K
+
+    ours = AugmentPipe(None, xflip=1.0, rotate90=1.0, scale=1.0, rotate=1.0, brightness=1.0, contrast=1.0,
+                       saturation=1.0)
+    theirs = KorniaAugment(
+        [
+            K.RandomHorizontalFlip(),
+            K.RandomRotation90(times=(0, 3)),
+            K.RandomAffine(degrees=180.0, scale=(0.75, 1.33), padding_mode="reflection"),
+            K.ColorJiggle(brightness=0.2, contrast=0.5, saturation=0.5),
+        ],
+        strengths=[0.5, 1.0, 1.0, 1.0],
+        max_p=KORNIA_MAX_P,
+    )
+    return ours.to(device), theirs.to(device)
+
+
+def run_kornia(args: argparse.Namespace, device: torch.device) -> None:
+    ours, theirs = matching_pipes(device)
+    disc = SmallDiscriminator(3).to(device)
+    batch = 64
+    x = smooth_images(batch, 32, device)
+    print(f"\n## KorniaAugment vs AugmentPipe on {device}, same transform families, 32x32 x {batch} "
+          "(images/s, median of repeats; ratio = AugmentPipe / KorniaAugment throughput)")
+    print("| p | mode | AugmentPipe img/s | KorniaAugment img/s | ratio |")
+    print("|---|---|---|---|---|")
+    for p in [value for value in args.p if value <= KORNIA_MAX_P]:
+        ours.set_p(p)
+        theirs.set_p(p)
+        for mode in args.modes:
+            generator = torch.Generator(device=device).manual_seed(0)
+            steps = {
+                name: make_step(lambda t, pipe=pipe, g=generator: pipe(t, generator=g), mode, disc)
+                for name, pipe in (("ours", ours), ("kornia", theirs))
+            }
+            seconds = time_interleaved(steps, x, args.repeats, warmup=True)
+            ratio = seconds["kornia"] / seconds["ours"]
+            print(f"| {p:.1f} | {mode} | {rate(batch, seconds['ours'])} | {rate(batch, seconds['kornia'])} | "
+                  f"{ratio:.2f}x |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -242,6 +299,8 @@ def main() -> None:
     )
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     parser.add_argument("--skip-distributions", action="store_true", help="only measure throughput")
+    parser.add_argument("--skip-throughput", action="store_true", help="skip the AugmentPipe throughput grid")
+    parser.add_argument("--kornia", action="store_true", help="also time KorniaAugment vs AugmentPipe")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -252,7 +311,10 @@ def main() -> None:
     names = [str(device) for device in devices]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, devices: {names}")
     for device in devices:
-        run_throughput(args, device, reference)
+        if not args.skip_throughput:
+            run_throughput(args, device, reference)
+        if args.kornia:
+            run_kornia(args, device)
         if not args.skip_distributions:
             run_distributions(device, reference, p=0.6, batch=256 if args.quick else 1024)
 

@@ -159,7 +159,7 @@ def run_gan_arm(
     metrics = GenerativeMetrics(
         metrics=("fid", "kid"),
         num_gen=args.num_gen,
-        every_n_kimg=args.eval_kimg,
+        every_n_batches=max(1, math.ceil(args.eval_kimg * 1000 / args.batch_size)),
         feature_extractor=extractor,
         feature_extractor_weights_path=args.inception_weights,
         real_data=real_images,

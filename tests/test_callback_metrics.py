@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -108,6 +109,26 @@ def test_logs_every_metric_to_callback_metrics_and_logger(tmp_path):
     assert len(rows) == 1 and float(rows[0]["kimg"]) == pytest.approx(0.064)
 
 
+class CountingGenerator(ToyGenerator):
+    """A ToyGenerator with the image counter of our modules (``cur_nimg``), here twice the real count."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("cur_nimg", torch.zeros((), dtype=torch.long))
+
+    def training_step(self, batch, batch_idx):
+        self.cur_nimg += 2 * split_batch(batch)[0].shape[0]
+        return super().training_step(batch, batch_idx)
+
+
+def test_logged_kimg_is_the_modules_image_counter_when_it_has_one(tmp_path):
+    trainer = make_trainer(tmp_path, [metrics_callback(tmp_path)], logger=CSVLogger(tmp_path, name="csv"))
+    trainer.fit(CountingGenerator(), train_dataloaders=real_loader())
+    with open(trainer.logger.log_dir + "/metrics.csv") as handle:
+        rows = [row for row in csv.DictReader(handle) if row.get("metrics/fid")]
+    assert len(rows) == 1 and float(rows[0]["kimg"]) == pytest.approx(0.128)  # cur_nimg, not the 64 seen
+
+
 def test_real_statistics_are_cached_and_not_recomputed(tmp_path):
     first = CountingExtractor()
     make_trainer(tmp_path, [metrics_callback(tmp_path, first, num_real=48)]).fit(
@@ -168,19 +189,32 @@ def test_dict_batches_with_an_image_key(tmp_path):
     assert callback.feature_extractor.images_seen == 20 + 32
 
 
-def test_honours_the_kimg_interval(tmp_path):
-    callback = metrics_callback(tmp_path, every_n_kimg=0.032, at_fit_end=False)
+def test_honours_the_batch_interval(tmp_path):
+    callback = metrics_callback(tmp_path, every_n_batches=2, at_fit_end=False)
     extractor = callback.feature_extractor
     make_trainer(tmp_path, [callback], max_epochs=2).fit(ToyGenerator(), train_dataloaders=real_loader())
-    # 128 images in batches of 16: evaluations at 32, 64, 96 and 128 images
+    # 8 batches of 16: evaluations after batches 2, 4, 6 and 8
     assert extractor.images_seen == 64 + 4 * 32
-    assert callback.state_dict() == {"images_seen": 128, "last_eval_images": 128}
+    assert callback.state_dict() == {
+        "images_seen": 128, "batches_seen": 8, "last_eval_batches": 8, "every_n_batches": 2
+    }
 
 
-def test_honours_the_epoch_interval_and_evaluates_at_fit_end(tmp_path):
-    callback = metrics_callback(tmp_path, every_n_epochs=2)
+def test_every_n_kimg_is_a_deprecated_alias_converted_with_the_batch_size(tmp_path):
+    with pytest.deprecated_call(match="every_n_batches"):
+        callback = metrics_callback(tmp_path, every_n_kimg=0.024, at_fit_end=False)
+    extractor = callback.feature_extractor
+    make_trainer(tmp_path, [callback], max_epochs=2).fit(ToyGenerator(), train_dataloaders=real_loader())
+    assert callback.every_n_batches == 2  # ceil(24 images / 16 per batch)
+    assert extractor.images_seen == 64 + 4 * 32
+
+
+def test_every_n_epochs_is_a_deprecated_alias_and_evaluates_at_fit_end(tmp_path):
+    with pytest.deprecated_call(match="every_n_batches"):
+        callback = metrics_callback(tmp_path, every_n_epochs=2)
     extractor = callback.feature_extractor
     make_trainer(tmp_path, [callback], max_epochs=3).fit(ToyGenerator(), train_dataloaders=real_loader())
+    assert callback.every_n_batches == 8  # 2 epochs of 4 batches
     assert extractor.images_seen == 64 + 2 * 32  # after epoch 2, then at fit end (epoch 3)
 
 
@@ -194,7 +228,7 @@ def test_model_checkpoint_and_early_stopping_monitor_fid(tmp_path, with_validati
 
     checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt", monitor="metrics/fid", mode="min", save_top_k=1)
     stopping = EarlyStopping(monitor="metrics/fid", mode="min", patience=100, check_on_train_epoch_end=True)
-    callbacks = [metrics_callback(tmp_path, every_n_epochs=1), Recorder(), checkpoint, stopping]
+    callbacks = [metrics_callback(tmp_path, every_n_batches=4), Recorder(), checkpoint, stopping]
     trainer = make_trainer(tmp_path, callbacks, max_epochs=3)
     loaders = {"val_dataloaders": real_loader(16)} if with_validation else {}
     trainer.fit(ToyGenerator(), train_dataloaders=real_loader(), **loaders)
@@ -232,14 +266,14 @@ def test_generated_images_are_reproducible_for_a_seed(tmp_path):
 
 
 def test_state_survives_a_checkpoint(tmp_path):
-    callback = metrics_callback(tmp_path, every_n_kimg=1.0)
+    callback = metrics_callback(tmp_path, every_n_batches=100)
     trainer = make_trainer(tmp_path, [callback, ModelCheckpoint(dirpath=tmp_path / "ckpt")])
     trainer.fit(ToyGenerator(), train_dataloaders=real_loader())
-    resumed = metrics_callback(tmp_path, every_n_kimg=1.0)
+    resumed = metrics_callback(tmp_path, every_n_batches=100)
     trainer = make_trainer(tmp_path, [resumed, ModelCheckpoint(dirpath=tmp_path / "ckpt2")], max_epochs=2)
     checkpoint = next((tmp_path / "ckpt").glob("*.ckpt"))
     trainer.fit(ToyGenerator(), train_dataloaders=real_loader(), ckpt_path=checkpoint)
-    assert resumed.images_seen == 128
+    assert (resumed.images_seen, resumed.batches_seen) == (128, 8)
 
 
 def test_missing_inception_weights_fail_at_construction_fast(tmp_path, monkeypatch):
@@ -256,7 +290,9 @@ def test_missing_inception_weights_fail_at_construction_fast(tmp_path, monkeypat
     [
         ({"metrics": ("fid", "lpips")}, "metrics"),
         ({"num_gen": 0}, "num_gen"),
+        ({"every_n_batches": 0}, "every_n_batches"),
         ({"every_n_kimg": 0.0}, "every_n_kimg"),
+        ({"every_n_batches": 2, "every_n_epochs": 1}, "at most one"),
         ({"metrics": "is", "num_gen": 4, "is_splits": 10}, "is_splits"),
         ({"feature_extractor": "vgg16"}, "feature_extractor"),
     ],
@@ -283,41 +319,63 @@ sys.path.insert(0, {tests_dir!r})
 from test_callback_metrics import CountingExtractor, ToyGenerator
 from lightning_genaug.callbacks.metrics import GenerativeMetrics
 
+
+class Frozen(ToyGenerator):
+    \"\"\"Trains with lr 0, so one and two processes evaluate the same generator.\"\"\"
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+devices, root = int(sys.argv[1]), sys.argv[2]
 torch.manual_seed(0)
 images = torch.rand(50, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
 callback = GenerativeMetrics(
-    metrics=("fid", "kid"), num_gen=30, batch_size=8, kid_subsets=3, kid_subset_size=20,
-    feature_extractor=CountingExtractor(), cache_dir={cache!r}, progress_bar=False,
+    metrics=("fid", "kid", "is", "pr"), num_gen=30, batch_size=8, kid_subsets=3, kid_subset_size=20,
+    is_splits=3, feature_extractor=CountingExtractor(), cache_dir=root + "/cache", progress_bar=False,
 )
 trainer = pl.Trainer(
-    default_root_dir={root!r}, max_epochs=1, accelerator="cpu", devices=2, strategy="ddp",
-    callbacks=[callback], logger=False, enable_checkpointing=False, enable_progress_bar=False,
-    enable_model_summary=False,
+    default_root_dir=root, max_epochs=1, accelerator="cpu", devices=devices,
+    strategy="ddp" if devices > 1 else "auto", callbacks=[callback], logger=False, enable_checkpointing=False,
+    enable_progress_bar=False, enable_model_summary=False,
 )
-trainer.fit(ToyGenerator(), DataLoader(TensorDataset(images), batch_size=10))
+trainer.fit(Frozen(), DataLoader(TensorDataset(images), batch_size=10))
 result = dict(
     values=callback.last_values, mu=callback._real_stats.mu.tolist(), images_seen=callback.images_seen,
     extracted=callback.feature_extractor.images_seen,
 )
-with open({root!r} + f"/rank{{trainer.global_rank}}.json", "w") as handle:
+with open(root + f"/rank{{trainer.global_rank}}.json", "w") as handle:
     json.dump(result, handle)
 """
 
 
-@pytest.mark.slow
-def test_ddp_splits_generation_and_real_images_and_agrees_across_ranks(tmp_path):
-    script = tmp_path / "ddp_metrics.py"
-    tests_dir = str(Path(__file__).parent)
-    script.write_text(textwrap.dedent(DDP_SCRIPT.format(tests_dir=tests_dir, cache=str(tmp_path / "cache"),
-                                                        root=str(tmp_path))))
-    completed = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True,
-                               timeout=300)
+def run_metrics_script(tmp_path: Path, devices: int) -> list[dict]:
+    """Run DDP_SCRIPT with ``devices`` CPU processes in a subprocess; one result dict per rank."""
+    root = tmp_path / f"devices{devices}"
+    root.mkdir()
+    script = root / "metrics_script.py"
+    script.write_text(textwrap.dedent(DDP_SCRIPT.format(tests_dir=str(Path(__file__).parent))))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    completed = subprocess.run([sys.executable, str(script), str(devices), str(root)], cwd=root, env=env,
+                               capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    return [json.loads((root / f"rank{rank}.json").read_text()) for rank in range(devices)]
 
-    assert ranks[0]["values"] == ranks[1]["values"] and ranks[0]["values"]["metrics/fid"] > 0
+
+@pytest.mark.slow
+def test_two_processes_give_the_single_process_figures(tmp_path):
+    (single,) = run_metrics_script(tmp_path, devices=1)
+    ranks = run_metrics_script(tmp_path, devices=2)
+
+    assert ranks[0]["values"] == ranks[1]["values"]
     assert ranks[0]["images_seen"] == 50  # counted over both ranks
-    assert [rank["extracted"] for rank in ranks] == [25 + 15, 25 + 15]  # half the real and generated images
+    # each rank extracts its half of the real images and its generated chunks (8 + 8 and 8 + 6)
+    assert [rank["extracted"] for rank in ranks] == [25 + 16, 25 + 14]
+    values, expected = ranks[0]["values"], single["values"]
+    assert values.keys() == expected.keys() and values["metrics/fid"] > 0
+    for name in expected:  # same images, same order, same subsets; float32 features of real batches
+        # that start at other rows, and sums over ranks, round differently: 1e-6
+        assert values[name] == pytest.approx(expected[name], rel=1e-6, abs=1e-12), name
     images = torch.rand(50, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(1)) * 2 - 1
     expected_mu = CountingExtractor()(images).double().mean(0)
     gathered_mu = torch.tensor(ranks[0]["mu"], dtype=torch.float64)

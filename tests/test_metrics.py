@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 
@@ -22,6 +23,7 @@ from lightning_genaug.metrics import (
     dataset_fingerprint,
     extract_features,
     extractor_fingerprint,
+    extractors,
     frechet_distance,
     gaussian_statistics,
     inception_score,
@@ -179,6 +181,49 @@ class TestInceptionWeights:
     def test_explicit_missing_path_is_named(self, tmp_path):
         with pytest.raises(InceptionWeightsNotFoundError, match="missing.pth"):
             resolve_inception_weights(tmp_path / "missing.pth")
+
+    def test_missing_hub_file_is_downloaded_once_with_its_hash_checked(self, tmp_path, monkeypatch):
+        payload = b"stand-in weights"  # its own hash prefix is made the expected one
+        prefix = hashlib.sha256(payload).hexdigest()[:8]
+        monkeypatch.setattr(extractors, "INCEPTION_WEIGHTS_SHA256_PREFIX", prefix)
+        source = tmp_path / "mirror.pth"
+        source.write_bytes(payload)
+        monkeypatch.delenv(INCEPTION_WEIGHTS_ENV, raising=False)
+        monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+        monkeypatch.setenv(extractors.INCEPTION_URL_ENV, source.as_uri())
+        path = resolve_inception_weights()
+        assert path == tmp_path / "torch_home" / "hub" / "checkpoints" / extractors.INCEPTION_WEIGHTS_FILENAME
+        assert path.read_bytes() == payload
+        source.unlink()  # the second call finds the cached file and does not download
+        assert resolve_inception_weights() == path
+
+    def test_a_download_with_the_wrong_hash_is_discarded(self, tmp_path, monkeypatch):
+        source = tmp_path / "tampered.pth"
+        source.write_bytes(b"not the inception weights")
+        monkeypatch.delenv(INCEPTION_WEIGHTS_ENV, raising=False)
+        monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+        monkeypatch.setenv(extractors.INCEPTION_URL_ENV, source.as_uri())
+        with pytest.raises(InceptionWeightsNotFoundError, match="SHA-256"):
+            resolve_inception_weights()
+        assert not any((tmp_path / "torch_home").rglob("*.pth*"))
+
+    def test_an_unreachable_url_gives_the_offline_error(self, tmp_path, monkeypatch):
+        monkeypatch.delenv(INCEPTION_WEIGHTS_ENV, raising=False)
+        monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+        monkeypatch.setenv(extractors.INCEPTION_URL_ENV, (tmp_path / "offline" / "weights.pth").as_uri())
+        with pytest.raises(InceptionWeightsNotFoundError) as error:
+            resolve_inception_weights()
+        message = str(error.value)
+        assert "Downloading" in message and "feature_extractor_weights_path" in message
+        assert INCEPTION_WEIGHTS_ENV in message and INCEPTION_WEIGHTS_URL in message
+
+    def test_an_explicit_missing_path_is_never_downloaded(self, tmp_path, monkeypatch):
+        source = tmp_path / "mirror.pth"
+        source.write_bytes(b"x")
+        monkeypatch.setenv(extractors.INCEPTION_URL_ENV, source.as_uri())
+        with pytest.raises(InceptionWeightsNotFoundError, match="missing.pth"):
+            resolve_inception_weights(tmp_path / "missing.pth")
+        assert not (tmp_path / "missing.pth").exists()
 
     def test_env_var_is_used(self, tmp_path, monkeypatch):
         weights = tmp_path / "inception.pth"

@@ -3,6 +3,7 @@
 - :class:`AugmentPipe`: StyleGAN2-ADA's 18 transforms with one adaptable strength ``p``.
 - :class:`DiffAugment`: DiffAugment's colour/translation/cutout policy (a baseline).
 - :class:`DataScaling`: Scale-GAN's data scaling.
+- :class:`KorniaAugment`: kornia augmentations gated by the same adaptable strength ``p``.
 - :class:`Chain`: several of them in order, exposing the first one's ``p``.
 - :class:`DistAugTransforms`: Distribution Augmentation's transforms for likelihood models.
 """
@@ -11,6 +12,7 @@ from lightning_genaug.augment.ada import AugmentPipe
 from lightning_genaug.augment.chain import Chain
 from lightning_genaug.augment.diffaug import DiffAugment
 from lightning_genaug.augment.distaug import DistAugTransforms
+from lightning_genaug.augment.kornia import KorniaAugment
 from lightning_genaug.augment.protocol import AugmentationStrength, ParametricAugmentation, SignAccumulator
 from lightning_genaug.augment.scaling import DataScaling
 
@@ -21,6 +23,7 @@ __all__ = [
     "DataScaling",
     "DiffAugment",
     "DistAugTransforms",
+    "KorniaAugment",
     "ParametricAugmentation",
     "SignAccumulator",
 ]

@@ -615,6 +615,8 @@ class AugmentPipe(ParametricAugmentation):
             x: ``(n, C, H, W)`` float32/float64.
             g_inv: ``(n, 3, 3)`` float64, centred output pixel -> centred input pixel.
         """
+        # Not kornia.geometry.warp_affine: that is one bilinear grid_sample without anti-aliasing
+        # (faster, see benchmarks/augment.py --kornia), and aliasing is a cue D learns and G copies.
         n, channels, height, width = x.shape
         taps = len(_SYM6)
         align, phase = _SYM6_ALIGN, self._phase
@@ -658,6 +660,8 @@ class AugmentPipe(ParametricAugmentation):
         return _resample2x(canvas, lowpass, upsample=False).contiguous()
 
     # colour ---------------------------------------------------------------
+    # One 4x4 matrix per sample for all five transforms, not kornia's colour ops: kornia converts to
+    # HSV and back for hue and saturation and clamps to [0, 1]; the matrix is one matmul, unclamped (B.1).
 
     @staticmethod
     def color_matrix(params: Mapping[str, torch.Tensor], batch_size: int) -> torch.Tensor | None:

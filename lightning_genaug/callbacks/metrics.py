@@ -12,12 +12,14 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_deprecation, rank_zero_warn
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
+from torchmetrics import Metric
 from tqdm.auto import tqdm
 
 from lightning_genaug._checks import check_choice, check_images, check_positive_int, check_range
+from lightning_genaug.callbacks._progress import images_shown
 from lightning_genaug.data.batch import split_batch
 from lightning_genaug.metrics.cache import (
     RealStatistics,
@@ -32,12 +34,12 @@ from lightning_genaug.metrics.extractors import (
     extractor_fingerprint,
     resolve_inception_weights,
 )
-from lightning_genaug.metrics.functional import (
-    frechet_distance,
-    gaussian_statistics,
-    inception_score,
-    kernel_inception_distance,
-    precision_recall,
+from lightning_genaug.metrics.image_metrics import (
+    FrechetInceptionDistance,
+    InceptionScore,
+    KernelInceptionDistance,
+    PrecisionRecall,
+    RealFeatureStatistics,
 )
 
 log = logging.getLogger(__name__)
@@ -67,14 +69,6 @@ def generator_num_classes(pl_module: nn.Module) -> int:
     return 0
 
 
-def _gather_rows(trainer: pl.Trainer, rows: torch.Tensor, total: int) -> torch.Tensor:
-    """All ranks' ``(n, D)`` rows, rank-interleaved (row i came from rank ``i % world``), first ``total``."""
-    if trainer.world_size == 1:
-        return rows[:total]
-    gathered = trainer.strategy.all_gather(rows)  # (world, n, D)
-    return gathered.transpose(0, 1).reshape(-1, rows.shape[1])[:total]
-
-
 def _sample(pl_module: nn.Module, count: int, num_classes: int, generator: torch.Generator) -> torch.Tensor:
     """``count`` images ``(count, C, H, W)`` from the generator protocol, uniform labels if conditional."""
     labels = None
@@ -87,41 +81,57 @@ def _sample(pl_module: nn.Module, count: int, num_classes: int, generator: torch
     return images
 
 
+def _share(total: int, world: int, rank: int) -> range:
+    """Rank ``rank``'s contiguous block of ``range(total)`` split as evenly as possible over ``world`` ranks.
+
+    Blocks are in rank order, so concatenating them rank after rank (what the metrics' ``"cat"``
+    reduction does) gives back ``range(total)`` in order: the single-process order.
+    """
+    return range(total * rank // world, total * (rank + 1) // world)
+
+
 class GenerativeMetrics(Callback):
     """Evaluates a generator with FID, KID, IS and precision/recall and logs the results.
 
-    The module is used only through the generator protocol
-    ``pl_module.sample(n, labels=None, generator=None) -> (n, C, H, W)`` in [-1, 1] (EMA weights
-    are the module's business). Conditional modules (``num_classes`` or ``c_dim`` > 0) get
-    uniformly drawn labels. Real images come from ``real_data`` or, by default, the datamodule's
-    training set; their features and statistics are computed once and cached on disk.
+    A thin scheduler around the torchmetrics of :mod:`lightning_genaug.metrics.image_metrics`:
+    it decides when to evaluate, draws images from the module, extracts their features once per
+    batch, feeds them to the metrics and logs what they compute. The module is used only through
+    the generator protocol ``pl_module.sample(n, labels=None, generator=None) -> (n, C, H, W)`` in
+    [-1, 1] (EMA weights are the module's business). Conditional modules (``num_classes`` or
+    ``c_dim`` > 0) get uniformly drawn labels. Real images come from ``real_data`` or, by default,
+    the datamodule's training set; their statistics are computed once and cached on disk.
 
     Logged keys: ``metrics/fid``, ``metrics/kid`` (+ ``metrics/kid_std``), ``metrics/is``
-    (+ ``metrics/is_std``), ``metrics/precision``, ``metrics/recall`` and ``kimg``. During
+    (+ ``metrics/is_std``), ``metrics/precision``, ``metrics/recall`` and ``kimg`` (the module's
+    ``cur_nimg`` when it has one, as ``SampleGrid`` logs it, else the images this callback counted). During
     ``fit`` they go to ``trainer.callback_metrics`` (so ``ModelCheckpoint(monitor="metrics/fid",
     mode="min")`` and ``EarlyStopping`` see them) and to every logger at the current global step;
     in ``trainer.validate`` / ``trainer.test`` they are logged with ``pl_module.log`` and returned
     in the results.
 
-    Under DDP each rank generates ``ceil(num_gen / world_size)`` images (seed ``seed + rank``) and
-    extracts features for its share of the real images; features are gathered with
-    ``trainer.strategy.all_gather``, so every rank computes the same values.
+    The generated images are drawn in chunks of at most ``batch_size``, chunk ``j`` from its own
+    seed (derived from ``seed``); chunks and real images are dealt to ranks in contiguous blocks,
+    and the metrics' states are reduced by torchmetrics (sums, and concatenation in rank order).
+    So every rank computes the same values, and, when ``num_gen >= world_size * batch_size``,
+    the values of a single-process evaluation: the number of devices does not change them.
 
     Args:
         metrics: any of ``"fid"``, ``"kid"``, ``"is"``, ``"pr"`` (precision and recall).
         num_gen: generated images per evaluation (50k is the standard for FID; use fewer for
             quick checks and KID on small datasets).
         num_real: real images used (``None``: the whole dataset).
-        every_n_kimg: evaluate each time this many thousand real images were shown (counted over
-            all ranks).
-        every_n_epochs: evaluate at the end of every n-th training epoch.
+        every_n_batches: evaluate every this many training batches (the unit of every callback here).
+        every_n_kimg: deprecated alias of ``every_n_batches``, converted at the first training
+            batch: ``ceil(every_n_kimg * 1000 / (batch_size * world_size))`` batches.
+        every_n_epochs: deprecated alias of ``every_n_batches``, converted at the start of fitting:
+            ``every_n_epochs * trainer.num_training_batches``.
         at_fit_end: also evaluate when fitting ends (unless the last evaluation was at that point).
-        feature_extractor: ``"inception-v3-compat"`` (torch-fidelity's FID Inception, from a local
-            weights file) or any ``nn.Module`` mapping images ``(N, C, H, W)`` in [-1, 1] to
-            ``(N, D)`` features. A custom module receives the images unchanged; for ``"is"`` its
-            output is read as class logits.
+        feature_extractor: ``"inception-v3-compat"`` (torch-fidelity's FID Inception; its weights
+            from a local file, else downloaded once) or any ``nn.Module`` mapping images
+            ``(N, C, H, W)`` in [-1, 1] to ``(N, D)`` features. A custom module receives the images
+            unchanged; for ``"is"`` its output is read as class logits.
         feature_extractor_weights_path: the Inception weights file; default
-            ``$LIGHTNING_GENAUG_INCEPTION_WEIGHTS`` or torch-fidelity's hub cache. Never downloaded.
+            ``$LIGHTNING_GENAUG_INCEPTION_WEIGHTS`` or torch-fidelity's hub cache.
         real_data: a ``DataLoader``, a map-style ``Dataset`` or an image tensor ``(N, C, H, W)`` in
             [-1, 1]; ``None`` uses ``trainer.datamodule.train_dataloader()``.
         dataset_fingerprint: a string naming the real data for the cache (default: a hash of its
@@ -144,6 +154,7 @@ class GenerativeMetrics(Callback):
         metrics: Sequence[str] | str = ("fid",),
         num_gen: int = 50_000,
         num_real: int | None = None,
+        every_n_batches: int | None = None,
         every_n_kimg: float | None = None,
         every_n_epochs: int | None = None,
         at_fit_end: bool = True,
@@ -166,16 +177,35 @@ class GenerativeMetrics(Callback):
         self.metrics = _normalise_metrics(metrics)
         self.num_gen = check_positive_int("num_gen", num_gen)
         self.num_real = None if num_real is None else check_positive_int("num_real", num_real)
+        schedules = [every_n_batches, every_n_kimg, every_n_epochs]
+        if sum(value is not None for value in schedules) > 1:
+            raise ValueError(
+                "Give at most one of `every_n_batches`, `every_n_kimg` and `every_n_epochs` (the latter two "
+                f"are deprecated aliases of `every_n_batches`), got {schedules}."
+            )
+        self.every_n_batches = None if every_n_batches is None else check_positive_int(
+            "every_n_batches", every_n_batches
+        )
         if every_n_kimg is not None:
             check_range("every_n_kimg", every_n_kimg, 0.0, None, low_inclusive=False)
-        self.every_n_kimg = every_n_kimg
+            rank_zero_deprecation(
+                "GenerativeMetrics(every_n_kimg=...) is deprecated and will be removed in 0.3: use "
+                "`every_n_batches` (every callback schedules in training batches). It is converted with the "
+                "batch size of the first training batch."
+            )
         if every_n_epochs is not None:
             check_positive_int("every_n_epochs", every_n_epochs)
+            rank_zero_deprecation(
+                "GenerativeMetrics(every_n_epochs=...) is deprecated and will be removed in 0.3: use "
+                "`every_n_batches` (every callback schedules in training batches). It is converted with "
+                "`trainer.num_training_batches`."
+            )
+        self.every_n_kimg = every_n_kimg
         self.every_n_epochs = every_n_epochs
         self.at_fit_end = at_fit_end
         if isinstance(feature_extractor, str):
             feature_extractor = check_choice("feature_extractor", feature_extractor, [INCEPTION_NAME])
-            resolve_inception_weights(feature_extractor_weights_path)  # fail now, not after an epoch
+            resolve_inception_weights(feature_extractor_weights_path)  # fail (or download) now
         elif not isinstance(feature_extractor, nn.Module):
             raise TypeError(
                 f"`feature_extractor` must be {INCEPTION_NAME!r} or an nn.Module, got "
@@ -201,7 +231,8 @@ class GenerativeMetrics(Callback):
         self.progress_bar = progress_bar
 
         self.images_seen = 0
-        self.last_eval_images: int | None = None
+        self.batches_seen = 0
+        self.last_eval_batches: int | None = None
         self.last_values: dict[str, float] = {}
         self._extractor: nn.Module | None = None
         self._real_stats: RealStatistics | None = None
@@ -212,11 +243,19 @@ class GenerativeMetrics(Callback):
         return self._generate_state_key(metrics=self.metrics, num_gen=self.num_gen)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"images_seen": self.images_seen, "last_eval_images": self.last_eval_images}
+        return {
+            "images_seen": self.images_seen,
+            "batches_seen": self.batches_seen,
+            "last_eval_batches": self.last_eval_batches,
+            "every_n_batches": self.every_n_batches,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.images_seen = int(state_dict.get("images_seen", 0))
-        self.last_eval_images = state_dict.get("last_eval_images")
+        self.batches_seen = int(state_dict.get("batches_seen", 0))
+        self.last_eval_batches = state_dict.get("last_eval_batches")
+        if self.every_n_batches is None and state_dict.get("every_n_batches") is not None:
+            self.every_n_batches = int(state_dict["every_n_batches"])  # a converted alias keeps its value
 
     # ----------------------------------------------------------------------------------- hooks
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -230,40 +269,35 @@ class GenerativeMetrics(Callback):
             self._extractor = build_feature_extractor(self.feature_extractor, weights_path)
             self._extractor.eval().requires_grad_(False)
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.every_n_epochs is not None and self.every_n_batches is None:
+            per_epoch = trainer.num_training_batches
+            if not math.isfinite(per_epoch):
+                raise ValueError(
+                    "GenerativeMetrics(every_n_epochs=...) cannot be converted to batches: the training "
+                    "loader has no length. Use `every_n_batches`."
+                )
+            self.every_n_batches = self.every_n_epochs * int(per_epoch)
+
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         images, _ = split_batch(batch, self.image_key)
-        self.images_seen += images.shape[0] * trainer.world_size
-        if self.every_n_kimg is None:
-            return
-        since = self.images_seen - (self.last_eval_images or 0)
-        if since >= self.every_n_kimg * 1000:
-            self._evaluate_while_fitting(trainer, pl_module)
-
-    @staticmethod
-    def _fitting_epoch_end(trainer: pl.Trainer) -> bool:
-        return trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking and trainer.is_last_batch
-
-    def _epoch_due(self, trainer: pl.Trainer) -> bool:
-        due = self.every_n_epochs is not None and (trainer.current_epoch + 1) % self.every_n_epochs == 0
-        return due and self.last_eval_images != self.images_seen
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._epoch_due(trainer):
+        images_in_batch = images.shape[0] * trainer.world_size
+        self.images_seen += images_in_batch
+        self.batches_seen += 1
+        if self.every_n_kimg is not None and self.every_n_batches is None:
+            self.every_n_batches = max(1, math.ceil(self.every_n_kimg * 1000 / images_in_batch))
+        if self.every_n_batches is not None and self.batches_seen % self.every_n_batches == 0:
             self._evaluate_while_fitting(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.at_fit_end and self.last_eval_images != self.images_seen:
+        if self.at_fit_end and self.last_eval_batches != self.batches_seen:
             self._evaluate_while_fitting(trainer, pl_module)
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.state.fn == TrainerFn.VALIDATING:
             self._evaluate_and_log_with_module(trainer, pl_module)
-        elif self._fitting_epoch_end(trainer) and self._epoch_due(trainer):
-            # end-of-epoch validation runs before on_train_epoch_end: evaluating here lets a
-            # ModelCheckpoint that saves at validation end see this epoch's value
-            self._evaluate_while_fitting(trainer, pl_module)
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._evaluate_and_log_with_module(trainer, pl_module)
@@ -271,9 +305,9 @@ class GenerativeMetrics(Callback):
     # --------------------------------------------------------------------------------- logging
     def _evaluate_while_fitting(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         values = self.evaluate(trainer, pl_module)
-        self.last_eval_images = self.images_seen
+        self.last_eval_batches = self.batches_seen
         trainer.callback_metrics.update({name: torch.tensor(value) for name, value in values.items()})
-        row = {**values, "kimg": self.images_seen / 1000}
+        row = {**values, "kimg": images_shown(pl_module, self.images_seen) / 1000}
         for logger in trainer.loggers:
             logger.log_metrics(row, step=trainer.global_step)
 
@@ -293,40 +327,47 @@ class GenerativeMetrics(Callback):
             self.setup(trainer, pl_module, stage="evaluate")
         extractor = self._extractor.to(pl_module.device)
         real = self._real_statistics(trainer, pl_module, extractor)
-        fake_features, fake_logits = self._generated_features(trainer, pl_module, extractor)
-        values = self._metric_values(real, fake_features, fake_logits)
+        metrics = self._build_metrics(real, pl_module.device)
+        self._feed_generated(trainer, pl_module, extractor, metrics)
+        values = self._compute(metrics)
         self.last_values = values
         if trainer.is_global_zero:
-            log.info("kimg %.1f: %s", self.images_seen / 1000, values)
+            log.info("kimg %.1f: %s", images_shown(pl_module, self.images_seen) / 1000, values)
         return values
 
-    def _metric_values(
-        self, real: RealStatistics, fake_features: torch.Tensor, fake_logits: torch.Tensor
-    ) -> dict[str, float]:
-        values: dict[str, float] = {}
+    def _build_metrics(self, real: RealStatistics, device: torch.device) -> dict[str, Metric]:
+        """One torchmetric per configured metric, fed features (extracted once) and ``real`` as reference."""
+        built: dict[str, Metric] = {}
         if "fid" in self.metrics:
-            mu, sigma = gaussian_statistics(fake_features)
-            fid = frechet_distance(real.mu.to(mu.device), real.sigma.to(mu.device), mu, sigma)
-            values["metrics/fid"] = float(fid)
-        real_features = None if real.features is None else real.features.to(fake_features.device)
+            built["fid"] = FrechetInceptionDistance(None, num_features=real.mu.shape[0], reference=real)
         if "kid" in self.metrics:
-            subset_size = min(self.kid_subset_size, real_features.shape[0], fake_features.shape[0])
+            available = min(real.num_images, self.num_gen)
+            subset_size = min(self.kid_subset_size, available)
             if subset_size < self.kid_subset_size:
                 rank_zero_warn(
                     f"GenerativeMetrics: `kid_subset_size` {self.kid_subset_size} exceeds the available "
                     f"images; using {subset_size}."
                 )
-            generator = torch.Generator().manual_seed(self.seed)
-            kid, kid_std = kernel_inception_distance(
-                real_features, fake_features, self.kid_subsets, subset_size, generator=generator
+            built["kid"] = KernelInceptionDistance(
+                None, subsets=self.kid_subsets, subset_size=subset_size, seed=self.seed, reference=real
             )
-            values["metrics/kid"], values["metrics/kid_std"] = float(kid), float(kid_std)
         if "is" in self.metrics:
-            score, score_std = inception_score(fake_logits, self.is_splits)
-            values["metrics/is"], values["metrics/is_std"] = float(score), float(score_std)
+            built["is"] = InceptionScore(None, splits=self.is_splits)
         if "pr" in self.metrics:
-            precision, recall = precision_recall(real_features, fake_features, k=self.pr_k)
-            values["metrics/precision"], values["metrics/recall"] = float(precision), float(recall)
+            built["pr"] = PrecisionRecall(None, k=self.pr_k, reference=real)
+        return {name: metric.to(device) for name, metric in built.items()}
+
+    @staticmethod
+    def _compute(metrics: dict[str, Metric]) -> dict[str, float]:
+        """Each metric's synced value(s) under the logged names."""
+        names = {"fid": ("fid",), "kid": ("kid", "kid_std"), "is": ("is", "is_std"),
+                 "pr": ("precision", "recall")}
+        values: dict[str, float] = {}
+        for key, metric in metrics.items():
+            result = metric.compute()
+            results = result if isinstance(result, tuple) else (result,)
+            for name, value in zip(names[key], results, strict=True):
+                values[f"metrics/{name}"] = float(value)
         return values
 
     def _progress(self, trainer: pl.Trainer, total: int, description: str) -> tqdm:
@@ -335,31 +376,44 @@ class GenerativeMetrics(Callback):
             disable=not (self.progress_bar and trainer.is_global_zero),
         )
 
-    def _generated_features(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, extractor: nn.Module
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        per_rank = math.ceil(self.num_gen / trainer.world_size)
-        generator = torch.Generator(device=pl_module.device).manual_seed(self.seed + trainer.global_rank)
+    def _generation_chunks(self, world_size: int) -> tuple[int, torch.Tensor]:
+        """``(chunk size, one seed per chunk)``: the generated set, whatever rank draws each chunk."""
+        if self.num_gen < world_size:
+            raise ValueError(
+                f"`num_gen` ({self.num_gen}) must be at least the number of processes ({world_size})."
+            )
+        chunk_size = min(self.batch_size, self.num_gen // world_size)  # every rank gets a chunk
+        num_chunks = math.ceil(self.num_gen / chunk_size)
+        seeds = torch.randint(2**62, (num_chunks,), generator=torch.Generator().manual_seed(self.seed))
+        return chunk_size, seeds
+
+    def _feed_generated(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        extractor: nn.Module,
+        metrics: dict[str, Metric],
+    ) -> None:
+        chunk_size, seeds = self._generation_chunks(trainer.world_size)
+        mine = _share(len(seeds), trainer.world_size, trainer.global_rank)
         num_classes = generator_num_classes(pl_module)
+        generator = torch.Generator(device=pl_module.device)
         was_training = pl_module.training
         pl_module.eval()
-        features, logits = [], []
         try:
-            with self._progress(trainer, per_rank * trainer.world_size, "metrics: generated images") as bar:
-                for start in range(0, per_rank, self.batch_size):
-                    count = min(self.batch_size, per_rank - start)
-                    images = _sample(pl_module, count, num_classes, generator)
-                    batch_features, batch_logits = extract_features(extractor, images)
-                    features.append(batch_features)
-                    logits.append(batch_logits)
+            with self._progress(trainer, self.num_gen, "metrics: generated images") as bar:
+                for chunk in mine:
+                    count = min(chunk_size, self.num_gen - chunk * chunk_size)
+                    images = _sample(pl_module, count, num_classes, generator.manual_seed(int(seeds[chunk])))
+                    features, logits = extract_features(extractor, images)
+                    for name, metric in metrics.items():
+                        if name == "is":
+                            metric.update(logits)
+                        else:
+                            metric.update(features, real=False)
                     bar.update(count * trainer.world_size)
         finally:
             pl_module.train(was_training)
-        all_features = _gather_rows(trainer, torch.cat(features), self.num_gen)
-        all_logits = all_features
-        if "is" in self.metrics:
-            all_logits = _gather_rows(trainer, torch.cat(logits), self.num_gen)
-        return all_features, all_logits
 
     # ------------------------------------------------------------------------------- real data
     def _real_source(
@@ -409,8 +463,8 @@ class GenerativeMetrics(Callback):
             key = self.cache.make_key(fingerprint, extractor_fingerprint(extractor), image_shape, total)
             stats = self.cache.load(key, need_features)
         if trainer.strategy.reduce_boolean_decision(stats is None, all=False):
-            features = self._real_features(trainer, data, loader, total, extractor, pl_module.device)
-            stats = RealStatistics.from_features(features, keep_features=need_features)
+            device = pl_module.device
+            stats = self._real_features(trainer, data, loader, total, extractor, device, need_features)
             if key is not None and trainer.is_global_zero:
                 self.cache.save(key, stats)
         self._real_stats = stats
@@ -454,15 +508,19 @@ class GenerativeMetrics(Callback):
         total: int,
         extractor: nn.Module,
         device: torch.device,
-    ) -> torch.Tensor:
-        """Features of the first ``total`` real images; rank r extracts images r, r + world, ..."""
-        world, rank = trainer.world_size, trainer.global_rank
-        per_rank = math.ceil(total / world)
-        indices = [(rank + world * i) % total for i in range(per_rank)]
-        features = []
-        with self._progress(trainer, per_rank * world, "metrics: real images") as bar:
+        keep_features: bool,
+    ) -> RealStatistics:
+        """Statistics of the first ``total`` real images; each rank extracts a contiguous block of them."""
+        if total < trainer.world_size:
+            raise ValueError(f"GenerativeMetrics needs at least one real image per process, got {total}.")
+        indices = list(_share(total, trainer.world_size, trainer.global_rank))
+        statistics: RealFeatureStatistics | None = None
+        with self._progress(trainer, total, "metrics: real images") as bar:
             for batch in self._real_batches(data, loader, indices):
                 images = check_images(split_batch(batch, self.image_key)[0], "real images")
-                features.append(extract_features(extractor, images.to(device))[0])
-                bar.update(images.shape[0] * world)
-        return _gather_rows(trainer, torch.cat(features), total)
+                features = extract_features(extractor, images.to(device))[0]
+                if statistics is None:
+                    statistics = RealFeatureStatistics(features.shape[1], keep_features).to(device)
+                statistics.update(features)
+                bar.update(images.shape[0] * trainer.world_size)
+        return statistics.compute()

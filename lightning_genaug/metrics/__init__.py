@@ -1,4 +1,5 @@
-"""Sample-quality metrics, feature extractors, cached real statistics and bits-per-dim (no Lightning)."""
+"""Sample-quality metrics (torchmetrics ``Metric``s and pure functions), feature extractors, cached real
+statistics and bits-per-dim (no Lightning)."""
 
 from lightning_genaug.metrics.bpd import bits_per_dim_from_logits, nats_to_bits_per_dim, num_subpixels
 from lightning_genaug.metrics.cache import (
@@ -8,6 +9,7 @@ from lightning_genaug.metrics.cache import (
     default_cache_dir,
 )
 from lightning_genaug.metrics.extractors import (
+    INCEPTION_URL_ENV,
     INCEPTION_WEIGHTS_ENV,
     INCEPTION_WEIGHTS_URL,
     InceptionV3Compat,
@@ -26,12 +28,28 @@ from lightning_genaug.metrics.functional import (
     polynomial_kernel,
     precision_recall,
 )
+from lightning_genaug.metrics.image_metrics import (
+    FeatureInput,
+    FrechetInceptionDistance,
+    InceptionScore,
+    KernelInceptionDistance,
+    PrecisionRecall,
+    RealFeatureStatistics,
+    statistics_from_sums,
+)
 
 __all__ = [
+    "INCEPTION_URL_ENV",
     "INCEPTION_WEIGHTS_ENV",
     "INCEPTION_WEIGHTS_URL",
+    "FeatureInput",
+    "FrechetInceptionDistance",
+    "InceptionScore",
     "InceptionV3Compat",
     "InceptionWeightsNotFoundError",
+    "KernelInceptionDistance",
+    "PrecisionRecall",
+    "RealFeatureStatistics",
     "RealStatistics",
     "RealStatisticsCache",
     "bits_per_dim_from_logits",
@@ -50,4 +68,5 @@ __all__ = [
     "polynomial_kernel",
     "precision_recall",
     "resolve_inception_weights",
+    "statistics_from_sums",
 ]

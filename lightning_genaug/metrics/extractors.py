@@ -1,10 +1,12 @@
 """Feature extractors for the metrics: torch-fidelity's Inception, offline, or any ``nn.Module``.
 
 The standard FID/KID/IS network is torch-fidelity's ``inception-v3-compat`` (the TensorFlow
-Inception of the original FID code, ported). It is built only from a local weights file, found
-in this order: the ``weights_path`` argument, the ``LIGHTNING_GENAUG_INCEPTION_WEIGHTS``
-environment variable, torch-fidelity's own file in the torch hub cache. Nothing is downloaded:
-without a file, :class:`InceptionWeightsNotFoundError` says how to get one.
+Inception of the original FID code, ported). Its weights file is found in this order: the
+``weights_path`` argument, the ``LIGHTNING_GENAUG_INCEPTION_WEIGHTS`` environment variable,
+torch-fidelity's own file in the torch hub cache. When none exists, the file is downloaded once
+into that hub cache (the URL torch-fidelity and torchmetrics use, its SHA-256 prefix checked), as
+torch-fidelity and torchmetrics do; without network access :class:`InceptionWeightsNotFoundError`
+says how to get the file by hand.
 
 Any ``nn.Module`` mapping images ``(N, C, H, W)`` in [-1, 1] to features ``(N, D)`` can be used
 instead; it receives the images unchanged (no resizing, no channel replication).
@@ -13,7 +15,10 @@ instead; it receives the images unchanged (no resizing, no channel replication).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import torch
@@ -28,6 +33,13 @@ INCEPTION_WEIGHTS_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_WEIGHTS_URL = (
     "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + INCEPTION_WEIGHTS_FILENAME
 )
+INCEPTION_WEIGHTS_SHA256_PREFIX = "6726825d"
+"""First hex digits of the file's SHA-256, the torch hub convention carried in the file name."""
+INCEPTION_URL_ENV = "LIGHTNING_GENAUG_INCEPTION_URL"
+"""Overrides the download URL (a mirror, or ``file://`` for a local copy); empty: never download."""
+DOWNLOAD_TIMEOUT_S = 15.0
+
+log = logging.getLogger(__name__)
 
 
 class InceptionWeightsNotFoundError(FileNotFoundError):
@@ -38,19 +50,54 @@ def _hub_weights_file() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_FILENAME
 
 
+def download_inception_weights(destination: Path, url: str) -> None:
+    """Download the Inception weights to ``destination``, checking the SHA-256 prefix.
+
+    The file is written next to ``destination`` under a temporary name and renamed into place only
+    once its hash matches, so an interrupted or corrupted download never leaves a file that would be
+    found later, and concurrent ranks do not read half-written files.
+
+    Raises:
+        OSError: the URL could not be read (no network, firewall, timeout).
+        ValueError: the downloaded file's SHA-256 does not start with
+            :data:`INCEPTION_WEIGHTS_SHA256_PREFIX`.
+    """
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(f"{destination.name}.{os.getpid()}.partial")
+    digest = hashlib.sha256()
+    try:
+        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response, open(partial, "wb") as out:
+            for block in iter(lambda: response.read(1 << 20), b""):
+                digest.update(block)
+                out.write(block)
+        if not digest.hexdigest().startswith(INCEPTION_WEIGHTS_SHA256_PREFIX):
+            raise ValueError(
+                f"The file downloaded from {url} has SHA-256 {digest.hexdigest()[:16]}..., expected a hash "
+                f"starting with {INCEPTION_WEIGHTS_SHA256_PREFIX}; it was discarded. Check the URL "
+                f"(${INCEPTION_URL_ENV}) or fetch the file by hand."
+            )
+        os.replace(partial, destination)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def resolve_inception_weights(weights_path: str | os.PathLike | None = None) -> Path:
-    """Find the local ``inception-v3-compat`` weights file without touching the network.
+    """Find the ``inception-v3-compat`` weights file, downloading it once into the hub cache if missing.
 
     Args:
         weights_path: explicit path (the ``feature_extractor_weights_path`` option). If ``None``,
             the ``LIGHTNING_GENAUG_INCEPTION_WEIGHTS`` environment variable, then torch-fidelity's
             cached file ``$TORCH_HOME/hub/checkpoints/weights-inception-2015-12-05-6726825d.pth``.
+            An explicit path or variable that names no file is an error (never a download); the
+            hub cache file is downloaded from :data:`INCEPTION_WEIGHTS_URL` (or
+            ``$LIGHTNING_GENAUG_INCEPTION_URL``) when it is missing.
 
     Returns:
         The path of an existing file.
 
     Raises:
-        InceptionWeightsNotFoundError: if no file is found; immediately, never a download.
+        InceptionWeightsNotFoundError: if no file is found and it cannot be downloaded (offline:
+            within the connection timeout), or the download's hash does not match.
     """
     if weights_path is not None:
         source, candidate = "`feature_extractor_weights_path`", Path(weights_path).expanduser()
@@ -61,13 +108,22 @@ def resolve_inception_weights(weights_path: str | os.PathLike | None = None) -> 
     if candidate.is_file():
         return candidate
     found = f"{source} points to {str(candidate)!r}, which is not a file. " if source else ""
+    url = os.environ.get(INCEPTION_URL_ENV, INCEPTION_WEIGHTS_URL)
+    if source is None and url:
+        try:
+            log.info("Downloading the Inception weights from %s to %s", url, candidate)
+            download_inception_weights(candidate, url)
+            return candidate
+        except (OSError, ValueError) as error:
+            found = f"Downloading {url} failed ({error}). "
     raise InceptionWeightsNotFoundError(
-        f"{found}The '{INCEPTION_NAME}' feature extractor needs its weights file and lightning-genaug "
-        "never downloads it. Pass `feature_extractor_weights_path=/path/to/"
-        f"{INCEPTION_WEIGHTS_FILENAME}` or set the environment variable {INCEPTION_WEIGHTS_ENV}. "
+        f"{found}The '{INCEPTION_NAME}' feature extractor needs its weights file. Pass "
+        f"`feature_extractor_weights_path=/path/to/{INCEPTION_WEIGHTS_FILENAME}` or set the environment "
+        f"variable {INCEPTION_WEIGHTS_ENV}. "
         f"Get the file on a machine with internet access from {INCEPTION_WEIGHTS_URL} (torch-fidelity's "
         "conversion of the TensorFlow Inception 2015-12-05 used by the original FID code) and copy it "
-        f"over; it is also found automatically at {_hub_weights_file()}. Without it, pass any "
+        f"over; it is also found automatically at {_hub_weights_file()}, where it is downloaded when "
+        f"the network is reachable (${INCEPTION_URL_ENV} sets a mirror). Without it, pass any "
         "`nn.Module` returning (N, D) features as `feature_extractor` (see docs/metrics.md)."
     )
 

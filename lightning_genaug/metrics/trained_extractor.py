@@ -35,6 +35,7 @@ class ClassifierFeatures(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, width: int = 32, feature_dim: int = 128) -> None:
         super().__init__()
+        self.feature_dim = feature_dim  # read by the torchmetrics classes to size their states
         layers: list[nn.Module] = []
         channels = in_channels
         for block in range(3):
