@@ -56,8 +56,12 @@ def reference_modules(monkeypatch):
     _EasyDict.__module__, _EasyDict.__qualname__ = util.__name__, "EasyDict"
     persistence._reconstruct_persistent_obj = _never_called
     util.EasyDict = _EasyDict
-    for name, module in (("torch_utils", types.ModuleType("torch_utils")), ("torch_utils.persistence", persistence),
-                         ("dnnlib", types.ModuleType("dnnlib")), ("dnnlib.util", util)):
+    for name, module in (
+        ("torch_utils", types.ModuleType("torch_utils")),
+        ("torch_utils.persistence", persistence),
+        ("dnnlib", types.ModuleType("dnnlib")),
+        ("dnnlib.util", util),
+    ):
         monkeypatch.setitem(sys.modules, name, module)
 
 
@@ -72,7 +76,9 @@ def as_persistent(module: nn.Module, init_kwargs: dict | None = None) -> _Persis
         "_init_args": (),
         "_init_kwargs": _EasyDict(init_kwargs or {}),
     }
-    meta = dict(type="class", version=6, module_src=HOSTILE_SOURCE, class_name=type(module).__name__, state=state)
+    meta = dict(
+        type="class", version=6, module_src=HOSTILE_SOURCE, class_name=type(module).__name__, state=state
+    )
     return _Persistent(meta)
 
 
@@ -84,13 +90,22 @@ def write_official_pickle(path: Path, num_classes: int = 0, p: float = 0.25, see
     G_ema.mapping.w_avg.normal_()  # a trained network's non-zero running mean
     common = dict(c_dim=num_classes, img_resolution=RESOLUTION, img_channels=CHANNELS)
     g_kwargs = dict(
-        z_dim=32, w_dim=32, **common,
+        z_dim=32,
+        w_dim=32,
+        **common,
         mapping_kwargs=_EasyDict(num_layers=2),
-        synthesis_kwargs=_EasyDict(channel_base=CHANNEL_BASE, channel_max=CHANNEL_MAX, num_fp16_res=0, conv_clamp=256),
+        synthesis_kwargs=_EasyDict(
+            channel_base=CHANNEL_BASE, channel_max=CHANNEL_MAX, num_fp16_res=0, conv_clamp=256
+        ),
     )
     d_kwargs = dict(
-        **common, architecture="resnet", channel_base=CHANNEL_BASE, channel_max=CHANNEL_MAX, num_fp16_res=0,
-        conv_clamp=256, epilogue_kwargs=_EasyDict(mbstd_group_size=4),
+        **common,
+        architecture="resnet",
+        channel_base=CHANNEL_BASE,
+        channel_max=CHANNEL_MAX,
+        num_fp16_res=0,
+        conv_clamp=256,
+        epilogue_kwargs=_EasyDict(mbstd_group_size=4),
     )
     pipe = nn.Module()
     pipe.register_buffer("p", torch.tensor(p))
@@ -115,7 +130,10 @@ def test_reading_never_runs_the_pickled_source(tmp_path, reference_modules, monk
     networks = read_network_pickle(tmp_path / "net.pkl")
     assert "GENAUG_PICKLE_CODE_RAN" not in os.environ
     assert (networks.resolution, networks.channels, networks.num_classes) == (RESOLUTION, CHANNELS, 0)
-    assert networks.network_kwargs["mapping_layers"] == 2 and networks.network_kwargs["channel_max"] == CHANNEL_MAX
+    assert (
+        networks.network_kwargs["mapping_layers"] == 2
+        and networks.network_kwargs["channel_max"] == CHANNEL_MAX
+    )
     assert networks.augment_p == pytest.approx(0.25)
     assert not any(name.endswith("resample_filter") for name in networks.weights["G"])
 
@@ -139,10 +157,16 @@ def test_a_pickle_without_networks_is_not_a_network_pickle(tmp_path):
 @pytest.mark.parametrize("num_classes", [0, 3])
 def test_official_pickle_loads_into_stylegan2ada_and_samples(tmp_path, reference_modules, num_classes):
     G, D, G_ema = write_official_pickle(tmp_path / "net.pkl", num_classes=num_classes)
-    model = StyleGAN2ADA("tiny", init_from=str(tmp_path / "net.pkl"), num_predict=4, predict_dir=str(tmp_path / "out"))
+    model = StyleGAN2ADA(
+        "tiny", init_from=str(tmp_path / "net.pkl"), num_predict=4, predict_dir=str(tmp_path / "out")
+    )
     predict_trainer(tmp_path).predict(model)  # no shapes given: they come from the pickle
 
-    assert (model.hparams.resolution, model.hparams.channels, model.hparams.num_classes) == (16, 3, num_classes)
+    assert (model.hparams.resolution, model.hparams.channels, model.hparams.num_classes) == (
+        16,
+        3,
+        num_classes,
+    )
     assert float(model.augment_pipe.p) == pytest.approx(0.25)
     for name, source in (("G", G), ("D", D), ("G_ema", G_ema)):
         for key, value in source.state_dict().items():
@@ -157,5 +181,7 @@ def test_official_pickle_loads_into_stylegan2ada_and_samples(tmp_path, reference
 def test_a_pickle_that_does_not_fit_names_the_mismatching_tensors(tmp_path, reference_modules):
     write_official_pickle(tmp_path / "net.pkl")
     model = StyleGAN2ADA("tiny", init_from=str(tmp_path / "net.pkl"), network_kwargs={"channel_max": 16})
-    with pytest.raises(ValueError, match=r"does not fit this model: G\.\S+: pickle \(32, .*\) vs model \(16, "):
+    with pytest.raises(
+        ValueError, match=r"does not fit this model: G\.\S+: pickle \(32, .*\) vs model \(16, "
+    ):
         predict_trainer(tmp_path).predict(model)

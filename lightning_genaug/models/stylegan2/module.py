@@ -258,15 +258,16 @@ class StyleGAN2ADA(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         """Build the networks from the datamodule's shapes; load ``init_from``; provide predict data."""
+        # init_from is loaded once per module (never over trained weights: fit, then predict).
+        initialize = bool(self.hparams.init_from) and self.trainer.ckpt_path is None and not self._initialized
         official = None
-        if is_network_pickle(self.hparams.init_from) and self.trainer.ckpt_path is None and not self._initialized:
+        if initialize and is_network_pickle(self.hparams.init_from):
             official = read_network_pickle(self.hparams.init_from)
             self._adopt_pickle_config(official)
         if self.G is None:
             self.build(*self._shapes_from_datamodule())
-        if stage in ("fit", "predict") and self.hparams.init_from and self.trainer.ckpt_path is None:
-            if not self._initialized:  # once per module: never over trained weights (fit, then predict)
-                self.load_weights_from(self.hparams.init_from, official)
+        if initialize and stage in ("fit", "predict"):
+            self.load_weights_from(self.hparams.init_from, official)
         if stage == "predict":
             datamodule = self.trainer.datamodule
             if datamodule is not None and not is_overridden("predict_dataloader", datamodule):

@@ -85,7 +85,9 @@ class PersistentObject:
 def _rebuild_persistent(meta: dict[str, Any]) -> PersistentObject:
     """Stand-in for ``torch_utils.persistence._reconstruct_persistent_obj``: records, never executes."""
     if not isinstance(meta, dict) or meta.get("type") != "class" or "class_name" not in meta:
-        raise pickle.UnpicklingError("A persistent object in the pickle has no class record; not a network pickle.")
+        raise pickle.UnpicklingError(
+            "A persistent object in the pickle has no class record; not a network pickle."
+        )
     return PersistentObject(str(meta["class_name"]), dict(meta.get("state") or {}))
 
 
