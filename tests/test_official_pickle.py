@@ -185,3 +185,19 @@ def test_a_pickle_that_does_not_fit_names_the_mismatching_tensors(tmp_path, refe
         ValueError, match=r"does not fit this model: G\.\S+: pickle \(32, .*\) vs model \(16, "
     ):
         predict_trainer(tmp_path).predict(model)
+
+
+def test_predict_from_the_command_line_accepts_a_network_pickle(tmp_path, reference_modules, monkeypatch):
+    from lightning_genaug.cli import main
+
+    write_official_pickle(tmp_path / "net.pkl")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["lightning-genaug"])
+    main(
+        ["predict", "--model", "StyleGAN2ADA", "--model.config", "tiny", "--model.num_predict", "3",
+         "--model.predict_dir", "out", "--ckpt_path", "net.pkl", "--trainer.logger", "false",
+         "--trainer.enable_progress_bar", "false", "--trainer.accelerator", "cpu"]
+    )  # fmt: skip
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == [
+        "grid.png", "seed000000.png", "seed000001.png", "seed000002.png"
+    ]  # fmt: skip

@@ -16,10 +16,12 @@ litdata is an optional dependency: ``pip install "lightning-genaug[stream]"``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -268,3 +270,38 @@ class StreamingImageDataModule(pl.LightningDataModule):
     def test_dataloader(self) -> Any:
         """The ``val_dir`` data when given, else the training data, in order."""
         return self._loader(self.val_dir or self.input_dir, shuffle=False)
+
+
+def prepare_command(argv: list[str]) -> dict[str, Any]:
+    """``lightning-genaug prepare SRC OUT --resolution R [--center-crop] [--workers N] ...``."""
+    parser = argparse.ArgumentParser(
+        prog="lightning-genaug prepare",
+        description="Convert a folder or zip of images into litdata chunks for StreamingImageDataModule.",
+    )
+    parser.add_argument("source", help="folder of images (class sub-folders give labels) or a .zip of one")
+    parser.add_argument("output_dir", help="new or empty local directory for the chunks")
+    parser.add_argument("--resolution", type=int, required=True, help="output side in pixels")
+    parser.add_argument("--center-crop", action="store_true", help="crop to the central square, then resize")
+    parser.add_argument("--channels", type=int, choices=(1, 3), default=3)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decoding processes")
+    parser.add_argument("--skip-corrupt", action="store_true", help="leave unreadable files out")
+    parser.add_argument("--chunk-bytes", default="64MB", help="target chunk size")
+    options = parser.parse_args(argv)
+    start = time.perf_counter()
+    metadata = prepare_dataset(
+        options.source,
+        options.output_dir,
+        options.resolution,
+        center_crop=options.center_crop,
+        channels=options.channels,
+        workers=options.workers,
+        skip_corrupt=options.skip_corrupt,
+        chunk_bytes=options.chunk_bytes,
+    )
+    seconds = time.perf_counter() - start
+    print(
+        f"Wrote {metadata['num_images']} images ({options.resolution}x{options.resolution}, "
+        f"{len(metadata['class_names'] or [])} classes) to {options.output_dir} in {seconds:.1f} s "
+        f"({metadata['num_images'] / seconds:.0f} images/s)."
+    )
+    return metadata
