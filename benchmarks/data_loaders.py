@@ -1,7 +1,8 @@
 """Data loading at scale: images/s and peak memory of in-memory, lazy folder, lazy zip and litdata.
 
-Generates ``--count`` synthetic RGB photographs-like PNGs (smooth random colour fields plus mild
-noise, so they compress like photos, not like noise) at 256x256 and at 32x32 under ``--root``
+Generates ``--count`` synthetic photograph-like RGB PNGs (smooth random colour fields plus mild
+noise, so they compress like photos, not like noise; 500 distinct images whose bytes repeat over
+the files) at 256x256 and at 32x32 under ``--root``
 (never in the repository), zips each folder (stored, like the reference's dataset zips), converts
 each with ``prepare`` (timed: images/s), then measures every mode in a fresh subprocess:
 
@@ -25,6 +26,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import subprocess
@@ -101,26 +103,32 @@ def photo_like(rng: np.random.Generator, size: int) -> np.ndarray:
 
     coarse = Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8))
     field = np.asarray(coarse.resize((size, size), Image.BICUBIC), dtype=np.float32)
-    return (field + rng.normal(0, 6, field.shape)).clip(0, 255).astype(np.uint8)
+    return (field + rng.normal(0, 3, field.shape)).clip(0, 255).astype(np.uint8)
 
 
-def make_sets(root: Path, count: int, size: int) -> dict[str, Path]:
-    """Folder (10 class sub-folders), zip and litdata chunks of ``count`` images; reused when present."""
+def make_sets(root: Path, count: int, size: int, unique: int = 500) -> dict[str, Path]:
+    """Folder (10 class sub-folders), zip and litdata chunks of ``count`` images; reused when present.
+
+    ``unique`` distinct images are generated (PNG encoding is slow on a loaded 2-core VM) and the
+    other files repeat their bytes: every file is still read and decoded on its own.
+    """
     from PIL import Image
 
     from lightning_genaug.data import prepare_dataset
 
     folder, archive, chunks = root / f"folder{size}", root / f"images{size}.zip", root / f"chunks{size}"
-    timings = {}
     if not (folder / "done").exists():
         rng = np.random.default_rng(size)
-        start = time.perf_counter()
+        encoded = []
+        for _ in range(min(unique, count)):
+            buffer = io.BytesIO()
+            Image.fromarray(photo_like(rng, size)).save(buffer, format="png", compress_level=1)
+            encoded.append(buffer.getvalue())
         for i in range(count):
             target = folder / f"class{i % 10}"
             target.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(photo_like(rng, size)).save(target / f"{i:06d}.png", compress_level=6)
+            (target / f"{i:06d}.png").write_bytes(encoded[i % len(encoded)])
         (folder / "done").write_text("")
-        print(f"generated {count} {size}x{size} PNGs in {time.perf_counter() - start:.0f} s", flush=True)
     if not archive.exists():
         with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED) as zf:
             for file in sorted(folder.rglob("*.png")):
