@@ -117,7 +117,7 @@ class ImageDataModule(InMemoryImageDataModule):
                 )
             labels, self._class_names = labels_from_folders(names, files.source)
             return LazyImages(files, names, self.decoder, first_shape, self.skip_corrupt), labels
-        return self._decode_all(files, names)
+        return self._decode_all(files, names, first_shape)
 
     def _first_shape(self, files: ImageFiles, names: list[str]) -> tuple[int, int, int]:
         """``(C, H, W)`` of the first readable image (every image has it once decoded)."""
@@ -148,28 +148,30 @@ class ImageDataModule(InMemoryImageDataModule):
         )
         return fits
 
-    def _decode_all(self, files: ImageFiles, names: list[str]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Decode every image into uint8 ``(N, C, H, W)`` and labels."""
-        images: list[np.ndarray] = []
+    def _decode_all(
+        self, files: ImageFiles, names: list[str], image_shape: tuple[int, int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Every image as uint8 ``(N, C, H, W)``, filled in place (peak RAM: the set itself), and labels."""
+        images = torch.empty(len(names), *image_shape, dtype=torch.uint8)
+        expected = (image_shape[1], image_shape[2], image_shape[0])
         decoded: list[str] = []
         for name in names:
             try:
-                images.append(self.decoder(files.read(name), name))
+                array = self.decoder(files.read(name), name)
             except CorruptImageError as error:
                 if not self.skip_corrupt:
                     raise ValueError(f"{error} Remove or replace it, or pass `skip_corrupt=True`.") from error
                 log.warning("%s Skipping it (`skip_corrupt=True`).", error)
                 continue
+            if array.shape != expected:
+                raise ValueError(
+                    f"Images in {files.source!r} have different sizes {sorted({expected, array.shape})} "
+                    f"(e.g. {name!r}); set `resolution` and `resize_mode='resize'` or `'center_crop'`."
+                )
+            images[len(decoded)] = torch.from_numpy(array).permute(2, 0, 1)
             decoded.append(name)
-        shapes = {image.shape for image in images}
-        if len(shapes) > 1:
-            raise ValueError(
-                f"Images in {files.source!r} have different sizes {sorted(shapes)[:4]}; set `resolution` and "
-                "`resize_mode='resize'` or `'center_crop'`."
-            )
-        stacked = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
         labels, self._class_names = labels_from_folders(decoded, files.source)
-        return stacked, labels
+        return images[: len(decoded)], labels
 
     def _fit_array(self, images: np.ndarray) -> torch.Tensor:
         """Convert an ``(N, H, W, C)`` uint8 array to the configured channels and resolution."""
