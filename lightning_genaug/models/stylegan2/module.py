@@ -98,9 +98,9 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         init_from: path of a ``StyleGAN2ADA`` ``.ckpt`` or of a stylegan2-ada-pytorch network pickle
             (``.pkl``, e.g. the official FFHQ networks) whose G, D and G_ema weights initialise
             training (transfer learning) or ``predict``; ignored when resuming with ``ckpt_path``.
-            A pickle also sets resolution, channels and classes left at ``None`` and the network shapes
-            (``config_overrides`` you give win),
-            and the initial ``p`` from its ``augment_pipe``.
+            A pickle also sets resolution, channels and classes left at ``None``, the network shapes
+            (under the ``config_overrides`` you give), and the ``p`` of :attr:`augment_pipe` from its
+            ``augment_pipe``.
         max_kimg: stop training after this many thousand real images (the reference's ``--kimg``).
         autocast_bf16: run the main phases' forward passes under bf16 autocast on CUDA (the
             regularisation phases stay float32); no effect on CPU. Keep the trainer's
@@ -274,7 +274,7 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
             resolution=official.resolution if hp.resolution is None else hp.resolution,
             channels=official.channels if hp.channels is None else hp.channels,
             num_classes=official.num_classes if hp.num_classes is None else hp.num_classes,
-            config_overrides={**official.network_kwargs, **(hp.config_overrides or {})},
+            config_overrides={**official.config_overrides, **(hp.config_overrides or {})},
         )
 
     def load_weights_from(self, path: str | os.PathLike, official: OfficialNetworks | None = None) -> None:
