@@ -162,6 +162,9 @@ class InMemoryImageDataModule(pl.LightningDataModule):
         def pick(index: torch.Tensor) -> torch.Tensor | None:
             return labels[index] if labels is not None else None
 
+        if num_val == 0:  # every image trains: share the tensor (indexing would copy the whole set)
+            self.train_dataset = ImageTensorDataset(images, labels, xflip=self.xflip)
+            return
         self.train_dataset = ImageTensorDataset(images[train_idx], pick(train_idx), xflip=self.xflip)
         if num_val > 0:
             self.val_dataset = ImageTensorDataset(images[val_idx], pick(val_idx))
