@@ -12,15 +12,20 @@ Examples:
     lightning-genaug fit --print_config --model StyleGAN2ADA --data DigitsDataModule
     lightning-genaug test --config examples/configs/ada.yaml \
         --ckpt_path runs/ada/lightning_logs/version_0/checkpoints/last.ckpt
+    lightning-genaug predict --config examples/configs/ada.yaml --ckpt_path network-snapshot.pkl
+    lightning-genaug prepare ~/images ~/images-256 --resolution 256 --center-crop
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Sequence
 
 from jsonargparse import Namespace
 from lightning.pytorch.cli import ArgsType, LightningCLI
+
+from lightning_genaug.models.stylegan2.official import is_network_pickle
 
 # Imported so that their classes can be named by their short names (``--model StyleGAN2ADA``,
 # ``class_path: AdaptiveAugmentation``); any other importable class path works too.
@@ -57,7 +62,8 @@ class GenAugCLI(LightningCLI):
                 "description": (
                     "Train and evaluate generative image models with non-leaking augmentation "
                     "(StyleGAN2-ADA, DistAug, Scale-GAN) on Lightning. Run `lightning-genaug fit --help` "
-                    "for the options of a subcommand."
+                    "for the options of a subcommand, `lightning-genaug prepare --help` to convert images "
+                    "into streaming chunks."
                 ),
             },
             args=args,
@@ -85,9 +91,33 @@ class GenAugCLI(LightningCLI):
             ):
                 logger.init_args.save_dir = save_dir
 
+    def _parse_ckpt_path(self) -> None:
+        """``--ckpt_path net.pkl``: an official network pickle becomes the model's ``init_from``.
+
+        Lightning reads ``ckpt_path`` with ``torch.load``, which cannot (and must not) read such a
+        pickle; the module reads it without running its code in ``setup`` instead.
+        """
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if is_network_pickle(ckpt_path):
+            init_args = self.config[subcommand].model.init_args
+            if "init_from" not in init_args:
+                raise ValueError(
+                    f"`--ckpt_path {ckpt_path}` is a network pickle, which only a model with an `init_from` "
+                    "argument (StyleGAN2ADA) can read."
+                )
+            init_args.init_from, self.config[subcommand].ckpt_path = str(ckpt_path), None
+        super()._parse_ckpt_path()
+
 
 def main(args: ArgsType = None) -> None:
-    """Entry point of the ``lightning-genaug`` console script."""
+    """Entry point of the ``lightning-genaug`` console script (``prepare`` is handled before LightningCLI)."""
+    command_line = sys.argv[1:] if args is None else args
+    if isinstance(command_line, (list, tuple)) and command_line[:1] == ["prepare"]:
+        from lightning_genaug.data.streaming import prepare_command
+
+        prepare_command(list(command_line[1:]))
+        return
     GenAugCLI(args=args)
 
 

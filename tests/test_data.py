@@ -18,6 +18,7 @@ from lightning_genaug.data import (
     ImageDataModule,
     split_batch,
 )
+from lightning_genaug.data.files import LazyImages
 
 
 def write_image(path: Path, size: tuple[int, int] = (8, 8), mode: str = "RGB", value: int = 128) -> None:
@@ -262,3 +263,89 @@ def test_split_batch_accepts_every_batch_form():
     assert split_batch({"img": images}, image_key="img")[0] is images
     with pytest.raises(ValueError, match="image_key"):
         split_batch({"img": images})
+
+
+# ------------------------------------------------------------------------------ lazy decoding
+
+
+def distinct_class_folder(root: Path, per_class: int = 5, size: tuple[int, int] = (12, 10)) -> Path:
+    """Two class folders of distinct, non-square images (so resizing and order are visible)."""
+    rng = np.random.default_rng(0)
+    for name in ["cat", "dog"]:
+        for i in range(per_class):
+            (root / name).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)).save(
+                root / name / f"{i}.png"
+            )
+    return root
+
+
+def all_items(dataset) -> tuple[torch.Tensor, torch.Tensor]:
+    images, labels = zip(*(dataset[i] for i in range(len(dataset))), strict=True)
+    return torch.stack(images), torch.stack(labels)
+
+
+@pytest.mark.parametrize("as_zip", [False, True])
+def test_lazy_mode_gives_the_same_data_as_in_memory(tmp_path: Path, as_zip: bool):
+    source = distinct_class_folder(tmp_path / "images")
+    if as_zip:
+        archive = tmp_path / "images.zip"
+        with zipfile.ZipFile(archive, "w") as zf:
+            for file in sorted(source.rglob("*.png")):
+                zf.write(file, file.relative_to(source).as_posix())
+        source = archive
+    options = dict(
+        resolution=8, resize_mode="center_crop", xflip=True, max_images=8, val_fraction=0.25, seed=3
+    )
+    eager = ImageDataModule(source, in_memory=True, **options)
+    lazy = ImageDataModule(source, in_memory=False, **options)
+    eager.setup(), lazy.setup()
+    assert lazy.image_shape == eager.image_shape == (3, 8, 8) and lazy.class_names == ["cat", "dog"]
+    for split in ("train_dataset", "val_dataset"):
+        lazy_images, lazy_labels = all_items(getattr(lazy, split))
+        eager_images, eager_labels = all_items(getattr(eager, split))
+        assert torch.equal(lazy_images, eager_images) and torch.equal(lazy_labels, eager_labels)
+    assert len(lazy.train_dataset) == 12  # 6 training images, doubled by x-flip
+
+
+def test_lazy_zip_decodes_in_dataloader_workers(tmp_path: Path):
+    source = distinct_class_folder(tmp_path / "images", per_class=4)
+    archive = tmp_path / "images.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for file in sorted(source.rglob("*.png")):
+            zf.write(file, file.relative_to(source).as_posix())
+    dm = ImageDataModule(
+        archive, resolution=8, resize_mode="resize", in_memory=False, num_workers=2, batch_size=2
+    )
+    dm.setup()
+    seen = torch.cat([images for images, _ in dm.test_dataloader()])
+    expected = ImageDataModule(archive, resolution=8, resize_mode="resize", in_memory=True)
+    expected.setup()
+    assert torch.equal(seen, torch.stack([expected.train_dataset[i][0] for i in range(8)]))
+
+
+def test_default_mode_follows_the_memory_budget(tmp_path: Path):
+    source = distinct_class_folder(tmp_path / "images", per_class=2, size=(8, 8))
+
+    def images(dm: ImageDataModule):
+        dm.setup()
+        return dm.train_dataset.images
+
+    assert isinstance(images(ImageDataModule(source)), torch.Tensor)  # 4 * 3 * 8 * 8 bytes fit in 2 GiB
+    assert isinstance(images(ImageDataModule(source, memory_budget_gb=1e-7)), LazyImages)
+
+
+def test_lazy_corrupt_files_name_the_file_or_are_replaced(tmp_path: Path, caplog):
+    write_image(tmp_path / "a.png", value=10)
+    write_image(tmp_path / "b.png", value=20)
+    (tmp_path / "c.png").write_bytes(b"not an image")
+    strict = ImageDataModule(tmp_path, in_memory=False)
+    strict.setup()
+    with pytest.raises(ValueError, match="c.png.*skip_corrupt=True"):
+        strict.train_dataset[2]
+    tolerant = ImageDataModule(tmp_path, in_memory=False, skip_corrupt=True)
+    tolerant.setup()
+    with caplog.at_level(logging.WARNING):
+        replaced = tolerant.train_dataset[2]
+    assert "c.png" in caplog.text
+    torch.testing.assert_close(replaced, tolerant.train_dataset[0])  # the next readable image, wrapping round

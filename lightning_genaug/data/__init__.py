@@ -5,6 +5,7 @@ from lightning_genaug.data.batch import split_batch
 from lightning_genaug.data.cifar10 import CIFAR10DataModule
 from lightning_genaug.data.digits import DigitsDataModule
 from lightning_genaug.data.images import ImageDataModule
+from lightning_genaug.data.streaming import StreamingImageDataModule, prepare_dataset
 
 __all__ = [
     "CIFAR10DataModule",
@@ -12,5 +13,7 @@ __all__ = [
     "ImageDataModule",
     "ImageTensorDataset",
     "InMemoryImageDataModule",
+    "StreamingImageDataModule",
+    "prepare_dataset",
     "split_batch",
 ]

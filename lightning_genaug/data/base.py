@@ -1,9 +1,11 @@
-"""The in-memory image dataset and the DataModule logic shared by every data source.
+"""The image dataset and the DataModule logic shared by every local data source.
 
-Every source (folder, zip, array, scikit-learn digits, CIFAR-10 pickles) is decoded once into a
-uint8 tensor ``(N, C, H, W)`` at the target resolution; batches are converted to float in [-1, 1]
-on the fly. Decoding up front catches corrupt files before training starts and makes epochs cheap
-(a GAN sees its data hundreds of times). Memory is ``N * C * H * W`` bytes.
+Sources (folder, zip, array, scikit-learn digits, CIFAR-10 pickles) are decoded once into a uint8
+tensor ``(N, C, H, W)`` at the target resolution, or (folders and zips too large for RAM) kept as
+:class:`~lightning_genaug.data.files.LazyImages` decoded per item in the DataLoader workers; batches
+are converted to float in [-1, 1] on the fly. Decoding up front catches corrupt files before
+training starts and makes epochs cheap (a GAN sees its data hundreds of times); memory is
+``N * C * H * W`` bytes.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from lightning_genaug._checks import check_positive_int, check_range
+from lightning_genaug.data.files import LazyImages
 from lightning_genaug.images import from_uint8
 
 log = logging.getLogger(__name__)
@@ -24,7 +27,8 @@ class ImageTensorDataset(Dataset):
     """Images stored as uint8 ``(N, C, H, W)``; items are ``(image, label)`` or ``image``.
 
     Args:
-        images: uint8 tensor ``(N, C, H, W)``.
+        images: uint8 tensor ``(N, C, H, W)``, or :class:`~lightning_genaug.data.files.LazyImages`
+            (decoded per item, in the DataLoader workers).
         labels: int64 tensor ``(N,)`` or ``None`` for unconditional data.
         xflip: if ``True`` the dataset has ``2N`` items, the second half mirrored left-right
             (the dataset x-flip doubling of the ADA paper).
@@ -32,7 +36,9 @@ class ImageTensorDataset(Dataset):
     Items: float ``(C, H, W)`` in [-1, 1], with an int64 label when ``labels`` is given.
     """
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None = None, xflip: bool = False) -> None:
+    def __init__(
+        self, images: torch.Tensor | LazyImages, labels: torch.Tensor | None = None, xflip: bool = False
+    ) -> None:
         self.images = images
         self.labels = labels
         self.xflip = xflip
@@ -92,8 +98,11 @@ class InMemoryImageDataModule(pl.LightningDataModule):
         self.train_dataset: ImageTensorDataset | None = None
         self.val_dataset: ImageTensorDataset | None = None
 
-    def load(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Return every image of the source as uint8 ``(N, C, H, W)`` and int64 labels ``(N,)`` or None."""
+    def load(self) -> tuple[torch.Tensor | LazyImages, torch.Tensor | None]:
+        """Return every image of the source as uint8 ``(N, C, H, W)`` and int64 labels ``(N,)`` or None.
+
+        The images may be a :class:`~lightning_genaug.data.files.LazyImages`, decoded when indexed.
+        """
         raise NotImplementedError
 
     def _ensure_loaded(self) -> None:
@@ -109,7 +118,7 @@ class InMemoryImageDataModule(pl.LightningDataModule):
             subset = subset[: self.max_images].sort().values
             images = images[subset]
             labels = labels[subset] if labels is not None else None
-        self._images = images.contiguous()
+        self._images = images.contiguous() if isinstance(images, torch.Tensor) else images
         self._labels = labels if self.use_labels else None
         log.info("Loaded %d images of shape %s", len(images), tuple(images.shape[1:]))
 
@@ -153,6 +162,9 @@ class InMemoryImageDataModule(pl.LightningDataModule):
         def pick(index: torch.Tensor) -> torch.Tensor | None:
             return labels[index] if labels is not None else None
 
+        if num_val == 0:  # every image trains: share the tensor (indexing would copy the whole set)
+            self.train_dataset = ImageTensorDataset(images, labels, xflip=self.xflip)
+            return
         self.train_dataset = ImageTensorDataset(images[train_idx], pick(train_idx), xflip=self.xflip)
         if num_val > 0:
             self.val_dataset = ImageTensorDataset(images[val_idx], pick(val_idx))

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-import io
 import logging
-import zipfile
-from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
-from lightning_genaug._checks import check_choice, check_positive_int
+from lightning_genaug._checks import check_choice, check_positive_int, check_range
 from lightning_genaug.data.base import InMemoryImageDataModule
+from lightning_genaug.data.files import (
+    IMAGE_SUFFIXES,
+    RESIZE_MODES,
+    CorruptImageError,
+    ImageDecoder,
+    ImageFiles,
+    LazyImages,
+    open_image_files,
+)
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".gif")
-RESIZE_MODES = ("none", "resize", "center_crop")
+# Decode up front when the uint8 images take at most this much RAM (ImageDataModule's `memory_budget_gb`).
+DEFAULT_MEMORY_BUDGET_GB = 2.0
 
 
 class ImageDataModule(InMemoryImageDataModule):
@@ -29,7 +34,12 @@ class ImageDataModule(InMemoryImageDataModule):
           class (sorted names -> ids 0, 1, ...).
         * a ``.zip`` of such a folder (read without extracting).
         * an ``.npy`` array ``(N, H, W, C)`` or ``(N, H, W)`` uint8, or an ``.npz`` with ``images``
-          (or ``x``) and optional ``labels`` (or ``y``).
+          (or ``x``) and optional ``labels`` (or ``y``). Arrays are always read whole.
+
+    Folders and zips are either decoded once into memory (fast epochs, ``N * C * H * W`` bytes of
+    RAM, corrupt files found before training) or kept on disk and decoded in the DataLoader
+    workers (*lazy*: RAM bounded whatever the set size; set ``num_workers``). Labels, resizing,
+    x-flip, ``max_images``, the validation split and ``skip_corrupt`` behave the same in both modes.
 
     Args:
         path: the folder, zip or array file.
@@ -39,7 +49,12 @@ class ImageDataModule(InMemoryImageDataModule):
             aspect ratio not kept) or ``"center_crop"`` (crop the central square, then resize).
         channels: 1 (grayscale) or 3 (RGB). Grayscale sources are replicated to RGB; RGBA is
             converted to RGB (alpha dropped) with a warning. ``None`` takes the first image's.
-        skip_corrupt: skip unreadable or truncated files with a warning instead of raising.
+        skip_corrupt: skip unreadable or truncated files with a warning instead of raising (lazily:
+            the next readable image stands in for a corrupt one).
+        in_memory: ``True`` decodes every image up front, ``False`` decodes lazily in the workers,
+            ``None`` (default) decodes up front when the decoded set fits in ``memory_budget_gb``.
+        memory_budget_gb: the in-memory limit used when ``in_memory`` is ``None``, in GiB of uint8
+            images (``N * C * H * W`` bytes, counted at the output resolution).
         **kwargs: batch_size, num_workers, val_fraction, max_images, xflip, use_labels, seed
             (see :class:`~lightning_genaug.data.base.InMemoryImageDataModule`).
 
@@ -60,90 +75,103 @@ class ImageDataModule(InMemoryImageDataModule):
         xflip: bool = False,
         use_labels: bool = True,
         seed: int = 0,
+        in_memory: bool | None = None,
+        memory_budget_gb: float = DEFAULT_MEMORY_BUDGET_GB,
     ) -> None:
         super().__init__(batch_size, num_workers, val_fraction, max_images, xflip, use_labels, seed)
         self.path = Path(path).expanduser()
         if resolution is not None:
             check_positive_int("resolution", resolution)
-        self.resolution = resolution
-        self.resize_mode = check_choice("resize_mode", resize_mode, RESIZE_MODES)
         if channels is not None:
             check_choice("channels", channels, (1, 3))
-        self.channels = channels
+        self.decoder = ImageDecoder(
+            resolution, check_choice("resize_mode", resize_mode, RESIZE_MODES), channels
+        )
         self.skip_corrupt = skip_corrupt
+        self.in_memory = in_memory
+        self.memory_budget_gb = check_range("memory_budget_gb", memory_budget_gb, 0.0)
 
-    def load(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if not self.path.exists():
-            raise FileNotFoundError(f"Image source {str(self.path)!r} does not exist; check `path`.")
-        if self.path.is_dir():
-            return self._decode_all(iter_folder(self.path), str(self.path))
-        if self.path.suffix.lower() == ".zip":
-            return self._decode_all(iter_zip(self.path), str(self.path))
-        if self.path.suffix.lower() in (".npy", ".npz"):
+    @property
+    def resolution(self) -> int | None:
+        return self.decoder.resolution
+
+    @property
+    def resize_mode(self) -> str:
+        return self.decoder.resize_mode
+
+    @property
+    def channels(self) -> int | None:
+        return self.decoder.channels
+
+    def load(self) -> tuple[torch.Tensor | LazyImages, torch.Tensor | None]:
+        if self.path.suffix.lower() in (".npy", ".npz") and self.path.is_file():
             images, labels = load_array_file(self.path)
             return self._fit_array(images), labels
+        files = open_image_files(self.path)
+        names = files.names()
+        first_shape = self._first_shape(files, names)
+        if not self._fits_in_memory(len(names), first_shape):
+            if self.num_workers == 0:
+                log.warning(
+                    "Lazy decoding with `num_workers=0` decodes in the training process; set `num_workers`."
+                )
+            labels, self._class_names = labels_from_folders(names, files.source)
+            return LazyImages(files, names, self.decoder, first_shape, self.skip_corrupt), labels
+        return self._decode_all(files, names, first_shape)
+
+    def _first_shape(self, files: ImageFiles, names: list[str]) -> tuple[int, int, int]:
+        """``(C, H, W)`` of the first readable image (every image has it once decoded)."""
+        for name in names:
+            try:
+                height, width, channels = self.decoder(files.read(name), name).shape
+                return channels, height, width
+            except CorruptImageError as error:
+                if not self.skip_corrupt:
+                    raise ValueError(f"{error} Remove or replace it, or pass `skip_corrupt=True`.") from error
         raise ValueError(
-            f"Unsupported image source {str(self.path)!r}: expected a folder, a .zip, a .npy or a .npz file."
+            f"No readable image found in {files.source!r} (looked for {', '.join(IMAGE_SUFFIXES)}); "
+            "check `path`."
         )
 
+    def _fits_in_memory(self, count: int, shape: tuple[int, int, int]) -> bool:
+        if self.in_memory is not None:
+            return self.in_memory
+        size = count * shape[0] * shape[1] * shape[2]
+        fits = size <= self.memory_budget_gb * 2**30
+        log.info(
+            "%d images of shape %s take %.2f GiB decoded: %s (`memory_budget_gb=%s`).",
+            count,
+            shape,
+            size / 2**30,
+            "decoding them into memory" if fits else "decoding lazily",
+            self.memory_budget_gb,
+        )
+        return fits
+
     def _decode_all(
-        self, entries: Iterator[tuple[str, Callable[[], bytes]]], source: str
+        self, files: ImageFiles, names: list[str], image_shape: tuple[int, int, int]
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Decode every ``(relative name, read bytes)`` entry into uint8 ``(N, C, H, W)`` and labels."""
-        images: list[np.ndarray] = []
-        names: list[str] = []
-        for name, read in entries:
+        """Every image as uint8 ``(N, C, H, W)``, filled in place (peak RAM: the set itself), and labels."""
+        images = torch.empty(len(names), *image_shape, dtype=torch.uint8)
+        expected = (image_shape[1], image_shape[2], image_shape[0])
+        decoded: list[str] = []
+        for name in names:
             try:
-                with Image.open(io.BytesIO(read())) as pil_image:
-                    pil_image.load()
-                    images.append(self._to_array(pil_image, name))
-            except (UnidentifiedImageError, OSError, SyntaxError) as error:
-                message = f"Cannot read image {name!r} in {source!r} ({error})."
+                array = self.decoder(files.read(name), name)
+            except CorruptImageError as error:
                 if not self.skip_corrupt:
-                    fix = "Remove or replace it, or pass `skip_corrupt=True`."
-                    raise ValueError(f"{message} {fix}") from error
-                log.warning("%s Skipping it (`skip_corrupt=True`).", message)
+                    raise ValueError(f"{error} Remove or replace it, or pass `skip_corrupt=True`.") from error
+                log.warning("%s Skipping it (`skip_corrupt=True`).", error)
                 continue
-            names.append(name)
-        if not images:
-            raise ValueError(
-                f"No readable image found in {source!r} (looked for {', '.join(IMAGE_SUFFIXES)}); "
-                "check `path`."
-            )
-        shapes = {image.shape for image in images}
-        if len(shapes) > 1:
-            raise ValueError(
-                f"Images in {source!r} have different sizes {sorted(shapes)[:4]}; set `resolution` and "
-                "`resize_mode='resize'` or `'center_crop'`."
-            )
-        stacked = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
-        labels, self._class_names = labels_from_folders(names, source)
-        return stacked, labels
-
-    def _to_array(self, pil_image: Image.Image, name: str) -> np.ndarray:
-        """Convert one decoded image to ``(H, W, C)`` uint8 with the configured channels and size."""
-        if pil_image.mode in ("RGBA", "LA", "PA") or "transparency" in pil_image.info:
-            log.warning("Image %r has an alpha channel; it is dropped (converted to RGB).", name)
-        channels = self.channels or (1 if pil_image.mode in ("L", "1", "I", "I;16", "F") else 3)
-        pil_image = pil_image.convert("L" if channels == 1 else "RGB")
-        pil_image = self._resize(pil_image, name)
-        array = np.asarray(pil_image, dtype=np.uint8)
-        return array[:, :, None] if array.ndim == 2 else array
-
-    def _resize(self, pil_image: Image.Image, name: str) -> Image.Image:
-        size = self.resolution
-        if size is None or pil_image.size == (size, size):
-            return pil_image
-        if self.resize_mode == "none":
-            raise ValueError(
-                f"Image {name!r} is {pil_image.width}x{pil_image.height}, not {size}x{size}; set "
-                "`resize_mode='resize'` (antialiased) or `'center_crop'`, or prepare the images at that size."
-            )
-        if self.resize_mode == "center_crop":
-            side = min(pil_image.size)
-            left, top = (pil_image.width - side) // 2, (pil_image.height - side) // 2
-            pil_image = pil_image.crop((left, top, left + side, top + side))
-        return pil_image.resize((size, size), Image.LANCZOS)
+            if array.shape != expected:
+                raise ValueError(
+                    f"Images in {files.source!r} have different sizes {sorted({expected, array.shape})} "
+                    f"(e.g. {name!r}); set `resolution` and `resize_mode='resize'` or `'center_crop'`."
+                )
+            images[len(decoded)] = torch.from_numpy(array).permute(2, 0, 1)
+            decoded.append(name)
+        labels, self._class_names = labels_from_folders(decoded, files.source)
+        return images[: len(decoded)], labels
 
     def _fit_array(self, images: np.ndarray) -> torch.Tensor:
         """Convert an ``(N, H, W, C)`` uint8 array to the configured channels and resolution."""
@@ -167,25 +195,6 @@ class ImageDataModule(InMemoryImageDataModule):
                 )
             tensor = resize_uint8(tensor, size, center_crop=self.resize_mode == "center_crop")
         return tensor.contiguous()
-
-
-def iter_folder(root: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
-    """Yield ``(path relative to root, reader)`` for every image file below ``root``, sorted."""
-    for file in sorted(root.rglob("*")):
-        if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
-            yield file.relative_to(root).as_posix(), file.read_bytes
-
-
-def iter_zip(archive_path: Path) -> Iterator[tuple[str, Callable[[], bytes]]]:
-    """Yield ``(member name, reader)`` for every image member of a zip archive, sorted."""
-    try:
-        archive = zipfile.ZipFile(archive_path)
-    except zipfile.BadZipFile as error:
-        raise ValueError(f"{str(archive_path)!r} is not a valid zip archive ({error}).") from error
-    with archive:
-        for name in sorted(archive.namelist()):
-            if not name.endswith("/") and PurePosixPath(name).suffix.lower() in IMAGE_SUFFIXES:
-                yield name, lambda name=name: archive.read(name)
 
 
 def labels_from_folders(names: list[str], source: str) -> tuple[torch.Tensor | None, list[str] | None]:

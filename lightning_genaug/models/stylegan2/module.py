@@ -48,6 +48,12 @@ from lightning_genaug.distributed import backward_and_sync
 from lightning_genaug.models.predict import GeneratorPredictMixin, PredictOptions
 from lightning_genaug.models.stylegan2 import losses
 from lightning_genaug.models.stylegan2.configs import StyleGAN2Config, build_networks, get_config
+from lightning_genaug.models.stylegan2.official import (
+    OfficialNetworks,
+    is_network_pickle,
+    load_official_weights,
+    read_network_pickle,
+)
 from lightning_genaug.regularizers import R1, BalancedConsistency, DiscriminatorRegularizer
 
 log = logging.getLogger(__name__)
@@ -90,8 +96,12 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
             ``r1_interval``), ``VarianceRegularizer``, or ``None`` for none.
         consistency: a term added to D's main loss, e.g. ``BalancedConsistency`` (bCR), or ``None``.
         freeze_d: number of D's first blocks (in input order) that receive no updates (Freeze-D).
-        init_from: path of a ``StyleGAN2ADA`` ``.ckpt`` whose G, D and G_ema weights initialise
-            training (transfer learning); ignored when resuming with ``ckpt_path``.
+        init_from: path of a ``StyleGAN2ADA`` ``.ckpt`` or of a stylegan2-ada-pytorch network pickle
+            (``.pkl``, e.g. the official FFHQ networks) whose G, D and G_ema weights initialise
+            training (transfer learning) or ``predict``; ignored when resuming with ``ckpt_path``.
+            A pickle also sets resolution, channels and classes left at ``None``, the network shapes
+            (under the ``config_overrides`` you give), and the ``p`` of :attr:`augment_pipe` from its
+            ``augment_pipe``.
         max_kimg: stop training after this many thousand real images (the reference's ``--kimg``).
         autocast_bf16: run the main phases' forward passes under bf16 autocast on the module's
             device (the regularisation phases stay float32). ``None`` (default): on CUDA only;
@@ -151,6 +161,7 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         self.G_ema: nn.Module | None = None
         self._compiled: dict[str, Any] = {}
         self.train_config: StyleGAN2Config | None = None
+        self._initialized = False  # init_from loaded into this instance
         if resolution is not None and channels is not None and num_classes is not None:
             self.build(resolution, channels, num_classes)
 
@@ -230,10 +241,16 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         """Build the networks from the datamodule's shapes; load ``init_from``; provide predict data."""
+        # init_from is loaded once per module (never over trained weights: fit, then predict).
+        initialize = bool(self.hparams.init_from) and self.trainer.ckpt_path is None and not self._initialized
+        official = None
+        if initialize and is_network_pickle(self.hparams.init_from):
+            official = read_network_pickle(self.hparams.init_from)
+            self._adopt_pickle_config(official)
         if self.G is None:
             self.build(*self._shapes_from_datamodule())
-        if stage == "fit" and self.hparams.init_from and self.trainer.ckpt_path is None:
-            self.load_weights_from(self.hparams.init_from)
+        if initialize and stage in ("fit", "predict"):
+            self.load_weights_from(self.hparams.init_from, official)
         self.lend_predict_dataloader(stage)
 
     def _shapes_from_datamodule(self) -> tuple[int, int, int]:
@@ -253,16 +270,36 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
             num_classes = int(getattr(datamodule, "num_classes", 0) or 0)
         return resolution, channels, num_classes
 
-    def load_weights_from(self, path: str | os.PathLike) -> None:
-        """Copy G, D and G_ema weights from a ``StyleGAN2ADA`` checkpoint (transfer learning).
+    def _adopt_pickle_config(self, official: OfficialNetworks) -> None:
+        """Take the network shapes from an official pickle for every shape argument left at ``None``."""
+        hp = self.hparams
+        hp.update(
+            resolution=official.resolution if hp.resolution is None else hp.resolution,
+            channels=official.channels if hp.channels is None else hp.channels,
+            num_classes=official.num_classes if hp.num_classes is None else hp.num_classes,
+            config_overrides={**official.config_overrides, **(hp.config_overrides or {})},
+        )
 
-        Tensors are matched by name; parameters absent from the checkpoint (e.g. a class embedding
-        when the source was unconditional) keep their initialisation and are logged.
+    def load_weights_from(self, path: str | os.PathLike, official: OfficialNetworks | None = None) -> None:
+        """Copy G, D and G_ema weights from a ``StyleGAN2ADA`` checkpoint or an official ``.pkl``.
+
+        A ``.ckpt``: tensors are matched by name; parameters absent from the checkpoint (e.g. a class
+        embedding when the source was unconditional) keep their initialisation and are logged.
+        A stylegan2-ada-pytorch network pickle (``.pkl``, read without running its code): every
+        tensor must match, and ``p`` of the pickle's ``augment_pipe`` is written to this module's
+        :attr:`augment_pipe` (its ``p`` buffer, which ``AdaptiveAugmentation`` adapts from there).
 
         Raises:
             FileNotFoundError: the file does not exist.
-            ValueError: the checkpoint holds no StyleGAN2ADA weights, or shapes differ.
+            ValueError: the file holds no StyleGAN2ADA weights, or tensors differ (named).
         """
+        self._initialized = True
+        if is_network_pickle(path):
+            official = official or read_network_pickle(path)
+            load_official_weights({"G": self.G, "D": self.D, "G_ema": self.G_ema}, official, str(path))
+            if official.augment_p is not None and hasattr(self.augment_pipe, "p"):
+                self.augment_pipe.p.fill_(official.augment_p)
+            return
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(

@@ -1,0 +1,65 @@
+"""Train StyleGAN2ADA (``tiny``) with AdaptiveAugmentation on 2 CPU processes (gloo) from a prepared
+streaming directory; each rank writes the image indices it trained on and its final p.
+
+Usage: ``python streaming_ddp.py CHUNKS_DIR OUT_DIR``. The images encode their index in their pixels
+(``tests/streaming_data.py``). Run by ``tests/test_streaming_ddp.py`` in a subprocess, because
+Lightning's DDP launcher re-runs the command line for rank 1.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/, for streaming_data
+
+from streaming_data import image_indices  # noqa: E402
+
+from lightning_genaug.augment import AugmentPipe  # noqa: E402
+from lightning_genaug.callbacks import AdaptiveAugmentation  # noqa: E402
+from lightning_genaug.data import StreamingImageDataModule, split_batch  # noqa: E402
+from lightning_genaug.models.stylegan2 import StyleGAN2ADA  # noqa: E402
+
+
+class SeenImages(pl.Callback):
+    """Records the index of every training image this rank receives, and p before each batch."""
+
+    def __init__(self) -> None:
+        self.indices: list[int] = []
+        self.p: list[float] = []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self.indices += image_indices(split_batch(batch)[0])
+        self.p.append(float(pl_module.augment_pipe.p))
+
+
+def main(chunks: str, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    pl.seed_everything(0)
+    seen = SeenImages()
+    # p starts at 0.5 and moves by 4 * 2 / (0.1 * 1000) = 0.08 after every batch: no clamp in 4 batches.
+    ada = AdaptiveAugmentation(every_n_batches=1, speed_kimg=0.1, initial_p=0.5)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_find_unused_parameters_true",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[seen, ada],
+    )
+    model = StyleGAN2ADA("tiny", augment=AugmentPipe("bgc"))
+    trainer.fit(model, datamodule=StreamingImageDataModule(chunks, batch_size=4, num_workers=1))
+    p = [*seen.p, float(model.augment_pipe.p)]
+    result = {"indices": seen.indices, "p": p, "world_size": trainer.world_size}
+    (Path(out_dir) / f"rank{trainer.global_rank}.json").write_text(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
