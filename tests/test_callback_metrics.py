@@ -346,6 +346,8 @@ result = dict(
 )
 with open(root + f"/rank{{trainer.global_rank}}.json", "w") as handle:
     json.dump(result, handle)
+if torch.distributed.is_initialized():  # gloo's threads otherwise may abort the interpreter at exit
+    torch.distributed.destroy_process_group()
 """
 
 

@@ -424,7 +424,7 @@ def shrunk_main_job(tmp_path: Path) -> Path:
     config["trainer"].update(max_epochs=2, limit_train_batches=3, log_every_n_steps=1)
     for callback in config["trainer"]["callbacks"]:
         if callback["class_path"] == "GenerativeMetrics":
-            callback["init_args"].update(num_gen=32, kid_subset_size=16, every_n_epochs=1)
+            callback["init_args"].update(num_gen=32, kid_subset_size=16, every_n_batches=3)
         if callback["class_path"] == "SampleGrid":
             callback["init_args"].update(every_n_batches=2)
     path = tmp_path / "ada-small.yaml"

@@ -112,3 +112,5 @@ def main(signs_path: str, out_dir: str, strategy: str) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2], sys.argv[3])
+    if torch.distributed.is_initialized():  # gloo's threads otherwise may abort the interpreter at exit
+        torch.distributed.destroy_process_group()

@@ -110,3 +110,5 @@ def main(out_dir: str, runs: list[str]) -> None:
 
 if __name__ == "__main__":
     main(sys.argv[1], sys.argv[2:])
+    if torch.distributed.is_initialized():  # gloo's threads otherwise may abort the interpreter at exit
+        torch.distributed.destroy_process_group()
