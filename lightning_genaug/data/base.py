@@ -166,8 +166,7 @@ class InMemoryImageDataModule(pl.LightningDataModule):
             self.train_dataset = ImageTensorDataset(images, labels, xflip=self.xflip)
             return
         self.train_dataset = ImageTensorDataset(images[train_idx], pick(train_idx), xflip=self.xflip)
-        if num_val > 0:
-            self.val_dataset = ImageTensorDataset(images[val_idx], pick(val_idx))
+        self.val_dataset = ImageTensorDataset(images[val_idx], pick(val_idx))
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
         return DataLoader(
