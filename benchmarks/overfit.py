@@ -37,6 +37,7 @@ import lightning.pytorch as pl
 import torch
 
 from lightning_genaug.images import from_uint8, make_grid, save_png
+from lightning_genaug.metrics.extractors import extract_features
 from lightning_genaug.metrics.functional import frechet_distance, gaussian_statistics
 from lightning_genaug.metrics.trained_extractor import (
     ClassifierFeatures,
@@ -143,8 +144,8 @@ class FeatureReference:
 
 @torch.no_grad()
 def extract(extractor: torch.nn.Module, images: torch.Tensor, chunk: int = 256) -> torch.Tensor:
-    """Features ``(N, d)`` of float images ``(N, C, H, W)`` in [-1, 1]."""
-    return torch.cat([extractor(part) for part in images.split(chunk)])
+    """Features ``(N, d)`` of float images ``(N, C, H, W)`` in [-1, 1], ``chunk`` images at a time."""
+    return torch.cat([extract_features(extractor, part)[0] for part in images.split(chunk)])
 
 
 class OverfitProbe(pl.Callback):
@@ -261,10 +262,12 @@ class Reals:
     extractor_width: int
 
 
-def load_extractor(reals: Reals) -> ClassifierFeatures:
-    channels = reals.images.shape[1]
-    extractor = ClassifierFeatures(channels, int(reals.labels.max()) + 1, reals.extractor_width)
-    extractor.load_state_dict(reals.extractor_state)
+def frozen_classifier(
+    state: dict[str, torch.Tensor], images: torch.Tensor, labels: torch.Tensor, width: int
+) -> ClassifierFeatures:
+    """The classifier extractor for ``images``/``labels`` with the weights ``state``, frozen, in eval mode."""
+    extractor = ClassifierFeatures(images.shape[1], int(labels.max()) + 1, width)
+    extractor.load_state_dict(state)
     return extractor.eval().requires_grad_(False)
 
 
@@ -272,7 +275,7 @@ def run_gan_job(arm: str, seed: int, setting: OverfitSetting, reals: Reals, out:
     """Train one arm with one seed; return its probe history and wall time; write a sample grid."""
     pl.seed_everything(seed, workers=True)
     images = from_uint8(reals.images)
-    extractor = load_extractor(reals)
+    extractor = frozen_classifier(reals.extractor_state, reals.images, reals.labels, reals.extractor_width)
     features = extract(extractor, images)
     train = (images[reals.train_index], reals.labels[reals.train_index])
     heldout = (images[reals.heldout_index], reals.labels[reals.heldout_index])
@@ -400,9 +403,8 @@ def prepare_reals(setting: OverfitSetting, out: Path) -> tuple[Reals, dict[str, 
     started = time.perf_counter()
     cached = out / "extractor.pt"  # trained once per experiment folder, so a resumed run keeps its metric
     if cached.exists():
-        extractor = ClassifierFeatures(images.shape[1], int(labels.max()) + 1, setting.extractor_width)
-        extractor.load_state_dict(torch.load(cached, weights_only=True))
-        extractor.eval().requires_grad_(False)
+        state = torch.load(cached, weights_only=True)
+        extractor = frozen_classifier(state, images, labels, setting.extractor_width)
     else:
         extractor = train_classifier_features(
             floats, labels, steps=setting.extractor_steps, width=setting.extractor_width, seed=0
