@@ -347,12 +347,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("default", "digits-overfit"),
         default="default",
         help="digits-overfit: the regime in which the un-augmented GAN over-fits (benchmarks/overfit.py); "
-        "every other option but --quick, --out, --jobs and --plots is then ignored",
+        "every other option but --quick, --out, --jobs, --plots, --gan-arms, --distaug-arms and "
+        "--unconditional is then ignored",
     )
     parser.add_argument(
         "--jobs", type=int, default=None, help="digits-overfit: parallel processes (1 thread each)"
     )
     parser.add_argument("--plots", type=Path, default=None, help="digits-overfit: folder for the PNG plots")
+    parser.add_argument(
+        "--gan-arms",
+        default=None,
+        help="digits-overfit: comma-separated GAN arms to run (default: all five; '' for none)",
+    )
+    parser.add_argument(
+        "--distaug-arms",
+        default=None,
+        help="digits-overfit: comma-separated DistAug arms to run (default: all three; '' for none)",
+    )
+    parser.add_argument(
+        "--unconditional", action="store_true", help="digits-overfit: GAN ignores the digit labels"
+    )
     args = parser.parse_args(argv)
     if args.setting == "digits-overfit":
         return args
@@ -387,6 +401,17 @@ def run_overfit_setting(args: argparse.Namespace) -> dict[str, Any]:
     setting = OverfitSetting().quick() if args.quick else OverfitSetting()
     if args.jobs is not None:
         setting = replace(setting, jobs=args.jobs)
+    if args.unconditional:
+        setting = replace(setting, conditional=False)
+    for name, value in (("gan_arms", args.gan_arms), ("distaug_arms", args.distaug_arms)):
+        if value is not None:
+            arms = tuple(arm for arm in value.split(",") if arm)
+            valid = getattr(OverfitSetting, name)
+            unknown = [arm for arm in arms if arm not in valid]
+            if unknown:
+                kind = name.replace("_", " ")
+                raise SystemExit(f"Unknown {kind} {unknown}; choose from {', '.join(valid)}.")
+            setting = replace(setting, **{name: arms})
     summary = run_overfit(setting, args.out, args.plots)
     print((args.out / "results.md").read_text())
     return summary

@@ -72,6 +72,7 @@ def test_overfit_setting_quick_runs_every_arm_and_seed_and_resumes(limited_data,
         mean, std = row["final_fid"]
         assert math.isfinite(mean) and mean > 0 and std >= 0
         assert row["best_fid"][0] <= mean + 1e-9
+        assert row["best_fid"][0] <= row["second_half_fid"][0] + 1e-9
     assert summary["gan"]["no-augmentation"]["final_p"] == (0.0, 0.0)
     assert summary["gan"]["fixed-p0.2"]["final_p"][0] == pytest.approx(0.2)
     assert summary["gan"]["diffaugment"]["final_p"][0] == pytest.approx(1.0)  # DiffAugment always applies
@@ -84,6 +85,8 @@ def test_overfit_setting_quick_runs_every_arm_and_seed_and_resumes(limited_data,
     for point in job["history"]:
         assert {"fid_full", "fid_train", "d_train", "d_heldout", "rt", "p"} <= set(point)
         assert -1 <= point["rt"] <= 1
+    progress = (tmp_path / "progress" / "gan-ada-seed0.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in progress] == job["history"]  # a long run can be watched
     distaug_job = json.loads((tmp_path / "jobs" / "distaug-rotation-seed1.json").read_text())
     assert all(0 < point["val"] < 8.5 and 0 < point["train"] < 8.5 for point in distaug_job["history"])
     for plot in summary["plots"]:
