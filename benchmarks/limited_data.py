@@ -320,8 +320,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--quick", action="store_true", help="tiny sizes on the bundled digits: minutes on a CPU"
     )
     parser.add_argument("--out", type=Path, default=Path("runs/limited_data"))
-    parser.add_argument("--arms", nargs="+", default=list(GAN_ARMS), choices=GAN_ARMS)
-    parser.add_argument("--distaug-arms", nargs="*", default=list(DISTAUG_ARMS), choices=DISTAUG_ARMS)
+    parser.add_argument("--arms", nargs="+", default=None, help="GAN arms (default: all of the setting's)")
+    parser.add_argument(
+        "--distaug-arms",
+        nargs="*",
+        default=None,
+        help="DistAug arms (default: all of the setting's; none: none)",
+    )
     parser.add_argument("--config", default="cifar", help="StyleGAN2 config")
     parser.add_argument("--kimg", type=float, default=500.0)
     parser.add_argument("--eval-kimg", type=float, default=50.0)
@@ -347,7 +352,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         choices=("default", "digits-overfit"),
         default="default",
         help="digits-overfit: the regime in which the un-augmented GAN over-fits (benchmarks/overfit.py); "
-        "every other option but --quick, --out, --jobs, --plots, --gan-arms, --distaug-arms and "
+        "every other option but --quick, --out, --jobs, --plots, --arms, --distaug-arms and "
         "--unconditional is then ignored",
     )
     parser.add_argument(
@@ -355,19 +360,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--plots", type=Path, default=None, help="digits-overfit: folder for the PNG plots")
     parser.add_argument(
-        "--gan-arms",
-        default=None,
-        help="digits-overfit: comma-separated GAN arms to run (default: all five; '' for none)",
-    )
-    parser.add_argument(
-        "--distaug-arms",
-        default=None,
-        help="digits-overfit: comma-separated DistAug arms to run (default: all three; '' for none)",
-    )
-    parser.add_argument(
         "--unconditional", action="store_true", help="digits-overfit: GAN ignores the digit labels"
     )
     args = parser.parse_args(argv)
+    if args.setting == "digits-overfit":
+        from overfit import OVERFIT_DISTAUG_ARMS, OVERFIT_GAN_ARMS
+
+        gan_arms, distaug_arms = OVERFIT_GAN_ARMS, OVERFIT_DISTAUG_ARMS
+    else:
+        gan_arms, distaug_arms = GAN_ARMS, DISTAUG_ARMS
+    for option, chosen, valid in (
+        ("--arms", args.arms, gan_arms),
+        ("--distaug-arms", args.distaug_arms, distaug_arms),
+    ):
+        unknown = [arm for arm in chosen or () if arm not in valid]
+        if unknown:
+            parser.error(
+                f"{option}: unknown arms {unknown} for --setting {args.setting}; choose from {valid}"
+            )
+    args.arms = list(gan_arms) if args.arms is None else args.arms
+    args.distaug_arms = list(distaug_arms) if args.distaug_arms is None else args.distaug_arms
     if args.setting == "digits-overfit":
         return args
     if args.quick:
@@ -403,15 +415,7 @@ def run_overfit_setting(args: argparse.Namespace) -> dict[str, Any]:
         setting = replace(setting, jobs=args.jobs)
     if args.unconditional:
         setting = replace(setting, conditional=False)
-    for name, value in (("gan_arms", args.gan_arms), ("distaug_arms", args.distaug_arms)):
-        if value is not None:
-            arms = tuple(arm for arm in value.split(",") if arm)
-            valid = getattr(OverfitSetting, name)
-            unknown = [arm for arm in arms if arm not in valid]
-            if unknown:
-                kind = name.replace("_", " ")
-                raise SystemExit(f"Unknown {kind} {unknown}; choose from {', '.join(valid)}.")
-            setting = replace(setting, **{name: arms})
+    setting = replace(setting, gan_arms=tuple(args.arms), distaug_arms=tuple(args.distaug_arms))
     summary = run_overfit(setting, args.out, args.plots)
     print((args.out / "results.md").read_text())
     return summary

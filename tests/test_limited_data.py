@@ -97,3 +97,23 @@ def test_overfit_setting_quick_runs_every_arm_and_seed_and_resumes(limited_data,
     again = limited_data.main(["--setting", "digits-overfit", "--quick", "--out", str(tmp_path)])
     assert {path: path.stat().st_mtime_ns for path in finished} == finished  # done jobs are not re-run
     assert again["gan"] == summary["gan"]
+
+
+def test_overfit_setting_runs_chosen_arms_unconditionally(limited_data, tmp_path: Path):
+    summary = limited_data.main(
+        ["--setting", "digits-overfit", "--quick", "--arms", "ada", "--distaug-arms", "--unconditional"]
+        + ["--out", str(tmp_path)]
+    )
+    assert list(summary["gan"]) == ["ada"] and summary["distaug"] == {}
+    assert summary["setting"]["conditional"] is False
+    assert sorted(path.name for path in (tmp_path / "jobs").iterdir()) == [
+        "gan-ada-seed0.json",
+        "gan-ada-seed1.json",
+    ]
+
+
+def test_unknown_arm_is_refused_with_the_valid_names(limited_data, capsys):
+    with pytest.raises(SystemExit):
+        limited_data.parse_args(["--setting", "digits-overfit", "--quick", "--arms", "dcgan"])
+    assert "unknown arms ['dcgan']" in capsys.readouterr().err
+    assert limited_data.parse_args(["--quick"]).arms == ["no-augmentation", "ada", "fixed-p0.2", "scalegan"]
