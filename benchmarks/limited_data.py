@@ -353,14 +353,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="default",
         help="digits-overfit: the regime in which the un-augmented GAN over-fits (benchmarks/overfit.py); "
         "every other option but --quick, --out, --jobs, --plots, --arms, --distaug-arms and "
-        "--unconditional is then ignored",
+        "--conditional is then ignored",
     )
     parser.add_argument(
         "--jobs", type=int, default=None, help="digits-overfit: parallel processes (1 thread each)"
     )
     parser.add_argument("--plots", type=Path, default=None, help="digits-overfit: folder for the PNG plots")
     parser.add_argument(
-        "--unconditional", action="store_true", help="digits-overfit: GAN ignores the digit labels"
+        "--conditional",
+        action="store_true",
+        help="digits-overfit: class-conditional GAN (default: unconditional)",
     )
     args = parser.parse_args(argv)
     if args.setting == "digits-overfit":
@@ -413,8 +415,8 @@ def run_overfit_setting(args: argparse.Namespace) -> dict[str, Any]:
     setting = OverfitSetting().quick() if args.quick else OverfitSetting()
     if args.jobs is not None:
         setting = replace(setting, jobs=args.jobs)
-    if args.unconditional:
-        setting = replace(setting, conditional=False)
+    if args.conditional:
+        setting = replace(setting, conditional=True)
     setting = replace(setting, gan_arms=tuple(args.arms), distaug_arms=tuple(args.distaug_arms))
     summary = run_overfit(setting, args.out, args.plots)
     print((args.out / "results.md").read_text())

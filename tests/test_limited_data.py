@@ -99,13 +99,13 @@ def test_overfit_setting_quick_runs_every_arm_and_seed_and_resumes(limited_data,
     assert again["gan"] == summary["gan"]
 
 
-def test_overfit_setting_runs_chosen_arms_unconditionally(limited_data, tmp_path: Path):
+def test_overfit_setting_runs_chosen_arms_class_conditionally(limited_data, tmp_path: Path):
     summary = limited_data.main(
-        ["--setting", "digits-overfit", "--quick", "--arms", "ada", "--distaug-arms", "--unconditional"]
+        ["--setting", "digits-overfit", "--quick", "--arms", "ada", "--distaug-arms", "--conditional"]
         + ["--out", str(tmp_path)]
     )
     assert list(summary["gan"]) == ["ada"] and summary["distaug"] == {}
-    assert summary["setting"]["conditional"] is False
+    assert summary["setting"]["conditional"] is True
     assert sorted(path.name for path in (tmp_path / "jobs").iterdir()) == [
         "gan-ada-seed0.json",
         "gan-ada-seed1.json",
@@ -117,3 +117,12 @@ def test_unknown_arm_is_refused_with_the_valid_names(limited_data, capsys):
         limited_data.parse_args(["--setting", "digits-overfit", "--quick", "--arms", "dcgan"])
     assert "unknown arms ['dcgan']" in capsys.readouterr().err
     assert limited_data.parse_args(["--quick"]).arms == ["no-augmentation", "ada", "fixed-p0.2", "scalegan"]
+
+
+def test_overfit_gan_is_unconditional_unless_asked(limited_data):
+    import overfit
+
+    unconditional, _ = overfit.build_overfit_gan("ada", overfit.OverfitSetting())
+    assert unconditional.hparams.num_classes == 0  # the ADA paper's small-data regime
+    conditional, _ = overfit.build_overfit_gan("scalegan", overfit.OverfitSetting(conditional=True))
+    assert conditional.hparams.num_classes is None  # taken from the datamodule's 10 digit classes
