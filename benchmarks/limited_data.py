@@ -415,9 +415,12 @@ def run_overfit_setting(args: argparse.Namespace) -> dict[str, Any]:
     setting = OverfitSetting().quick() if args.quick else OverfitSetting()
     if args.jobs is not None:
         setting = replace(setting, jobs=args.jobs)
-    if args.conditional:
-        setting = replace(setting, conditional=True)
-    setting = replace(setting, gan_arms=tuple(args.arms), distaug_arms=tuple(args.distaug_arms))
+    setting = replace(
+        setting,
+        conditional=args.conditional,
+        gan_arms=tuple(args.arms),
+        distaug_arms=tuple(args.distaug_arms),
+    )
     summary = run_overfit(setting, args.out, args.plots)
     print((args.out / "results.md").read_text())
     return summary

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -295,7 +296,7 @@ def run_gan_job(arm: str, seed: int, setting: OverfitSetting, reals: Reals, out:
     Each evaluation is also appended to ``out/progress/gan-{arm}-seed{seed}.jsonl`` as it happens.
     """
     pl.seed_everything(seed, workers=True)
-    progress = job_path(out, "gan", arm, seed).parent.parent / "progress" / f"gan-{arm}-seed{seed}.jsonl"
+    progress = progress_path(out, "gan", arm, seed)
     progress.parent.mkdir(parents=True, exist_ok=True)
     progress.unlink(missing_ok=True)  # a job interrupted before it finished starts again from scratch
     images = from_uint8(reals.images)
@@ -420,6 +421,11 @@ def job_path(out: Path, kind: str, arm: str, seed: int) -> Path:
     return out / "jobs" / f"{kind}-{arm}-seed{seed}.json"
 
 
+def progress_path(out: Path, kind: str, arm: str, seed: int) -> Path:
+    """Where a running job appends its evaluations, beside the ``jobs`` folder of finished ones."""
+    return out / "progress" / job_path(out, kind, arm, seed).with_suffix(".jsonl").name
+
+
 def prepare_reals(setting: OverfitSetting, out: Path) -> tuple[Reals, dict[str, float]]:
     """Digits, the fixed training subset, the classifier extractor and the metric's noise floor."""
     images, labels = digits(setting.resolution, channels=3)
@@ -479,10 +485,6 @@ def load_results(out: Path, kind: str, arms: Sequence[str], seeds: Sequence[int]
     return {arm: [json.loads(job_path(out, kind, arm, seed).read_text()) for seed in seeds] for arm in arms}
 
 
-def _fid_full(point: dict[str, float]) -> float:
-    return point["fid_full"]
-
-
 def second_half(history: Sequence[dict[str, float]]) -> list[dict[str, float]]:
     """The evaluations from half the run's length on (where over-fitting shows, if it does)."""
     return [point for point in history if point["kimg"] >= history[-1]["kimg"] / 2]
@@ -497,7 +499,7 @@ def gan_summary(results: dict[str, list[dict]]) -> dict[str, dict[str, Any]]:
     summary = {}
     for arm, runs in results.items():
         final = [run["history"][-1] for run in runs]
-        best = [min(run["history"][1:] or run["history"], key=_fid_full) for run in runs]
+        best = [min(run["history"][1:] or run["history"], key=itemgetter("fid_full")) for run in runs]
         late = [statistics.fmean(point["fid_full"] for point in second_half(run["history"])) for run in runs]
         summary[arm] = {
             "final_fid": mean_std([point["fid_full"] for point in final]),
