@@ -48,6 +48,9 @@ from lightning_genaug.models.stylegan2 import StyleGAN2ADA
 log = logging.getLogger("limited_data")
 
 GAN_ARMS = ("no-augmentation", "ada", "fixed-p0.2", "scalegan")
+OVERFIT_SETTINGS = ("digits-overfit", "cifar-overfit")
+# The CIFAR-10 JPEG zips beside a checkout of this repository (a user passes --data-root).
+DEFAULT_CIFAR_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
 DISTAUG_ARMS = ("no-augmentation", "rotation-distaug")
 
 
@@ -349,11 +352,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--setting",
-        choices=("default", "digits-overfit"),
+        choices=("default", *OVERFIT_SETTINGS),
         default="default",
-        help="digits-overfit: the regime in which the un-augmented GAN over-fits (benchmarks/overfit.py); "
-        "every other option but --quick, --out, --jobs, --plots, --arms, --distaug-arms and "
-        "--conditional is then ignored",
+        help="digits-overfit / cifar-overfit: the regimes in which the un-augmented GAN over-fits "
+        "(benchmarks/overfit.py); every other option but --quick, --out, --jobs, --plots, --arms, "
+        "--distaug-arms, --conditional, --data-root and --inception-weights is then ignored",
+    )
+    parser.add_argument(
+        "--data-root",
+        type=Path,
+        default=DEFAULT_CIFAR_ROOT,
+        help="cifar-overfit: folder holding train-10k-jpeg.zip and test-jpeg.zip (default: %(default)s)",
     )
     parser.add_argument(
         "--jobs", type=int, default=None, help="digits-overfit: parallel processes (1 thread each)"
@@ -365,10 +374,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="digits-overfit: class-conditional GAN (default: unconditional)",
     )
     args = parser.parse_args(argv)
-    if args.setting == "digits-overfit":
-        from overfit import OVERFIT_DISTAUG_ARMS, OVERFIT_GAN_ARMS
+    if args.setting in OVERFIT_SETTINGS:
+        from overfit import CIFAR_GAN_ARMS, OVERFIT_DISTAUG_ARMS, OVERFIT_GAN_ARMS
 
-        gan_arms, distaug_arms = OVERFIT_GAN_ARMS, OVERFIT_DISTAUG_ARMS
+        gan_arms = CIFAR_GAN_ARMS if args.setting == "cifar-overfit" else OVERFIT_GAN_ARMS
+        distaug_arms = OVERFIT_DISTAUG_ARMS
     else:
         gan_arms, distaug_arms = GAN_ARMS, DISTAUG_ARMS
     for option, chosen, valid in (
@@ -382,7 +392,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             )
     args.arms = list(gan_arms) if args.arms is None else args.arms
     args.distaug_arms = list(distaug_arms) if args.distaug_arms is None else args.distaug_arms
-    if args.setting == "digits-overfit":
+    if args.setting in OVERFIT_SETTINGS:
         return args
     if args.quick:
         defaults = {
@@ -409,10 +419,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_overfit_setting(args: argparse.Namespace) -> dict[str, Any]:
-    """``--setting digits-overfit``: the over-fitting regime, every arm x seed in parallel processes."""
-    from overfit import OverfitSetting, run_overfit
+    """``--setting digits-overfit|cifar-overfit``: every arm x seed in parallel processes, resumable."""
+    from overfit import OverfitSetting, cifar_overfit_setting, run_overfit
 
-    setting = OverfitSetting().quick() if args.quick else OverfitSetting()
+    if args.setting == "cifar-overfit":
+        setting = cifar_overfit_setting(args.data_root, quick=args.quick)
+    else:
+        setting = OverfitSetting().quick() if args.quick else OverfitSetting()
+    if args.inception_weights is not None:
+        setting = replace(setting, inception_weights=args.inception_weights)
     if args.jobs is not None:
         setting = replace(setting, jobs=args.jobs)
     setting = replace(
@@ -429,7 +444,7 @@ def run_overfit_setting(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
-    if args.setting == "digits-overfit":
+    if args.setting in OVERFIT_SETTINGS:
         return run_overfit_setting(args)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)

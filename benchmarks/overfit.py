@@ -39,7 +39,11 @@ import torch
 
 from lightning_genaug.images import from_uint8, make_grid, save_png
 from lightning_genaug.metrics.extractors import extract_features
-from lightning_genaug.metrics.functional import frechet_distance, gaussian_statistics
+from lightning_genaug.metrics.functional import (
+    frechet_distance,
+    gaussian_statistics,
+    kernel_inception_distance,
+)
 from lightning_genaug.metrics.trained_extractor import (
     ClassifierFeatures,
     classifier_accuracy,
@@ -54,8 +58,16 @@ OVERFIT_DISTAUG_ARMS = ("no-augmentation", "rotation", "rotation+transposition")
 
 @dataclass(frozen=True)
 class OverfitSetting:
-    """Every number of the experiment; ``quick()`` shrinks it to a CI smoke run."""
+    """Every number of the experiment; ``quick()`` shrinks it to a CI smoke run.
 
+    The defaults are the ``digits-overfit`` setting; :func:`cifar_overfit_setting` gives the CIFAR-10 one.
+    """
+
+    # "digits" (scikit-learn's, bundled) or "cifar10": ``data_root`` then holds ``train-10k-jpeg.zip``
+    # (the training subset, held-out reals and the reference statistics) and ``test-jpeg.zip`` (the
+    # classifier the metric uses is trained on it, so it has seen no image of any training subset).
+    dataset: str = "digits"
+    data_root: str | None = None
     # The GAN's training subset (the rest of the 1,797 digits is held out). Measured: with 100 digits
     # (class-conditional) no arm's FID turned back up within 180 kimg; with 50, unconditional, the
     # un-augmented FID bottoms out near 100 kimg and climbs back while D's train/held-out gap opens.
@@ -72,19 +84,28 @@ class OverfitSetting:
     # evaluations. A 5 kimg half-life (with the reference's ramp-up) makes the curves readable.
     ema_kimg: float = 5.0
     ema_rampup: float = 0.05
+    # Further StyleGAN2Config overrides as (name, value) pairs (a frozen dataclass holds no dict).
+    config_overrides: tuple[tuple[str, float], ...] = ()
     num_gen: int = 1797  # as many generated images as there are real digits
+    # Held-out reals D's output gap is measured on (None: all of them).
+    probe_heldout_images: int | None = None
     ada_speed_kimg: float = 10.0  # p may go 0 -> 1 in 10 kimg (a twentieth of the run)
     fixed_p: float = 0.2
     seeds: tuple[int, ...] = (0, 1, 2)
     gan_arms: tuple[str, ...] = OVERFIT_GAN_ARMS
     extractor_steps: int = 2000
     extractor_width: int = 32
+    # A local Inception weights file: every evaluation then also reports Inception FID (standard numbers).
+    inception_weights: str | None = None
     # DistAug: 150 training digits (8x8 grey) and 150 validation digits, constant learning rate.
     distaug_arms: tuple[str, ...] = OVERFIT_DISTAUG_ARMS
     distaug_images: int = 300
     distaug_epochs: int = 250  # no augmentation bottoms out near epoch 70 at this size, DistAug later
     distaug_val_every_n_epochs: int = 5
     distaug_lr: float = 2e-3
+    distaug_resolution: int = 8
+    # Sparse Transformer overrides: its local/strided window should be one row of sub-pixels (W * C).
+    distaug_config_overrides: tuple[tuple[str, int], ...] = ()
     jobs: int = 2
 
     def quick(self) -> OverfitSetting:
@@ -104,12 +125,101 @@ class OverfitSetting:
         )
 
 
+CIFAR_GAN_ARMS = ("no-augmentation", "ada", "diffaugment")
+
+
+def cifar_overfit_setting(data_root: str | Path, quick: bool = False) -> OverfitSetting:
+    """The ``cifar-overfit`` setting: CIFAR-10 photographs, the ``cifar`` preset narrowed to 64 channels.
+
+    ``quick=True`` shrinks it to a CI smoke run on a tiny zip in the same layout (16 channels, a few
+    batches, two seeds).
+    """
+    setting = OverfitSetting(
+        dataset="cifar10",
+        data_root=str(data_root),
+        # Chosen by pilots on this 2-core machine: at 500 training images the un-augmented D's
+        # train/held-out gap opens within the budget (see docs/results.md for the measurements).
+        train_images=500,
+        resolution=32,
+        config="cifar",
+        batch_size=32,
+        conditional=False,
+        kimg=60.0,
+        eval_kimg=5.0,
+        ema_kimg=5.0,
+        ema_rampup=0.05,
+        # The paper's cifar width is 512 maps at every resolution; 64 fits two CPU cores (G 1.15M and
+        # D 0.32M parameters). ``channel_base`` only matters where it is below ``channel_max * res``.
+        config_overrides=(("channel_base", 2048), ("channel_max", 64)),
+        num_gen=2000,
+        probe_heldout_images=512,
+        ada_speed_kimg=20.0,
+        seeds=(0, 1, 2),
+        gan_arms=CIFAR_GAN_ARMS,
+        extractor_steps=2000,
+        extractor_width=32,
+        distaug_images=500,
+        distaug_epochs=60,
+        distaug_val_every_n_epochs=3,
+        distaug_resolution=16,
+        distaug_config_overrides=(("attention_stride", 48),),  # one row of 16 x 3 sub-pixels
+    )
+    if not quick:
+        return setting
+    return replace(
+        setting.quick(),
+        train_images=64,
+        num_gen=64,
+        probe_heldout_images=32,
+        config_overrides=(("channel_base", 512), ("channel_max", 16)),
+        distaug_images=32,
+    )
+
+
 # ----------------------------------------------------------------------------------------------- data
 def digits(resolution: int, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
     """All 1,797 digits as uint8 ``(N, C, R, R)`` and their labels, as ``DigitsDataModule`` makes them."""
     from lightning_genaug.data import DigitsDataModule
 
     return DigitsDataModule(resolution=resolution, channels=channels).load()
+
+
+def read_image_zip(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every image of a zip laid out ``<split>/<class>/<name>.jpg``: uint8 ``(N, 3, 32, 32)``, labels."""
+    from lightning_genaug.data import ImageDataModule
+
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{str(path)!r} does not exist: --data-root must be the folder holding train-10k-jpeg.zip and "
+            "test-jpeg.zip (CIFAR-10 as one JPEG per image in class folders)."
+        )
+    images, labels = ImageDataModule(path, resolution=32, channels=3).load()
+    return torch.as_tensor(images), labels
+
+
+def load_dataset(setting: OverfitSetting) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The reals of the setting and the labelled images its metric classifier is trained on.
+
+    Returns ``(images, labels, classifier_images, classifier_labels)``, uint8 ``(N, 3, R, R)`` images.
+    The digits classifier is trained on all digits; the CIFAR-10 one on the test split only.
+    """
+    if setting.dataset == "digits":
+        images, labels = digits(setting.resolution, channels=3)
+        return images, labels, images, labels
+    if setting.dataset != "cifar10" or setting.data_root is None:
+        raise ValueError(
+            f"`dataset` must be 'digits' or 'cifar10' (with `data_root`), got {setting.dataset!r} "
+            f"(data_root {setting.data_root!r})."
+        )
+    root = Path(setting.data_root)
+    return (*read_image_zip(root / "train-10k-jpeg.zip"), *read_image_zip(root / "test-jpeg.zip"))
+
+
+def downsample(images: torch.Tensor, resolution: int) -> torch.Tensor:
+    """uint8 ``(N, C, H, W)`` box-filtered to ``(N, C, resolution, resolution)`` (``H`` a multiple)."""
+    factor = images.shape[-1] // resolution
+    pooled = torch.nn.functional.avg_pool2d(images.float(), factor)
+    return pooled.round().clamp(0, 255).to(torch.uint8)
 
 
 def training_subset(count: int, total: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,6 +240,24 @@ class TensorDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> torch.utils.data.DataLoader:
         dataset = torch.utils.data.TensorDataset(from_uint8(self.images), self.labels)
         return torch.utils.data.DataLoader(dataset, batch_size=self.batch_size, shuffle=True, drop_last=True)
+
+
+class SplitTensorDataModule(TensorDataModule):
+    """A :class:`TensorDataModule` with a fixed validation set ``val = (uint8 images, labels)``."""
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        val: tuple[torch.Tensor, torch.Tensor],
+    ) -> None:
+        super().__init__(images, labels, batch_size)
+        self.val = val
+
+    def val_dataloader(self) -> torch.utils.data.DataLoader:
+        dataset = torch.utils.data.TensorDataset(from_uint8(self.val[0]), self.val[1])
+        return torch.utils.data.DataLoader(dataset, batch_size=self.batch_size)
 
 
 # ----------------------------------------------------------------------------------------- GAN probe
@@ -155,45 +283,107 @@ def extract(extractor: torch.nn.Module, images: torch.Tensor, chunk: int = 256) 
     return torch.cat([extract_features(extractor, part)[0] for part in images.split(chunk)])
 
 
+@dataclass
+class FeatureSpace:
+    """A frozen extractor with the statistics of all reals and of the training subset in its features."""
+
+    extractor: torch.nn.Module
+    full: FeatureReference
+    train: FeatureReference
+    full_features: torch.Tensor  # (N, d): KID needs the features themselves
+
+    def kid(self, features: torch.Tensor, seed: int) -> float:
+        """KID of ``features`` against all reals (50 subsets; its own generator, not the global RNG)."""
+        subset = min(1000, len(features), len(self.full_features))
+        kid, _ = kernel_inception_distance(
+            self.full_features, features, 50, subset, generator=torch.Generator().manual_seed(seed)
+        )
+        return float(kid)
+
+
 class OverfitProbe(pl.Callback):
     """Every ``eval_kimg`` (and before the first batch): FIDs, D's train/held-out gap, r_t and p.
 
+    With ``checkpoint`` set, the whole training state (module, optimisers, callbacks, this probe's
+    history and the global RNG) is written there, atomically, after the batch at which each evaluation
+    happened, so that a re-run resumes from the last evaluation.
+
     Args:
-        extractor: frozen feature extractor (the classifier).
-        full: statistics of all real images; ``train``: of the training subset.
-        train_images / train_labels: the training subset, float in [-1, 1].
-        heldout_images / heldout_labels: real images never trained on.
+        classifier: the metric's features (the classifier extractor), for ``fid_full``/``fid_train``.
+        train_data / heldout_data: ``(images in [-1, 1], labels)`` of the training subset and of real
+            images never trained on (D's output gap).
         eval_kimg: evaluation interval; ``num_gen``: generated images per evaluation; ``seed``: of
             the latents (the same latents at every evaluation).
         progress: JSON-lines file each evaluation is appended to as it happens (``None``: none).
+        inception: Inception features, reported as ``inception_fid_full``/``inception_fid_train``.
+        checkpoint: where to keep the resumable state (``None``: nowhere).
     """
 
     def __init__(
         self,
-        extractor: torch.nn.Module,
-        full: FeatureReference,
-        train: FeatureReference,
+        classifier: FeatureSpace,
         train_data: tuple[torch.Tensor, torch.Tensor],
         heldout_data: tuple[torch.Tensor, torch.Tensor],
         eval_kimg: float,
         num_gen: int,
         seed: int,
         progress: Path | None = None,
+        inception: FeatureSpace | None = None,
+        checkpoint: Path | None = None,
     ) -> None:
-        self.extractor, self.full, self.train = extractor, full, train
+        self.classifier, self.inception = classifier, inception
         self.train_data, self.heldout_data = train_data, heldout_data
         self.eval_kimg, self.num_gen, self.seed = eval_kimg, num_gen, seed
-        self.progress = progress
+        self.progress, self.checkpoint = progress, checkpoint
         self.history: list[dict[str, float]] = []
+        self.seconds_before = 0.0  # training wall time of the interrupted runs this one resumes
+        self.resumes = 0
         self._next_eval = 0
+        self._save_after_batch = False
+        self._started = time.perf_counter()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if pl_module.cur_nimg.item() >= self._next_eval * self.eval_kimg * 1000:
             self.record(pl_module)
             self._next_eval += 1
+            self._save_after_batch = self.checkpoint is not None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self._save_after_batch:
+            self._save_after_batch = False
+            save_atomically(trainer, self.checkpoint)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        self.record(pl_module)
+        if not self.history or self.history[-1]["kimg"] != pl_module.cur_nimg.item() / 1000:
+            self.record(pl_module)
+        if self.checkpoint is not None:
+            save_atomically(trainer, self.checkpoint)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "history": self.history,
+            "next_eval": self._next_eval,
+            "seconds": self.seconds,
+            "resumes": self.resumes,
+            "rng_state": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = list(state_dict["history"])
+        self._next_eval = state_dict["next_eval"]
+        self.seconds_before = state_dict["seconds"]
+        self.resumes = state_dict["resumes"] + 1
+        torch.set_rng_state(state_dict["rng_state"])
+        if self.progress is not None:  # drop evaluations made after the checkpoint by the interrupted run
+            self.progress.write_text("".join(json.dumps(point) + "\n" for point in self.history))
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self._started = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        """Training wall time so far, over every resumed run."""
+        return self.seconds_before + (time.perf_counter() - self._started)
 
     def record(self, module: pl.LightningModule) -> None:
         """Measure, keep the point, and append it to the ``progress`` file (to watch a long run)."""
@@ -206,18 +396,31 @@ class OverfitProbe(pl.Callback):
     @torch.no_grad()
     def measure(self, module: pl.LightningModule) -> dict[str, float]:
         generated = module.sample(self.num_gen, generator=torch.Generator().manual_seed(self.seed))
-        features = extract(self.extractor, generated)
+        features = extract(self.classifier.extractor, generated)
         train_images, train_labels = self.train_data
         pipe = getattr(module, "augment_pipe", None)
-        return {
+        point = {
             "kimg": module.cur_nimg.item() / 1000,
-            "fid_full": self.full.fid(features),
-            "fid_train": self.train.fid(features),
+            "fid_full": self.classifier.full.fid(features),
+            "fid_train": self.classifier.train.fid(features),
+            "kid_full": self.classifier.kid(features, self.seed),
             "d_train": discriminator_mean(module, train_images, train_labels, augment=False),
             "d_heldout": discriminator_mean(module, *self.heldout_data, augment=False),
             "rt": discriminator_mean(module, train_images, train_labels, augment=True, sign=True),
             "p": float(pipe.p) if pipe is not None else 0.0,
         }
+        if self.inception is not None:
+            inception_features = extract(self.inception.extractor, generated)
+            point["inception_fid_full"] = self.inception.full.fid(inception_features)
+            point["inception_fid_train"] = self.inception.train.fid(inception_features)
+        return point
+
+
+def save_atomically(trainer: pl.Trainer, path: Path) -> None:
+    """``trainer.save_checkpoint`` to a temporary file renamed into place: never a truncated checkpoint."""
+    partial = path.with_suffix(".partial")
+    trainer.save_checkpoint(partial)
+    os.replace(partial, path)
 
 
 @torch.no_grad()
@@ -252,7 +455,11 @@ def build_overfit_gan(arm: str, setting: OverfitSetting) -> tuple[pl.LightningMo
     common = {
         "config": setting.config,
         "num_classes": None if setting.conditional else 0,  # None: the datamodule's 10 classes
-        "config_overrides": {"ema_kimg": setting.ema_kimg, "ema_rampup": setting.ema_rampup},
+        "config_overrides": {
+            "ema_kimg": setting.ema_kimg,
+            "ema_rampup": setting.ema_rampup,
+            **dict(setting.config_overrides),
+        },
         "max_kimg": setting.kimg,
     }
     controller = [AdaptiveAugmentation(speed_kimg=setting.ada_speed_kimg)]
@@ -273,12 +480,15 @@ def build_overfit_gan(arm: str, setting: OverfitSetting) -> tuple[pl.LightningMo
 class Reals:
     """What every GAN job needs about the real data (built once by the parent, sent to each job)."""
 
-    images: torch.Tensor  # uint8 (N, C, R, R), all digits
+    images: torch.Tensor  # uint8 (N, C, R, R), all reals the FID is computed against
     labels: torch.Tensor
     train_index: torch.Tensor
-    heldout_index: torch.Tensor
+    heldout_index: torch.Tensor  # the held-out reals D's output gap is measured on
     extractor_state: dict[str, torch.Tensor]
     extractor_width: int
+    inception_features: torch.Tensor | None = None  # (N, 2048) of ``images``, with --inception-weights
+    # DistAug data outside the digits: ((train uint8, labels), (validation uint8, labels)).
+    distaug_data: tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
 
 
 def frozen_classifier(
@@ -293,27 +503,34 @@ def frozen_classifier(
 def run_gan_job(arm: str, seed: int, setting: OverfitSetting, reals: Reals, out: Path) -> dict[str, Any]:
     """Train one arm with one seed; return its probe history and wall time; write a sample grid.
 
-    Each evaluation is also appended to ``out/progress/gan-{arm}-seed{seed}.jsonl`` as it happens.
+    Each evaluation is also appended to ``out/progress/gan-{arm}-seed{seed}.jsonl`` as it happens,
+    and the training state to ``out/checkpoints/gan-{arm}-seed{seed}.ckpt``: a re-run of an
+    interrupted job continues from its last evaluation.
     """
     pl.seed_everything(seed, workers=True)
     progress = progress_path(out, "gan", arm, seed)
-    progress.parent.mkdir(parents=True, exist_ok=True)
-    progress.unlink(missing_ok=True)  # a job interrupted before it finished starts again from scratch
+    checkpoint = out / "checkpoints" / f"gan-{arm}-seed{seed}.ckpt"
+    for folder in (progress.parent, checkpoint.parent):
+        folder.mkdir(parents=True, exist_ok=True)
+    resume = checkpoint.exists()
+    if not resume:
+        progress.unlink(missing_ok=True)  # interrupted before its first checkpoint: start again
     images = from_uint8(reals.images)
     extractor = frozen_classifier(reals.extractor_state, reals.images, reals.labels, reals.extractor_width)
-    features = extract(extractor, images)
-    train = (images[reals.train_index], reals.labels[reals.train_index])
-    heldout = (images[reals.heldout_index], reals.labels[reals.heldout_index])
     probe = OverfitProbe(
-        extractor,
-        FeatureReference.of(features),
-        FeatureReference.of(features[reals.train_index]),
-        train,
-        heldout,
+        feature_space(extractor, extract(extractor, images), reals.train_index),
+        (images[reals.train_index], reals.labels[reals.train_index]),
+        (images[reals.heldout_index], reals.labels[reals.heldout_index]),
         setting.eval_kimg,
         setting.num_gen,
         seed,
         progress,
+        inception=None
+        if reals.inception_features is None
+        else feature_space(
+            inception_extractor(setting.inception_weights), reals.inception_features, reals.train_index
+        ),
+        checkpoint=checkpoint,
     )
     module, callbacks = build_overfit_gan(arm, setting)
     trainer = pl.Trainer(
@@ -329,13 +546,35 @@ def run_gan_job(arm: str, seed: int, setting: OverfitSetting, reals: Reals, out:
     datamodule = TensorDataModule(
         reals.images[reals.train_index], reals.labels[reals.train_index], setting.batch_size
     )
-    started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
-    seconds = time.perf_counter() - started
+    if resume:
+        log.info("gan %s seed %d: resuming from %s", arm, seed, checkpoint)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint if resume else None)
     grid_labels = torch.arange(10).repeat_interleave(10)
     grid = module.sample(100, labels=grid_labels, generator=torch.Generator().manual_seed(seed))
     save_png(make_grid(grid, nrow=10, padding=1), out / "samples" / f"{arm}-seed{seed}.png")
-    return {"arm": arm, "seed": seed, "seconds": seconds, "history": probe.history}
+    return {
+        "arm": arm,
+        "seed": seed,
+        "seconds": probe.seconds,
+        "history": probe.history,
+        "resumes": probe.resumes,
+    }
+
+
+def feature_space(
+    extractor: torch.nn.Module, features: torch.Tensor, train_index: torch.Tensor
+) -> FeatureSpace:
+    """``extractor`` with the statistics of all real ``features`` and of the training subset's rows."""
+    return FeatureSpace(
+        extractor, FeatureReference.of(features), FeatureReference.of(features[train_index]), features
+    )
+
+
+def inception_extractor(weights: str | None) -> torch.nn.Module:
+    """Inception (torch-fidelity's ``inception-v3-compat``) from a local weights file, frozen."""
+    from lightning_genaug.metrics.extractors import InceptionV3Compat
+
+    return InceptionV3Compat(weights).eval().requires_grad_(False)
 
 
 # ------------------------------------------------------------------------------------------ DistAug
@@ -361,21 +600,41 @@ class TrainBitsPerDim(pl.Callback):
         )
 
 
-def run_distaug_job(arm: str, seed: int, setting: OverfitSetting, out: Path) -> dict[str, Any]:
-    """Train the ``tiny`` Sparse Transformer on half of ``distaug_images`` digits; record bpd curves."""
+def run_distaug_job(
+    arm: str, seed: int, setting: OverfitSetting, reals: Reals | None, out: Path
+) -> dict[str, Any]:
+    """Train the ``tiny`` Sparse Transformer without augmentation or with DistAug; record bpd curves.
+
+    Digits: half of ``distaug_images`` 8x8 grey digits train, the other half validate. Elsewhere the
+    training and validation images come from ``reals.distaug_data``.
+    """
     from lightning_genaug.data import DigitsDataModule
     from lightning_genaug.models.sparse_transformer import SparseTransformerDistAug
 
     pl.seed_everything(seed, workers=True)
     transforms = () if arm == "no-augmentation" else tuple(arm.split("+"))
-    datamodule = DigitsDataModule(
-        resolution=8, channels=1, batch_size=32, val_fraction=0.5, max_images=setting.distaug_images, seed=0
-    )
-    datamodule.setup("fit")
-    train_images, train_labels = datamodule.train_dataset.images, datamodule.train_dataset.labels
+    if reals is None or reals.distaug_data is None:
+        datamodule = DigitsDataModule(
+            resolution=8,
+            channels=1,
+            batch_size=32,
+            val_fraction=0.5,
+            max_images=setting.distaug_images,
+            seed=0,
+        )
+        datamodule.setup("fit")
+        train_images, train_labels = datamodule.train_dataset.images, datamodule.train_dataset.labels
+    else:
+        (train_images, train_labels), validation = reals.distaug_data
+        datamodule = SplitTensorDataModule(train_images, train_labels, 32, validation)
     recorder = TrainBitsPerDim(train_images, train_labels)
     module = SparseTransformerDistAug(
-        config="tiny", transforms=transforms, lr=setting.distaug_lr, lr_schedule="constant", warmup_steps=40
+        config="tiny",
+        config_overrides=dict(setting.distaug_config_overrides) or None,
+        transforms=transforms,
+        lr=setting.distaug_lr,
+        lr_schedule="constant",
+        warmup_steps=40,
     )
     trainer = pl.Trainer(
         accelerator="cpu",
@@ -408,7 +667,7 @@ def _job(kind: str, arm: str, seed: int, setting: OverfitSetting, reals: Reals |
     result = (
         run_gan_job(arm, seed, setting, reals, out)
         if kind == "gan"
-        else run_distaug_job(arm, seed, setting, out)
+        else run_distaug_job(arm, seed, setting, reals, out)
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.with_suffix(".tmp").write_text(json.dumps(result))
@@ -427,18 +686,30 @@ def progress_path(out: Path, kind: str, arm: str, seed: int) -> Path:
 
 
 def prepare_reals(setting: OverfitSetting, out: Path) -> tuple[Reals, dict[str, float]]:
-    """Digits, the fixed training subset, the classifier extractor and the metric's noise floor."""
-    images, labels = digits(setting.resolution, channels=3)
+    """The reals, the fixed training subset, the classifier extractor and the metric's noise floor.
+
+    The extractor (and, with ``inception_weights``, the reals' Inception features) is computed once
+    per experiment folder, so that a resumed experiment keeps its metric.
+    """
+    images, labels, classifier_images, classifier_labels = load_dataset(setting)
     train_index, heldout_index = training_subset(setting.train_images, len(images))
+    if setting.probe_heldout_images is not None:
+        pick = torch.randperm(len(heldout_index), generator=torch.Generator().manual_seed(2))
+        heldout_index = heldout_index[pick[: setting.probe_heldout_images]].sort().values
     floats = from_uint8(images)
     started = time.perf_counter()
-    cached = out / "extractor.pt"  # trained once per experiment folder, so a resumed run keeps its metric
+    cached = out / "extractor.pt"
     if cached.exists():
         state = torch.load(cached, weights_only=True)
         extractor = frozen_classifier(state, images, labels, setting.extractor_width)
     else:
         extractor = train_classifier_features(
-            floats, labels, steps=setting.extractor_steps, width=setting.extractor_width, seed=0
+            from_uint8(classifier_images),
+            classifier_labels,
+            steps=setting.extractor_steps,
+            width=setting.extractor_width,
+            seed=0,
+            xflip=setting.dataset != "digits",  # photographs' classes are mirror invariant, digits' are not
         )
         torch.save(extractor.state_dict(), cached)
     features = extract(extractor, floats)
@@ -449,8 +720,53 @@ def prepare_reals(setting: OverfitSetting, out: Path) -> tuple[Reals, dict[str, 
         "fid_half_vs_half": FeatureReference.of(features[halves[0]]).fid(features[halves[1]]),
         "fid_train_subset_vs_full": FeatureReference.of(features).fid(features[train_index]),
     }
-    reals = Reals(images, labels, train_index, heldout_index, extractor.state_dict(), setting.extractor_width)
+    if setting.dataset != "digits":
+        floor["extractor_training_accuracy"] = classifier_accuracy(
+            extractor, from_uint8(classifier_images), classifier_labels
+        )
+    reals = Reals(
+        images,
+        labels,
+        train_index,
+        heldout_index,
+        extractor.state_dict(),
+        setting.extractor_width,
+        inception_features=None
+        if setting.inception_weights is None
+        else inception_features(setting, out, floats),
+        distaug_data=None
+        if setting.dataset == "digits"
+        else distaug_data(setting, (images, labels), (classifier_images, classifier_labels), train_index),
+    )
     return reals, floor
+
+
+def inception_features(setting: OverfitSetting, out: Path, images: torch.Tensor) -> torch.Tensor:
+    """Inception features ``(N, 2048)`` of the reals, computed once and kept in ``out``."""
+    cached = out / "inception_features.pt"
+    if cached.exists():
+        return torch.load(cached, weights_only=True)
+    features = extract(inception_extractor(setting.inception_weights), images, chunk=64)
+    torch.save(features, cached)
+    return features
+
+
+def distaug_data(
+    setting: OverfitSetting,
+    train: tuple[torch.Tensor, torch.Tensor],
+    test: tuple[torch.Tensor, torch.Tensor],
+    train_index: torch.Tensor,
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    """The likelihood arms' data: part of the GAN's training draw and as many test images, downsampled."""
+    count = setting.distaug_images
+    (images, labels), (val_images, val_labels) = train, test
+    val_index = torch.randperm(len(val_images), generator=torch.Generator().manual_seed(3))[:count]
+    shuffled = torch.randperm(len(train_index), generator=torch.Generator().manual_seed(3))
+    train_index = train_index[shuffled[:count]]
+    return (
+        (downsample(images[train_index], setting.distaug_resolution), labels[train_index]),
+        (downsample(val_images[val_index], setting.distaug_resolution), val_labels[val_index]),
+    )
 
 
 def run_jobs(setting: OverfitSetting, reals: Reals, out: Path) -> float:
