@@ -24,18 +24,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
-from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from overfit_report import distaug_summary, gan_summary, make_plots, markdown_tables
 
 from lightning_genaug.images import from_uint8, make_grid, save_png
 from lightning_genaug.metrics.extractors import extract_features
@@ -126,6 +125,12 @@ class OverfitSetting:
 
 
 CIFAR_GAN_ARMS = ("no-augmentation", "ada", "diffaugment")
+REALS_LABELS = {"digits": "1,797 digits", "cifar10": "10,000 CIFAR-10 train-zip images"}
+METRIC_LABELS = {
+    "digits": "classifier-FID (CNN trained on all 1,797 digits, accuracy {extractor_accuracy:.3f})",
+    "cifar10": "classifier-FID/KID (CNN trained on the CIFAR-10 test zip, accuracy on the train zip "
+    "{extractor_accuracy:.3f})",
+}
 
 
 def cifar_overfit_setting(data_root: str | Path, quick: bool = False) -> OverfitSetting:
@@ -168,6 +173,9 @@ def cifar_overfit_setting(data_root: str | Path, quick: bool = False) -> Overfit
         return setting
     return replace(
         setting.quick(),
+        kimg=0.25,
+        eval_kimg=0.125,
+        distaug_epochs=1,
         train_images=64,
         num_gen=64,
         probe_heldout_images=32,
@@ -791,238 +799,8 @@ def run_jobs(setting: OverfitSetting, reals: Reals, out: Path) -> float:
     return time.perf_counter() - started
 
 
-# ---------------------------------------------------------------------------------------- aggregation
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def load_results(out: Path, kind: str, arms: Sequence[str], seeds: Sequence[int]) -> dict[str, list[dict]]:
     return {arm: [json.loads(job_path(out, kind, arm, seed).read_text()) for seed in seeds] for arm in arms}
-
-
-def second_half(history: Sequence[dict[str, float]]) -> list[dict[str, float]]:
-    """The evaluations from half the run's length on (where over-fitting shows, if it does)."""
-    return [point for point in history if point["kimg"] >= history[-1]["kimg"] / 2]
-
-
-def gan_summary(results: dict[str, list[dict]]) -> dict[str, dict[str, Any]]:
-    """Per arm (mean, std over seeds): final, best and second-half-mean FID, memorisation, D gap, r_t, p.
-
-    A single evaluation of a small GAN swings with its training dynamics; the mean FID over the
-    second half of each run is the steadier summary of where an arm ends up.
-    """
-    summary = {}
-    for arm, runs in results.items():
-        final = [run["history"][-1] for run in runs]
-        best = [min(run["history"][1:] or run["history"], key=itemgetter("fid_full")) for run in runs]
-        late = [statistics.fmean(point["fid_full"] for point in second_half(run["history"])) for run in runs]
-        summary[arm] = {
-            "final_fid": mean_std([point["fid_full"] for point in final]),
-            "best_fid": mean_std([point["fid_full"] for point in best]),
-            "best_kimg": mean_std([point["kimg"] for point in best]),
-            "second_half_fid": mean_std(late),
-            "final_fid_train": mean_std([point["fid_train"] for point in final]),
-            "final_d_gap": mean_std([point["d_train"] - point["d_heldout"] for point in final]),
-            "final_rt": mean_std([point["rt"] for point in final]),
-            "final_p": mean_std([point["p"] for point in final]),
-            "seconds": mean_std([run["seconds"] for run in runs]),
-        }
-    return summary
-
-
-def distaug_summary(results: dict[str, list[dict]]) -> dict[str, dict[str, Any]]:
-    """Per arm: best and final val bpd, final train bpd, and the epoch of the best val bpd."""
-    summary = {}
-    for arm, runs in results.items():
-        best = [min(run["history"], key=lambda point: point["val"]) for run in runs]
-        summary[arm] = {
-            "best_val": mean_std([point["val"] for point in best]),
-            "best_epoch": mean_std([point["epoch"] for point in best]),
-            "final_val": mean_std([run["history"][-1]["val"] for run in runs]),
-            "final_train": mean_std([run["history"][-1]["train"] for run in runs]),
-            "seconds": mean_std([run["seconds"] for run in runs]),
-        }
-    return summary
-
-
-def _fmt(pair: tuple[float, float], digits: int = 1) -> str:
-    return f"{pair[0]:.{digits}f} ± {pair[1]:.{digits}f}"
-
-
-def markdown_tables(
-    gan: dict[str, dict], distaug: dict[str, dict], floor: dict[str, float], setting: OverfitSetting
-) -> str:
-    seeds = len(setting.seeds)
-    lines = [
-        f"Mean ± standard deviation over {seeds} seeds. classifier-FID noise floor (two halves of the "
-        f"real digits): {floor['fid_half_vs_half']:.2f}; the training subset itself against all digits: "
-        f"{floor['fid_train_subset_vs_full']:.2f}.",
-        "",
-        "| arm | final FID (full) | best FID (full) | kimg of best | mean FID (full), second half "
-        "| final FID (train subset) | final D gap train - held-out | final r_t | final p | wall s per run |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for arm, row in gan.items():
-        lines.append(
-            f"| {arm} | {_fmt(row['final_fid'])} | {_fmt(row['best_fid'])} | {_fmt(row['best_kimg'], 0)} "
-            f"| {_fmt(row['second_half_fid'])} "
-            f"| {_fmt(row['final_fid_train'])} "
-            f"| {_fmt(row['final_d_gap'], 2)} | {_fmt(row['final_rt'], 2)} | {_fmt(row['final_p'], 3)} "
-            f"| {row['seconds'][0]:.0f} |"
-        )
-    if distaug:
-        lines += [
-            "",
-            "| DistAug arm | best val bpd | epoch of best | final val bpd | final train bpd "
-            "| wall s per run |",
-            "| --- | --- | --- | --- | --- | --- |",
-        ]
-        for arm, row in distaug.items():
-            lines.append(
-                f"| {arm} | {_fmt(row['best_val'], 3)} | {row['best_epoch'][0]:.0f} "
-                f"| {_fmt(row['final_val'], 3)} | {_fmt(row['final_train'], 3)} | {row['seconds'][0]:.0f} |"
-            )
-    return "\n".join(lines)
-
-
-# ------------------------------------------------------------------------------------------- plots
-def band_plot(
-    curves: dict[str, list[list[tuple[float, float]]]],
-    xlabel: str,
-    ylabel: str,
-    path: Path,
-    *,
-    log_y: bool = False,
-    hlines: Sequence[tuple[float, str]] = (),
-) -> Path:
-    """One line per arm (mean over seeds at each x) with a band from the lowest to the highest seed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, runs in curves.items():
-        length = min(len(run) for run in runs)
-        if length == 0:
-            continue
-        xs = [statistics.fmean(run[i][0] for run in runs) for i in range(length)]
-        columns = [[run[i][1] for run in runs] for i in range(length)]
-        line = ax.plot(xs, [statistics.fmean(column) for column in columns], label=label)[0]
-        ax.fill_between(
-            xs, [min(c) for c in columns], [max(c) for c in columns], alpha=0.2, color=line.get_color()
-        )
-    for (value, label), style in zip(hlines, ("--", ":"), strict=False):
-        ax.axhline(value, color="grey", linestyle=style, linewidth=1, label=label)
-    if log_y:
-        ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _curves(results: dict[str, list[dict]], x: str, y: Callable[[dict], float]) -> dict[str, list[list]]:
-    return {
-        arm: [[(point[x], y(point)) for point in run["history"]] for run in runs]
-        for arm, runs in results.items()
-    }
-
-
-def samples_figure(out: Path, arms: Sequence[str], seed: int, path: Path) -> Path:
-    """The final sample grids of every arm (one seed) side by side, upscaled for reading."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
-    fig, axes = plt.subplots(1, len(arms), figsize=(2.6 * len(arms), 2.9))
-    for ax, arm in zip(list(axes) if len(arms) > 1 else [axes], arms, strict=True):
-        ax.imshow(Image.open(out / "samples" / f"{arm}-seed{seed}.png"), interpolation="nearest")
-        ax.set_title(arm, fontsize=9)
-        ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def make_plots(
-    gan: dict[str, list[dict]],
-    distaug: dict[str, list[dict]],
-    floor: dict[str, float],
-    out: Path,
-    plots: Path,
-    train_images: int,
-) -> list[Path]:
-    paths = [
-        band_plot(
-            _curves(gan, "kimg", lambda p: p["fid_full"]),
-            "kimg",
-            "classifier-FID vs all 1,797 digits",
-            plots / "overfit_fid_full.png",
-            log_y=True,
-            hlines=(
-                (floor["fid_train_subset_vs_full"], f"the {train_images} training digits themselves"),
-                (floor["fid_half_vs_half"], "two halves of the real digits (noise floor)"),
-            ),
-        ),
-        band_plot(
-            _curves(gan, "kimg", lambda p: p["fid_train"]),
-            "kimg",
-            "classifier-FID vs the training subset",
-            plots / "overfit_fid_train.png",
-            log_y=True,
-        ),
-        band_plot(
-            _curves(gan, "kimg", lambda p: p["rt"]),
-            "kimg",
-            "r_t = E[sign D(A(x_train))]",
-            plots / "overfit_rt.png",
-        ),
-        band_plot(
-            _curves(gan, "kimg", lambda p: p["d_train"] - p["d_heldout"]),
-            "kimg",
-            "D(train reals) - D(held-out reals)",
-            plots / "overfit_d_gap.png",
-        ),
-        band_plot(
-            {
-                arm: runs
-                for arm, runs in _curves(gan, "kimg", lambda p: p["p"]).items()
-                if arm in ("ada", "scalegan")
-            },
-            "kimg",
-            "augmentation p (adaptive arms)",
-            plots / "overfit_p.png",
-        ),
-        samples_figure(
-            out,
-            list(gan),
-            min(next(iter(gan.values())), key=lambda r: r["seed"])["seed"],
-            plots / "overfit_samples.png",
-        ),
-    ]
-    if distaug:
-        paths.append(
-            band_plot(
-                {f"{arm} (val)": runs for arm, runs in _curves(distaug, "epoch", lambda p: p["val"]).items()}
-                | {
-                    f"{arm} (train)": runs
-                    for arm, runs in _curves(distaug, "epoch", lambda p: p["train"]).items()
-                },
-                "epoch",
-                "bits per dim (identity transform)",
-                plots / "overfit_distaug_bpd.png",
-            )
-        )
-    return paths
 
 
 def run_overfit(setting: OverfitSetting, out: Path, plots: Path | None = None) -> dict[str, Any]:
@@ -1030,12 +808,15 @@ def run_overfit(setting: OverfitSetting, out: Path, plots: Path | None = None) -
     out.mkdir(parents=True, exist_ok=True)
     reals, floor = prepare_reals(setting, out)
     log.info("metric noise floor: %s", floor)
+    training_grid = from_uint8(reals.images[reals.train_index[:100]])
+    save_png(make_grid(training_grid, nrow=10, padding=1), out / "samples" / "training-images.png")
     wall = run_jobs(setting, reals, out)
     gan = load_results(out, "gan", setting.gan_arms, setting.seeds)
     distaug = load_results(out, "distaug", setting.distaug_arms, setting.seeds)
     gan_table, distaug_table = gan_summary(gan), distaug_summary(distaug)
-    report = markdown_tables(gan_table, distaug_table, floor, setting)
-    plot_paths = make_plots(gan, distaug, floor, out, plots or out, setting.train_images)
+    reals_label = REALS_LABELS[setting.dataset]
+    report = markdown_tables(gan_table, distaug_table, floor, len(setting.seeds), reals_label)
+    plot_paths = make_plots(gan, distaug, floor, out, plots or out, reals_label)
     summary = {
         "setting": asdict(setting),
         "noise_floor": floor,
@@ -1043,8 +824,7 @@ def run_overfit(setting: OverfitSetting, out: Path, plots: Path | None = None) -
         "gan": gan_table,
         "distaug": distaug_table,
         "plots": [str(path) for path in plot_paths],
-        "metric": "classifier-FID (CNN trained on all 1,797 digits, "
-        f"accuracy {floor['extractor_accuracy']:.3f})",
+        "metric": METRIC_LABELS[setting.dataset].format(**floor),
     }
     (out / "results.md").write_text(report + "\n")
     (out / "results.json").write_text(json.dumps(summary, indent=2, default=float))

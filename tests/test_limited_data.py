@@ -7,6 +7,7 @@ import importlib.util
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -126,3 +127,99 @@ def test_overfit_gan_is_unconditional_unless_asked(limited_data):
     assert unconditional.hparams.num_classes == 0  # the ADA paper's small-data regime
     conditional, _ = overfit.build_overfit_gan("scalegan", overfit.OverfitSetting(conditional=True))
     assert conditional.hparams.num_classes is None  # taken from the datamodule's 10 digit classes
+
+
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+def write_cifar_zips(root: Path, per_class: int) -> Path:
+    """Both zips of the CIFAR-10 JPEG layout (``<split>/<class>/<NNNN>.jpg``), random 32x32 photos."""
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    for name, split in (("train-10k-jpeg.zip", "train"), ("test-jpeg.zip", "test")):
+        with zipfile.ZipFile(root / name, "w") as archive:
+            for label, cls in enumerate(CIFAR_CLASSES):
+                for index in range(per_class):
+                    # a class-dependent mean colour, so that the classifier has something to learn
+                    pixels = rng.normal(25 * label, 40, (32, 32, 3)).clip(0, 255).astype(np.uint8)
+                    encoded = io.BytesIO()
+                    Image.fromarray(pixels).save(encoded, "JPEG")
+                    archive.writestr(f"{split}/{cls}/{index:04d}.jpg", encoded.getvalue())
+    return root
+
+
+def test_cifar_overfit_quick_runs_on_zips_in_the_cifar_layout(limited_data, tmp_path: Path):
+    root = write_cifar_zips(tmp_path / "cifar10", per_class=10)
+    out = tmp_path / "out"
+    summary = limited_data.main(
+        ["--setting", "cifar-overfit", "--quick", "--data-root", str(root), "--out", str(out)]
+        + ["--arms", "no-augmentation", "ada", "--distaug-arms", "rotation"]
+    )
+    setting = summary["setting"]
+    assert setting["dataset"] == "cifar10" and setting["config"] == "cifar"
+    assert dict(setting["config_overrides"])["channel_max"] == 16  # the quick width; the real run's is 64
+    assert list(summary["gan"]) == ["no-augmentation", "ada"] and list(summary["distaug"]) == ["rotation"]
+    floor = summary["noise_floor"]
+    # the classifier is trained on the test zip and scored on the train zip (all reals of the FID)
+    assert 0 <= floor["extractor_accuracy"] <= 1 and 0 <= floor["extractor_training_accuracy"] <= 1
+    job = json.loads((out / "jobs" / "gan-ada-seed1.json").read_text())
+    for point in job["history"]:
+        assert {"fid_full", "fid_train", "kid_full", "d_train", "d_heldout", "rt", "p"} <= set(point)
+    assert job["resumes"] == 0
+    assert (out / "checkpoints" / "gan-ada-seed1.ckpt").stat().st_size > 0  # the after-training tools' input
+    grid = __import__("PIL.Image").Image.open(out / "samples" / "ada-seed0.png")
+    assert grid.size == (10 * 33 + 1, 10 * 33 + 1)  # 10 x 10 photos of 32x32, 1-pixel padding
+    distaug_job = json.loads((out / "jobs" / "distaug-rotation-seed0.json").read_text())
+    assert all(0 < point["val"] < 8.5 for point in distaug_job["history"])
+    assert (out / "samples" / "training-images.png").is_file()
+
+
+def test_missing_cifar_zips_name_the_option(limited_data, tmp_path: Path):
+    with pytest.raises(FileNotFoundError, match="--data-root"):
+        limited_data.main(["--setting", "cifar-overfit", "--quick", "--data-root", str(tmp_path)])
+
+
+def test_an_interrupted_gan_job_resumes_from_its_last_evaluation(limited_data, tmp_path: Path, monkeypatch):
+    import overfit
+
+    setting = replace(overfit.OverfitSetting().quick(), kimg=0.3, eval_kimg=0.1, seeds=(0,))
+    reals, _ = overfit.prepare_reals(setting, tmp_path)
+    uninterrupted = overfit.run_gan_job("ada", 0, setting, reals, tmp_path / "straight")
+
+    class Interrupted(RuntimeError):
+        pass
+
+    save = overfit.save_atomically
+    saved = []
+
+    def save_then_die(trainer, path):
+        save(trainer, path)
+        saved.append(trainer.lightning_module.cur_nimg.item())
+        if len(saved) == 2:  # after the checkpoint of the second evaluation
+            raise Interrupted
+
+    monkeypatch.setattr(overfit, "save_atomically", save_then_die)
+    with pytest.raises(Interrupted):
+        overfit.run_gan_job("ada", 0, setting, reals, tmp_path / "cut")
+    monkeypatch.setattr(overfit, "save_atomically", save)
+    measured = []
+    measure = overfit.OverfitProbe.measure
+    monkeypatch.setattr(
+        overfit.OverfitProbe, "measure", lambda self, module: measured.append(1) or measure(self, module)
+    )
+    resumed = overfit.run_gan_job("ada", 0, setting, reals, tmp_path / "cut")
+
+    assert resumed["resumes"] == 1
+    assert len(measured) == len(uninterrupted["history"]) - 2  # the first two evaluations are not redone
+    assert [p["kimg"] for p in resumed["history"]] == [p["kimg"] for p in uninterrupted["history"]]
+    progress = (tmp_path / "cut" / "progress" / "gan-ada-seed0.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in progress] == resumed["history"]
+    # weights, optimisers, EMA, p, the controller's accumulators and the RNG come back: the resumed
+    # run measures exactly what the uninterrupted one did (one batch per epoch: no mid-epoch iterator)
+    assert resumed["history"] == uninterrupted["history"]
