@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import os
+import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 # No test may touch the network: an empty URL switches off the Inception weights download (tests of
 # the download set a local file:// URL themselves).
@@ -24,3 +29,26 @@ def single_intra_op_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+
+
+@pytest.fixture(scope="session")
+def cifar_zips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with both zips of the CIFAR-10 JPEG layout (``<split>/<class>/<NNNN>.jpg``), 10 per class.
+
+    The images are noise around a class-dependent grey level, so that a classifier has something to
+    learn; tests never read the real data.
+    """
+    root = tmp_path_factory.mktemp("cifar10")
+    rng = np.random.default_rng(0)
+    for name, split in (("train-10k-jpeg.zip", "train"), ("test-jpeg.zip", "test")):
+        with zipfile.ZipFile(root / name, "w") as archive:
+            for label, class_name in enumerate(CIFAR_CLASSES):
+                for index in range(10):
+                    pixels = rng.normal(25 * label, 40, (32, 32, 3)).clip(0, 255).astype(np.uint8)
+                    encoded = io.BytesIO()
+                    Image.fromarray(pixels).save(encoded, "JPEG")
+                    archive.writestr(f"{split}/{class_name}/{index:04d}.jpg", encoded.getvalue())
+    return root

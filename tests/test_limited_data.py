@@ -129,33 +129,8 @@ def test_overfit_gan_is_unconditional_unless_asked(limited_data):
     assert conditional.hparams.num_classes is None  # taken from the datamodule's 10 digit classes
 
 
-CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
-
-
-def write_cifar_zips(root: Path, per_class: int) -> Path:
-    """Both zips of the CIFAR-10 JPEG layout (``<split>/<class>/<NNNN>.jpg``), random 32x32 photos."""
-    import io
-    import zipfile
-
-    import numpy as np
-    from PIL import Image
-
-    rng = np.random.default_rng(0)
-    root.mkdir(parents=True, exist_ok=True)
-    for name, split in (("train-10k-jpeg.zip", "train"), ("test-jpeg.zip", "test")):
-        with zipfile.ZipFile(root / name, "w") as archive:
-            for label, cls in enumerate(CIFAR_CLASSES):
-                for index in range(per_class):
-                    # a class-dependent mean colour, so that the classifier has something to learn
-                    pixels = rng.normal(25 * label, 40, (32, 32, 3)).clip(0, 255).astype(np.uint8)
-                    encoded = io.BytesIO()
-                    Image.fromarray(pixels).save(encoded, "JPEG")
-                    archive.writestr(f"{split}/{cls}/{index:04d}.jpg", encoded.getvalue())
-    return root
-
-
-def test_cifar_overfit_quick_runs_on_zips_in_the_cifar_layout(limited_data, tmp_path: Path):
-    root = write_cifar_zips(tmp_path / "cifar10", per_class=10)
+def test_cifar_overfit_quick_runs_on_zips_in_the_cifar_layout(limited_data, cifar_zips: Path, tmp_path: Path):
+    root = cifar_zips
     out = tmp_path / "out"
     summary = limited_data.main(
         ["--setting", "cifar-overfit", "--quick", "--data-root", str(root), "--out", str(out)]

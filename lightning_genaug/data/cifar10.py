@@ -17,12 +17,12 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 class CIFAR10DataModule(ImageDataModule):
     """CIFAR-10 read from disk; it never downloads.
 
-    ``root`` may be the standard ``cifar-10-python`` release (a folder holding ``data_batch_1`` ...
+    ``path`` may be the standard ``cifar-10-python`` release (a folder holding ``data_batch_1`` ...
     ``test_batch``, or its parent holding ``cifar-10-batches-py/``), or any folder or zip of images
     with one sub-folder per class (e.g. ``train/airplane/0001.jpg``).
 
     Args:
-        root: the local path.
+        path: the local path (the same argument as :class:`~lightning_genaug.data.images.ImageDataModule`'s).
         split: ``"train"`` (the 50k training batches) or ``"test"``; used for the pickled release only.
         **kwargs: everything :class:`~lightning_genaug.data.images.ImageDataModule` accepts
             (``max_images`` gives the limited-data subsets of the ADA paper).
@@ -30,7 +30,7 @@ class CIFAR10DataModule(ImageDataModule):
 
     def __init__(
         self,
-        root: str | Path,
+        path: str | Path,
         split: str = "train",
         batch_size: int = 64,
         num_workers: int = 0,
@@ -42,7 +42,7 @@ class CIFAR10DataModule(ImageDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__(
-            path=root,
+            path=path,
             resolution=32,
             resize_mode="none",
             channels=3,
