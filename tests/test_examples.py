@@ -169,7 +169,7 @@ def test_every_models_example_config_predicts(
     ]
 
 
-def test_the_cifar10_config_trains_on_a_zip_in_the_cifar_layout(cifar_zips: Path, tmp_path: Path, monkeypatch):
+def test_the_cifar10_config_trains_on_a_cifar_zip(cifar_zips: Path, tmp_path: Path, monkeypatch):
     config = yaml.safe_load((EXAMPLES / "configs" / "ada-cifar10.yaml").read_text())
     overrides = config["model"]["init_args"]["config_overrides"]
     assert overrides == {"channel_base": 2048, "channel_max": 64}  # the narrowed width is the default
