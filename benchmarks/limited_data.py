@@ -375,12 +375,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.setting in OVERFIT_SETTINGS:
-        from overfit import CIFAR_GAN_ARMS, OVERFIT_DISTAUG_ARMS, OVERFIT_GAN_ARMS
+        from overfit import CIFAR_DISTAUG_ARMS, CIFAR_GAN_ARMS, OVERFIT_DISTAUG_ARMS, OVERFIT_GAN_ARMS
 
-        gan_arms = CIFAR_GAN_ARMS if args.setting == "cifar-overfit" else OVERFIT_GAN_ARMS
-        distaug_arms = OVERFIT_DISTAUG_ARMS
+        gan_arms, distaug_arms = OVERFIT_GAN_ARMS, OVERFIT_DISTAUG_ARMS
+        if args.setting == "cifar-overfit":  # fewer default arms: each costs ~4x a digits arm
+            default_gan, default_distaug = CIFAR_GAN_ARMS, CIFAR_DISTAUG_ARMS
+        else:
+            default_gan, default_distaug = gan_arms, distaug_arms
     else:
         gan_arms, distaug_arms = GAN_ARMS, DISTAUG_ARMS
+        default_gan, default_distaug = gan_arms, distaug_arms
     for option, chosen, valid in (
         ("--arms", args.arms, gan_arms),
         ("--distaug-arms", args.distaug_arms, distaug_arms),
@@ -390,8 +394,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(
                 f"{option}: unknown arms {unknown} for --setting {args.setting}; choose from {valid}"
             )
-    args.arms = list(gan_arms) if args.arms is None else args.arms
-    args.distaug_arms = list(distaug_arms) if args.distaug_arms is None else args.distaug_arms
+    args.arms = list(default_gan) if args.arms is None else args.arms
+    args.distaug_arms = list(default_distaug) if args.distaug_arms is None else args.distaug_arms
     if args.setting in OVERFIT_SETTINGS:
         return args
     if args.quick:

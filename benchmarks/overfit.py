@@ -103,6 +103,7 @@ class OverfitSetting:
     distaug_val_every_n_epochs: int = 5
     distaug_lr: float = 2e-3
     distaug_resolution: int = 8
+    distaug_val_images: int | None = None  # outside the digits (None: as many as ``distaug_images``)
     # Sparse Transformer overrides: its local/strided window should be one row of sub-pixels (W * C).
     distaug_config_overrides: tuple[tuple[str, int], ...] = ()
     jobs: int = 2
@@ -124,7 +125,9 @@ class OverfitSetting:
         )
 
 
+# The cifar-overfit defaults; every arm of the digits setting can be chosen with --arms/--distaug-arms.
 CIFAR_GAN_ARMS = ("no-augmentation", "ada", "diffaugment")
+CIFAR_DISTAUG_ARMS = ("no-augmentation", "rotation")
 REALS_LABELS = {"digits": "1,797 digits", "cifar10": "10,000 CIFAR-10 train-zip images"}
 METRIC_LABELS = {
     "digits": "classifier-FID (CNN trained on all 1,797 digits, accuracy {extractor_accuracy:.3f})",
@@ -161,11 +164,15 @@ def cifar_overfit_setting(data_root: str | Path, quick: bool = False) -> Overfit
         ada_speed_kimg=20.0,
         seeds=(0, 1, 2),
         gan_arms=CIFAR_GAN_ARMS,
+        distaug_arms=CIFAR_DISTAUG_ARMS,
         extractor_steps=2000,
         extractor_width=32,
-        distaug_images=500,
-        distaug_epochs=60,
-        distaug_val_every_n_epochs=3,
+        # 768 sub-pixels per image make each step ~10x the digits' cost: 64 training photos (2 batches
+        # an epoch) over-fit within a budget that 3 seeds x 2 arms fit in on two cores.
+        distaug_images=64,
+        distaug_val_images=256,
+        distaug_epochs=200,
+        distaug_val_every_n_epochs=10,
         distaug_resolution=16,
         distaug_config_overrides=(("attention_stride", 48),),  # one row of 16 x 3 sub-pixels
     )
@@ -181,6 +188,7 @@ def cifar_overfit_setting(data_root: str | Path, quick: bool = False) -> Overfit
         probe_heldout_images=32,
         config_overrides=(("channel_base", 512), ("channel_max", 16)),
         distaug_images=32,
+        distaug_val_images=32,
     )
 
 
@@ -768,7 +776,8 @@ def distaug_data(
     """The likelihood arms' data: part of the GAN's training draw and as many test images, downsampled."""
     count = setting.distaug_images
     (images, labels), (val_images, val_labels) = train, test
-    val_index = torch.randperm(len(val_images), generator=torch.Generator().manual_seed(3))[:count]
+    val_count = setting.distaug_val_images or count
+    val_index = torch.randperm(len(val_images), generator=torch.Generator().manual_seed(3))[:val_count]
     shuffled = torch.randperm(len(train_index), generator=torch.Generator().manual_seed(3))
     train_index = train_index[shuffled[:count]]
     return (
