@@ -323,7 +323,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--quick", action="store_true", help="tiny sizes on the bundled digits: minutes on a CPU"
     )
     parser.add_argument("--out", type=Path, default=Path("runs/limited_data"))
-    parser.add_argument("--arms", nargs="+", default=None, help="GAN arms (default: all of the setting's)")
+    parser.add_argument(
+        "--arms", nargs="*", default=None, help="GAN arms (default: the setting's; none: no GAN arm)"
+    )
     parser.add_argument(
         "--distaug-arms",
         nargs="*",

@@ -209,21 +209,16 @@ def samples_figure(out: Path, arms: Sequence[str], seed: int, path: Path) -> Pat
     return path
 
 
-def make_plots(
-    gan: dict[str, list[dict]],
-    distaug: dict[str, list[dict]],
-    floor: dict[str, float],
-    out: Path,
-    plots: Path,
-    reals: str,
+def gan_plots(
+    gan: dict[str, list[dict]], floor: dict[str, float], out: Path, plots: Path, reals: str
 ) -> list[Path]:
-    """Every plot of the setting; ``reals`` names the real images (e.g. ``"1,797 digits"``).
+    """FID, r_t, D gap and p curves, and the sample grids.
 
     The FID plots use a linear axis from a fifth of the run on, where the arms separate; the first
     evaluations (an untrained generator, FIDs an order of magnitude higher) would flatten the rest.
     """
     last_kimg = max(run["history"][-1]["kimg"] for runs in gan.values() for run in runs)
-    paths = [
+    return [
         band_plot(
             _curves(gan, "kimg", lambda p: p["fid_full"]),
             "kimg",
@@ -271,6 +266,20 @@ def make_plots(
             plots / "overfit_samples.png",
         ),
     ]
+
+
+def make_plots(
+    gan: dict[str, list[dict]],
+    distaug: dict[str, list[dict]],
+    floor: dict[str, float],
+    out: Path,
+    plots: Path,
+    reals: str,
+) -> list[Path]:
+    """Every plot of the setting; ``reals`` names the real images (e.g. ``"1,797 digits"``)."""
+    paths: list[Path] = []
+    if gan:
+        paths += gan_plots(gan, floor, out, plots, reals)
     if distaug:
         paths.append(
             band_plot(
