@@ -198,3 +198,36 @@ def test_an_interrupted_gan_job_resumes_from_its_last_evaluation(limited_data, t
     # weights, optimisers, EMA, p, the controller's accumulators and the RNG come back: the resumed
     # run measures exactly what the uninterrupted one did (one batch per epoch: no mid-epoch iterator)
     assert resumed["history"] == uninterrupted["history"]
+
+
+def test_inception_fid_is_reported_when_a_weights_file_is_given(limited_data, tmp_path: Path, monkeypatch):
+    import overfit
+    import torch
+
+    built = []
+
+    def stand_in(weights: str | None) -> torch.nn.Module:  # Inception's place: any (N, d) feature map
+        built.append(weights)
+        torch.manual_seed(0)
+        return torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten()
+        )
+
+    monkeypatch.setattr(overfit, "inception_extractor", stand_in)
+    setting = replace(
+        overfit.OverfitSetting().quick(),
+        kimg=0.2,
+        eval_kimg=0.1,
+        seeds=(0,),
+        gan_arms=("ada",),
+        distaug_arms=(),
+        inception_weights="pt_inception-2015-12-05.pth",
+    )
+    summary = overfit.run_overfit(setting, tmp_path)
+    history = json.loads((tmp_path / "jobs" / "gan-ada-seed0.json").read_text())["history"]
+    assert all(math.isfinite(point["inception_fid_full"]) for point in history)
+    assert all(point["inception_fid_train"] >= 0 for point in history)
+    assert set(built) == {"pt_inception-2015-12-05.pth"}  # the file the user named, nothing downloaded
+    cached = torch.load(tmp_path / "inception_features.pt")
+    assert cached.shape == (1797, 8)  # the reals' features, computed once per experiment folder
+    assert summary["gan"]["ada"]["final_fid"][0] > 0
