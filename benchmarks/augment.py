@@ -240,8 +240,9 @@ def matching_pipes(device: torch.device) -> tuple[AugmentPipe, KorniaAugment]:
     """
     import kornia.augmentation as K
 
-    ours = AugmentPipe(None, xflip=1.0, rotate90=1.0, scale=1.0, rotate=1.0, brightness=1.0, contrast=1.0,
-                       saturation=1.0)
+    ours = AugmentPipe(
+        None, xflip=1.0, rotate90=1.0, scale=1.0, rotate=1.0, brightness=1.0, contrast=1.0, saturation=1.0
+    )
     theirs = KorniaAugment(
         [
             K.RandomHorizontalFlip(),
@@ -260,8 +261,10 @@ def run_kornia(args: argparse.Namespace, device: torch.device) -> None:
     disc = SmallDiscriminator(3).to(device)
     batch = 64
     x = smooth_images(batch, 32, device)
-    print(f"\n## KorniaAugment vs AugmentPipe on {device}, same transform families, 32x32 x {batch} "
-          "(images/s, median of repeats; ratio = AugmentPipe / KorniaAugment throughput)")
+    print(
+        f"\n## KorniaAugment vs AugmentPipe on {device}, same transform families, 32x32 x {batch} "
+        "(images/s, median of repeats; ratio = AugmentPipe / KorniaAugment throughput)"
+    )
     print("| p | mode | AugmentPipe img/s | KorniaAugment img/s | ratio |")
     print("|---|---|---|---|---|")
     for p in [value for value in args.p if value <= KORNIA_MAX_P]:
@@ -275,8 +278,11 @@ def run_kornia(args: argparse.Namespace, device: torch.device) -> None:
             }
             seconds = time_interleaved(steps, x, args.repeats, warmup=True)
             ratio = seconds["kornia"] / seconds["ours"]
-            print(f"| {p:.1f} | {mode} | {rate(batch, seconds['ours'])} | {rate(batch, seconds['kornia'])} | "
-                  f"{ratio:.2f}x |", flush=True)
+            print(
+                f"| {p:.1f} | {mode} | {rate(batch, seconds['ours'])} | {rate(batch, seconds['kornia'])} | "
+                f"{ratio:.2f}x |",
+                flush=True,
+            )
 
 
 def main() -> None:

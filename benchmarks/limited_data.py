@@ -369,6 +369,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--jobs", type=int, default=None, help="digits-overfit: parallel processes (1 thread each)"
     )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="overfit settings: run nothing; tables and plots of the jobs finished so far",
+    )
     parser.add_argument("--plots", type=Path, default=None, help="digits-overfit: folder for the PNG plots")
     parser.add_argument(
         "--conditional",
@@ -442,7 +447,7 @@ def run_overfit_setting(args: argparse.Namespace) -> dict[str, Any]:
         gan_arms=tuple(args.arms),
         distaug_arms=tuple(args.distaug_arms),
     )
-    summary = run_overfit(setting, args.out, args.plots)
+    summary = run_overfit(setting, args.out, args.plots, report_only=args.report_only)
     print((args.out / "results.md").read_text())
     return summary
 

@@ -61,9 +61,15 @@ class ConvGenerator(pl.LightningModule):
         super().__init__()
         self.fc = nn.Linear(64, 128 * 4 * 4)
         self.net = nn.Sequential(
-            nn.Upsample(scale_factor=2), nn.Conv2d(128, 64, 3, padding=1), nn.LeakyReLU(0.2),
-            nn.Upsample(scale_factor=2), nn.Conv2d(64, 32, 3, padding=1), nn.LeakyReLU(0.2),
-            nn.Upsample(scale_factor=2), nn.Conv2d(32, 3, 3, padding=1), nn.Tanh(),
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(128, 64, 3, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(64, 32, 3, padding=1),
+            nn.LeakyReLU(0.2),
+            nn.Upsample(scale_factor=2),
+            nn.Conv2d(32, 3, 3, padding=1),
+            nn.Tanh(),
         )
 
     @torch.no_grad()
@@ -86,12 +92,18 @@ def functional_evaluation(
     fake, fake_logits = torch.cat(features), torch.cat(logits)
     fid = frechet_distance(real.mu, real.sigma, *gaussian_statistics(fake))
     subset_size = min(1000, args.num_gen, args.num_real)
-    kid, _ = kernel_inception_distance(real.features, fake, args.kid_subsets, subset_size,
-                                       torch.Generator().manual_seed(0))
+    kid, _ = kernel_inception_distance(
+        real.features, fake, args.kid_subsets, subset_size, torch.Generator().manual_seed(0)
+    )
     score, _ = inception_score(fake_logits, 10)
     precision, recall = precision_recall(real.features, fake)
-    return {"fid": float(fid), "kid": float(kid), "is": float(score), "precision": float(precision),
-            "recall": float(recall)}
+    return {
+        "fid": float(fid),
+        "kid": float(kid),
+        "is": float(score),
+        "precision": float(precision),
+        "recall": float(recall),
+    }
 
 
 def timed(step: Callable[[], Any]) -> tuple[tuple[float, float], Any]:
@@ -111,11 +123,23 @@ def run_evaluation(args: argparse.Namespace) -> None:
     extractor = ClassifierFeatures(3, 10).eval()
     real_images = module.sample(args.num_real, generator=torch.Generator().manual_seed(1))  # same law
     callback = GenerativeMetrics(
-        metrics=METRICS, num_gen=args.num_gen, batch_size=args.batch_size, feature_extractor=extractor,
-        real_data=real_images, use_cache=False, kid_subsets=args.kid_subsets, progress_bar=False,
+        metrics=METRICS,
+        num_gen=args.num_gen,
+        batch_size=args.batch_size,
+        feature_extractor=extractor,
+        real_data=real_images,
+        use_cache=False,
+        kid_subsets=args.kid_subsets,
+        progress_bar=False,
     )
-    trainer = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     trainer.strategy.connect(module)
     callback.evaluate(trainer, module)  # computes and keeps the real statistics (the cache's job)
     real = callback._real_stats
@@ -124,16 +148,20 @@ def run_evaluation(args: argparse.Namespace) -> None:
         values = callback.evaluate(trainer, module)
         return {name.removeprefix("metrics/"): value for name, value in values.items() if "std" not in name}
 
-    sides = {"functional": lambda: functional_evaluation(module, extractor, real, args),
-             "torchmetrics": torchmetrics_evaluation}
+    sides = {
+        "functional": lambda: functional_evaluation(module, extractor, real, args),
+        "torchmetrics": torchmetrics_evaluation,
+    }
     seconds: dict[str, list[tuple[float, float]]] = {name: [] for name in sides}
     values: dict[str, dict[str, float]] = {}
     for _ in range(args.repeats):
         for name, step in sides.items():
             elapsed, values[name] = timed(step)
             seconds[name].append(elapsed)
-    print(f"\n## evaluation of {args.num_gen} generated {SIZE}x{SIZE} images against {args.num_real} real "
-          f"({', '.join(METRICS)}; {args.kid_subsets} KID subsets of 1000; median of {args.repeats})")
+    print(
+        f"\n## evaluation of {args.num_gen} generated {SIZE}x{SIZE} images against {args.num_real} real "
+        f"({', '.join(METRICS)}; {args.kid_subsets} KID subsets of 1000; median of {args.repeats})"
+    )
     print("| path | wall s | CPU s | " + " | ".join(values["functional"]) + " |")
     print("|---|---|---|" + "---|" * len(values["functional"]))
     for name in sides:
@@ -146,8 +174,10 @@ def run_frechet(args: argparse.Namespace) -> None:
     generator = torch.Generator().manual_seed(0)
     dim = args.fid_dim
     mixing = torch.randn(dim, dim, generator=generator, dtype=torch.float64) / dim**0.5
-    samples = [torch.randn(2 * dim, dim, generator=generator, dtype=torch.float64) @ mixing + shift
-               for shift in (0.0, 0.1)]
+    samples = [
+        torch.randn(2 * dim, dim, generator=generator, dtype=torch.float64) @ mixing + shift
+        for shift in (0.0, 0.1)
+    ]
     stats = [gaussian_statistics(features) for features in samples]
     sides = {"ours: frechet_distance": frechet_distance, "torchmetrics: _compute_fid": _compute_fid}
     print(f"\n## Fréchet distance alone, D = {dim} (median of {args.repeats})")

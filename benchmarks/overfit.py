@@ -808,23 +808,35 @@ def run_jobs(setting: OverfitSetting, reals: Reals, out: Path) -> float:
     return time.perf_counter() - started
 
 
-def load_results(out: Path, kind: str, arms: Sequence[str], seeds: Sequence[int]) -> dict[str, list[dict]]:
-    return {arm: [json.loads(job_path(out, kind, arm, seed).read_text()) for seed in seeds] for arm in arms}
+def load_results(
+    out: Path, kind: str, arms: Sequence[str], seeds: Sequence[int], finished_only: bool = False
+) -> dict[str, list[dict]]:
+    """Every job's result by arm; ``finished_only`` skips jobs without a result (and arms without any)."""
+    paths = {arm: [job_path(out, kind, arm, seed) for seed in seeds] for arm in arms}
+    if finished_only:
+        paths = {arm: [path for path in found if path.exists()] for arm, found in paths.items()}
+    return {arm: [json.loads(path.read_text()) for path in found] for arm, found in paths.items() if found}
 
 
-def run_overfit(setting: OverfitSetting, out: Path, plots: Path | None = None) -> dict[str, Any]:
-    """Run (or resume) the whole experiment and write ``results.md``, ``results.json`` and the plots."""
+def run_overfit(
+    setting: OverfitSetting, out: Path, plots: Path | None = None, report_only: bool = False
+) -> dict[str, Any]:
+    """Run (or resume) the whole experiment and write ``results.md``, ``results.json`` and the plots.
+
+    ``report_only`` runs nothing: the tables and plots then cover the jobs finished so far (a long
+    experiment can be reported while it runs; the ``n`` column says how many seeds each row has).
+    """
     out.mkdir(parents=True, exist_ok=True)
     reals, floor = prepare_reals(setting, out)
     log.info("metric noise floor: %s", floor)
     training_grid = from_uint8(reals.images[reals.train_index[:100]])
     save_png(make_grid(training_grid, nrow=10, padding=1), out / "samples" / "training-images.png")
-    wall = run_jobs(setting, reals, out)
-    gan = load_results(out, "gan", setting.gan_arms, setting.seeds)
-    distaug = load_results(out, "distaug", setting.distaug_arms, setting.seeds)
+    wall = 0.0 if report_only else run_jobs(setting, reals, out)
+    gan = load_results(out, "gan", setting.gan_arms, setting.seeds, finished_only=report_only)
+    distaug = load_results(out, "distaug", setting.distaug_arms, setting.seeds, finished_only=report_only)
     gan_table, distaug_table = gan_summary(gan), distaug_summary(distaug)
     reals_label = REALS_LABELS[setting.dataset]
-    report = markdown_tables(gan_table, distaug_table, floor, len(setting.seeds), reals_label)
+    report = markdown_tables(gan_table, distaug_table, floor, reals_label)
     plot_paths = make_plots(gan, distaug, floor, out, plots or out, reals_label)
     summary = {
         "setting": asdict(setting),

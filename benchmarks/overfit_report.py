@@ -48,6 +48,7 @@ def gan_summary(results: dict[str, list[dict]]) -> dict[str, dict[str, Any]]:
             "final_rt": mean_std([point["rt"] for point in final]),
             "final_p": mean_std([point["p"] for point in final]),
             "seconds": mean_std([run["seconds"] for run in runs]),
+            "seeds": len(runs),
         }
     if BASELINE_ARM in results:
         baseline = [run["history"][-1]["fid_full"] for run in results[BASELINE_ARM]]
@@ -68,6 +69,7 @@ def distaug_summary(results: dict[str, list[dict]]) -> dict[str, dict[str, Any]]
             "final_val": mean_std([run["history"][-1]["val"] for run in runs]),
             "final_train": mean_std([run["history"][-1]["train"] for run in runs]),
             "seconds": mean_std([run["seconds"] for run in runs]),
+            "seeds": len(runs),
         }
     return summary
 
@@ -95,24 +97,24 @@ def _fmt(pair: tuple[float, float], digits: int = 1) -> str:
 
 
 def markdown_tables(
-    gan: dict[str, dict], distaug: dict[str, dict], floor: dict[str, float], seeds: int, reals: str
+    gan: dict[str, dict], distaug: dict[str, dict], floor: dict[str, float], reals: str
 ) -> str:
     """The GAN table (and the DistAug one when it has rows); ``reals`` names the real images, plural."""
     lines = [
-        f"Mean ± standard deviation over {seeds} seeds; Welch t of the final FID against no augmentation "
-        f"(positive: lower FID). classifier-FID noise floor (two halves of the {reals}): "
+        "Mean ± standard deviation over the n seeds of each row; Welch t of the final FID against no "
+        "augmentation (positive: lower FID). classifier-FID noise floor (two halves of the {reals}): "
         f"{floor['fid_half_vs_half']:.2f}; the training subset itself against all {reals}: "
         f"{floor['fid_train_subset_vs_full']:.2f}.",
         "",
-        "| arm | final FID (full) | Welch t | final KID (full) | best FID (full) | kimg of best "
+        "| arm | n | final FID (full) | Welch t | final KID (full) | best FID (full) | kimg of best "
         "| mean FID (full), second half | final FID (train subset) | final D gap train - held-out "
         "| final r_t | final p | wall s per run |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for arm, row in gan.items():
         t = row.get("welch_t_final_fid", math.nan)
         lines.append(
-            f"| {arm} | {_fmt(row['final_fid'])} | {'-' if math.isnan(t) else f'{t:.1f}'} "
+            f"| {arm} | {row['seeds']} | {_fmt(row['final_fid'])} | {'-' if math.isnan(t) else f'{t:.1f}'} "
             f"| {_fmt(row['final_kid'], 4)} | {_fmt(row['best_fid'])} | {_fmt(row['best_kimg'], 0)} "
             f"| {_fmt(row['second_half_fid'])} "
             f"| {_fmt(row['final_fid_train'])} "
@@ -122,13 +124,13 @@ def markdown_tables(
     if distaug:
         lines += [
             "",
-            "| DistAug arm | best val bpd | epoch of best | final val bpd | final train bpd "
+            "| DistAug arm | n | best val bpd | epoch of best | final val bpd | final train bpd "
             "| wall s per run |",
-            "| --- | --- | --- | --- | --- | --- |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
         ]
         for arm, row in distaug.items():
             lines.append(
-                f"| {arm} | {_fmt(row['best_val'], 3)} | {row['best_epoch'][0]:.0f} "
+                f"| {arm} | {row['seeds']} | {_fmt(row['best_val'], 3)} | {row['best_epoch'][0]:.0f} "
                 f"| {_fmt(row['final_val'], 3)} | {_fmt(row['final_train'], 3)} | {row['seconds'][0]:.0f} |"
             )
     return "\n".join(lines)
@@ -173,7 +175,8 @@ def band_plot(
         ax.set_yscale("log")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # an arm set without adaptive p has no p curve
+        ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

@@ -154,6 +154,15 @@ def test_cifar_overfit_quick_runs_on_zips_in_the_cifar_layout(limited_data, cifa
     assert all(0 < point["val"] < 8.5 for point in distaug_job["history"])
     assert (out / "samples" / "training-images.png").is_file()
 
+    # a long experiment can be reported while it runs: finished jobs only, nothing trained
+    finished = sorted(path.stat().st_mtime_ns for path in (out / "jobs").iterdir())
+    partial = limited_data.main(
+        ["--setting", "cifar-overfit", "--quick", "--data-root", str(root), "--out", str(out)]
+        + ["--arms", "no-augmentation", "fixed-p0.2", "--distaug-arms", "rotation", "--report-only"]
+    )
+    assert list(partial["gan"]) == ["no-augmentation"] and partial["gan"]["no-augmentation"]["seeds"] == 2
+    assert sorted(path.stat().st_mtime_ns for path in (out / "jobs").iterdir()) == finished
+
 
 def test_missing_cifar_zips_name_the_option(limited_data, tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="--data-root"):
