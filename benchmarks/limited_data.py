@@ -34,16 +34,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the setting modules beside this script
 
-from lightning_genaug.augment import AugmentPipe
-from lightning_genaug.callbacks.ada import AdaptiveAugmentation
+import overfit  # noqa: E402  (beside this script)
+
 from lightning_genaug.callbacks.metrics import GenerativeMetrics
 from lightning_genaug.data import CIFAR10DataModule, DigitsDataModule, ImageDataModule
 from lightning_genaug.data.base import InMemoryImageDataModule
 from lightning_genaug.images import from_uint8
 from lightning_genaug.metrics.trained_extractor import classifier_accuracy, train_classifier_features
-from lightning_genaug.models.scalegan import ScaleGAN
 from lightning_genaug.models.sparse_transformer import SparseTransformerDistAug
-from lightning_genaug.models.stylegan2 import StyleGAN2ADA
 
 log = logging.getLogger("limited_data")
 
@@ -138,18 +136,8 @@ def build_extractor(
 
 def build_gan_arm(arm: str, args: argparse.Namespace) -> tuple[pl.LightningModule, list[pl.Callback]]:
     """The module and the extra callbacks of one GAN arm; everything else is shared."""
-    common = {"config": args.config, "max_kimg": args.kimg, "autocast_bf16": args.bf16}
-    if arm == "no-augmentation":
-        return StyleGAN2ADA(augment=None, **common), []
-    if arm == "ada":
-        return StyleGAN2ADA(augment=AugmentPipe("bgc"), **common), [
-            AdaptiveAugmentation(speed_kimg=args.ada_speed_kimg)
-        ]
-    if arm == "fixed-p0.2":
-        return StyleGAN2ADA(augment=AugmentPipe("bgc", p=0.2), **common), []
-    if arm == "scalegan":
-        return ScaleGAN(**common), [AdaptiveAugmentation(speed_kimg=args.ada_speed_kimg)]
-    raise ValueError(f"Unknown arm {arm!r}; valid arms: {', '.join(GAN_ARMS)}.")
+    module_kwargs = {"config": args.config, "max_kimg": args.kimg, "autocast_bf16": args.bf16}
+    return overfit.build_gan_arm(arm, module_kwargs, args.ada_speed_kimg)
 
 
 def run_gan_arm(
@@ -382,11 +370,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.setting in OVERFIT_SETTINGS:
-        from overfit import CIFAR_DISTAUG_ARMS, CIFAR_GAN_ARMS, OVERFIT_DISTAUG_ARMS, OVERFIT_GAN_ARMS
-
-        gan_arms, distaug_arms = OVERFIT_GAN_ARMS, OVERFIT_DISTAUG_ARMS
+        gan_arms, distaug_arms = overfit.OVERFIT_GAN_ARMS, overfit.OVERFIT_DISTAUG_ARMS
         if args.setting == "cifar-overfit":  # fewer default arms: each costs ~4x a digits arm
-            default_gan, default_distaug = CIFAR_GAN_ARMS, CIFAR_DISTAUG_ARMS
+            default_gan, default_distaug = overfit.CIFAR_GAN_ARMS, overfit.CIFAR_DISTAUG_ARMS
         else:
             default_gan, default_distaug = gan_arms, distaug_arms
     else:
@@ -431,12 +417,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def run_overfit_setting(args: argparse.Namespace) -> dict[str, Any]:
     """``--setting digits-overfit|cifar-overfit``: every arm x seed in parallel processes, resumable."""
-    from overfit import OverfitSetting, cifar_overfit_setting, run_overfit
-
     if args.setting == "cifar-overfit":
-        setting = cifar_overfit_setting(args.data_root, quick=args.quick)
+        setting = overfit.cifar_overfit_setting(args.data_root, quick=args.quick)
     else:
-        setting = OverfitSetting().quick() if args.quick else OverfitSetting()
+        setting = overfit.OverfitSetting().quick() if args.quick else overfit.OverfitSetting()
     if args.inception_weights is not None:
         setting = replace(setting, inception_weights=args.inception_weights)
     if args.jobs is not None:
@@ -447,7 +431,7 @@ def run_overfit_setting(args: argparse.Namespace) -> dict[str, Any]:
         gan_arms=tuple(args.arms),
         distaug_arms=tuple(args.distaug_arms),
     )
-    summary = run_overfit(setting, args.out, args.plots, report_only=args.report_only)
+    summary = overfit.run_overfit(setting, args.out, args.plots, report_only=args.report_only)
     print((args.out / "results.md").read_text())
     return summary
 

@@ -34,15 +34,23 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from overfit_data import (
+    SplitTensorDataModule,
+    TensorDataModule,
+    downsample,
+    load_dataset,
+    training_subset,
+)
+from overfit_probe import (
+    FeatureReference,
+    FeatureSpace,
+    OverfitProbe,
+    TrainBitsPerDim,
+    extract,
+)
 from overfit_report import distaug_summary, gan_summary, make_plots, markdown_tables
 
 from lightning_genaug.images import from_uint8, make_grid, save_png
-from lightning_genaug.metrics.extractors import extract_features
-from lightning_genaug.metrics.functional import (
-    frechet_distance,
-    gaussian_statistics,
-    kernel_inception_distance,
-)
 from lightning_genaug.metrics.trained_extractor import (
     ClassifierFeatures,
     classifier_accuracy,
@@ -192,283 +200,31 @@ def cifar_overfit_setting(data_root: str | Path, quick: bool = False) -> Overfit
     )
 
 
-# ----------------------------------------------------------------------------------------------- data
-def digits(resolution: int, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """All 1,797 digits as uint8 ``(N, C, R, R)`` and their labels, as ``DigitsDataModule`` makes them."""
-    from lightning_genaug.data import DigitsDataModule
-
-    return DigitsDataModule(resolution=resolution, channels=channels).load()
-
-
-def read_image_zip(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every image of a zip laid out ``<split>/<class>/<name>.jpg``: uint8 ``(N, 3, 32, 32)``, labels."""
-    from lightning_genaug.data import ImageDataModule
-
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{str(path)!r} does not exist: --data-root must be the folder holding train-10k-jpeg.zip and "
-            "test-jpeg.zip (CIFAR-10 as one JPEG per image in class folders)."
-        )
-    images, labels = ImageDataModule(path, resolution=32, channels=3).load()
-    return torch.as_tensor(images), labels
-
-
-def load_dataset(setting: OverfitSetting) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The reals of the setting and the labelled images its metric classifier is trained on.
-
-    Returns ``(images, labels, classifier_images, classifier_labels)``, uint8 ``(N, 3, R, R)`` images.
-    The digits classifier is trained on all digits; the CIFAR-10 one on the test split only.
-    """
-    if setting.dataset == "digits":
-        images, labels = digits(setting.resolution, channels=3)
-        return images, labels, images, labels
-    if setting.dataset != "cifar10" or setting.data_root is None:
-        raise ValueError(
-            f"`dataset` must be 'digits' or 'cifar10' (with `data_root`), got {setting.dataset!r} "
-            f"(data_root {setting.data_root!r})."
-        )
-    root = Path(setting.data_root)
-    return (*read_image_zip(root / "train-10k-jpeg.zip"), *read_image_zip(root / "test-jpeg.zip"))
-
-
-def downsample(images: torch.Tensor, resolution: int) -> torch.Tensor:
-    """uint8 ``(N, C, H, W)`` box-filtered to ``(N, C, resolution, resolution)`` (``H`` a multiple)."""
-    factor = images.shape[-1] // resolution
-    pooled = torch.nn.functional.avg_pool2d(images.float(), factor)
-    return pooled.round().clamp(0, 255).to(torch.uint8)
-
-
-def training_subset(count: int, total: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices of the training subset and of the held-out rest (a fixed draw, shared by all jobs)."""
-    order = torch.randperm(total, generator=torch.Generator().manual_seed(0))
-    return order[:count].sort().values, order[count:].sort().values
-
-
-class TensorDataModule(pl.LightningDataModule):
-    """Batches ``(images in [-1, 1], labels)`` of a fixed uint8 tensor; ``image_shape`` for the module."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> None:
-        super().__init__()
-        self.images, self.labels, self.batch_size = images, labels, batch_size
-        self.image_shape = tuple(images.shape[1:])
-        self.num_classes = int(labels.max()) + 1
-
-    def train_dataloader(self) -> torch.utils.data.DataLoader:
-        dataset = torch.utils.data.TensorDataset(from_uint8(self.images), self.labels)
-        return torch.utils.data.DataLoader(dataset, batch_size=self.batch_size, shuffle=True, drop_last=True)
-
-
-class SplitTensorDataModule(TensorDataModule):
-    """A :class:`TensorDataModule` with a fixed validation set ``val = (uint8 images, labels)``."""
-
-    def __init__(
-        self,
-        images: torch.Tensor,
-        labels: torch.Tensor,
-        batch_size: int,
-        val: tuple[torch.Tensor, torch.Tensor],
-    ) -> None:
-        super().__init__(images, labels, batch_size)
-        self.val = val
-
-    def val_dataloader(self) -> torch.utils.data.DataLoader:
-        dataset = torch.utils.data.TensorDataset(from_uint8(self.val[0]), self.val[1])
-        return torch.utils.data.DataLoader(dataset, batch_size=self.batch_size)
-
-
-# ----------------------------------------------------------------------------------------- GAN probe
-@dataclass
-class FeatureReference:
-    """Gaussian statistics of real features the generated images are compared with."""
-
-    mu: torch.Tensor
-    sigma: torch.Tensor
-
-    @classmethod
-    def of(cls, features: torch.Tensor) -> FeatureReference:
-        return cls(*gaussian_statistics(features.double()))
-
-    def fid(self, features: torch.Tensor) -> float:
-        mu, sigma = gaussian_statistics(features.double())
-        return float(frechet_distance(mu, sigma, self.mu, self.sigma))
-
-
-@torch.no_grad()
-def extract(extractor: torch.nn.Module, images: torch.Tensor, chunk: int = 256) -> torch.Tensor:
-    """Features ``(N, d)`` of float images ``(N, C, H, W)`` in [-1, 1], ``chunk`` images at a time."""
-    return torch.cat([extract_features(extractor, part)[0] for part in images.split(chunk)])
-
-
-@dataclass
-class FeatureSpace:
-    """A frozen extractor with the statistics of all reals and of the training subset in its features."""
-
-    extractor: torch.nn.Module
-    full: FeatureReference
-    train: FeatureReference
-    full_features: torch.Tensor  # (N, d): KID needs the features themselves
-
-    def kid(self, features: torch.Tensor, seed: int) -> float:
-        """KID of ``features`` against all reals (50 subsets; its own generator, not the global RNG)."""
-        subset = min(1000, len(features), len(self.full_features))
-        kid, _ = kernel_inception_distance(
-            self.full_features, features, 50, subset, generator=torch.Generator().manual_seed(seed)
-        )
-        return float(kid)
-
-
-class OverfitProbe(pl.Callback):
-    """Every ``eval_kimg`` (and before the first batch): FIDs, D's train/held-out gap, r_t and p.
-
-    With ``checkpoint`` set, the whole training state (module, optimisers, callbacks, this probe's
-    history and the global RNG) is written there, atomically, after the batch at which each evaluation
-    happened, so that a re-run resumes from the last evaluation.
-
-    Args:
-        classifier: the metric's features (the classifier extractor), for ``fid_full``/``fid_train``.
-        train_data / heldout_data: ``(images in [-1, 1], labels)`` of the training subset and of real
-            images never trained on (D's output gap).
-        eval_kimg: evaluation interval; ``num_gen``: generated images per evaluation; ``seed``: of
-            the latents (the same latents at every evaluation).
-        progress: JSON-lines file each evaluation is appended to as it happens (``None``: none).
-        inception: Inception features, reported as ``inception_fid_full``/``inception_fid_train``.
-        checkpoint: where to keep the resumable state (``None``: nowhere).
-    """
-
-    def __init__(
-        self,
-        classifier: FeatureSpace,
-        train_data: tuple[torch.Tensor, torch.Tensor],
-        heldout_data: tuple[torch.Tensor, torch.Tensor],
-        eval_kimg: float,
-        num_gen: int,
-        seed: int,
-        progress: Path | None = None,
-        inception: FeatureSpace | None = None,
-        checkpoint: Path | None = None,
-    ) -> None:
-        self.classifier, self.inception = classifier, inception
-        self.train_data, self.heldout_data = train_data, heldout_data
-        self.eval_kimg, self.num_gen, self.seed = eval_kimg, num_gen, seed
-        self.progress, self.checkpoint = progress, checkpoint
-        self.history: list[dict[str, float]] = []
-        self.seconds_before = 0.0  # training wall time of the interrupted runs this one resumes
-        self.resumes = 0
-        self._next_eval = 0
-        self._save_after_batch = False
-        self._started = time.perf_counter()
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        if pl_module.cur_nimg.item() >= self._next_eval * self.eval_kimg * 1000:
-            self.record(pl_module)
-            self._next_eval += 1
-            self._save_after_batch = self.checkpoint is not None
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if self._save_after_batch:
-            self._save_after_batch = False
-            save_atomically(trainer, self.checkpoint)
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        if not self.history or self.history[-1]["kimg"] != pl_module.cur_nimg.item() / 1000:
-            self.record(pl_module)
-        if self.checkpoint is not None:
-            save_atomically(trainer, self.checkpoint)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "history": self.history,
-            "next_eval": self._next_eval,
-            "seconds": self.seconds,
-            "resumes": self.resumes,
-            "rng_state": torch.get_rng_state(),
-        }
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.history = list(state_dict["history"])
-        self._next_eval = state_dict["next_eval"]
-        self.seconds_before = state_dict["seconds"]
-        self.resumes = state_dict["resumes"] + 1
-        torch.set_rng_state(state_dict["rng_state"])
-        if self.progress is not None:  # drop evaluations made after the checkpoint by the interrupted run
-            self.progress.write_text("".join(json.dumps(point) + "\n" for point in self.history))
-
-    def on_fit_start(self, trainer, pl_module) -> None:
-        self._started = time.perf_counter()
-
-    @property
-    def seconds(self) -> float:
-        """Training wall time so far, over every resumed run."""
-        return self.seconds_before + (time.perf_counter() - self._started)
-
-    def record(self, module: pl.LightningModule) -> None:
-        """Measure, keep the point, and append it to the ``progress`` file (to watch a long run)."""
-        point = self.measure(module)
-        self.history.append(point)
-        if self.progress is not None:
-            with self.progress.open("a") as lines:
-                lines.write(json.dumps(point) + "\n")
-
-    @torch.no_grad()
-    def measure(self, module: pl.LightningModule) -> dict[str, float]:
-        generated = module.sample(self.num_gen, generator=torch.Generator().manual_seed(self.seed))
-        features = extract(self.classifier.extractor, generated)
-        train_images, train_labels = self.train_data
-        pipe = getattr(module, "augment_pipe", None)
-        point = {
-            "kimg": module.cur_nimg.item() / 1000,
-            "fid_full": self.classifier.full.fid(features),
-            "fid_train": self.classifier.train.fid(features),
-            "kid_full": self.classifier.kid(features, self.seed),
-            "d_train": discriminator_mean(module, train_images, train_labels, augment=False),
-            "d_heldout": discriminator_mean(module, *self.heldout_data, augment=False),
-            "rt": discriminator_mean(module, train_images, train_labels, augment=True, sign=True),
-            "p": float(pipe.p) if pipe is not None else 0.0,
-        }
-        if self.inception is not None:
-            inception_features = extract(self.inception.extractor, generated)
-            point["inception_fid_full"] = self.inception.full.fid(inception_features)
-            point["inception_fid_train"] = self.inception.train.fid(inception_features)
-        return point
-
-
-def save_atomically(trainer: pl.Trainer, path: Path) -> None:
-    """``trainer.save_checkpoint`` to a temporary file renamed into place: never a truncated checkpoint."""
-    partial = path.with_suffix(".partial")
-    trainer.save_checkpoint(partial)
-    os.replace(partial, path)
-
-
-@torch.no_grad()
-def discriminator_mean(
-    module: pl.LightningModule,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    augment: bool,
-    sign: bool = False,
-) -> float:
-    """Mean of D's logits (or of their signs) over ``images``, in chunks D's minibatch-std accepts.
-
-    ``augment=True`` shows D the images as in training (through the module's augmentation).
-    """
-    group = module.train_config.mbstd_group
-    usable = len(images) - len(images) % group
-    totals = []
-    for image_chunk, label_chunk in zip(images[:usable].split(256), labels[:usable].split(256), strict=True):
-        seen = module.augment_for_discriminator(image_chunk) if augment else image_chunk
-        logits = module.D(seen, module.class_condition(label_chunk, len(label_chunk))).float()
-        totals.append((logits.sign() if sign else logits).sum())
-    return float(torch.stack(totals).sum() / usable)
-
-
-def build_overfit_gan(arm: str, setting: OverfitSetting) -> tuple[pl.LightningModule, list[pl.Callback]]:
-    """The module and extra callbacks of one arm; everything else is shared by all arms."""
+def build_gan_arm(
+    arm: str, module_kwargs: dict[str, Any], ada_speed_kimg: float, fixed_p: float = 0.2
+) -> tuple[pl.LightningModule, list[pl.Callback]]:
+    """The module and extra callbacks of one GAN arm; ``module_kwargs`` is what every arm shares."""
     from lightning_genaug.augment import AugmentPipe, DiffAugment
     from lightning_genaug.callbacks import AdaptiveAugmentation
     from lightning_genaug.models import ScaleGAN, StyleGAN2ADA
 
-    common = {
+    controller = [AdaptiveAugmentation(speed_kimg=ada_speed_kimg)]
+    if arm == "no-augmentation":
+        return StyleGAN2ADA(augment=None, **module_kwargs), []
+    if arm == "ada":
+        return StyleGAN2ADA(augment=AugmentPipe("bgc"), **module_kwargs), controller
+    if arm == "fixed-p0.2":
+        return StyleGAN2ADA(augment=AugmentPipe("bgc", p=fixed_p), **module_kwargs), []
+    if arm == "diffaugment":
+        return StyleGAN2ADA(augment=DiffAugment("color,translation,cutout"), **module_kwargs), []
+    if arm == "scalegan":
+        return ScaleGAN(**module_kwargs), controller
+    raise ValueError(f"Unknown arm {arm!r}; valid arms: {', '.join(OVERFIT_GAN_ARMS)}.")
+
+
+def build_overfit_gan(arm: str, setting: OverfitSetting) -> tuple[pl.LightningModule, list[pl.Callback]]:
+    """One arm of an over-fitting setting: its network, EMA and length come from ``setting``."""
+    module_kwargs = {
         "config": setting.config,
         "num_classes": None if setting.conditional else 0,  # None: the datamodule's 10 classes
         "config_overrides": {
@@ -478,18 +234,7 @@ def build_overfit_gan(arm: str, setting: OverfitSetting) -> tuple[pl.LightningMo
         },
         "max_kimg": setting.kimg,
     }
-    controller = [AdaptiveAugmentation(speed_kimg=setting.ada_speed_kimg)]
-    if arm == "no-augmentation":
-        return StyleGAN2ADA(augment=None, **common), []
-    if arm == "ada":
-        return StyleGAN2ADA(augment=AugmentPipe("bgc"), **common), controller
-    if arm == "fixed-p0.2":
-        return StyleGAN2ADA(augment=AugmentPipe("bgc", p=setting.fixed_p), **common), []
-    if arm == "diffaugment":
-        return StyleGAN2ADA(augment=DiffAugment("color,translation,cutout"), **common), []
-    if arm == "scalegan":
-        return ScaleGAN(**common), controller
-    raise ValueError(f"Unknown arm {arm!r}; valid arms: {', '.join(OVERFIT_GAN_ARMS)}.")
+    return build_gan_arm(arm, module_kwargs, setting.ada_speed_kimg, setting.fixed_p)
 
 
 @dataclass
@@ -594,28 +339,6 @@ def inception_extractor(weights: str | None) -> torch.nn.Module:
 
 
 # ------------------------------------------------------------------------------------------ DistAug
-class TrainBitsPerDim(pl.Callback):
-    """At each validation: bits per dim of the training images (identity transform, EMA weights)."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
-        self.batch = (from_uint8(images), labels)
-        self.history: list[dict[str, float]] = []
-
-    def on_validation_epoch_end(self, trainer, pl_module) -> None:
-        if trainer.sanity_checking:
-            return
-        val_bpd = float(trainer.callback_metrics["val/bpd"])
-        train_bpd = float(pl_module.bits_per_dim(self.batch))
-        self.history.append(
-            {
-                "epoch": trainer.current_epoch + 1,
-                "step": trainer.global_step,
-                "train": train_bpd,
-                "val": val_bpd,
-            }
-        )
-
-
 def run_distaug_job(
     arm: str, seed: int, setting: OverfitSetting, reals: Reals | None, out: Path
 ) -> dict[str, Any]:
@@ -707,7 +430,9 @@ def prepare_reals(setting: OverfitSetting, out: Path) -> tuple[Reals, dict[str, 
     The extractor (and, with ``inception_weights``, the reals' Inception features) is computed once
     per experiment folder, so that a resumed experiment keeps its metric.
     """
-    images, labels, classifier_images, classifier_labels = load_dataset(setting)
+    images, labels, classifier_images, classifier_labels = load_dataset(
+        setting.dataset, setting.data_root, setting.resolution
+    )
     train_index, heldout_index = training_subset(setting.train_images, len(images))
     if setting.probe_heldout_images is not None:
         pick = torch.randperm(len(heldout_index), generator=torch.Generator().manual_seed(2))

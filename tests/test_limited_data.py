@@ -179,7 +179,9 @@ def test_an_interrupted_gan_job_resumes_from_its_last_evaluation(limited_data, t
     class Interrupted(RuntimeError):
         pass
 
-    save = overfit.save_atomically
+    import overfit_probe
+
+    save = overfit_probe.save_atomically
     saved = []
 
     def save_then_die(trainer, path):
@@ -188,10 +190,10 @@ def test_an_interrupted_gan_job_resumes_from_its_last_evaluation(limited_data, t
         if len(saved) == 2:  # after the checkpoint of the second evaluation
             raise Interrupted
 
-    monkeypatch.setattr(overfit, "save_atomically", save_then_die)
+    monkeypatch.setattr(overfit_probe, "save_atomically", save_then_die)
     with pytest.raises(Interrupted):
         overfit.run_gan_job("ada", 0, setting, reals, tmp_path / "cut")
-    monkeypatch.setattr(overfit, "save_atomically", save)
+    monkeypatch.setattr(overfit_probe, "save_atomically", save)
     measured = []
     measure = overfit.OverfitProbe.measure
     monkeypatch.setattr(
