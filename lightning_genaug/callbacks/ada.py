@@ -286,6 +286,8 @@ class AdaptiveAugmentation(Callback):
     ) -> None:
         images, _ = self._split(batch)
         self._images_since_update += images.shape[0]
+        if self._foreign is not None:
+            self._foreign.start_batch(batch)
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int

@@ -10,6 +10,7 @@ The controller in :mod:`lightning_genaug.callbacks.ada` decides ``p``; this file
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from typing import Any
 
 import lightning.pytorch as pl
@@ -23,6 +24,12 @@ DISCRIMINATOR_ATTRS: tuple[str, ...] = ("discriminator", "netD", "D", "disc", "c
 
 class ForeignDiscriminator:
     """Augments the input of a foreign module's discriminator and probes it for ``r_t``.
+
+    The probe runs D on augmented reals. For an ordinary D they are the batch's images. For a paired D
+    (the pipe has ``condition_channels``, e.g. ``PairedAugment``), D's real input is a pair the module
+    builds itself, ``cat([condition, real], dim=1)``: the hook recognises it as the D input whose
+    channels after the condition equal an image tensor of the current training batch, keeps it (the
+    last one seen in the batch) and the probe augments that.
 
     Args:
         pl_module: the module being trained; D's input is augmented only while it is in training mode.
@@ -41,23 +48,47 @@ class ForeignDiscriminator:
         self.image_key = image_key
         self.takes_labels = _takes_labels(discriminator)
         self.augmenting = False
+        self.condition_channels: int | None = getattr(pipe, "condition_channels", None)
+        self._batch_images: list[torch.Tensor] = []  # paired D: the batch's tensors a real pair contains
+        self._real_pair: torch.Tensor | None = None  # paired D: its last input recognised as a real pair
         self._module: pl.LightningModule | None = pl_module
         self._hook: RemovableHandle | None = discriminator.register_forward_pre_hook(
             self._augment_input, with_kwargs=True
         )
 
+    def start_batch(self, batch: Any) -> None:
+        """Note the training batch's image tensors, in which a paired D's real pair is recognised."""
+        if self.condition_channels is not None:
+            self._batch_images = [tensor for tensor in _tensors(batch) if tensor.ndim == 4]
+            self._real_pair = None
+
     @torch.no_grad()
     def observe_augmented_reals(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
-        """Run D (in its current mode) on augmented ``images`` and feed its logits to the pipe.
+        """Run D (in its current mode) on augmented reals and feed its logits to the pipe.
 
         D's buffers (e.g. BatchNorm running statistics) are restored afterwards, so the measurement
         leaves no trace on training.
 
         Args:
-            images: the current batch's reals ``(B, C, H, W)``.
+            images: the current batch's reals ``(B, C, H, W)``; for a paired D, the real pair it was
+                last called with in this batch is used instead.
             labels: ``(B,)`` class ids, or ``None``; passed to D when its forward takes them.
+
+        Raises:
+            ValueError: a paired D was not called on a recognisable real pair in this batch.
         """
         discriminator, pipe = self.discriminator, self.pipe
+        if self.condition_channels is not None:
+            if self._real_pair is None:
+                raise ValueError(
+                    f"AdaptiveAugmentation saw no real pair go into `{type(discriminator).__name__}` in this "
+                    f"batch: with a paired pipe (condition_channels={self.condition_channels}) it recognises "
+                    "D's real input as cat([condition, image], dim=1) whose image channels equal an image "
+                    "tensor of the training batch. Feed the batch's target to D unchanged (normalise it in "
+                    "the DataModule), or give the module an `augment_pipe` it feeds with "
+                    "`observe(real_logits)` (the native path)."
+                )
+            images = self._real_pair
         args: tuple[torch.Tensor, ...] = (pipe(images),)
         if self.takes_labels:
             if labels is None:
@@ -98,6 +129,7 @@ class ForeignDiscriminator:
                     f"`{type(discriminator).__name__}`, which is a {type(args[0]).__name__}, not an image "
                     "tensor; call D with the images first, or by keyword and set `image_key`."
                 )
+            self._remember_real_pair(args[0])
             return (pipe(args[0]), *args[1:]), kwargs
         key = self.image_key or "image"
         if key not in kwargs:
@@ -106,33 +138,90 @@ class ForeignDiscriminator:
                 f"positional argument; AdaptiveAugmentation looked for the images under {key!r}. Set "
                 "`image_key` to the keyword holding the images."
             )
+        self._remember_real_pair(kwargs[key])
         return args, {**kwargs, key: pipe(kwargs[key])}
+
+    def _remember_real_pair(self, inputs: torch.Tensor) -> None:
+        """Paired D: keep ``inputs`` (un-augmented) if its image channels are a tensor of the batch."""
+        if self.condition_channels is None or inputs.ndim != 4 or inputs.shape[1] <= self.condition_channels:
+            return
+        image = inputs[:, self.condition_channels :]
+        if any(
+            candidate.shape == image.shape and torch.equal(candidate, image)
+            for candidate in self._batch_images
+        ):
+            self._real_pair = inputs.detach()
+
+
+def _tensors(batch: Any) -> list[torch.Tensor]:
+    """Every tensor in a batch of nested tuples, lists and dicts."""
+    if isinstance(batch, torch.Tensor):
+        return [batch]
+    if isinstance(batch, Mapping):
+        return [tensor for value in batch.values() for tensor in _tensors(value)]
+    if isinstance(batch, (tuple, list)):
+        return [tensor for item in batch for tensor in _tensors(item)]
+    return []
 
 
 def find_discriminator(pl_module: pl.LightningModule, discriminator_attr: str | None) -> nn.Module:
-    """The module's discriminator: ``discriminator_attr`` if given, else the first known attribute name."""
-    module_name = type(pl_module).__name__
-    names = (discriminator_attr,) if discriminator_attr is not None else DISCRIMINATOR_ATTRS
-    for name in names:
-        candidate = getattr(pl_module, name, None)
-        if candidate is None:
-            continue
-        if not isinstance(candidate, nn.Module):
-            raise TypeError(
-                f"`{module_name}.{name}` is a {type(candidate).__name__}, not an nn.Module; set "
-                "`discriminator_attr` to the attribute holding the discriminator."
-            )
-        return candidate
+    """The module's discriminator.
+
+    ``discriminator_attr`` if given: an attribute name or a dotted path through submodules
+    (``"loss.discriminator"``, taming-transformers' layout). Otherwise the first attribute of the module
+    named in :data:`DISCRIMINATOR_ATTRS`, else the one submodule at any depth whose own name is one of
+    them, outermost first (``self.loss.discriminator`` is found; two candidates are an error naming both).
+
+    Raises:
+        ValueError: nothing found, a path that does not resolve, or several candidates; the message
+            names ``discriminator_attr``.
+        TypeError: the attribute is not an ``nn.Module``.
+    """
     if discriminator_attr is not None:
+        return _resolve_path(pl_module, discriminator_attr)
+    module_name = type(pl_module).__name__
+    for name in DISCRIMINATOR_ATTRS:
+        if getattr(pl_module, name, None) is not None:
+            return _resolve_path(pl_module, name)
+    named = [path for path, _ in pl_module.named_modules() if path.rsplit(".", 1)[-1] in DISCRIMINATOR_ATTRS]
+    # The outermost ones: a discriminator's own submodule called `D` is part of it, not a second one.
+    nested = [path for path in named if not any(path.startswith(f"{outer}.") for outer in named)]
+    if len(nested) == 1:
+        return _resolve_path(pl_module, nested[0])
+    if len(nested) > 1:
         raise ValueError(
-            f"`{module_name}` has no attribute `discriminator_attr={discriminator_attr!r}`; set "
-            "`discriminator_attr` to the attribute holding the discriminator."
+            f"AdaptiveAugmentation found several discriminators in `{module_name}`: "
+            f"{', '.join(nested)}; set `discriminator_attr` to the one to augment, e.g. "
+            f"`discriminator_attr={nested[0]!r}`."
         )
     raise ValueError(
         f"AdaptiveAugmentation found neither `augment_pipe` nor a discriminator on `{module_name}` (looked "
-        f"for {', '.join(DISCRIMINATOR_ATTRS)}); set `discriminator_attr` to the attribute holding the "
-        "discriminator."
+        f"for an attribute or submodule named {', '.join(DISCRIMINATOR_ATTRS)}); set `discriminator_attr` "
+        "to the attribute holding the discriminator, a dotted path for a nested one (e.g. "
+        "`discriminator_attr='loss.discriminator'`)."
     )
+
+
+def _resolve_path(pl_module: pl.LightningModule, path: str) -> nn.Module:
+    """``pl_module.<path>`` for a dotted ``path``, checked to be an ``nn.Module``."""
+    module_name = type(pl_module).__name__
+    target: Any = pl_module
+    walked = module_name
+    for part in path.split("."):
+        target = getattr(target, part, None)
+        if target is None:
+            raise ValueError(
+                f"`{walked}` has no attribute `{part}` (from `discriminator_attr={path!r}`); set "
+                "`discriminator_attr` to the attribute holding the discriminator, a dotted path for a "
+                "nested one."
+            )
+        walked = f"{walked}.{part}"
+    if not isinstance(target, nn.Module):
+        raise TypeError(
+            f"`{walked}` is a {type(target).__name__}, not an nn.Module; set `discriminator_attr` to the "
+            "attribute holding the discriminator."
+        )
+    return target
 
 
 def _takes_labels(discriminator: nn.Module) -> bool:
@@ -154,12 +243,18 @@ def _takes_labels(discriminator: nn.Module) -> bool:
     return len(required) == 2
 
 
-def _signed_scores(discriminator: nn.Module, args: tuple[torch.Tensor, ...]) -> torch.Tensor:
+def _signed_scores(
+    discriminator: nn.Module, args: tuple[torch.Tensor, ...]
+) -> torch.Tensor | list[torch.Tensor]:
     """Run D and return scores whose sign says "real": its logits, or ``probability - 0.5``.
 
     D's written like Lightning's GAN tutorial end with ``nn.Sigmoid`` and output probabilities, for which
     ``sign(D(x))`` is always +1. An output sharing storage with the output of one of D's ``nn.Sigmoid``
     submodules is taken as a probability and shifted by 0.5, which gives it the sign of the logit.
+
+    Returns:
+        One tensor of any shape (``(B,)``, ``(B, 1)``, patch logits ``(B, 1, h, w)``), or one per scale
+        for a multi-scale D (see :func:`logit_maps`).
     """
     sigmoid_outputs: list[torch.Tensor] = []
     handles = [
@@ -168,23 +263,49 @@ def _signed_scores(discriminator: nn.Module, args: tuple[torch.Tensor, ...]) -> 
         if isinstance(module, nn.Sigmoid)
     ]
     try:
-        scores = _first_tensor(discriminator(*args))
+        output = discriminator(*args)
     finally:
         for handle in handles:
             handle.remove()
-    storage = scores.untyped_storage().data_ptr()
-    if any(output.untyped_storage().data_ptr() == storage for output in sigmoid_outputs):
-        return scores - 0.5
-    return scores
+    sigmoid_storages = {output.untyped_storage().data_ptr() for output in sigmoid_outputs}
+
+    def signed(scores: torch.Tensor) -> torch.Tensor:
+        return scores - 0.5 if scores.untyped_storage().data_ptr() in sigmoid_storages else scores
+
+    scales = logit_maps(output)
+    return signed(scales) if isinstance(scales, torch.Tensor) else [signed(scale) for scale in scales]
 
 
-def _first_tensor(output: Any) -> torch.Tensor:
-    """D's logits: the output itself, or the first tensor of a tuple/list output."""
+def logit_maps(output: Any) -> torch.Tensor | list[torch.Tensor]:
+    """D's real/fake logits from what its forward returned.
+
+    * a tensor: the logits, any shape (one per image, or a PatchGAN map ``(B, 1, h, w)``);
+    * a **tuple**: ``(logits, extras...)`` (features for feature matching, auxiliary heads): its first
+      item, itself read by these rules;
+    * a **list**: a multi-scale D, one entry per scale: the scale's logits, or (pix2pixHD with
+      intermediate features) a list/tuple whose **last** item is the scale's logits. Returned as a
+      list, which ``SignAccumulator.observe`` averages with every scale weighted equally.
+
+    Raises:
+        TypeError: no tensor where the logits should be; the message says what was found.
+    """
     if isinstance(output, torch.Tensor):
         return output
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
+    if isinstance(output, tuple) and output:
+        return logit_maps(output[0])
+    if isinstance(output, list) and output:
+        scales = [scale[-1] if isinstance(scale, (list, tuple)) and scale else scale for scale in output]
+        if all(isinstance(scale, torch.Tensor) for scale in scales):
+            return scales
     raise TypeError(
-        f"The discriminator returned a {type(output).__name__}; AdaptiveAugmentation needs its logits as a "
-        "tensor (or the first item of a tuple)."
+        f"The discriminator returned {_describe(output)}; AdaptiveAugmentation needs its logits: a tensor, "
+        "a tuple whose first item is the logits, or a list with one entry per scale (a tensor, or a list "
+        "ending with that scale's logits)."
     )
+
+
+def _describe(output: Any) -> str:
+    if isinstance(output, (list, tuple)):
+        inner = ", ".join(type(item).__name__ for item in output[:4])
+        return f"a {type(output).__name__} of [{inner}{', ...' if len(output) > 4 else ''}]"
+    return f"a {type(output).__name__}"
