@@ -124,7 +124,9 @@ class AdaptiveAugmentation(Callback):
             ``DataScaling``, ...) to install on a module without ``augment_pipe``.
         fixed_p: hold ``p`` at this value and never adapt it (ablations); ``r_t`` is still measured
             and logged. Overrides ``initial_p``.
-        discriminator_attr: attribute of the module holding D (foreign path).
+        discriminator_attr: attribute of the module holding D (foreign path), or a dotted path to a nested
+            one (``"loss.discriminator"``). Default: the first of the names above on the module, else the
+            one submodule at any depth with such a name.
         image_key: key of the images in dict batches, and keyword of D's image argument when D is
             called with keywords only.
         interval: deprecated alias of ``every_n_batches`` (removed in 0.3).
