@@ -37,6 +37,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from torch import nn
 
 from lightning_genaug import AdaptiveAugmentation
 from lightning_genaug.augment import DiffAugment
@@ -178,7 +179,7 @@ def run_job(
     seconds = time.perf_counter() - started
     module.eval()
     reconstructions = to_uint8(reconstruct(module, from_uint8(heldout)))
-    recon_path = out / "reconstructions" / f"{arm}-seed{seed}.pt"
+    recon_path = reconstruction_path(out, arm, seed)
     recon_path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(reconstructions, recon_path)
     return {
@@ -186,7 +187,6 @@ def run_job(
         "seed": seed,
         "seconds": seconds,
         "history": probe.history,
-        "reconstructions": str(recon_path),
     }
 
 
@@ -194,14 +194,25 @@ def job_path(out: Path, arm: str, seed: int) -> Path:
     return out / "jobs" / f"{arm}-seed{seed}.json"
 
 
+def reconstruction_path(out: Path, arm: str, seed: int) -> Path:
+    """The job's final reconstructions of the held-out images, uint8 ``(N, 3, 32, 32)``."""
+    return out / "reconstructions" / f"{arm}-seed{seed}.pt"
+
+
 def load_cifar(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 ``(N, 3, 32, 32)`` and labels from a CIFAR-10 JPEG zip (class folders)."""
     return ImageDataModule(path, channels=3).load()
 
 
-def run_jobs(setting: Setting, data: Path, out: Path) -> float:
-    """Every (arm, seed) job not yet done, seed-major; returns the wall time of this invocation."""
-    images, _ = load_cifar(data)
+def run_jobs(setting: Setting, images: torch.Tensor, out: Path) -> float:
+    """Every (arm, seed) job not yet done, seed-major; returns the wall time of this invocation.
+
+    Args:
+        setting: the experiment.
+        images: uint8 ``(N, 3, 32, 32)``; a fixed draw of ``train_images`` trains, ``heldout_images``
+            of the rest are held out.
+        out: the experiment folder (``jobs/``, ``reconstructions/``, ``heldout.pt``).
+    """
     train_index, rest = training_subset(setting.train_images, len(images))
     train, heldout = images[train_index], images[rest[: setting.heldout_images]]
     started = time.perf_counter()
@@ -251,8 +262,8 @@ def classifier(setting: Setting, classifier_data: Path, out: Path) -> tuple[Clas
     )
 
 
-def summarise(setting: Setting, classifier_data: Path, out: Path) -> dict[str, Any]:
-    extractor, extractor_note = classifier(setting, classifier_data, out)
+def summarise(setting: Setting, extractor: nn.Module, extractor_note: str, out: Path) -> dict[str, Any]:
+    """Per arm, mean and std over seeds: final PSNRs, FID/KID of held-out reconstructions, D gaps, r_t, p."""
     heldout = from_uint8(torch.load(out / "heldout.pt"))
     real_features = extract(extractor, heldout)
     reference = FeatureReference.of(real_features)
@@ -260,10 +271,10 @@ def summarise(setting: Setting, classifier_data: Path, out: Path) -> dict[str, A
     floor = FeatureReference.of(real_features[halves[0]]).fid(real_features[halves[1]])
     results: dict[str, Any] = {"extractor": extractor_note, "fid_half_vs_half": floor, "arms": {}}
     for arm in setting.arms:
-        runs = [json.loads(job_path(out, arm, seed).read_text()) for seed in setting.seeds]
         rows = []
-        for run in runs:
-            features = extract(extractor, from_uint8(torch.load(run["reconstructions"])))
+        for seed in setting.seeds:
+            run = json.loads(job_path(out, arm, seed).read_text())
+            features = extract(extractor, from_uint8(torch.load(reconstruction_path(out, arm, seed))))
             kid, _ = kernel_inception_distance(
                 real_features,
                 features,
@@ -374,8 +385,8 @@ def main(argv: list[str] | None = None) -> None:
         overrides["seeds"] = tuple(args.seeds)
     setting = Setting(**overrides)
     args.out.mkdir(parents=True, exist_ok=True)
-    wall = 0.0 if args.summary_only else run_jobs(setting, args.data, args.out)
-    results = summarise(setting, args.classifier_data, args.out)
+    wall = 0.0 if args.summary_only else run_jobs(setting, load_cifar(args.data)[0], args.out)
+    results = summarise(setting, *classifier(setting, args.classifier_data, args.out), args.out)
     results["wall_seconds_this_invocation"] = wall
     results["setting"] = asdict(setting)
     table = markdown(results, setting)
