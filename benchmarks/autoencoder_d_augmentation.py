@@ -42,7 +42,7 @@ from torch import nn
 from lightning_genaug import AdaptiveAugmentation
 from lightning_genaug.augment import DiffAugment
 from lightning_genaug.data import ImageDataModule
-from lightning_genaug.images import from_uint8, to_uint8
+from lightning_genaug.images import from_uint8, make_grid, save_png, to_uint8
 from lightning_genaug.metrics.functional import kernel_inception_distance
 from lightning_genaug.metrics.trained_extractor import ClassifierFeatures, train_classifier_features
 
@@ -55,6 +55,7 @@ from overfit import (  # noqa: E402  (same folder: the limited-data experiment's
     band_plot,
     extract,
     mean_std,
+    samples_figure,
     training_subset,
 )
 
@@ -323,7 +324,18 @@ def markdown(results: dict[str, Any], setting: Setting) -> str:
     return "\n".join(lines)
 
 
+def reconstructions_figure(setting: Setting, out: Path, path: Path, count: int = 16) -> Path:
+    """The first ``count`` held-out images and each arm's reconstructions of them (the first seed)."""
+    seed = setting.seeds[0]
+    grids = {"held-out originals": torch.load(out / "heldout.pt")[:count]}
+    grids |= {arm: torch.load(reconstruction_path(out, arm, seed))[:count] for arm in setting.arms}
+    for name, images in grids.items():
+        save_png(make_grid(from_uint8(images), nrow=4), out / "samples" / f"{name}-seed{seed}.png")
+    return samples_figure(out, list(grids), seed, path)
+
+
 def plots(setting: Setting, out: Path, folder: Path) -> list[Path]:
+    """Band plots over training (mean and min-max over seeds) and the reconstructions figure."""
     runs = {
         arm: [json.loads(job_path(out, arm, seed).read_text()) for seed in setting.seeds]
         for arm in setting.arms
@@ -360,6 +372,7 @@ def plots(setting: Setting, out: Path, folder: Path) -> list[Path]:
             "held-out reconstruction PSNR (dB)",
             folder / "ae_psnr.png",
         ),
+        reconstructions_figure(setting, out, folder / "ae_reconstructions.png"),
     ]
 
 
