@@ -216,6 +216,8 @@ def run_jobs(setting: Setting, images: torch.Tensor, out: Path) -> float:
     """
     train_index, rest = training_subset(setting.train_images, len(images))
     train, heldout = images[train_index], images[rest[: setting.heldout_images]]
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(heldout, out / "heldout.pt")  # the summary's reference, usable while jobs still run
     started = time.perf_counter()
     for seed in setting.seeds:
         for arm in setting.arms:
@@ -227,7 +229,6 @@ def run_jobs(setting: Setting, images: torch.Tensor, out: Path) -> float:
             path.with_suffix(".tmp").write_text(json.dumps(result))
             path.with_suffix(".tmp").replace(path)
             log.info("%s seed %d: %.0f s", arm, seed, result["seconds"])
-    torch.save(heldout, out / "heldout.pt")
     return time.perf_counter() - started
 
 
