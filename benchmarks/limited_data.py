@@ -49,6 +49,7 @@ GAN_ARMS = ("no-augmentation", "ada", "fixed-p0.2", "scalegan")
 OVERFIT_SETTINGS = ("digits-overfit", "cifar-overfit")
 # The CIFAR-10 JPEG zips beside a checkout of this repository (a user passes --data-root).
 DEFAULT_CIFAR_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
+CIFAR_ZIPS = ("train-10k-jpeg.zip", "test-jpeg.zip")
 DISTAUG_ARMS = ("no-augmentation", "rotation-distaug")
 
 
@@ -389,6 +390,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             )
     args.arms = list(default_gan) if args.arms is None else args.arms
     args.distaug_arms = list(default_distaug) if args.distaug_arms is None else args.distaug_arms
+    if args.setting == "cifar-overfit" and not args.report_only:
+        missing = [name for name in CIFAR_ZIPS if not (args.data_root / name).is_file()]
+        if missing:
+            parser.error(
+                f"--data-root {args.data_root} has no {' or '.join(missing)}; name the folder holding both"
+            )
     if args.setting in OVERFIT_SETTINGS:
         return args
     if args.quick:

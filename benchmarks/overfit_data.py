@@ -23,8 +23,8 @@ def read_image_zip(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
     if not path.is_file():
         raise FileNotFoundError(
-            f"{str(path)!r} does not exist: --data-root must be the folder holding train-10k-jpeg.zip and "
-            "test-jpeg.zip (CIFAR-10 as one JPEG per image in class folders)."
+            f"{str(path)!r} does not exist: give CIFAR-10 as a zip of JPEGs in class folders "
+            "(`<split>/<class>/<name>.jpg`, as train-10k-jpeg.zip and test-jpeg.zip are laid out)."
         )
     images, labels = ImageDataModule(path, resolution=32, channels=3).load()
     return torch.as_tensor(images), labels

@@ -191,20 +191,18 @@ def _curves(results: dict[str, list[dict]], x: str, y: Callable[[dict], float]) 
     }
 
 
-def samples_figure(out: Path, arms: Sequence[str], seed: int, path: Path) -> Path:
-    """The training images, then the final sample grid of every arm (one seed), side by side."""
+def samples_figure(panels: Sequence[tuple[str, Path]], path: Path) -> Path:
+    """Image grids (PNG files) side by side, each under its title, upscaled for reading."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from PIL import Image
 
-    panels = [("training images", out / "samples" / "training-images.png")]
-    panels += [(arm, out / "samples" / f"{arm}-seed{seed}.png") for arm in arms]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.5))
-    for ax, (title, grid) in zip(axes, panels, strict=True):
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.5), squeeze=False)
+    for ax, (title, grid) in zip(axes[0], panels, strict=True):
         ax.imshow(Image.open(grid), interpolation="nearest")
-        ax.set_title(f"{title} (seed {seed})" if title in arms else title, fontsize=9)
+        ax.set_title(title, fontsize=9)
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -221,6 +219,7 @@ def gan_plots(
     evaluations (an untrained generator, FIDs an order of magnitude higher) would flatten the rest.
     """
     last_kimg = max(run["history"][-1]["kimg"] for runs in gan.values() for run in runs)
+    seed = min(run["seed"] for runs in gan.values() for run in runs)  # the grids of the first seed
     return [
         band_plot(
             _curves(gan, "kimg", lambda p: p["fid_full"]),
@@ -263,9 +262,8 @@ def gan_plots(
             plots / "overfit_p.png",
         ),
         samples_figure(
-            out,
-            list(gan),
-            min(next(iter(gan.values())), key=lambda r: r["seed"])["seed"],
+            [("training images", out / "samples" / "training-images.png")]
+            + [(f"{arm} (seed {seed})", out / "samples" / f"{arm}-seed{seed}.png") for arm in gan],
             plots / "overfit_samples.png",
         ),
     ]

@@ -18,6 +18,7 @@ _EXPORTS: dict[str, str] = {
     "DataScaling": "lightning_genaug.augment.scaling",
     "DiffAugment": "lightning_genaug.augment.diffaug",
     "KorniaAugment": "lightning_genaug.augment.kornia",
+    "PairedAugment": "lightning_genaug.augment.paired",
     "AdaptiveAugmentation": "lightning_genaug.callbacks.ada",
     "GenerativeMetrics": "lightning_genaug.callbacks.metrics",
     "SampleGrid": "lightning_genaug.callbacks.samples",
@@ -41,6 +42,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from lightning_genaug.augment.diffaug import DiffAugment
     from lightning_genaug.augment.distaug import DistAugTransforms
     from lightning_genaug.augment.kornia import KorniaAugment
+    from lightning_genaug.augment.paired import PairedAugment
     from lightning_genaug.augment.scaling import DataScaling
     from lightning_genaug.callbacks.ada import AdaptiveAugmentation
     from lightning_genaug.callbacks.metrics import GenerativeMetrics

@@ -164,9 +164,11 @@ def test_cifar_overfit_quick_runs_on_zips_in_the_cifar_layout(limited_data, cifa
     assert sorted(path.stat().st_mtime_ns for path in (out / "jobs").iterdir()) == finished
 
 
-def test_missing_cifar_zips_name_the_option(limited_data, tmp_path: Path):
-    with pytest.raises(FileNotFoundError, match="--data-root"):
+def test_missing_cifar_zips_name_the_option(limited_data, tmp_path: Path, capsys):
+    with pytest.raises(SystemExit):
         limited_data.main(["--setting", "cifar-overfit", "--quick", "--data-root", str(tmp_path)])
+    error = capsys.readouterr().err
+    assert "--data-root" in error and "train-10k-jpeg.zip" in error
 
 
 def test_an_interrupted_gan_job_resumes_from_its_last_evaluation(limited_data, tmp_path: Path, monkeypatch):

@@ -5,6 +5,7 @@
 - :class:`DataScaling`: Scale-GAN's data scaling.
 - :class:`KorniaAugment`: kornia augmentations gated by the same adaptable strength ``p``.
 - :class:`Chain`: several of them in order, exposing the first one's ``p``.
+- :class:`PairedAugment`: one ``AugmentPipe`` draw for a (condition, image) pair (paired D's).
 - :class:`DistAugTransforms`: Distribution Augmentation's transforms for likelihood models.
 """
 
@@ -13,6 +14,7 @@ from lightning_genaug.augment.chain import Chain
 from lightning_genaug.augment.diffaug import DiffAugment
 from lightning_genaug.augment.distaug import DistAugTransforms
 from lightning_genaug.augment.kornia import KorniaAugment
+from lightning_genaug.augment.paired import PairedAugment
 from lightning_genaug.augment.protocol import AugmentationStrength, ParametricAugmentation, SignAccumulator
 from lightning_genaug.augment.scaling import DataScaling
 
@@ -24,6 +26,7 @@ __all__ = [
     "DiffAugment",
     "DistAugTransforms",
     "KorniaAugment",
+    "PairedAugment",
     "ParametricAugmentation",
     "SignAccumulator",
 ]

@@ -44,6 +44,19 @@ GROUPS: dict[str, tuple[str, ...]] = {
 }
 TRANSFORMS: tuple[str, ...] = tuple(name for names in GROUPS.values() for name in names)
 
+# Keys of ``AugmentPipe.sample_params`` that make up the geometric and the colour transform.
+GEOMETRY_PARAMS: tuple[str, ...] = (
+    "xflip",
+    "rotate90",
+    "xint",
+    "scale",
+    "rotate_pre",
+    "aniso",
+    "rotate_post",
+    "xfrac",
+)
+COLOR_PARAMS: tuple[str, ...] = ("brightness", "contrast", "lumaflip", "hue", "saturation")
+
 # Preset name -> enabled groups; "bgc" (blit + geom + colour) is the paper's default.
 PRESETS: dict[str, tuple[str, ...]] = {
     "blit": ("blit",),
@@ -532,9 +545,7 @@ class AugmentPipe(ParametricAugmentation):
         Returns:
             ``(B, 3, 3)`` or ``None`` when no geometric transform is in ``params``.
         """
-        if not any(
-            key in params for key in ("xflip", "rotate90", "xint", "scale", "rotate_pre", "aniso", "xfrac")
-        ):
+        if not any(key in params for key in GEOMETRY_PARAMS):
             return None
         first = next(iter(params.values()))
         like = torch.zeros(batch_size, dtype=torch.float64, device=first.device)
@@ -672,8 +683,7 @@ class AugmentPipe(ParametricAugmentation):
         Returns:
             ``(B, 4, 4)`` or ``None`` when no colour transform is in ``params``.
         """
-        keys = ("brightness", "contrast", "lumaflip", "hue", "saturation")
-        if not any(key in params for key in keys):
+        if not any(key in params for key in COLOR_PARAMS):
             return None
         device = next(iter(params.values())).device
         eye = torch.eye(4, dtype=torch.float64, device=device)

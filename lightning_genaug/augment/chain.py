@@ -52,7 +52,7 @@ class Chain(nn.Module):
         """The first augmentation's strength buffer (0-d), the one a controller adapts."""
         return self.augmentations[0].p
 
-    def observe(self, real_logits: torch.Tensor) -> None:
+    def observe(self, real_logits: torch.Tensor | Sequence[torch.Tensor]) -> None:
         """Feed D's logits for augmented reals to the first augmentation's r_t accumulator."""
         self.augmentations[0].observe(real_logits)
 

@@ -21,7 +21,7 @@ class AugmentationStrength(Protocol):
 
     p: torch.Tensor
 
-    def observe(self, real_logits: torch.Tensor) -> None: ...
+    def observe(self, real_logits: torch.Tensor | Sequence[torch.Tensor]) -> None: ...
 
     def pop_stats(self) -> tuple[torch.Tensor, torch.Tensor]: ...
 
@@ -44,15 +44,35 @@ class SignAccumulator(nn.Module):
         self.register_buffer("count", torch.zeros((), dtype=torch.float64))
 
     @torch.no_grad()
-    def observe(self, real_logits: torch.Tensor) -> None:
+    def observe(self, real_logits: torch.Tensor | Sequence[torch.Tensor]) -> None:
         """Accumulate the signs of D's logits for (augmented) real images.
 
+        A tensor counts every logit once: ``r_t`` is the mean sign over all of them (for a PatchGAN,
+        over every patch of every image). A list is a multi-scale D, one tensor per scale: each scale
+        weighs the same whatever its number of logits, so a batch of ``B`` images adds
+        ``B * mean_s(mean(sign(logits_s)))`` to the sum and ``B`` to the count. (Counting logits would
+        let the finest scale, with the most patches, drown the coarse ones, which see the most of an
+        image and over-fit first.)
+
         Args:
-            real_logits: any shape, typically ``(B,)`` or ``(B, 1)``.
+            real_logits: a tensor of any shape, typically ``(B,)``, ``(B, 1)`` or ``(B, 1, h, w)``; or a
+                list of such tensors, one per scale, each with the batch as its first dimension.
         """
-        logits = real_logits.detach()
-        self.sign_sum += torch.sign(logits).sum().to(torch.float64)
-        self.count += logits.numel()
+        if isinstance(real_logits, torch.Tensor):
+            logits = real_logits.detach()
+            self.sign_sum += torch.sign(logits).sum().to(torch.float64)
+            self.count += logits.numel()
+            return
+        scales = list(real_logits)
+        if not scales or not all(isinstance(scale, torch.Tensor) and scale.ndim >= 1 for scale in scales):
+            raise TypeError(
+                "`observe` takes D's logits as a tensor, or as a non-empty list of tensors (one per scale, "
+                f"batch first); got {[type(scale).__name__ for scale in scales]}."
+            )
+        batch = scales[0].shape[0]
+        mean_sign = torch.stack([torch.sign(scale.detach()).double().mean() for scale in scales]).mean()
+        self.sign_sum += batch * mean_sign.to(self.sign_sum.device)
+        self.count += batch
 
     @torch.no_grad()
     def pop_stats(self) -> tuple[torch.Tensor, torch.Tensor]:

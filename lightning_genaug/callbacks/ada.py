@@ -21,7 +21,6 @@ computes the same ``p`` (:func:`next_p`).
 
 from __future__ import annotations
 
-import inspect
 import math
 from typing import Any
 
@@ -30,16 +29,13 @@ import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_deprecation, rank_zero_warn
 from torch import nn
-from torch.utils.hooks import RemovableHandle
 
 from lightning_genaug._checks import check_choice, check_images, check_positive_int, check_range
 from lightning_genaug.augment.ada import PRESETS as AUGMENT_PRESETS
 from lightning_genaug.augment.ada import AugmentPipe
 from lightning_genaug.augment.protocol import AugmentationStrength
+from lightning_genaug.callbacks.foreign_discriminator import ForeignDiscriminator, find_discriminator
 from lightning_genaug.data.batch import split_batch
-
-DISCRIMINATOR_ATTRS: tuple[str, ...] = ("discriminator", "netD", "D", "disc", "critic")
-"""Attribute names searched, in this order, for the discriminator of a module without ``augment_pipe``."""
 
 
 def next_p(
@@ -128,7 +124,9 @@ class AdaptiveAugmentation(Callback):
             ``DataScaling``, ...) to install on a module without ``augment_pipe``.
         fixed_p: hold ``p`` at this value and never adapt it (ablations); ``r_t`` is still measured
             and logged. Overrides ``initial_p``.
-        discriminator_attr: attribute of the module holding D (foreign path).
+        discriminator_attr: attribute of the module holding D (foreign path), or a dotted path to a nested
+            one (``"loss.discriminator"``). Default: the first of the names above on the module, else the
+            one submodule at any depth with such a name.
         image_key: key of the images in dict batches, and keyword of D's image argument when D is
             called with keywords only.
         interval: deprecated alias of ``every_n_batches`` (removed in 0.3).
@@ -184,11 +182,7 @@ class AdaptiveAugmentation(Callback):
         self._warned_no_signs = False
 
         self._pipe: nn.Module | None = None
-        self._module: pl.LightningModule | None = None
-        self._discriminator: nn.Module | None = None
-        self._discriminator_takes_labels = False
-        self._hook: RemovableHandle | None = None
-        self._augmenting = False
+        self._foreign: ForeignDiscriminator | None = None  # the hook on D, on the foreign path
 
     # ------------------------------------------------------------------ public state
 
@@ -210,7 +204,7 @@ class AdaptiveAugmentation(Callback):
     @property
     def is_foreign(self) -> bool:
         """Whether the callback augments the discriminator itself (module without ``augment_pipe``)."""
-        return self._discriminator is not None
+        return self._foreign is not None
 
     @property
     def state_key(self) -> str:
@@ -245,15 +239,13 @@ class AdaptiveAugmentation(Callback):
         if stage != "fit":
             return
         self._remove_hook()
-        self._discriminator = None
+        self._foreign = None
         if hasattr(pl_module, "augment_pipe"):
             self._pipe = self._module_pipe(pl_module)
             return
-        self._discriminator = _find_discriminator(pl_module, self.discriminator_attr)
-        self._discriminator_takes_labels = _takes_labels(self._discriminator)
+        discriminator = find_discriminator(pl_module, self.discriminator_attr)
         self._pipe = self._require_foreign_pipe()
-        self._module = pl_module
-        self._hook = self._discriminator.register_forward_pre_hook(self._augment_input, with_kwargs=True)
+        self._foreign = ForeignDiscriminator(pl_module, discriminator, self._pipe, self.image_key)
 
     def _module_pipe(self, pl_module: pl.LightningModule) -> nn.Module:
         """The native path's pipe, ``pl_module.augment_pipe``, checked."""
@@ -288,21 +280,24 @@ class AdaptiveAugmentation(Callback):
         elif trainer.ckpt_path is None and self.initial_p is not None:
             self._write_p(self.initial_p)
         self._legacy_p = None
-        self._augmenting = True
+        if self._foreign is not None:
+            self._foreign.augmenting = True
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
         images, _ = self._split(batch)
         self._images_since_update += images.shape[0]
+        if self._foreign is not None:
+            self._foreign.start_batch(batch)
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         self._batches_seen += 1
         if self._batches_seen % self.every_n_batches == 0:
-            if self.is_foreign:
-                self._observe_augmented_reals(batch)
+            if self._foreign is not None:
+                self._foreign.observe_augmented_reals(*self._split(batch))
             self._update(trainer)
         p = self._require_pipe().p.detach().float()
         pl_module.log("ada/p", p, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
@@ -310,7 +305,8 @@ class AdaptiveAugmentation(Callback):
             pl_module.log("ada/rt", self._rt, on_step=True, on_epoch=False, batch_size=1)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._augmenting = False
+        if self._foreign is not None:
+            self._foreign.augmenting = False
 
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._remove_hook()
@@ -379,63 +375,9 @@ class AdaptiveAugmentation(Callback):
         if self.fixed_p is None:
             self._write_p(new_p)
 
-    @torch.no_grad()
-    def _observe_augmented_reals(self, batch: Any) -> None:
-        """Run D (in its current mode) on augmented reals of ``batch`` and feed its logits to the pipe.
-
-        D's buffers (e.g. BatchNorm running statistics) are restored afterwards, so the measurement
-        leaves no trace on training.
-        """
-        discriminator, pipe = self._discriminator, self._require_pipe()
-        images, labels = self._split(batch)
-        args: tuple[torch.Tensor, ...] = (pipe(images),)
-        if self._discriminator_takes_labels:
-            if labels is None:
-                raise ValueError(
-                    f"`{type(discriminator).__name__}.forward` requires a second argument (labels) but the "
-                    "training batch has none; give the batch as (images, labels) or a dict with 'label'."
-                )
-            args = (*args, labels)
-        saved_buffers = [buffer.clone() for buffer in discriminator.buffers()]
-        self._augmenting = False
-        try:
-            logits = _signed_scores(discriminator, args)
-        finally:
-            self._augmenting = True
-            for buffer, saved in zip(discriminator.buffers(), saved_buffers, strict=True):
-                buffer.copy_(saved)
-        pipe.observe(logits)
-
-    def _augment_input(
-        self, discriminator: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[tuple[Any, ...], dict[str, Any]] | None:
-        """Forward pre-hook: augment D's image argument while the module trains; pass the rest through."""
-        if not (self._augmenting and self._module is not None and self._module.training):
-            return None
-        pipe = self._require_pipe()
-        if args:
-            if not isinstance(args[0], torch.Tensor):
-                raise TypeError(
-                    f"AdaptiveAugmentation augments the first positional argument of "
-                    f"`{type(discriminator).__name__}`, which is a {type(args[0]).__name__}, not an image "
-                    "tensor; call D with the images first, or by keyword and set `image_key`."
-                )
-            return (pipe(args[0]), *args[1:]), kwargs
-        key = self.image_key or "image"
-        if key not in kwargs:
-            raise ValueError(
-                f"`{type(discriminator).__name__}` was called with keywords {sorted(kwargs)} and no "
-                f"positional argument; AdaptiveAugmentation looked for the images under {key!r}. Set "
-                "`image_key` to the keyword holding the images."
-            )
-        return args, {**kwargs, key: pipe(kwargs[key])}
-
     def _remove_hook(self) -> None:
-        self._augmenting = False
-        if self._hook is not None:
-            self._hook.remove()
-            self._hook = None
-        self._module = None
+        if self._foreign is not None:
+            self._foreign.remove()
 
 
 def _check_name(name: str, value: Any) -> str:
@@ -452,84 +394,3 @@ def _check_pipe(pipe: Any, name: str) -> None:
         )
     if not isinstance(pipe.p, torch.Tensor) or pipe.p.ndim != 0:
         raise TypeError(f"`{name}.p` must be a 0-d tensor buffer, got {pipe.p!r}.")
-
-
-def _find_discriminator(pl_module: pl.LightningModule, discriminator_attr: str | None) -> nn.Module:
-    """The module's discriminator: ``discriminator_attr`` if given, else the first known attribute name."""
-    module_name = type(pl_module).__name__
-    names = (discriminator_attr,) if discriminator_attr is not None else DISCRIMINATOR_ATTRS
-    for name in names:
-        candidate = getattr(pl_module, name, None)
-        if candidate is None:
-            continue
-        if not isinstance(candidate, nn.Module):
-            raise TypeError(
-                f"`{module_name}.{name}` is a {type(candidate).__name__}, not an nn.Module; set "
-                "`discriminator_attr` to the attribute holding the discriminator."
-            )
-        return candidate
-    if discriminator_attr is not None:
-        raise ValueError(
-            f"`{module_name}` has no attribute `discriminator_attr={discriminator_attr!r}`; set "
-            "`discriminator_attr` to the attribute holding the discriminator."
-        )
-    raise ValueError(
-        f"AdaptiveAugmentation found neither `augment_pipe` nor a discriminator on `{module_name}` (looked "
-        f"for {', '.join(DISCRIMINATOR_ATTRS)}); set `discriminator_attr` to the attribute holding the "
-        "discriminator."
-    )
-
-
-def _takes_labels(discriminator: nn.Module) -> bool:
-    """Whether D's forward needs a second positional argument (labels) besides the images.
-
-    Raises:
-        ValueError: if it needs more than two; the foreign path can only call ``D(x)`` or ``D(x, labels)``.
-    """
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    parameters = inspect.signature(discriminator.forward).parameters.values()
-    required = [p for p in parameters if p.kind in kinds and p.default is inspect.Parameter.empty]
-    if len(required) > 2:
-        raise ValueError(
-            f"`{type(discriminator).__name__}.forward` requires {len(required)} arguments "
-            f"({', '.join(p.name for p in required)}); AdaptiveAugmentation measures r_t by calling "
-            "D(images) or D(images, labels). Give the module an `augment_pipe` that it feeds with "
-            "`observe(real_logits)` instead (the native path)."
-        )
-    return len(required) == 2
-
-
-def _signed_scores(discriminator: nn.Module, args: tuple[torch.Tensor, ...]) -> torch.Tensor:
-    """Run D and return scores whose sign says "real": its logits, or ``probability - 0.5``.
-
-    D's written like Lightning's GAN tutorial end with ``nn.Sigmoid`` and output probabilities, for which
-    ``sign(D(x))`` is always +1. An output sharing storage with the output of one of D's ``nn.Sigmoid``
-    submodules is taken as a probability and shifted by 0.5, which gives it the sign of the logit.
-    """
-    sigmoid_outputs: list[torch.Tensor] = []
-    handles = [
-        module.register_forward_hook(lambda _module, _inputs, output: sigmoid_outputs.append(output))
-        for module in discriminator.modules()
-        if isinstance(module, nn.Sigmoid)
-    ]
-    try:
-        scores = _first_tensor(discriminator(*args))
-    finally:
-        for handle in handles:
-            handle.remove()
-    storage = scores.untyped_storage().data_ptr()
-    if any(output.untyped_storage().data_ptr() == storage for output in sigmoid_outputs):
-        return scores - 0.5
-    return scores
-
-
-def _first_tensor(output: Any) -> torch.Tensor:
-    """D's logits: the output itself, or the first tensor of a tuple/list output."""
-    if isinstance(output, torch.Tensor):
-        return output
-    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
-        return output[0]
-    raise TypeError(
-        f"The discriminator returned a {type(output).__name__}; AdaptiveAugmentation needs its logits as a "
-        "tensor (or the first item of a tuple)."
-    )
