@@ -591,58 +591,6 @@ def test_a_fresh_run_starts_from_the_pipes_own_p_unless_initial_p_is_given(tmp_p
         assert seen_p.pop() == expected
 
 
-def test_a_0_1_callback_state_with_its_own_p_still_resumes(tmp_path: Path) -> None:
-    """0.1 checkpointed the callback's copy of p (and no pipe): it is written to the pipe at train start."""
-    callback = AdaptiveAugmentation(pipe=MarkingPipe())
-    callback.load_state_dict({"p": 0.375, "rt": 0.7, "batches_seen": 3, "images_since_update": 12})
-    seen_p: list[float] = []
-
-    class Probe(pl.Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            seen_p.append(float(callback.pipe.p))
-
-    make_trainer(tmp_path, [callback, Probe()], limit_train_batches=1).fit(TemplateGAN(lr=0.0), loader(8))
-    assert seen_p == [0.375]
-    assert callback.state_dict()["batches_seen"] == 4
-
-
-@pytest.mark.parametrize("native", [True, False])
-def test_a_0_1_checkpoint_file_resumes_with_its_p(tmp_path: Path, native: bool) -> None:
-    """A checkpoint whose callback state is in 0.1's format ({"p", "rt", ...}, no pipe) resumes its p."""
-
-    def make_module() -> pl.LightningModule:
-        return ScriptedNative(four_signs) if native else TemplateGAN(lr=0.0)
-
-    def make_callback() -> AdaptiveAugmentation:
-        pipe = None if native else MarkingPipe()
-        return AdaptiveAugmentation(pipe=pipe, every_n_batches=100)
-
-    first = make_callback()
-    trainer = make_trainer(tmp_path, [first], limit_train_batches=2)
-    trainer.fit(make_module(), loader(8))
-    first.pipe.set_p(0.3)
-    path = tmp_path / "new.ckpt"
-    trainer.save_checkpoint(path)
-    checkpoint = torch.load(path, weights_only=False)
-    state = checkpoint["callbacks"][first.state_key]
-    assert "p" not in state and ("pipe" in state) != native  # 0.2: p only in the pipe's buffer
-    state.pop("pipe", None)
-    state["p"] = 0.3  # what 0.1 wrote
-    torch.save(checkpoint, tmp_path / "old.ckpt")
-
-    resumed = make_callback()
-    make_trainer(tmp_path, [resumed], max_epochs=2, limit_train_batches=2).fit(
-        make_module(), loader(8), ckpt_path=tmp_path / "old.ckpt"
-    )
-    assert resumed.p == pytest.approx(0.3)
-
-
-def test_interval_is_a_deprecated_alias_of_every_n_batches() -> None:
-    with pytest.deprecated_call(match="every_n_batches"):
-        callback = AdaptiveAugmentation(interval=8)
-    assert callback.every_n_batches == 8
-
-
 def test_callback_added_on_resume_continues_from_the_modules_own_p(tmp_path: Path) -> None:
     module = ScriptedNative(four_signs)
     trainer = make_trainer(tmp_path, [], limit_train_batches=2)

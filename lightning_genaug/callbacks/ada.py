@@ -28,7 +28,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_deprecation, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
@@ -110,7 +110,7 @@ class AdaptiveAugmentation(Callback):
     Logs ``ada/p`` (progress bar) and ``ada/rt`` (the latest measurement) every training batch.
     ``p`` lives in the pipe's ``p`` buffer only: the module's checkpoint holds it on the native path,
     the callback's state holds the pipe it owns on the foreign path, so a resumed run continues ``p``
-    exactly. Checkpoints written by 0.1 (which stored the callback's own copy of ``p``) resume too.
+    exactly.
 
     Args:
         target: the ``r_t`` to hold, in [0, 1); 0.6 in the paper.
@@ -131,7 +131,6 @@ class AdaptiveAugmentation(Callback):
         discriminator_attr: attribute of the module holding D (foreign path).
         image_key: key of the images in dict batches, and keyword of D's image argument when D is
             called with keywords only.
-        interval: deprecated alias of ``every_n_batches`` (removed in 0.3).
 
     Example:
         >>> callback = AdaptiveAugmentation(target=0.6, speed_kimg=100)
@@ -152,14 +151,7 @@ class AdaptiveAugmentation(Callback):
         fixed_p: float | None = None,
         discriminator_attr: str | None = None,
         image_key: str | None = None,
-        interval: int | None = None,
     ) -> None:
-        if interval is not None:
-            rank_zero_deprecation(
-                "AdaptiveAugmentation(interval=...) is deprecated since 0.2 and will be removed in 0.3; "
-                "use `every_n_batches` (the same number: training batches)."
-            )
-            every_n_batches = interval
         self.target = check_range("target", target, 0.0, 1.0, high_inclusive=False)
         self.every_n_batches = check_positive_int("every_n_batches", every_n_batches)
         self.speed_kimg = check_range("speed_kimg", speed_kimg, 0.0, None, low_inclusive=False)
@@ -180,7 +172,6 @@ class AdaptiveAugmentation(Callback):
         self._rt: float | None = None
         self._batches_seen = 0
         self._images_since_update = 0
-        self._legacy_p: float | None = None  # `p` of a 0.1 checkpoint, written to the pipe at train start
         self._warned_no_signs = False
 
         self._pipe: nn.Module | None = None
@@ -236,8 +227,6 @@ class AdaptiveAugmentation(Callback):
         self._images_since_update = int(state_dict.get("images_since_update", 0))
         if "pipe" in state_dict:
             self._require_foreign_pipe().load_state_dict(state_dict["pipe"])
-        elif "p" in state_dict:  # written by 0.1, which kept its own copy of p
-            self._legacy_p = float(state_dict["p"])
 
     # ------------------------------------------------------------------ hooks
 
@@ -273,7 +262,7 @@ class AdaptiveAugmentation(Callback):
         return own_pipe
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Write the starting ``p`` to the pipe: ``fixed_p``, a 0.1 checkpoint's ``p``, or ``initial_p``.
+        """Write the starting ``p`` to the pipe: ``fixed_p``, or ``initial_p``.
 
         A resumed run keeps the ``p`` its checkpoint restored into the pipe (``initial_p`` only starts
         fresh runs).
@@ -283,11 +272,8 @@ class AdaptiveAugmentation(Callback):
             pipe.to(pl_module.device)
         if self.fixed_p is not None:
             self._write_p(self.fixed_p)
-        elif self._legacy_p is not None:
-            self._write_p(self._legacy_p)
         elif trainer.ckpt_path is None and self.initial_p is not None:
             self._write_p(self.initial_p)
-        self._legacy_p = None
         self._augmenting = True
 
     def on_train_batch_start(
