@@ -403,7 +403,7 @@ def test_bad_input_is_a_clear_error(images, error, match):
     ("kwargs", "match"),
     [
         ({"preset": "bgcx"}, "valid values are: blit, geom"),
-        ({"warp": 1.0}, "valid values are: xflip"),
+        ({"rotate_max": -1.0}, "`rotate_max` must be in"),
         ({"scale": -1.0}, "`scale` must be in"),
         ({"cutout_size": 2.0}, "`cutout_size` must be in"),
         ({"imgfilter_bands": [1, 1]}, "4 multipliers"),

@@ -120,3 +120,15 @@ def test_a_wandb_logger_at_its_default_save_dir_writes_under_default_root_dir(tm
     args += ["--trainer.default_root_dir", str(tmp_path / "r")]
     trainer = GenAugCLI(args=[*args, "--trainer.logger", "WandbLogger"], run=False).trainer
     assert Path(trainer.logger.save_dir) == tmp_path / "r"
+
+
+def test_a_single_augmentation_strength_is_set_from_the_command_line(cli):
+    """Every AugmentPipe strength is a keyword argument, so the paper's ablations are configurable."""
+    config = REPO / "examples" / "configs" / "ada.yaml"
+    args = ["fit", "--config", str(config), "--model.augment.init_args.rotate", "0.5", "--print_config"]
+    code, output = cli(args)
+    assert code == 0, output
+    augment = yaml.safe_load(output)["model"]["init_args"]["augment"]
+    assert augment["class_path"].endswith(".AugmentPipe")
+    assert augment["init_args"]["rotate"] == 0.5
+    assert augment["init_args"]["preset"] == "bgc" and augment["init_args"]["xflip"] is None
