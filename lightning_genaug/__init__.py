@@ -19,6 +19,7 @@ _EXPORTS: dict[str, str] = {
     "DiffAugment": "lightning_genaug.augment.diffaug",
     "KorniaAugment": "lightning_genaug.augment.kornia",
     "AdaptiveAugmentation": "lightning_genaug.callbacks.ada",
+    "ScheduledAugmentation": "lightning_genaug.callbacks.scheduled_augmentation",
     "GenerativeMetrics": "lightning_genaug.callbacks.metrics",
     "SampleGrid": "lightning_genaug.callbacks.samples",
     "R1": "lightning_genaug.regularizers.discriminator",
@@ -45,6 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from lightning_genaug.callbacks.ada import AdaptiveAugmentation
     from lightning_genaug.callbacks.metrics import GenerativeMetrics
     from lightning_genaug.callbacks.samples import SampleGrid
+    from lightning_genaug.callbacks.scheduled_augmentation import ScheduledAugmentation
     from lightning_genaug.data import CIFAR10DataModule, DigitsDataModule, ImageDataModule
     from lightning_genaug.models.predict import PredictOptions
     from lightning_genaug.models.scalegan import ScaleGAN

@@ -132,3 +132,17 @@ def test_a_single_augmentation_strength_is_set_from_the_command_line(cli):
     assert augment["class_path"].endswith(".AugmentPipe")
     assert augment["init_args"]["rotate"] == 0.5
     assert augment["init_args"]["preset"] == "bgc" and augment["init_args"]["xflip"] is None
+
+
+def test_a_scheduled_p_is_configured_by_its_short_name(cli, tmp_path: Path):
+    config = tmp_path / "scheduled.yaml"
+    config.write_text(
+        "model:\n  class_path: StyleGAN2ADA\ndata:\n  class_path: DigitsDataModule\n"
+        "trainer:\n  callbacks:\n    - class_path: ScheduledAugmentation\n"
+        "      init_args: {ramp_kimg: 500, max_p: 0.6}\n"
+    )
+    code, output = cli(["fit", "--config", str(config), "--print_config"])
+    assert code == 0, output
+    (callback,) = yaml.safe_load(output)["trainer"]["callbacks"]
+    assert callback["class_path"].endswith(".ScheduledAugmentation")
+    assert callback["init_args"]["ramp_kimg"] == 500 and callback["init_args"]["max_p"] == 0.6

@@ -82,9 +82,9 @@ def next_p(
         >>> next_p(0.0, sign_sum=-4.0, count=16.0, images_seen=256, target=0.6, speed_kimg=500, max_p=1.0)
         (0.0, -0.25)
     """
-    if count <= 0:
-        return p, math.nan
-    rt = sign_sum / count
+    rt = measured_rt(sign_sum, count)
+    if math.isnan(rt):
+        return p, rt
     direction = (rt > target) - (rt < target)
     step = images_seen / (speed_kimg * 1000.0)
     stepped = p + direction * step
@@ -93,6 +93,15 @@ def next_p(
     if stepped < 1e-4 * step:
         stepped = 0.0
     return min(max(stepped, 0.0), max_p), rt
+
+
+def measured_rt(sign_sum: float, count: float) -> float:
+    """The overfitting heuristic ``r_t = sum(sign(D(x_real))) / count``; NaN with no observation.
+
+    >>> measured_rt(10.0, 16.0), measured_rt(0.0, 0.0)
+    (0.625, nan)
+    """
+    return sign_sum / count if count > 0 else math.nan
 
 
 class AdaptiveAugmentation(Callback):
@@ -346,24 +355,25 @@ class AdaptiveAugmentation(Callback):
         )
         total_signs, total_count, total_images = trainer.strategy.reduce(local, reduce_op="sum").tolist()
         self._images_since_update = 0
-        new_p, self._rt = next_p(
-            float(self._require_pipe().p),
-            total_signs,
-            total_count,
-            total_images,
-            target=self.target,
-            speed_kimg=self.speed_kimg,
-            max_p=self.max_p,
-        )
+        new_p, self._rt = self._next_p(float(self._require_pipe().p), total_signs, total_count, total_images)
         if total_count <= 0 and not self._warned_no_signs:
             self._warned_no_signs = True
             rank_zero_warn(
-                "AdaptiveAugmentation: the pipe observed no discriminator logits during the last "
-                f"{self.every_n_batches} batches, so p cannot adapt. The module must call "
-                "`self.augment_pipe.observe(real_logits)` on D's logits for augmented reals."
+                f"{type(self).__name__}: the pipe observed no discriminator logits during the last "
+                f"{self.every_n_batches} batches, so r_t cannot be measured (nor p adapt). The module must "
+                "call `self.augment_pipe.observe(real_logits)` on D's logits for augmented reals."
             )
-        if self.fixed_p is None:
-            self._write_p(new_p)
+        self._write_p(new_p)
+
+    def _next_p(self, p: float, sign_sum: float, count: float, images_seen: float) -> tuple[float, float]:
+        """The strength after an interval and the measured ``r_t``: :func:`next_p`, or ``p`` if ``fixed_p``.
+
+        Args are the interval's totals over ranks, as for :func:`next_p`.
+        """
+        new_p, rt = next_p(
+            p, sign_sum, count, images_seen, target=self.target, speed_kimg=self.speed_kimg, max_p=self.max_p
+        )
+        return (p if self.fixed_p is not None else new_p), rt
 
     @torch.no_grad()
     def _observe_augmented_reals(self, batch: Any) -> None:
