@@ -161,8 +161,8 @@ class OverfitProbe(pl.Callback):
     Args:
         extractor: frozen feature extractor (the classifier).
         full: statistics of all real images; ``train``: of the training subset.
-        train_images / train_labels: the training subset, float in [-1, 1].
-        heldout_images / heldout_labels: real images never trained on.
+        train_data: the training subset, ``(images, labels)``, images float in [-1, 1].
+        heldout_data: real images never trained on, ``(images, labels)``.
         eval_kimg: evaluation interval; ``num_gen``: generated images per evaluation; ``seed``: of
             the latents (the same latents at every evaluation).
         progress: JSON-lines file each evaluation is appended to as it happens (``None``: none).

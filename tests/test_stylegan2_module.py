@@ -401,6 +401,18 @@ def test_predict_writes_pngs_and_a_grid_with_a_datamodule_lacking_predict_data(t
     torch.testing.assert_close(torch.cat(again), torch.cat(predictions))
 
 
+def test_predict_gives_every_item_of_a_loader_its_own_seed_with_a_short_last_batch(tmp_path):
+    """5 items in batches of 2: seeds 0-4, five PNGs (seed + batch_idx * len(batch) repeated seed 4)."""
+    images = torch.zeros(5, 1, 8, 8)
+    model = tiny(predict=PredictOptions(output_dir=str(tmp_path / "out")))
+    loader = DataLoader(TensorDataset(images), batch_size=2)
+    predicted = torch.cat(trainer(tmp_path).predict(model, dataloaders=loader))
+    written = sorted(path.name for path in (tmp_path / "out").iterdir())
+    assert written == ["grid.png"] + [f"seed{seed:06d}.png" for seed in range(5)]
+    expected = torch.cat([model.sample(1, generator=torch.Generator().manual_seed(i)) for i in range(5)])
+    torch.testing.assert_close(predicted, expected)
+
+
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="config"):
         StyleGAN2ADA("nope", resolution=8, channels=1, num_classes=0)

@@ -69,7 +69,7 @@ class SignAccumulator(nn.Module):
 
 
 class ParametricAugmentation(SignAccumulator):
-    """An augmentation whose random parameters are drawn apart from applying them (STYLE habit 1).
+    """An augmentation whose random parameters are drawn apart from applying them.
 
     Subclasses implement :meth:`sample_params` and :meth:`apply_params`; :meth:`forward` draws (or
     replays) a set of parameters and applies it, and returns its input untouched, at no cost, when

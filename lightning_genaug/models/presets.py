@@ -1,9 +1,9 @@
-"""The one preset mechanism of every model family: named dataclass configs plus field overrides.
+"""Named dataclass configs plus field overrides, the preset mechanism of the model families.
 
-A family keeps ``PRESETS: dict[str, Config]`` (frozen or plain dataclasses) and a ``get_config(name,
-..., **overrides)`` built on :func:`resolve_preset`; modules take ``config`` (a preset name) and
-``config_overrides`` (a dict of fields), so a YAML reads the same for a StyleGAN2 and a Sparse
-Transformer::
+Modules take ``config`` (a preset name) and ``config_overrides`` (fields to replace), so a YAML reads
+the same for a StyleGAN2 and a Sparse Transformer. The Sparse Transformer's ``get_config`` is
+:func:`resolve_preset` over its presets; StyleGAN2's also has the ``"auto"`` preset computed from the
+resolution and the number of GPUs, and applies its overrides with :func:`replace_fields`::
 
     config: tiny
     config_overrides: {channel_max: 64}
