@@ -236,3 +236,15 @@ def test_the_controller_adapts_a_chains_first_augmentation_only(tmp_path) -> Non
     assert controller.pipe is model.augment_pipe
     assert float(ada.p) > 0.0 and controller.p == pytest.approx(float(ada.p))
     assert float(scaling.p) == 0.5
+
+
+def test_a_chain_hands_its_generator_to_every_augmentation() -> None:
+    """A seeded chain is the seeded augmentations applied in turn, drawing from one generator."""
+    ada, scaling = AugmentPipe(p=0.8), DataScaling("uniform", p=0.8)
+    images = torch.rand(6, 3, 8, 8) * 2 - 1
+    chained = Chain([ada, scaling])(images, generator=torch.Generator().manual_seed(3))
+    generator = torch.Generator().manual_seed(3)
+    by_hand = scaling(ada(images, generator=generator), generator=generator)
+    torch.testing.assert_close(chained, by_hand)
+    again = Chain([ada, scaling])(images, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(chained, again)

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from lightning_genaug._checks import check_choice, check_images, check_range
-from lightning_genaug.augment.protocol import ParametricAugmentation
+from lightning_genaug.augment.protocol import ParametricAugmentation, random_draw
 
 # Probability multipliers, grouped as in the paper's presets.
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -229,17 +229,16 @@ class _Draws:
         self.batch_size = batch_size
         self.device = device
         self.generator = generator
-        self.draw_device = generator.device if generator is not None else device
 
     def uniform(self, *shape: int) -> torch.Tensor:
         """``U(0, 1)`` of shape ``(B, *shape)``."""
         size = (self.batch_size, *shape)
-        return torch.rand(size, generator=self.generator, device=self.draw_device).to(self.device)
+        return random_draw(torch.rand, size, device=self.device, generator=self.generator)
 
     def normal(self, *shape: int, count: int | None = None) -> torch.Tensor:
         """``N(0, 1)`` of shape ``(count or B, *shape)``."""
         size = (self.batch_size if count is None else count, *shape)
-        return torch.randn(size, generator=self.generator, device=self.draw_device).to(self.device)
+        return random_draw(torch.randn, size, device=self.device, generator=self.generator)
 
     def gate(self, probability: float) -> torch.Tensor:
         """Boolean ``(B,)``: which samples apply a transform of this probability."""
