@@ -167,7 +167,7 @@ def test_without_augmentation_d_sees_the_images() -> None:
 def test_training_steps_run_change_weights_and_use_the_chosen_regularizer(
     tmp_path, regularizer: type, logged: str
 ) -> None:
-    model = ScaleGAN(regularizer=regularizer(gamma=1.0, interval=1), **TINY)
+    model = ScaleGAN(regularizer=regularizer(gamma=1.0, every_n_batches=1), **TINY)
     networks = ("G.", "D.")
     before = {name: value.clone() for name, value in model.state_dict().items() if name.startswith(networks)}
     trainer = _trainer(tmp_path, batches=1)
@@ -181,7 +181,7 @@ def test_training_steps_run_change_weights_and_use_the_chosen_regularizer(
 
 def test_regularizer_none_turns_d_regularization_off() -> None:
     model = ScaleGAN(regularizer=None, **TINY)
-    assert model.train_config.gamma == 0.0 and "Dreg" not in model.phases(0)
+    assert model.regularizer is None and "Dreg" not in model.phases(0)
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,7 @@
 """Lightning callbacks: the ADA controller and its scheduled sibling, sample grids and generative metrics.
 
-Every callback schedules in training batches (``every_n_batches``).
+Every callback schedules in training batches (``every_n_batches``), the unit of the D regularisers'
+lazy interval too (``R1(every_n_batches=...)``).
 """
 
 from lightning_genaug.callbacks.ada import AdaptiveAugmentation, next_p
