@@ -46,7 +46,7 @@ def test_native_path_follows_the_ramp_whatever_rt_says(tmp_path: Path) -> None:
     assert trajectory.points[-1][1] == 1.0  # r_t measured and exposed, not steering p
 
 
-def test_a_fresh_run_starts_at_zero_even_from_a_pipe_built_with_p(tmp_path: Path) -> None:
+def test_a_fresh_run_starts_at_zero_whatever_p_the_pipe_was_built_with(tmp_path: Path) -> None:
     module = ScriptedNative(always_confident)
     module.augment_pipe.set_p(0.4)
     callback = ScheduledAugmentation(ramp_kimg=1.0, max_p=0.5, every_n_batches=100)

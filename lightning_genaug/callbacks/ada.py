@@ -126,8 +126,6 @@ class AdaptiveAugmentation(Callback):
         every_n_batches: adjust ``p`` every this many training batches (4 in the paper).
         speed_kimg: thousands of real images over which ``p`` can move by 1 (500 in the paper; use a
             few kimg for short runs).
-        initial_p: ``p`` written to the pipe at the start of a fresh run, in [0, max_p]; ``None``
-            keeps the pipe's own value (the ``p`` it was built with; 0 for the default pipe).
         max_p: upper clamp of ``p``, in (0, 1]; non-leaking needs ``p < 1`` for most transforms.
         heuristic: ``"rt"`` (the paper's default). ``"rv"`` is not implemented: it needs D run on a
             held-out validation set and on generated images, which the native path does not expose.
@@ -135,8 +133,8 @@ class AdaptiveAugmentation(Callback):
             when ``pipe`` is given or the module owns a pipe).
         pipe: a ready pipe implementing the ADA protocol (``AugmentPipe``, ``DiffAugment``,
             ``DataScaling``, ...) to install on a module without ``augment_pipe``.
-        fixed_p: hold ``p`` at this value and never adapt it (ablations); ``r_t`` is still measured
-            and logged. Overrides ``initial_p``.
+        adapt: ``False`` holds ``p`` at the pipe's own value and never adapts it (ablations, the
+            paper's fixed-p baselines); ``r_t`` is still measured and logged.
         discriminator_attr: attribute of the module holding D (foreign path).
         image_key: key of the images in dict batches, and keyword of D's image argument when D is
             called with keywords only.
@@ -152,12 +150,11 @@ class AdaptiveAugmentation(Callback):
         target: float = 0.6,
         every_n_batches: int = 4,
         speed_kimg: float = 500.0,
-        initial_p: float | None = None,
         max_p: float = 1.0,
         heuristic: str = "rt",
         preset: str = "bgc",
         pipe: nn.Module | None = None,
-        fixed_p: float | None = None,
+        adapt: bool = True,
         discriminator_attr: str | None = None,
         image_key: str | None = None,
     ) -> None:
@@ -165,9 +162,10 @@ class AdaptiveAugmentation(Callback):
         self.every_n_batches = check_positive_int("every_n_batches", every_n_batches)
         self.speed_kimg = check_range("speed_kimg", speed_kimg, 0.0, None, low_inclusive=False)
         self.max_p = check_range("max_p", max_p, 0.0, 1.0, low_inclusive=False)
-        self.initial_p = None if initial_p is None else check_range("initial_p", initial_p, 0.0, self.max_p)
         self.heuristic = check_choice("heuristic", heuristic, ["rt"])
-        self.fixed_p = None if fixed_p is None else check_range("fixed_p", fixed_p, 0.0, 1.0)
+        if not isinstance(adapt, bool):
+            raise TypeError(f"`adapt` must be True or False, got {type(adapt).__name__} {adapt!r}.")
+        self.adapt = adapt
         self.preset = check_choice("preset", preset, AUGMENT_PRESETS)
         self.discriminator_attr = None if discriminator_attr is None else _check_name(
             "discriminator_attr", discriminator_attr
@@ -271,18 +269,11 @@ class AdaptiveAugmentation(Callback):
         return own_pipe
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Write the starting ``p`` to the pipe: ``fixed_p``, or ``initial_p``.
-
-        A resumed run keeps the ``p`` its checkpoint restored into the pipe (``initial_p`` only starts
-        fresh runs).
-        """
+        """Start augmenting. ``p`` starts where the pipe has it: the ``p`` it was built with on a fresh
+        run, the checkpoint's on a resumed one (the pipe is ``p``'s one home)."""
         pipe = self._require_pipe()
         if self.is_foreign:
             pipe.to(pl_module.device)
-        if self.fixed_p is not None:
-            self._write_p(self.fixed_p)
-        elif trainer.ckpt_path is None and self.initial_p is not None:
-            self._write_p(self.initial_p)
         self._augmenting = True
 
     def on_train_batch_start(
@@ -366,14 +357,14 @@ class AdaptiveAugmentation(Callback):
         self._write_p(new_p)
 
     def _next_p(self, p: float, sign_sum: float, count: float, images_seen: float) -> tuple[float, float]:
-        """The strength after an interval and the measured ``r_t``: :func:`next_p`, or ``p`` if ``fixed_p``.
+        """The strength after an interval and the measured ``r_t``: :func:`next_p`, or ``p`` unless ``adapt``.
 
         Args are the interval's totals over ranks, as for :func:`next_p`.
         """
         new_p, rt = next_p(
             p, sign_sum, count, images_seen, target=self.target, speed_kimg=self.speed_kimg, max_p=self.max_p
         )
-        return (p if self.fixed_p is not None else new_p), rt
+        return (new_p if self.adapt else p), rt
 
     @torch.no_grad()
     def _observe_augmented_reals(self, batch: Any) -> None:

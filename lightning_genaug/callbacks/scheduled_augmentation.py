@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import lightning.pytorch as pl
 from torch import nn
 
 from lightning_genaug._checks import check_range
@@ -48,7 +49,8 @@ class ScheduledAugmentation(AdaptiveAugmentation):
 
     Use it in place of :class:`~lightning_genaug.callbacks.ada.AdaptiveAugmentation` (never both):
     every ``every_n_batches`` training batches ``p`` is set to :func:`scheduled_p` of the training
-    images seen so far (all ranks together). A fresh run starts at ``p = 0``; a resumed run continues
+    images seen so far (all ranks together). A fresh run starts at ``p = 0`` (whatever ``p`` the pipe
+    was built with); a resumed run continues
     from its checkpointed position on the ramp. Everything else is ``AdaptiveAugmentation``'s: the
     native path (the module's ``augment_pipe``) and the zero-code-change foreign path, the logged
     ``ada/p`` and ``ada/rt`` (``r_t`` is measured but does not steer ``p``; on the foreign path this
@@ -82,7 +84,6 @@ class ScheduledAugmentation(AdaptiveAugmentation):
     ) -> None:
         super().__init__(
             every_n_batches=every_n_batches,
-            initial_p=0.0,
             max_p=max_p,
             preset=preset,
             pipe=pipe,
@@ -99,6 +100,12 @@ class ScheduledAugmentation(AdaptiveAugmentation):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self.images_seen = int(state_dict.get("images_seen", 0))
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Put ``p`` on the ramp: 0 on a fresh run; a resumed run keeps the checkpoint's ``p``."""
+        super().on_train_start(trainer, pl_module)
+        if trainer.ckpt_path is None:
+            self._write_p(scheduled_p(self.images_seen, ramp_kimg=self.ramp_kimg, max_p=self.max_p))
 
     def _next_p(self, p: float, sign_sum: float, count: float, images_seen: float) -> tuple[float, float]:
         """Advance the ramp by the interval's images; ``r_t`` is measured for the logs only."""
