@@ -363,11 +363,12 @@ class TrainBitsPerDim(pl.Callback):
 
 def run_distaug_job(arm: str, seed: int, setting: OverfitSetting, out: Path) -> dict[str, Any]:
     """Train the ``tiny`` Sparse Transformer on half of ``distaug_images`` digits; record bpd curves."""
+    from lightning_genaug.augment import DistAugTransforms
     from lightning_genaug.data import DigitsDataModule
     from lightning_genaug.models.sparse_transformer import SparseTransformerDistAug
 
     pl.seed_everything(seed, workers=True)
-    transforms = () if arm == "no-augmentation" else tuple(arm.split("+"))
+    augment = None if arm == "no-augmentation" else DistAugTransforms(arm.split("+"))
     datamodule = DigitsDataModule(
         resolution=8, channels=1, batch_size=32, val_fraction=0.5, max_images=setting.distaug_images, seed=0
     )
@@ -375,7 +376,7 @@ def run_distaug_job(arm: str, seed: int, setting: OverfitSetting, out: Path) -> 
     train_images, train_labels = datamodule.train_dataset.images, datamodule.train_dataset.labels
     recorder = TrainBitsPerDim(train_images, train_labels)
     module = SparseTransformerDistAug(
-        config="tiny", transforms=transforms, lr=setting.distaug_lr, lr_schedule="constant", warmup_steps=40
+        config="tiny", augment=augment, lr=setting.distaug_lr, lr_schedule="constant", warmup_steps=40
     )
     trainer = pl.Trainer(
         accelerator="cpu",
