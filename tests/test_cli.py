@@ -146,3 +146,20 @@ def test_a_scheduled_p_is_configured_by_its_short_name(cli, tmp_path: Path):
     (callback,) = yaml.safe_load(output)["trainer"]["callbacks"]
     assert callback["class_path"].endswith(".ScheduledAugmentation")
     assert callback["init_args"]["ramp_kimg"] == 500 and callback["init_args"]["max_p"] == 0.6
+
+
+@pytest.mark.parametrize(
+    ("model", "good", "bad"),
+    [
+        ("StyleGAN2ADA", "{lr: 0.001, ema_rampup: null}", "{lr: fast}"),
+        ("StyleGAN2ADA", "{channel_max: 64}", "{gamma: 1.0}"),  # gamma belongs to the regulariser
+        ("SparseTransformerDistAug", "{dropout: 0.1, n_layer: 4}", "{n_layers: 4}"),
+    ],
+)
+def test_config_overrides_are_checked_by_the_command_line(cli, model: str, good: str, bad: str):
+    base = ["fit", "--model", model, "--data", "DigitsDataModule", "--print_config"]
+    code, output = cli([*base, "--model.config_overrides", good])
+    assert code == 0, output
+    assert yaml.safe_load(output)["model"]["init_args"]["config_overrides"]
+    code, output = cli([*base, "--model.config_overrides", bad])
+    assert code != 0 and "config_overrides" in output and "Traceback" not in output

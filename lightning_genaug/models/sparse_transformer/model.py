@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from lightning_genaug._checks import check_choice, check_positive_int, check_range
-from lightning_genaug.models.presets import resolve_preset
+from lightning_genaug.models.presets import overrides_type, resolve_preset
 
 log = logging.getLogger(__name__)
 
@@ -107,6 +107,15 @@ class SparseTransformerConfig:
         """Attention pattern of ``layer``."""
         return self.attention_layers[layer % len(self.attention_layers)]
 
+
+SparseTransformerOverrides = overrides_type(
+    SparseTransformerConfig,
+    "SparseTransformerOverrides",
+    exclude=("channels", "resolution", "num_transform_options", "num_classes"),
+)
+"""The type of ``SparseTransformerDistAug(config_overrides=...)``: the :class:`SparseTransformerConfig`
+fields the module does not set itself (it sets the image shape, the DistAug options and the classes),
+each optional, so that the CLI checks keys and values."""
 
 PRESETS: dict[str, SparseTransformerConfig] = {
     # CPU tests and the digits example: 8x8 images, window/stride = one row of sub-pixels.

@@ -23,7 +23,11 @@ from lightning_genaug.data.batch import split_batch
 from lightning_genaug.images import from_uint8, to_uint8
 from lightning_genaug.metrics.bpd import bits_per_dim_from_logits
 from lightning_genaug.models.predict import GeneratorPredictMixin, PredictOptions
-from lightning_genaug.models.sparse_transformer.model import SparseTransformer, get_config
+from lightning_genaug.models.sparse_transformer.model import (
+    SparseTransformer,
+    SparseTransformerOverrides,
+    get_config,
+)
 
 LR_SCHEDULES = ("cosine", "linear", "constant")
 
@@ -102,7 +106,7 @@ class SparseTransformerDistAug(GeneratorPredictMixin, L.LightningModule):
     def __init__(
         self,
         config: str = "tiny",
-        config_overrides: dict[str, Any] | None = None,
+        config_overrides: SparseTransformerOverrides | None = None,
         channels: int | None = None,
         resolution: int | None = None,
         augment: DistAugTransforms | None = DEFAULT_TRANSFORMS,

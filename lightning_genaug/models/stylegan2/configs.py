@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lightning_genaug._checks import check_choice, check_positive_int, check_range
-from lightning_genaug.models.presets import replace_fields
+from lightning_genaug.models.presets import overrides_type, replace_fields
 from lightning_genaug.models.stylegan2.networks import DISCRIMINATOR_ARCHITECTURES, Discriminator, Generator
 
 CONFIG_NAMES = ("auto", "stylegan2", "paper256", "paper512", "paper1024", "cifar", "tiny")
@@ -107,6 +107,12 @@ class StyleGAN2Config:
             check_choice("d_architecture", self.d_architecture, DISCRIMINATOR_ARCHITECTURES),
         )
 
+
+StyleGAN2Overrides = overrides_type(
+    StyleGAN2Config, "StyleGAN2Overrides", exclude=("name", "gamma", "r1_interval")
+)
+"""The type of ``StyleGAN2ADA(config_overrides=...)``: any :class:`StyleGAN2Config` field but ``name`` and
+the D regulariser's ``gamma`` / ``r1_interval``, each optional, so that the CLI checks keys and values."""
 
 # The reference's table; fields not named keep the StyleGAN2Config defaults (the `stylegan2` values).
 PRESETS: dict[str, StyleGAN2Config] = {

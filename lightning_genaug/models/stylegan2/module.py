@@ -50,6 +50,7 @@ from lightning_genaug.models.predict import GeneratorPredictMixin, PredictOption
 from lightning_genaug.models.stylegan2 import losses
 from lightning_genaug.models.stylegan2.configs import (
     StyleGAN2Config,
+    StyleGAN2Overrides,
     batch_size_mismatch,
     build_networks,
     get_config,
@@ -132,7 +133,7 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
     def __init__(
         self,
         config: str = "auto",
-        config_overrides: dict[str, Any] | None = None,
+        config_overrides: StyleGAN2Overrides | None = None,
         resolution: int | None = None,
         channels: int | None = None,
         num_classes: int | None = None,
