@@ -12,10 +12,10 @@ import torch
 from lightning_genaug.augment.distaug import DistAugTransforms, to_sequence
 from lightning_genaug.data import DigitsDataModule
 from lightning_genaug.models.sparse_transformer import (
-    PRESETS,
+    SPARSE_TRANSFORMER_PRESETS,
     SparseTransformer,
     SparseTransformerDistAug,
-    get_config,
+    sparse_transformer_config,
 )
 from lightning_genaug.models.sparse_transformer.model import attention_mask, sparse_attention
 from lightning_genaug.models.sparse_transformer.module import images_to_tokens, tokens_to_images
@@ -42,7 +42,7 @@ def naive_mask(pattern: str, seq_len: int, stride: int) -> torch.Tensor:
 def tiny_net(pattern: str = "local", kernel: str = "sdpa", **overrides: object) -> SparseTransformer:
     """A float64 model of 4x4x1 images (16 tokens) with window/stride 3; ``pattern`` may be "a,b"."""
     torch.manual_seed(0)
-    config = get_config(
+    config = sparse_transformer_config(
         "tiny",
         channels=1,
         resolution=4,
@@ -128,13 +128,13 @@ def test_named_configs_have_the_papers_sizes() -> None:
     expected_millions = {"15m": 15, "58m": 58, "150m": 152}
     for name, millions in expected_millions.items():
         with torch.device("meta"):
-            net = SparseTransformer(get_config(name))
+            net = SparseTransformer(sparse_transformer_config(name))
         assert net.num_parameters() / 1e6 == pytest.approx(millions, rel=0.04), name
-    assert PRESETS["15m"].n_layer * 4 == PRESETS["58m"].n_layer
+    assert SPARSE_TRANSFORMER_PRESETS["15m"].n_layer * 4 == SPARSE_TRANSFORMER_PRESETS["58m"].n_layer
     with pytest.raises(ValueError, match="config"):
-        get_config("huge")
+        sparse_transformer_config("huge")
     with pytest.raises(ValueError, match="Unknown SparseTransformerConfig field"):
-        get_config("tiny", n_layers=3)
+        sparse_transformer_config("tiny", n_layers=3)
 
 
 def coordinate_images(channels: int, size: int) -> torch.Tensor:

@@ -45,7 +45,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
 TRANSFORMS: tuple[str, ...] = tuple(name for names in GROUPS.values() for name in names)
 
 # Preset name -> enabled groups; "bgc" (blit + geom + colour) is the paper's default.
-PRESETS: dict[str, tuple[str, ...]] = {
+AUGMENT_PRESETS: dict[str, tuple[str, ...]] = {
     "blit": ("blit",),
     "geom": ("geom",),
     "color": ("color",),
@@ -347,7 +347,7 @@ class AugmentPipe(ParametricAugmentation):
         super().__init__(p)
         enabled: tuple[str, ...] = ()
         if preset is not None:
-            enabled = PRESETS[check_choice("preset", preset, PRESETS)]
+            enabled = AUGMENT_PRESETS[check_choice("preset", preset, AUGMENT_PRESETS)]
         given = {
             "xflip": xflip, "rotate90": rotate90, "xint": xint, "scale": scale, "rotate": rotate,
             "aniso": aniso, "xfrac": xfrac, "brightness": brightness, "contrast": contrast,

@@ -1,9 +1,12 @@
 """Named dataclass configs plus field overrides, the preset mechanism of the model families.
 
 Modules take ``config`` (a preset name) and ``config_overrides`` (fields to replace), so a YAML reads
-the same for a StyleGAN2 and a Sparse Transformer. The Sparse Transformer's ``get_config`` is
-:func:`resolve_preset` over its presets; StyleGAN2's also has the ``"auto"`` preset computed from the
-resolution and the number of GPUs, and applies its overrides with :func:`replace_fields`::
+the same for a StyleGAN2 and a Sparse Transformer. ``sparse_transformer_config`` is :func:`resolve_preset`
+over the Sparse Transformer's presets; ``stylegan2_config`` also has the ``"auto"`` preset computed from
+the resolution and the number of GPUs, and applies its overrides with :func:`replace_fields`. Each
+family's presets and config function carry its name (``STYLEGAN2_PRESETS``, ``stylegan2_config``,
+``SPARSE_TRANSFORMER_PRESETS``, ``sparse_transformer_config``; the augmentation groups of ``AugmentPipe``
+are ``AUGMENT_PRESETS``)::
 
     config: tiny
     config_overrides: {channel_max: 64}

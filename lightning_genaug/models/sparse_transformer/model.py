@@ -50,7 +50,7 @@ KERNELS = ("auto", "sdpa", "flex")
 class SparseTransformerConfig:
     """Hyper-parameters of :class:`SparseTransformer`.
 
-    The named presets in :data:`PRESETS` follow the DistAug paper's CIFAR-10 models.
+    The named presets in :data:`SPARSE_TRANSFORMER_PRESETS` follow the DistAug paper's CIFAR-10 models.
     """
 
     channels: int = 3  # C: sub-pixels per pixel; the sequence is H*W*C long
@@ -117,7 +117,7 @@ SparseTransformerOverrides = overrides_type(
 fields the module does not set itself (it sets the image shape, the DistAug options and the classes),
 each optional, so that the CLI checks keys and values."""
 
-PRESETS: dict[str, SparseTransformerConfig] = {
+SPARSE_TRANSFORMER_PRESETS: dict[str, SparseTransformerConfig] = {
     # CPU tests and the digits example: 8x8 images, window/stride = one row of sub-pixels.
     "tiny": SparseTransformerConfig(
         n_layer=2, n_head=2, n_embd=64, mlp_ratio=4.0, qk_ratio=1.0, attention_stride=8
@@ -133,16 +133,16 @@ PRESETS: dict[str, SparseTransformerConfig] = {
 }
 
 
-def get_config(name: str = "tiny", **overrides: object) -> SparseTransformerConfig:
-    """The preset ``name`` of :data:`PRESETS` with ``overrides`` applied (e.g. ``channels``, ``resolution``).
+def sparse_transformer_config(name: str = "tiny", **overrides: object) -> SparseTransformerConfig:
+    """The preset ``name`` with ``overrides`` applied (e.g. ``channels``, ``resolution``).
 
-    The same mechanism as :func:`lightning_genaug.models.stylegan2.get_config`
+    The same mechanism as :func:`lightning_genaug.models.stylegan2.stylegan2_config`
     (:func:`lightning_genaug.models.presets.resolve_preset`).
 
-    >>> get_config("15m", channels=3, resolution=32).n_layer
+    >>> sparse_transformer_config("15m", channels=3, resolution=32).n_layer
     32
     """
-    return resolve_preset(PRESETS, name, overrides)
+    return resolve_preset(SPARSE_TRANSFORMER_PRESETS, name, overrides)
 
 
 @lru_cache(maxsize=32)

@@ -26,7 +26,7 @@ from lightning_genaug.models.predict import GeneratorPredictMixin, PredictOption
 from lightning_genaug.models.sparse_transformer.model import (
     SparseTransformer,
     SparseTransformerOverrides,
-    get_config,
+    sparse_transformer_config,
 )
 
 LR_SCHEDULES = ("cosine", "linear", "constant")
@@ -70,7 +70,7 @@ class SparseTransformerDistAug(GeneratorPredictMixin, L.LightningModule):
     are quantised to tokens ``round((x + 1) * 127.5)``.
 
     Args:
-        config: preset name in ``PRESETS`` (``tiny``, ``15m``, ``58m``, ``150m``).
+        config: preset name in ``SPARSE_TRANSFORMER_PRESETS`` (``tiny``, ``15m``, ``58m``, ``150m``).
         config_overrides: fields of ``SparseTransformerConfig`` to change (e.g. ``n_layer``,
             ``dropout``, ``kernel``, ``gradient_checkpointing``, ``bf16``).
         channels: image channels; ``None`` reads ``image_shape`` (or ``channels``) of the
@@ -179,7 +179,7 @@ class SparseTransformerDistAug(GeneratorPredictMixin, L.LightningModule):
             num_transform_options=self.augment.num_options if self.augment is not None else (),
             num_classes=self.hparams.num_classes,
         )
-        self.net = SparseTransformer(get_config(self.hparams.config, **overrides))
+        self.net = SparseTransformer(sparse_transformer_config(self.hparams.config, **overrides))
         # Left in train mode like the rest of the module (Lightning warns otherwise); `bits_per_dim`
         # and `sample` switch it to eval themselves.
         self.ema_net = copy.deepcopy(self.net).requires_grad_(False)

@@ -25,7 +25,7 @@ batch. ``gamma`` and ``r1_interval`` are only the defaults of the D regulariser'
 ``every_n_batches`` (:mod:`lightning_genaug.regularizers`), which hold the values a run uses.
 
 Presets use the package's one preset mechanism (:mod:`lightning_genaug.models.presets`), shared with the
-Sparse Transformer's :func:`~lightning_genaug.models.sparse_transformer.get_config`.
+Sparse Transformer's :func:`~lightning_genaug.models.sparse_transformer.sparse_transformer_config`.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ StyleGAN2Overrides = overrides_type(
 the D regulariser's ``gamma`` / ``r1_interval``, each optional, so that the CLI checks keys and values."""
 
 # The reference's table; fields not named keep the StyleGAN2Config defaults (the `stylegan2` values).
-PRESETS: dict[str, StyleGAN2Config] = {
+STYLEGAN2_PRESETS: dict[str, StyleGAN2Config] = {
     "stylegan2": StyleGAN2Config("stylegan2"),
     "paper256": StyleGAN2Config(
         "paper256", channel_base=16384, batch_size=64, mbstd_group=8, lr=0.0025, gamma=1.0, ema_kimg=20.0
@@ -169,7 +169,7 @@ def _auto_config(img_resolution: int, world_size: int) -> StyleGAN2Config:
     )
 
 
-def get_config(name: str, img_resolution: int, *, world_size: int = 1, **overrides) -> StyleGAN2Config:
+def stylegan2_config(name: str, img_resolution: int, *, world_size: int = 1, **overrides) -> StyleGAN2Config:
     """The named preset for a resolution, with fields replaced by ``overrides``.
 
     Args:
@@ -182,13 +182,13 @@ def get_config(name: str, img_resolution: int, *, world_size: int = 1, **overrid
         The config.
 
     Example:
-        >>> get_config("auto", 32).gamma
+        >>> stylegan2_config("auto", 32).gamma
         0.0064
     """
     name = check_choice("config", name, CONFIG_NAMES)
     check_positive_int("img_resolution", img_resolution)
     check_positive_int("world_size", world_size)
-    config = _auto_config(img_resolution, world_size) if name == "auto" else PRESETS[name]
+    config = _auto_config(img_resolution, world_size) if name == "auto" else STYLEGAN2_PRESETS[name]
     return replace_fields(config, overrides, frozen=("name",))
 
 
@@ -207,9 +207,9 @@ def batch_size_mismatch(
         A sentence for a warning, or ``None`` when the batches agree or nothing is taken.
 
     Example:
-        >>> batch_size_mismatch(PRESETS["tiny"], 8, ["gamma"]) is None
+        >>> batch_size_mismatch(STYLEGAN2_PRESETS["tiny"], 8, ["gamma"]) is None
         True
-        >>> batch_size_mismatch(PRESETS["tiny"], 32, ["gamma", "ema_kimg"])[:82]
+        >>> batch_size_mismatch(STYLEGAN2_PRESETS["tiny"], 32, ["gamma", "ema_kimg"])[:82]
         "The 'tiny' preset sets gamma = 0.05, ema_kimg = 0.01 for a global batch of 8; this"
     """
     if global_batch == config.batch_size or not preset_values:
@@ -236,7 +236,7 @@ def build_networks(
     """Build the generator and discriminator of a config.
 
     Args:
-        config: a preset name (see :func:`get_config`) or a :class:`StyleGAN2Config`.
+        config: a preset name (see :func:`stylegan2_config`) or a :class:`StyleGAN2Config`.
         img_resolution: image size, a power of two >= 8.
         img_channels: image channels.
         c_dim: number of classes (0 for unconditional).
@@ -252,7 +252,7 @@ def build_networks(
         (6, [16, 8])
     """
     if isinstance(config, str):
-        config = get_config(config, img_resolution, world_size=world_size, **overrides)
+        config = stylegan2_config(config, img_resolution, world_size=world_size, **overrides)
     elif isinstance(config, StyleGAN2Config):
         config = replace_fields(config, overrides, frozen=("name",))
     else:

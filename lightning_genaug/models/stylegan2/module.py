@@ -53,7 +53,7 @@ from lightning_genaug.models.stylegan2.configs import (
     StyleGAN2Overrides,
     batch_size_mismatch,
     build_networks,
-    get_config,
+    stylegan2_config,
 )
 from lightning_genaug.models.stylegan2.official import (
     OfficialNetworks,
@@ -204,7 +204,7 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         if hp.resolution is not None and hp.resolution & (hp.resolution - 1):
             raise ValueError(f"`resolution` must be a power of 2 (e.g. 32), got {hp.resolution}.")
         # The preset name and every override are checked now, not when `setup` builds the networks.
-        get_config(hp.config, hp.resolution or 32, **overrides)
+        stylegan2_config(hp.config, hp.resolution or 32, **overrides)
         if hp.num_classes is not None:
             check_positive_int("num_classes", hp.num_classes, allow_zero=True)
         check_positive_int("freeze_d", hp.freeze_d, allow_zero=True)
@@ -220,7 +220,7 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         self.hparams.update(resolution=resolution, channels=channels, num_classes=num_classes)
         self._check_arguments()
         hp = self.hparams
-        config = get_config(hp.config, resolution, **(hp.config_overrides or {}))
+        config = stylegan2_config(hp.config, resolution, **(hp.config_overrides or {}))
         self.train_config = config
         if self.regularizer is not None:
             self.regularizer.fill_defaults(config.gamma, config.r1_interval)
