@@ -116,7 +116,8 @@ class AdaptiveAugmentation(Callback):
     current batch's reals every ``every_n_batches`` batches.
 
     Logs ``ada/p`` (progress bar) and ``ada/rt`` (the latest measurement) every training batch.
-    ``p`` lives in the pipe's ``p`` buffer only: the module's checkpoint holds it on the native path,
+    ``p`` lives in the pipe's ``p`` buffer only, and starts from the value the pipe was built with
+    (``AugmentPipe(p=...)``, ``DataScaling(p=...)``): the module's checkpoint holds it on the native path,
     the callback's state holds the pipe it owns on the foreign path, so a resumed run continues ``p``
     exactly.
 
@@ -268,8 +269,11 @@ class AdaptiveAugmentation(Callback):
         return own_pipe
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Start augmenting. ``p`` starts where the pipe has it: the ``p`` it was built with on a fresh
-        run, the checkpoint's on a resumed one (the pipe is ``p``'s one home)."""
+        """Start augmenting from the pipe's own ``p``.
+
+        The pipe is ``p``'s one home: a fresh run starts from the ``p`` it was built with, a resumed
+        run from the one its checkpoint restored.
+        """
         pipe = self._require_pipe()
         if self.is_foreign:
             pipe.to(pl_module.device)

@@ -13,7 +13,6 @@ phase      loss                                         when
            ``||grad_x D(A(x))||^2``)
 =========  ===========================================  ================================
 
-
 The module is composed from objects, each given in YAML as ``class_path``/``init_args``: ``A`` is
 ``augment`` (stored as :attr:`StyleGAN2ADA.augment_pipe`: an ``AugmentPipe``, ``DiffAugment``,
 ``DataScaling``, a ``Chain`` of them, or ``None``), D's regulariser is ``regularizer``
