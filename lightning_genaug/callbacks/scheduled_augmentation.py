@@ -50,9 +50,9 @@ class ScheduledAugmentation(AdaptiveAugmentation):
     Use it in place of :class:`~lightning_genaug.callbacks.ada.AdaptiveAugmentation` (never both):
     every ``every_n_batches`` training batches ``p`` is set to :func:`scheduled_p` of the training
     images seen so far (all ranks together). A fresh run starts at ``p = 0`` (whatever ``p`` the pipe
-    was built with); a resumed run continues
-    from its checkpointed position on the ramp. Everything else is ``AdaptiveAugmentation``'s: the
-    native path (the module's ``augment_pipe``) and the zero-code-change foreign path, the logged
+    was built with); a resumed run continues from its checkpointed position on the ramp. Everything
+    else is ``AdaptiveAugmentation``'s: the native path (the module's ``augment_pipe``) and the
+    zero-code-change foreign path, the logged
     ``ada/p`` and ``ada/rt`` (``r_t`` is measured but does not steer ``p``; on the foreign path this
     costs the same extra no-grad D forward every ``every_n_batches`` batches) and the checkpointing.
 
@@ -110,6 +110,5 @@ class ScheduledAugmentation(AdaptiveAugmentation):
     def _next_p(self, p: float, sign_sum: float, count: float, images_seen: float) -> tuple[float, float]:
         """Advance the ramp by the interval's images; ``r_t`` is measured for the logs only."""
         self.images_seen += int(images_seen)
-        return scheduled_p(self.images_seen, ramp_kimg=self.ramp_kimg, max_p=self.max_p), measured_rt(
-            sign_sum, count
-        )
+        new_p = scheduled_p(self.images_seen, ramp_kimg=self.ramp_kimg, max_p=self.max_p)
+        return new_p, measured_rt(sign_sum, count)
