@@ -287,7 +287,8 @@ class DistAugTransforms(nn.Module):
         """The ``class_path``/``init_args`` form that rebuilds this object (what a checkpoint records).
 
         Example:
-            >>> DistAugTransforms(["rot"], aug_prob=0.5).as_config()["init_args"]["transforms"]
+            >>> config = DistAugTransforms(["rot"], aug_prob=0.5).as_config()
+            >>> config.get("init_args").get("transforms")
             ['rotation']
         """
         return {
