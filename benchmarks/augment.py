@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lightning_genaug.augment.ada import GROUPS, PRESETS, TRANSFORMS, AugmentPipe
+from lightning_genaug.augment.ada import AUGMENT_PRESETS, GROUPS, TRANSFORMS, AugmentPipe
 from lightning_genaug.augment.kornia import KorniaAugment
 
 MODES = ("fwd", "fwd+bwd", "r1")
@@ -64,7 +64,7 @@ def load_reference(path: str, pure_torch: bool = True) -> type[nn.Module]:
 
 def reference_kwargs(preset: str) -> dict[str, float]:
     """The reference's constructor multipliers for one of our presets."""
-    return {name: 1.0 for group in PRESETS[preset] for name in GROUPS[group]}
+    return {name: 1.0 for group in AUGMENT_PRESETS[preset] for name in GROUPS[group]}
 
 
 class SmallDiscriminator(nn.Module):
@@ -299,7 +299,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads for the CPU runs")
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 256],
                         help="square sizes (batch 64 at 32, 32 otherwise)")  # fmt: skip
-    parser.add_argument("--presets", nargs="+", default=["bgc", "bgcfnc"], choices=sorted(PRESETS))
+    parser.add_argument("--presets", nargs="+", default=["bgc", "bgcfnc"], choices=sorted(AUGMENT_PRESETS))
     parser.add_argument(
         "--p", type=float, nargs="+", default=[0.0, 0.2, 0.6, 1.0], help="strengths to measure"
     )

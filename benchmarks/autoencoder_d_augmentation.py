@@ -4,7 +4,7 @@ The autoencoder of ``examples/autoencoder_gan.py`` (L1 reconstruction + hinge Pa
 loss module, manual optimisation, nothing of ours in the model) is trained on a limited CIFAR-10
 subset, 32x32, in three arms, each with ``AdaptiveAugmentation`` as the only addition:
 
-- ``no-augmentation``: the callback at ``fixed_p=0`` (nothing augmented; r_t still measured);
+- ``no-augmentation``: the callback with ``adapt=False`` at p = 0 (nothing augmented; r_t still measured);
 - ``ada``: the default ``AugmentPipe("bgc")`` with ``p`` adapted towards ``r_t = 0.6``;
 - ``diffaugment``: ``DiffAugment("color,translation,cutout")`` at a fixed ``p = 1``.
 
@@ -83,11 +83,11 @@ class Setting:
 def ada_callback(arm: str, setting: Setting) -> AdaptiveAugmentation:
     """The arm's only addition to the Trainer; every arm measures r_t the same way."""
     if arm == "no-augmentation":
-        return AdaptiveAugmentation(fixed_p=0.0)
+        return AdaptiveAugmentation(adapt=False)  # the default pipe at p = 0: nothing augmented
     if arm == "ada":
         return AdaptiveAugmentation(target=setting.ada_target, speed_kimg=setting.ada_speed_kimg)
     if arm == "diffaugment":
-        return AdaptiveAugmentation(pipe=DiffAugment("color,translation,cutout"), fixed_p=1.0)
+        return AdaptiveAugmentation(pipe=DiffAugment("color,translation,cutout", p=1.0), adapt=False)
     raise ValueError(f"unknown arm {arm!r}; choose from {ARMS}")
 
 

@@ -56,7 +56,7 @@ import sparse_attention as attention_bench  # noqa: E402
 import train_step as train_step_bench  # noqa: E402
 
 from lightning_genaug.augment.ada import AugmentPipe  # noqa: E402
-from lightning_genaug.models.sparse_transformer import SparseTransformer, get_config  # noqa: E402
+from lightning_genaug.models.sparse_transformer import SparseTransformer, sparse_transformer_config  # noqa: E402
 
 SECTIONS = ("augment", "stylegan2", "compile", "attention", "sampling")
 
@@ -287,7 +287,8 @@ def sampling_section(args: argparse.Namespace, sizes: Sizes, device: torch.devic
     if sizes.transformer_layers:
         overrides["n_layer"] = sizes.transformer_layers
     torch.manual_seed(0)
-    net = SparseTransformer(get_config(sizes.transformer_config, **overrides)).to(device).eval()
+    config = sparse_transformer_config(sizes.transformer_config, **overrides)
+    net = SparseTransformer(config).to(device).eval()
     sampling_bench.images_per_second(net, 1, True, device)  # warm-up
     rows = []
     for use_cache in (True, False):

@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the setting modules 
 
 import overfit  # noqa: E402  (beside this script)
 
+from lightning_genaug.augment import DistAugTransforms
 from lightning_genaug.callbacks.metrics import GenerativeMetrics
 from lightning_genaug.data import CIFAR10DataModule, DigitsDataModule, ImageDataModule
 from lightning_genaug.data.base import InMemoryImageDataModule
@@ -203,10 +204,10 @@ def run_distaug_arm(arm: str, args: argparse.Namespace, out: Path) -> ArmResult:
     """Train a Sparse Transformer for ``args.distaug_steps`` steps; record val bits-per-dim."""
     pl.seed_everything(args.seed, workers=True)
     result = ArmResult(arm)
-    transforms = () if arm == "no-augmentation" else ("rotation",)
+    augment = None if arm == "no-augmentation" else DistAugTransforms(["rotation"])
     module = SparseTransformerDistAug(
         config=args.distaug_config,
-        transforms=transforms,
+        augment=augment,
         schedule_steps=args.distaug_steps,
         warmup_steps=min(100, args.distaug_steps // 10),
     )

@@ -344,11 +344,12 @@ def run_distaug_job(
     Digits: half of ``distaug_images`` 8x8 grey digits train, the other half validate. Elsewhere the
     training and validation images come from ``reals.distaug_data``.
     """
+    from lightning_genaug.augment import DistAugTransforms
     from lightning_genaug.data import DigitsDataModule
     from lightning_genaug.models.sparse_transformer import SparseTransformerDistAug
 
     pl.seed_everything(seed, workers=True)
-    transforms = () if arm == "no-augmentation" else tuple(arm.split("+"))
+    augment = None if arm == "no-augmentation" else DistAugTransforms(arm.split("+"))
     if reals is None or reals.distaug_data is None:
         datamodule = DigitsDataModule(
             resolution=8,
@@ -367,7 +368,7 @@ def run_distaug_job(
     module = SparseTransformerDistAug(
         config="tiny",
         config_overrides=dict(setting.distaug_config_overrides) or None,
-        transforms=transforms,
+        augment=augment,
         lr=setting.distaug_lr,
         lr_schedule="constant",
         warmup_steps=40,

@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from lightning_genaug.models.sparse_transformer import SparseTransformer, get_config
+from lightning_genaug.models.sparse_transformer import SparseTransformer, sparse_transformer_config
 
 
 def images_per_second(net: SparseTransformer, n: int, use_cache: bool, device: torch.device) -> float:
@@ -43,7 +43,9 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(0)
-    config = get_config(args.config, channels=args.channels, resolution=args.resolution, kernel="sdpa")
+    config = sparse_transformer_config(
+        args.config, channels=args.channels, resolution=args.resolution, kernel="sdpa"
+    )
     net = SparseTransformer(config).to(device).eval()
     images_per_second(net, 1, True, device)  # warm-up
     cached = images_per_second(net, args.n, True, device)

@@ -22,7 +22,7 @@ import warnings
 
 import torch
 
-from lightning_genaug.models.sparse_transformer import SparseTransformer, get_config
+from lightning_genaug.models.sparse_transformer import SparseTransformer, sparse_transformer_config
 
 
 def _sync(device: torch.device) -> None:
@@ -36,7 +36,7 @@ def build(args: argparse.Namespace, layers: tuple[str, ...], kernel: str, device
     if args.n_layer:
         overrides["n_layer"] = args.n_layer
     torch.manual_seed(0)
-    net = SparseTransformer(get_config(args.config, **overrides)).to(device)
+    net = SparseTransformer(sparse_transformer_config(args.config, **overrides)).to(device)
     optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
     return net, optimizer
 

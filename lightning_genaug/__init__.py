@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"
 
 _EXPORTS: dict[str, str] = {
     "AugmentPipe": "lightning_genaug.augment.ada",
@@ -20,6 +20,7 @@ _EXPORTS: dict[str, str] = {
     "KorniaAugment": "lightning_genaug.augment.kornia",
     "PairedAugment": "lightning_genaug.augment.paired",
     "AdaptiveAugmentation": "lightning_genaug.callbacks.ada",
+    "ScheduledAugmentation": "lightning_genaug.callbacks.scheduled_augmentation",
     "GenerativeMetrics": "lightning_genaug.callbacks.metrics",
     "SampleGrid": "lightning_genaug.callbacks.samples",
     "R1": "lightning_genaug.regularizers.discriminator",
@@ -47,6 +48,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from lightning_genaug.callbacks.ada import AdaptiveAugmentation
     from lightning_genaug.callbacks.metrics import GenerativeMetrics
     from lightning_genaug.callbacks.samples import SampleGrid
+    from lightning_genaug.callbacks.scheduled_augmentation import ScheduledAugmentation
     from lightning_genaug.data import CIFAR10DataModule, DigitsDataModule, ImageDataModule
     from lightning_genaug.models.predict import PredictOptions
     from lightning_genaug.models.scalegan import ScaleGAN

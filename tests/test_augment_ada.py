@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from lightning_genaug.augment import ada
+from lightning_genaug.augment import DataScaling, DiffAugment, ada
 from lightning_genaug.augment.ada import AugmentPipe, band_filter_bank
 
 
@@ -403,7 +403,7 @@ def test_bad_input_is_a_clear_error(images, error, match):
     ("kwargs", "match"),
     [
         ({"preset": "bgcx"}, "valid values are: blit, geom"),
-        ({"warp": 1.0}, "valid values are: xflip"),
+        ({"rotate_max": -1.0}, "`rotate_max` must be in"),
         ({"scale": -1.0}, "`scale` must be in"),
         ({"cutout_size": 2.0}, "`cutout_size` must be in"),
         ({"imgfilter_bands": [1, 1]}, "4 multipliers"),
@@ -433,3 +433,16 @@ def test_p_is_a_buffer_that_moves_and_is_checkpointed():
     assert float(restored.p) == 0.25
     assert pipe.to("meta").p.device.type == "meta"
 
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a second device")
+@pytest.mark.parametrize("kind", [AugmentPipe, DiffAugment, DataScaling])
+def test_a_generator_on_another_device_draws_the_same_augmentation(kind: type) -> None:
+    """One random-draw style: a CPU generator seeds an augmentation of CUDA images, and the reverse."""
+    pipe = kind(p=0.9)
+    images = torch.rand(4, 3, 16, 16) * 2 - 1
+    on_cpu = pipe(images, generator=torch.Generator().manual_seed(5))
+    on_cuda = pipe.cuda()(images.cuda(), generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(on_cuda.cpu(), on_cpu, atol=1e-4, rtol=1e-4)
+    cuda_generator = torch.Generator(device="cuda").manual_seed(5)
+    assert pipe.cpu()(images, generator=cuda_generator).device.type == "cpu"

@@ -292,10 +292,9 @@ def test_synthetic_trajectory_rises_saturates_then_falls_to_zero() -> None:
         ({"every_n_batches": 0}, ValueError, "every_n_batches"),
         ({"every_n_batches": 2.5}, TypeError, "every_n_batches"),
         ({"speed_kimg": 0}, ValueError, "speed_kimg"),
-        ({"initial_p": 0.6, "max_p": 0.5}, ValueError, "initial_p"),
         ({"max_p": 0.0}, ValueError, "max_p"),
         ({"heuristic": "rv"}, ValueError, "heuristic"),
-        ({"fixed_p": 1.5}, ValueError, "fixed_p"),
+        ({"adapt": "no"}, TypeError, "adapt"),
         ({"preset": "bogus"}, ValueError, "preset"),
         ({"pipe": nn.Identity()}, TypeError, "pipe"),
         ({"discriminator_attr": ""}, TypeError, "discriminator_attr"),
@@ -333,9 +332,10 @@ def test_native_path_adapts_the_modules_pipe_from_its_observations(tmp_path: Pat
     assert not module.discriminator._forward_pre_hooks and module.d_calls == 20  # D never run nor hooked
 
 
-def test_fixed_p_never_moves_but_rt_is_still_measured(tmp_path: Path) -> None:
+def test_adapt_false_holds_the_pipes_p_but_rt_is_still_measured(tmp_path: Path) -> None:
     module = ScriptedNative(four_signs)
-    callback = AdaptiveAugmentation(every_n_batches=4, speed_kimg=0.1, fixed_p=0.3)
+    module.augment_pipe.set_p(0.3)
+    callback = AdaptiveAugmentation(every_n_batches=4, speed_kimg=0.1, adapt=False)
     make_trainer(tmp_path, [callback], max_epochs=2).fit(module, loader(16))
     assert callback.p == pytest.approx(0.3)
     assert float(module.augment_pipe.p) == pytest.approx(0.3)
@@ -344,7 +344,8 @@ def test_fixed_p_never_moves_but_rt_is_still_measured(tmp_path: Path) -> None:
 
 def test_a_module_that_never_observes_gets_a_warning_and_p_stays(tmp_path: Path) -> None:
     module = ScriptedNative(four_signs, observe=False)
-    callback = AdaptiveAugmentation(every_n_batches=2, initial_p=0.2)
+    module.augment_pipe.set_p(0.2)
+    callback = AdaptiveAugmentation(every_n_batches=2)
     with pytest.warns(UserWarning, match="observe"):
         make_trainer(tmp_path, [callback]).fit(module, loader(16))
     assert callback.p == pytest.approx(0.2)
@@ -369,7 +370,7 @@ def test_a_module_with_augmentation_switched_off_is_not_hooked(tmp_path: Path) -
 
 def test_foreign_manual_gan_sees_augmented_inputs_in_training_only(tmp_path: Path) -> None:
     module = TemplateGAN()
-    callback = AdaptiveAugmentation(pipe=MarkingPipe(), initial_p=0.5, every_n_batches=2)
+    callback = AdaptiveAugmentation(pipe=MarkingPipe(p=0.5), every_n_batches=2)
     trainer = make_trainer(tmp_path, [callback], max_epochs=1, num_sanity_val_steps=1)
     trainer.fit(module, loader(16), loader(8))
 
@@ -389,7 +390,7 @@ def test_foreign_manual_gan_sees_augmented_inputs_in_training_only(tmp_path: Pat
 
 def test_foreign_automatic_gan_with_labels_passes_labels_through(tmp_path: Path) -> None:
     module = ConditionalGAN()
-    callback = AdaptiveAugmentation(pipe=MarkingPipe(), fixed_p=0.5, every_n_batches=2)
+    callback = AdaptiveAugmentation(pipe=MarkingPipe(p=0.5), adapt=False, every_n_batches=2)
     make_trainer(tmp_path, [callback], num_sanity_val_steps=1).fit(module, loader(16), loader(8))
     training_calls = [(images, labels) for training, images, labels in module.netD.seen if training]
     assert len(training_calls) == 2 + (1 + 1) + 2 + (1 + 1)  # D, G + measurement, D, G + measurement
@@ -431,7 +432,7 @@ def test_discriminator_rejecting_reals_drives_p_down_to_zero(tmp_path: Path) -> 
     with torch.no_grad():
         module.discriminator.model[3].weight.zero_()
         module.discriminator.model[3].bias.fill_(math.log(0.3 / 0.7))
-    callback = AdaptiveAugmentation(pipe=MarkingPipe(), every_n_batches=1, speed_kimg=0.01, initial_p=0.9)
+    callback = AdaptiveAugmentation(pipe=MarkingPipe(p=0.9), every_n_batches=1, speed_kimg=0.01)
     make_trainer(tmp_path, [callback]).fit(module, loader(12))  # 3 updates of -0.4
     assert callback.rt == -1.0  # sigmoid output read as a probability: 0.3 < 0.5 means "fake"
     assert callback.p == 0.0
@@ -475,14 +476,14 @@ def test_measurement_leaves_discriminator_buffers_untouched(tmp_path: Path) -> N
             self.discriminator.model.insert(1, nn.BatchNorm1d(64))
 
     module = BatchNormGAN()
-    # fixed_p with every_n_batches=1: measures r_t every batch
-    callback = AdaptiveAugmentation(pipe=MarkingPipe(), fixed_p=0.0, every_n_batches=1)
+    # p held at 0 with every_n_batches=1: measures r_t every batch
+    callback = AdaptiveAugmentation(pipe=MarkingPipe(), adapt=False, every_n_batches=1)
     reference = BatchNormGAN()
     reference.load_state_dict(module.state_dict())
     torch.manual_seed(1)
     make_trainer(tmp_path, [callback]).fit(module, loader(8))
     torch.manual_seed(1)
-    no_measurement = AdaptiveAugmentation(pipe=MarkingPipe(), fixed_p=0.0, every_n_batches=100)
+    no_measurement = AdaptiveAugmentation(pipe=MarkingPipe(), adapt=False, every_n_batches=100)
     make_trainer(tmp_path, [no_measurement]).fit(reference, loader(8))
     assert callback.rt is not None  # the measurement ran after every batch
     running_mean = module.discriminator.model[1].running_mean
@@ -492,8 +493,13 @@ def test_measurement_leaves_discriminator_buffers_untouched(tmp_path: Path) -> N
 def test_default_pipe_is_a_real_augment_pipe(tmp_path: Path) -> None:
     ada = pytest.importorskip("lightning_genaug.augment.ada")
     module = TemplateGAN()
-    callback = AdaptiveAugmentation(fixed_p=1.0, every_n_batches=2)
-    make_trainer(tmp_path, [callback]).fit(module, loader(8))
+    callback = AdaptiveAugmentation(adapt=False, every_n_batches=2)
+
+    class FullStrength(pl.Callback):
+        def on_train_start(self, trainer, pl_module):
+            callback.pipe.set_p(1.0)  # the pipe the callback built: p's one home
+
+    make_trainer(tmp_path, [callback, FullStrength()]).fit(module, loader(8))
     assert isinstance(callback.pipe, ada.AugmentPipe) and float(callback.pipe.p) == 1.0
     raw_batches = make_images(8).split(BATCH)
     training_inputs = [images for training, images in module.discriminator.seen if training]
@@ -574,73 +580,19 @@ def test_foreign_resume_restores_the_callbacks_own_pipe(tmp_path: Path) -> None:
     assert resumed == uninterrupted == pytest.approx(0.48)  # updates at 4, 8, 12: not at 6 + 4
 
 
-def test_a_fresh_run_starts_from_the_pipes_own_p_unless_initial_p_is_given(tmp_path: Path) -> None:
-    kept_pipe, overridden_pipe = MarkingPipe(p=0.25), MarkingPipe(p=0.25)
-    kept = AdaptiveAugmentation(pipe=kept_pipe)
-    overridden = AdaptiveAugmentation(pipe=overridden_pipe, initial_p=0.5)
+def test_a_fresh_run_starts_from_the_pipes_own_p(tmp_path: Path) -> None:
+    pipe = MarkingPipe(p=0.25)
+    callback = AdaptiveAugmentation(pipe=pipe)
     seen_p: list[float] = []
 
     class Probe(pl.Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             seen_p.append(float(pl_module.discriminator_pipe.p))
 
-    for callback, pipe, expected in ((kept, kept_pipe, 0.25), (overridden, overridden_pipe, 0.5)):
-        module = TemplateGAN(lr=0.0)
-        module.discriminator_pipe = pipe
-        make_trainer(tmp_path, [callback, Probe()], limit_train_batches=1).fit(module, loader(8))
-        assert seen_p.pop() == expected
-
-
-def test_a_0_1_callback_state_with_its_own_p_still_resumes(tmp_path: Path) -> None:
-    """0.1 checkpointed the callback's copy of p (and no pipe): it is written to the pipe at train start."""
-    callback = AdaptiveAugmentation(pipe=MarkingPipe())
-    callback.load_state_dict({"p": 0.375, "rt": 0.7, "batches_seen": 3, "images_since_update": 12})
-    seen_p: list[float] = []
-
-    class Probe(pl.Callback):
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            seen_p.append(float(callback.pipe.p))
-
-    make_trainer(tmp_path, [callback, Probe()], limit_train_batches=1).fit(TemplateGAN(lr=0.0), loader(8))
-    assert seen_p == [0.375]
-    assert callback.state_dict()["batches_seen"] == 4
-
-
-@pytest.mark.parametrize("native", [True, False])
-def test_a_0_1_checkpoint_file_resumes_with_its_p(tmp_path: Path, native: bool) -> None:
-    """A checkpoint whose callback state is in 0.1's format ({"p", "rt", ...}, no pipe) resumes its p."""
-
-    def make_module() -> pl.LightningModule:
-        return ScriptedNative(four_signs) if native else TemplateGAN(lr=0.0)
-
-    def make_callback() -> AdaptiveAugmentation:
-        pipe = None if native else MarkingPipe()
-        return AdaptiveAugmentation(pipe=pipe, every_n_batches=100)
-
-    first = make_callback()
-    trainer = make_trainer(tmp_path, [first], limit_train_batches=2)
-    trainer.fit(make_module(), loader(8))
-    first.pipe.set_p(0.3)
-    path = tmp_path / "new.ckpt"
-    trainer.save_checkpoint(path)
-    checkpoint = torch.load(path, weights_only=False)
-    state = checkpoint["callbacks"][first.state_key]
-    assert "p" not in state and ("pipe" in state) != native  # 0.2: p only in the pipe's buffer
-    state.pop("pipe", None)
-    state["p"] = 0.3  # what 0.1 wrote
-    torch.save(checkpoint, tmp_path / "old.ckpt")
-
-    resumed = make_callback()
-    make_trainer(tmp_path, [resumed], max_epochs=2, limit_train_batches=2).fit(
-        make_module(), loader(8), ckpt_path=tmp_path / "old.ckpt"
-    )
-    assert resumed.p == pytest.approx(0.3)
-
-
-def test_interval_is_a_deprecated_alias_of_every_n_batches() -> None:
-    with pytest.deprecated_call(match="every_n_batches"):
-        callback = AdaptiveAugmentation(interval=8)
-    assert callback.every_n_batches == 8
+    module = TemplateGAN(lr=0.0)
+    module.discriminator_pipe = pipe
+    make_trainer(tmp_path, [callback, Probe()], limit_train_batches=1).fit(module, loader(8))
+    assert seen_p == [0.25]
 
 
 def test_callback_added_on_resume_continues_from_the_modules_own_p(tmp_path: Path) -> None:

@@ -196,26 +196,8 @@ def test_honours_the_batch_interval(tmp_path):
     # 8 batches of 16: evaluations after batches 2, 4, 6 and 8
     assert extractor.images_seen == 64 + 4 * 32
     assert callback.state_dict() == {
-        "images_seen": 128, "batches_seen": 8, "last_eval_batches": 8, "every_n_batches": 2
+        "images_seen": 128, "batches_seen": 8, "last_eval_batches": 8
     }
-
-
-def test_every_n_kimg_is_a_deprecated_alias_converted_with_the_batch_size(tmp_path):
-    with pytest.deprecated_call(match="every_n_batches"):
-        callback = metrics_callback(tmp_path, every_n_kimg=0.024, at_fit_end=False)
-    extractor = callback.feature_extractor
-    make_trainer(tmp_path, [callback], max_epochs=2).fit(ToyGenerator(), train_dataloaders=real_loader())
-    assert callback.every_n_batches == 2  # ceil(24 images / 16 per batch)
-    assert extractor.images_seen == 64 + 4 * 32
-
-
-def test_every_n_epochs_is_a_deprecated_alias_and_evaluates_at_fit_end(tmp_path):
-    with pytest.deprecated_call(match="every_n_batches"):
-        callback = metrics_callback(tmp_path, every_n_epochs=2)
-    extractor = callback.feature_extractor
-    make_trainer(tmp_path, [callback], max_epochs=3).fit(ToyGenerator(), train_dataloaders=real_loader())
-    assert callback.every_n_batches == 8  # 2 epochs of 4 batches
-    assert extractor.images_seen == 64 + 2 * 32  # after epoch 2, then at fit end (epoch 3)
 
 
 @pytest.mark.parametrize("with_validation", [False, True])
@@ -291,8 +273,6 @@ def test_missing_inception_weights_fail_at_construction_fast(tmp_path, monkeypat
         ({"metrics": ("fid", "lpips")}, "metrics"),
         ({"num_gen": 0}, "num_gen"),
         ({"every_n_batches": 0}, "every_n_batches"),
-        ({"every_n_kimg": 0.0}, "every_n_kimg"),
-        ({"every_n_batches": 2, "every_n_epochs": 1}, "at most one"),
         ({"metrics": "is", "num_gen": 4, "is_splits": 10}, "is_splits"),
         ({"feature_extractor": "vgg16"}, "feature_extractor"),
     ],

@@ -163,12 +163,6 @@ def test_grid_cells_are_upscaled_pixel_squares_with_gaps(tmp_path):
     assert (picture[:2] == 255).all() and (picture[:, 2 + 64 : 2 + 64 + 2] == 255).all()  # white gaps
 
 
-def test_every_n_steps_is_a_deprecated_alias():
-    with pytest.deprecated_call(match="every_n_batches"):
-        grid = SampleGrid(every_n_steps=7)
-    assert grid.every_n_batches == 7
-
-
 def test_state_dict_round_trip():
     grid = SampleGrid()
     state = {"images_seen": 320, "batches_seen": 10, "last_logged_batch": 10}

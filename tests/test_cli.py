@@ -120,3 +120,46 @@ def test_a_wandb_logger_at_its_default_save_dir_writes_under_default_root_dir(tm
     args += ["--trainer.default_root_dir", str(tmp_path / "r")]
     trainer = GenAugCLI(args=[*args, "--trainer.logger", "WandbLogger"], run=False).trainer
     assert Path(trainer.logger.save_dir) == tmp_path / "r"
+
+
+def test_a_single_augmentation_strength_is_set_from_the_command_line(cli):
+    """Every AugmentPipe strength is a keyword argument, so the paper's ablations are configurable."""
+    config = REPO / "examples" / "configs" / "ada.yaml"
+    args = ["fit", "--config", str(config), "--model.augment.init_args.rotate", "0.5", "--print_config"]
+    code, output = cli(args)
+    assert code == 0, output
+    augment = yaml.safe_load(output)["model"]["init_args"]["augment"]
+    assert augment["class_path"].endswith(".AugmentPipe")
+    assert augment["init_args"]["rotate"] == 0.5
+    assert augment["init_args"]["preset"] == "bgc" and augment["init_args"]["xflip"] is None
+
+
+def test_a_scheduled_p_is_configured_by_its_short_name(cli, tmp_path: Path):
+    config = tmp_path / "scheduled.yaml"
+    config.write_text(
+        "model:\n  class_path: StyleGAN2ADA\ndata:\n  class_path: DigitsDataModule\n"
+        "trainer:\n  callbacks:\n    - class_path: ScheduledAugmentation\n"
+        "      init_args: {ramp_kimg: 500, max_p: 0.6}\n"
+    )
+    code, output = cli(["fit", "--config", str(config), "--print_config"])
+    assert code == 0, output
+    (callback,) = yaml.safe_load(output)["trainer"]["callbacks"]
+    assert callback["class_path"].endswith(".ScheduledAugmentation")
+    assert callback["init_args"]["ramp_kimg"] == 500 and callback["init_args"]["max_p"] == 0.6
+
+
+@pytest.mark.parametrize(
+    ("model", "good", "bad"),
+    [
+        ("StyleGAN2ADA", "{lr: 0.001, ema_rampup: null}", "{lr: fast}"),
+        ("StyleGAN2ADA", "{channel_max: 64}", "{gamma: 1.0}"),  # gamma belongs to the regulariser
+        ("SparseTransformerDistAug", "{dropout: 0.1, n_layer: 4}", "{n_layers: 4}"),
+    ],
+)
+def test_config_overrides_are_checked_by_the_command_line(cli, model: str, good: str, bad: str):
+    base = ["fit", "--model", model, "--data", "DigitsDataModule", "--print_config"]
+    code, output = cli([*base, "--model.config_overrides", good])
+    assert code == 0, output
+    assert yaml.safe_load(output)["model"]["init_args"]["config_overrides"]
+    code, output = cli([*base, "--model.config_overrides", bad])
+    assert code != 0 and "config_overrides" in output and "Traceback" not in output

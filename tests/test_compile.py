@@ -36,7 +36,7 @@ def train(compile: bool) -> StyleGAN2ADA:
         channels=1,
         num_classes=0,
         config_overrides={"pl_interval": 2},
-        regularizer=R1(interval=2),
+        regularizer=R1(every_n_batches=2),
         compile=compile,
     )
     images = torch.rand(24, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from lightning_genaug import AdaptiveAugmentation
+from lightning_genaug import AdaptiveAugmentation, AugmentPipe
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "autoencoder_gan.py"
 
@@ -48,7 +48,7 @@ def test_a_few_steps_move_p_and_the_patch_discriminator_sees_augmented_images(tm
     raw, seen = [], []  # D's input before the callback's hook, and what its first layer received
     discriminator.register_forward_pre_hook(lambda _, args: raw.append(args[0].detach().clone()))
     discriminator.main[0].register_forward_pre_hook(lambda _, args: seen.append(args[0].detach().clone()))
-    ada = AdaptiveAugmentation(initial_p=0.5, every_n_batches=2, speed_kimg=1.0)
+    ada = AdaptiveAugmentation(pipe=AugmentPipe("bgc", p=0.5), every_n_batches=2, speed_kimg=1.0)
     trainer = example.fit(model, max_steps=8, log_dir=str(tmp_path), ada=ada)  # 4 batches
 
     assert ada.is_foreign and ada.p != 0.5  # the controller found loss.discriminator and moved p

@@ -141,8 +141,7 @@ def shrink(config: Path, tmp_path: Path) -> Path:
     ("name", "extra", "model"),
     [
         ("ada.yaml", [], "StyleGAN2ADA"),
-        ("scalegan.yaml", [], "StyleGAN2ADA"),
-        ("scalegan.yaml", ["--model", "ScaleGAN"], "ScaleGAN"),
+        ("scalegan.yaml", [], "ScaleGAN"),
         (
             "distaug.yaml",
             ["--model.predict.sample_kwargs", "{temperature: 0.9, use_cache: true}"],

@@ -195,7 +195,7 @@ def test_the_patch_discriminator_of_an_autoencoders_loss_module_is_found_and_aug
     raw, seen = [], []
     discriminator.register_forward_pre_hook(lambda _, args: raw.append(args[0].detach().clone()))
     discriminator.main[0].register_forward_pre_hook(lambda _, args: seen.append(args[0].detach().clone()))
-    callback = AdaptiveAugmentation(initial_p=0.8, every_n_batches=2, speed_kimg=1.0)
+    callback = AdaptiveAugmentation(pipe=AugmentPipe("bgc", p=0.8), every_n_batches=2, speed_kimg=1.0)
     make_trainer(tmp_path, [callback]).fit(module, images_loader())
     assert callback.is_foreign and callback.rt is not None
     assert len(raw) == len(seen) == 4 * 3 + 2  # 3 D calls per batch + the probe every 2nd batch

@@ -153,7 +153,8 @@ def test_adaptive_augmentation_installs_a_kornia_pipe_on_a_foreign_gan(tmp_path:
     module = TemplateGAN()
     pipe = KorniaAugment([K.RandomAffine(degrees=0.0, translate=(0.25, 0.25), padding_mode="zeros"), noise()],
                          max_p=0.8)
-    callback = AdaptiveAugmentation(pipe=pipe, initial_p=0.5, speed_kimg=0.1, max_p=0.8)  # every 4 batches
+    pipe.set_p(0.5)
+    callback = AdaptiveAugmentation(pipe=pipe, speed_kimg=0.1, max_p=0.8)  # every 4 batches
     make_trainer(tmp_path, [callback]).fit(module, loader(16))
     training_inputs = [images for training, images in module.discriminator.seen if training]
     # per batch: G step (fakes), D step (reals, fakes); after the 4th batch the measurement (reals)

@@ -44,11 +44,12 @@ def build(name: str, seed: int = 0, augment_p: float = 0.5, **overrides) -> Styl
     pl.seed_everything(seed)
     args = {**SCHEDULE, **overrides}
     if name == "stylegan2-ada":
-        return StyleGAN2ADA(augment=AugmentPipe("bgc", p=augment_p), regularizer=R1(interval=2), **args)
+        augment, regularizer = AugmentPipe("bgc", p=augment_p), R1(every_n_batches=2)
+        return StyleGAN2ADA(augment=augment, regularizer=regularizer, **args)
     if name == "scalegan":
-        return ScaleGAN(regularizer=VarianceRegularizer(interval=2), **args)
+        return ScaleGAN(regularizer=VarianceRegularizer(every_n_batches=2), **args)
     ada_then_scaling = Chain([AugmentPipe("bgc", p=augment_p), DataScaling("uniform", p=0.5)])
-    return ScaleGAN(regularizer=R1(interval=2), augment=ada_then_scaling, **args)
+    return ScaleGAN(regularizer=R1(every_n_batches=2), augment=ada_then_scaling, **args)
 
 
 class PhaseRecorder:
@@ -207,7 +208,7 @@ def fp16_model(**overrides) -> StyleGAN2ADA:
         channels=1,
         num_classes=0,
         config_overrides={"pl_interval": 2, "num_fp16_res": 2, "conv_clamp": CLAMP},
-        regularizer=R1(interval=2),
+        regularizer=R1(every_n_batches=2),
         **overrides,
     )
 

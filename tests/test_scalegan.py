@@ -167,7 +167,7 @@ def test_without_augmentation_d_sees_the_images() -> None:
 def test_training_steps_run_change_weights_and_use_the_chosen_regularizer(
     tmp_path, regularizer: type, logged: str
 ) -> None:
-    model = ScaleGAN(regularizer=regularizer(gamma=1.0, interval=1), **TINY)
+    model = ScaleGAN(regularizer=regularizer(gamma=1.0, every_n_batches=1), **TINY)
     networks = ("G.", "D.")
     before = {name: value.clone() for name, value in model.state_dict().items() if name.startswith(networks)}
     trainer = _trainer(tmp_path, batches=1)
@@ -181,7 +181,7 @@ def test_training_steps_run_change_weights_and_use_the_chosen_regularizer(
 
 def test_regularizer_none_turns_d_regularization_off() -> None:
     model = ScaleGAN(regularizer=None, **TINY)
-    assert model.train_config.gamma == 0.0 and "Dreg" not in model.phases(0)
+    assert model.regularizer is None and "Dreg" not in model.phases(0)
 
 
 @pytest.mark.parametrize(
@@ -236,3 +236,15 @@ def test_the_controller_adapts_a_chains_first_augmentation_only(tmp_path) -> Non
     assert controller.pipe is model.augment_pipe
     assert float(ada.p) > 0.0 and controller.p == pytest.approx(float(ada.p))
     assert float(scaling.p) == 0.5
+
+
+def test_a_chain_hands_its_generator_to_every_augmentation() -> None:
+    """A seeded chain is the seeded augmentations applied in turn, drawing from one generator."""
+    ada, scaling = AugmentPipe(p=0.8), DataScaling("uniform", p=0.8)
+    images = torch.rand(6, 3, 8, 8) * 2 - 1
+    chained = Chain([ada, scaling])(images, generator=torch.Generator().manual_seed(3))
+    generator = torch.Generator().manual_seed(3)
+    by_hand = scaling(ada(images, generator=generator), generator=generator)
+    torch.testing.assert_close(chained, by_hand)
+    again = Chain([ada, scaling])(images, generator=torch.Generator().manual_seed(3))
+    torch.testing.assert_close(chained, again)

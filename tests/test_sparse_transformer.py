@@ -9,13 +9,13 @@ import lightning as L
 import pytest
 import torch
 
-from lightning_genaug.augment.distaug import to_sequence
+from lightning_genaug.augment.distaug import DistAugTransforms, to_sequence
 from lightning_genaug.data import DigitsDataModule
 from lightning_genaug.models.sparse_transformer import (
-    PRESETS,
+    SPARSE_TRANSFORMER_PRESETS,
     SparseTransformer,
     SparseTransformerDistAug,
-    get_config,
+    sparse_transformer_config,
 )
 from lightning_genaug.models.sparse_transformer.model import attention_mask, sparse_attention
 from lightning_genaug.models.sparse_transformer.module import images_to_tokens, tokens_to_images
@@ -42,7 +42,7 @@ def naive_mask(pattern: str, seq_len: int, stride: int) -> torch.Tensor:
 def tiny_net(pattern: str = "local", kernel: str = "sdpa", **overrides: object) -> SparseTransformer:
     """A float64 model of 4x4x1 images (16 tokens) with window/stride 3; ``pattern`` may be "a,b"."""
     torch.manual_seed(0)
-    config = get_config(
+    config = sparse_transformer_config(
         "tiny",
         channels=1,
         resolution=4,
@@ -128,13 +128,13 @@ def test_named_configs_have_the_papers_sizes() -> None:
     expected_millions = {"15m": 15, "58m": 58, "150m": 152}
     for name, millions in expected_millions.items():
         with torch.device("meta"):
-            net = SparseTransformer(get_config(name))
+            net = SparseTransformer(sparse_transformer_config(name))
         assert net.num_parameters() / 1e6 == pytest.approx(millions, rel=0.04), name
-    assert PRESETS["15m"].n_layer * 4 == PRESETS["58m"].n_layer
+    assert SPARSE_TRANSFORMER_PRESETS["15m"].n_layer * 4 == SPARSE_TRANSFORMER_PRESETS["58m"].n_layer
     with pytest.raises(ValueError, match="config"):
-        get_config("huge")
+        sparse_transformer_config("huge")
     with pytest.raises(ValueError, match="Unknown SparseTransformerConfig field"):
-        get_config("tiny", n_layers=3)
+        sparse_transformer_config("tiny", n_layers=3)
 
 
 def coordinate_images(channels: int, size: int) -> torch.Tensor:
@@ -153,7 +153,7 @@ def test_tokens_follow_the_batch_contract() -> None:
 def test_position_embeddings_follow_each_token_to_its_original_pixel() -> None:
     """A token read at step k gets the row/col/channel embedding of the pixel it came from."""
     module = SparseTransformerDistAug(
-        channels=3, resolution=8, transforms=["rotation", "transposition", "color"]
+        channels=3, resolution=8, augment=DistAugTransforms(["rotation", "transposition", "color"])
     )
     images = coordinate_images(3, 8).expand(48, -1, -1, -1)
     torch.manual_seed(0)
@@ -178,7 +178,7 @@ def test_position_embeddings_follow_each_token_to_its_original_pixel() -> None:
 
 def test_start_token_is_the_sum_of_one_embedding_per_transform_kind_plus_class() -> None:
     module = SparseTransformerDistAug(
-        channels=3, resolution=8, transforms=["rotation", "color"], num_classes=10
+        channels=3, resolution=8, augment=DistAugTransforms(["rotation", "color"]), num_classes=10
     )
     net = module.net
     ids, labels = torch.tensor([[2, 5]]), torch.tensor([7])
@@ -188,7 +188,7 @@ def test_start_token_is_the_sum_of_one_embedding_per_transform_kind_plus_class()
 
 
 def test_untrained_model_is_close_to_8_bits_per_dim() -> None:
-    module = SparseTransformerDistAug(channels=3, resolution=8, transforms=["rotation"])
+    module = SparseTransformerDistAug(channels=3, resolution=8, augment=DistAugTransforms(["rotation"]))
     images = torch.rand(8, 3, 8, 8) * 2 - 1
     assert float(module.bits_per_dim(images)) == pytest.approx(8.0, abs=0.1)
     assert float(module.bits_per_dim((images, torch.zeros(8, dtype=torch.long)))) == pytest.approx(
@@ -207,7 +207,8 @@ class _Recorder(L.Callback):
 def test_training_on_digits_lowers_val_bpd_and_infers_the_image_shape(tmp_path) -> None:
     torch.manual_seed(0)
     data = DigitsDataModule(resolution=8, channels=1, batch_size=32, val_fraction=0.1, max_images=320)
-    module = SparseTransformerDistAug(transforms=["rotation", "transposition"], lr=3e-3, warmup_steps=5)
+    augment = DistAugTransforms(["rotation", "transposition"])
+    module = SparseTransformerDistAug(augment=augment, lr=3e-3, warmup_steps=5)
     recorder = _Recorder()
     trainer = L.Trainer(
         max_steps=36,
@@ -246,7 +247,7 @@ def test_gradients_are_clipped_at_the_papers_norm_unless_the_trainer_sets_a_valu
 
 
 def test_validation_uses_the_identity_transform_and_the_ema_weights() -> None:
-    module = SparseTransformerDistAug(channels=1, resolution=8, transforms=["rotation"])
+    module = SparseTransformerDistAug(channels=1, resolution=8, augment=DistAugTransforms(["rotation"]))
     with torch.no_grad():
         for param in module.ema_net.parameters():
             param.add_(torch.randn_like(param) * 0.05)
@@ -271,7 +272,7 @@ def test_kv_cache_sampling_draws_exactly_the_tokens_of_full_recompute(layers: tu
     module = SparseTransformerDistAug(
         channels=1,
         resolution=8,
-        transforms=["rotation"],
+        augment=DistAugTransforms(["rotation"]),
         num_classes=3,
         config_overrides={"attention_layers": layers, "n_layer": 3},
     ).double()
@@ -286,10 +287,10 @@ def test_kv_cache_sampling_draws_exactly_the_tokens_of_full_recompute(layers: tu
 
 
 def test_sample_checks_the_transform_argument() -> None:
-    module = SparseTransformerDistAug(channels=1, resolution=8, transforms=["rotation"])
+    module = SparseTransformerDistAug(channels=1, resolution=8, augment=DistAugTransforms(["rotation"]))
     with pytest.raises(ValueError, match="transform"):
         module.sample(2, transform=[4])
-    baseline = SparseTransformerDistAug(channels=1, resolution=8, transforms=[])
+    baseline = SparseTransformerDistAug(channels=1, resolution=8, augment=None)
     assert baseline.sample(2, generator=torch.Generator().manual_seed(0)).shape == (2, 1, 8, 8)
     with pytest.raises(ValueError, match="no DistAug"):
         baseline.sample(2, transform=[1])
@@ -297,7 +298,7 @@ def test_sample_checks_the_transform_argument() -> None:
 
 def test_module_rejects_bad_arguments_with_clear_messages() -> None:
     with pytest.raises(ValueError, match="3 colour channels"):
-        SparseTransformerDistAug(channels=1, resolution=8, transforms=["color"])
+        SparseTransformerDistAug(channels=1, resolution=8, augment=DistAugTransforms(["color"]))
     with pytest.raises(ValueError, match="both"):
         SparseTransformerDistAug(channels=3)
     with pytest.raises(ValueError, match="lr_schedule"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -101,10 +102,15 @@ def test_default_schedule_regularises_g_every_4_and_d_every_16_batches():
 
 def test_network_and_training_fields_have_one_home():
     """Preset fields come from `config_overrides`; R1's weight and interval from the regulariser only."""
-    model = tiny(config_overrides={"lr": 0.001, "pl_decay": 0.02}, regularizer=R1(gamma=0.5, interval=8))
-    cfg = model.train_config
-    assert (cfg.lr, cfg.pl_decay, cfg.gamma, cfg.r1_interval) == (0.001, 0.02, 0.5, 8)
-    assert (tiny().train_config.gamma, tiny().train_config.r1_interval) == (0.05, 16)  # the tiny preset's
+    overrides = {"lr": 0.001, "pl_decay": 0.02}
+    model = tiny(config_overrides=overrides, regularizer=R1(gamma=0.5, every_n_batches=8))
+    assert (model.train_config.lr, model.train_config.pl_decay) == (0.001, 0.02)
+    assert (model.regularizer.gamma, model.regularizer.every_n_batches) == (0.5, 8)
+    assert [batch for batch in range(20) if "Dreg" in model.phases(batch)] == [0, 8, 16]
+    default = tiny()  # R1() takes the tiny preset's values where it was given none
+    assert (default.regularizer.gamma, default.regularizer.every_n_batches) == (0.05, 16)
+    half = tiny(regularizer=R1(gamma=0.5))
+    assert (half.regularizer.gamma, half.regularizer.every_n_batches) == (0.5, 16)
     with pytest.raises(ValueError, match="belong to the D regulariser"):
         tiny(config_overrides={"gamma": 1.0})
     with pytest.raises(ValueError, match="Unknown StyleGAN2Config field"):
@@ -119,7 +125,7 @@ def test_training_runs_the_regularisers_on_schedule(tmp_path):
         resolution=8,
         channels=1,
         num_classes=0,
-        regularizer=R1(interval=3),
+        regularizer=R1(every_n_batches=3),
         config_overrides={"pl_interval": 2},
     )
     trainer(tmp_path, batches=4).fit(model, train_dataloaders=random_loader(4))
@@ -249,7 +255,7 @@ class SeedPerStep(pl.Callback):
 def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     def settings() -> dict:
         overrides = {"pl_interval": 2, "style_mixing_prob": 0.5}
-        return dict(augment=AugmentPipe(p=0.5), regularizer=R1(interval=3), config_overrides=overrides)
+        return dict(augment=AugmentPipe(p=0.5), regularizer=R1(every_n_batches=3), config_overrides=overrides)
 
     loader = random_loader(3)
 
@@ -338,7 +344,7 @@ def test_nan_loss_stops_before_the_step_and_the_last_checkpoint_stays_good(tmp_p
         resolution=8,
         channels=1,
         num_classes=0,
-        regularizer=R1(interval=2),
+        regularizer=R1(every_n_batches=2),
         config_overrides={"pl_interval": 2},
     )
     checkpoints = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True, every_n_train_steps=1)
@@ -399,6 +405,18 @@ def test_predict_writes_pngs_and_a_grid_with_a_datamodule_lacking_predict_data(t
     assert Image.open(tmp_path / "out" / "grid.png").size == (3 * 66 + 2, 2 * 66 + 2)
     again = trainer(tmp_path).predict(model, datamodule=data)  # seeds fix the images
     torch.testing.assert_close(torch.cat(again), torch.cat(predictions))
+
+
+def test_predict_gives_every_item_of_a_loader_its_own_seed_with_a_short_last_batch(tmp_path):
+    """5 items in batches of 2: seeds 0-4, five PNGs (seed + batch_idx * len(batch) repeated seed 4)."""
+    images = torch.zeros(5, 1, 8, 8)
+    model = tiny(predict=PredictOptions(output_dir=str(tmp_path / "out")))
+    loader = DataLoader(TensorDataset(images), batch_size=2)
+    predicted = torch.cat(trainer(tmp_path).predict(model, dataloaders=loader))
+    written = sorted(path.name for path in (tmp_path / "out").iterdir())
+    assert written == ["grid.png"] + [f"seed{seed:06d}.png" for seed in range(5)]
+    expected = torch.cat([model.sample(1, generator=torch.Generator().manual_seed(i)) for i in range(5)])
+    torch.testing.assert_close(predicted, expected)
 
 
 def test_bad_arguments_are_named():
@@ -517,3 +535,16 @@ def test_validate_and_test_log_ds_response_to_held_out_reals(tmp_path: Path):
     assert result["test/scores_real"] == pytest.approx(float(expected), rel=1e-4)
     (validated,) = trainer(tmp_path).validate(model, dataloaders=loader, verbose=False)
     assert validated["val/sign_real"] == pytest.approx(result["test/sign_real"])
+
+
+def test_a_batch_other_than_the_presets_is_named_at_the_first_batch(tmp_path):
+    """tiny sizes gamma and ema_kimg for a global batch of 8; training at 4 says so, once."""
+    half_batch = DataLoader(random_loader(1).dataset, batch_size=4)
+    expected = r"gamma = 0.05, ema_kimg = 0.01 for a global batch of 8.*batch of 4"
+    with pytest.warns(UserWarning, match=expected):
+        trainer(tmp_path, batches=2).fit(tiny(), train_dataloaders=half_batch)
+    own_values = tiny(regularizer=R1(gamma=0.1), config_overrides={"ema_kimg": 0.005})
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*preset sets.*")
+        trainer(tmp_path, batches=2).fit(own_values, train_dataloaders=half_batch)
+        trainer(tmp_path, batches=1).fit(tiny(), train_dataloaders=random_loader(1))  # the preset's batch

@@ -12,7 +12,7 @@ from lightning_genaug.models.stylegan2.configs import (
     CONFIG_NAMES,
     StyleGAN2Config,
     build_networks,
-    get_config,
+    stylegan2_config,
 )
 from lightning_genaug.models.stylegan2.networks import (
     Discriminator,
@@ -64,7 +64,7 @@ def test_every_config_builds_networks_with_the_right_shapes(name, c_dim):
 
 
 def test_cifar_config_matches_the_reference_table():
-    cfg = get_config("cifar", 32)
+    cfg = stylegan2_config("cifar", 32)
     assert (cfg.channel_base, cfg.channel_max, cfg.mapping_layers, cfg.d_architecture) == (
         32768,
         512,
@@ -84,7 +84,7 @@ def test_paper_configs_match_the_reference_table():
         "paper1024": (32768, 8, 32, 4, 0.002, 2.0, 10.0),
     }
     for name, expected in table.items():
-        cfg = get_config(name, 256)
+        cfg = stylegan2_config(name, 256)
         got = (
             cfg.channel_base,
             cfg.mapping_layers,
@@ -112,7 +112,7 @@ def test_paper_configs_match_the_reference_table():
     ],
 )
 def test_auto_config_scales_with_resolution_and_processes(resolution, world_size, expected):
-    cfg = get_config("auto", resolution, world_size=world_size)
+    cfg = stylegan2_config("auto", resolution, world_size=world_size)
     got = (cfg.channel_base, cfg.batch_size, cfg.mbstd_group, cfg.lr, cfg.gamma, cfg.ema_kimg)
     assert got == pytest.approx(expected)
     assert (cfg.mapping_layers, cfg.ema_rampup) == (2, 0.05)
@@ -122,15 +122,15 @@ def test_unknown_config_or_field_raises_listing_the_valid_ones():
     with pytest.raises(
         ValueError, match="valid values are: auto, stylegan2, paper256, paper512, paper1024, cifar"
     ):
-        get_config("paper2048", 32)
+        stylegan2_config("paper2048", 32)
     with pytest.raises(ValueError, match="Unknown StyleGAN2Config field.*'gama'.*gamma"):
-        get_config("cifar", 32, gama=1.0)
+        stylegan2_config("cifar", 32, gama=1.0)
     with pytest.raises(ValueError, match="style_mixing_prob"):
-        get_config("cifar", 32, style_mixing_prob=1.5)
+        stylegan2_config("cifar", 32, style_mixing_prob=1.5)
 
 
 def test_overrides_replace_config_fields_and_configs_are_accepted_directly():
-    cfg = get_config("tiny", 16, gamma=0.5)
+    cfg = stylegan2_config("tiny", 16, gamma=0.5)
     assert cfg.gamma == 0.5 and isinstance(cfg, StyleGAN2Config)
     G, D = build_networks(cfg, 16, 1, 0, channel_max=8, d_architecture="skip")
     assert (
@@ -340,4 +340,4 @@ def test_channel_schedule_follows_channel_base_over_resolution():
     expected = {res: min(16384 // res, 512) for res in (4, 8, 16, 32, 64)}
     assert {res: getattr(G.synthesis, f"b{res}").conv1.weight.shape[0] for res in expected} == expected
     assert D.b64.conv0.weight.shape[0] == expected[64] and D.b64.conv1.weight.shape[0] == expected[32]
-    assert math.isclose(get_config("paper256", 64).lr, 0.0025)
+    assert math.isclose(stylegan2_config("paper256", 64).lr, 0.0025)

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from lightning_genaug._checks import check_choice, check_images, check_range
-from lightning_genaug.augment.protocol import ParametricAugmentation
+from lightning_genaug.augment.protocol import ParametricAugmentation, random_draw
 
 # Probability multipliers, grouped as in the paper's presets.
 GROUPS: dict[str, tuple[str, ...]] = {
@@ -58,7 +58,7 @@ GEOMETRY_PARAMS: tuple[str, ...] = (
 COLOR_PARAMS: tuple[str, ...] = ("brightness", "contrast", "lumaflip", "hue", "saturation")
 
 # Preset name -> enabled groups; "bgc" (blit + geom + colour) is the paper's default.
-PRESETS: dict[str, tuple[str, ...]] = {
+AUGMENT_PRESETS: dict[str, tuple[str, ...]] = {
     "blit": ("blit",),
     "geom": ("geom",),
     "color": ("color",),
@@ -72,21 +72,6 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "bgcfnc": ("blit", "geom", "color", "filter", "noise", "cutout"),
 }
 
-# Distribution parameters (App. B); the ``*_std`` of multiplicative transforms are log2 std devs.
-DISTRIBUTION_DEFAULTS: dict[str, float] = {
-    "xint_max": 0.125,  # integer translation ~ U(-xint_max, xint_max) * size, rounded
-    "scale_std": 0.2,  # isotropic scale = 2 ** N(0, scale_std^2)
-    "rotate_max": 1.0,  # rotation angle ~ U(-pi, pi) * rotate_max
-    "aniso_std": 0.2,  # anisotropic scale = 2 ** N(0, aniso_std^2)
-    "xfrac_std": 0.125,  # fractional translation ~ N(0, xfrac_std^2) * size
-    "brightness_std": 0.2,  # brightness offset ~ N(0, brightness_std^2)
-    "contrast_std": 0.5,  # contrast = 2 ** N(0, contrast_std^2)
-    "hue_max": 1.0,  # hue angle ~ U(-pi, pi) * hue_max
-    "saturation_std": 1.0,  # saturation = 2 ** N(0, saturation_std^2)
-    "imgfilter_std": 1.0,  # band gain = 2 ** N(0, imgfilter_std^2)
-    "noise_std": 0.1,  # noise sigma ~ |N(0, noise_std^2)|
-    "cutout_size": 0.5,  # cutout rectangle side, relative to the image size
-}
 NUM_BANDS = 4
 COLOR_CHANNELS = (1, 3)
 
@@ -257,17 +242,16 @@ class _Draws:
         self.batch_size = batch_size
         self.device = device
         self.generator = generator
-        self.draw_device = generator.device if generator is not None else device
 
     def uniform(self, *shape: int) -> torch.Tensor:
         """``U(0, 1)`` of shape ``(B, *shape)``."""
         size = (self.batch_size, *shape)
-        return torch.rand(size, generator=self.generator, device=self.draw_device).to(self.device)
+        return random_draw(torch.rand, size, device=self.device, generator=self.generator)
 
     def normal(self, *shape: int, count: int | None = None) -> torch.Tensor:
         """``N(0, 1)`` of shape ``(count or B, *shape)``."""
         size = (self.batch_size if count is None else count, *shape)
-        return torch.randn(size, generator=self.generator, device=self.draw_device).to(self.device)
+        return random_draw(torch.randn, size, device=self.device, generator=self.generator)
 
     def gate(self, probability: float) -> torch.Tensor:
         """Boolean ``(B,)``: which samples apply a transform of this probability."""
@@ -286,18 +270,44 @@ class AugmentPipe(ParametricAugmentation):
     for grey) apply; hue rotation and saturation leave grey unchanged and are not drawn. Colour
     transforms need 1 or 3 channels; the other transforms work for any channel count.
 
+    Every strength and distribution parameter is a keyword argument, so a YAML file or the command
+    line reaches each one (``--model.augment.init_args.rotate 0.5``). A transform's strength is its
+    probability multiplier, >= 0; ``None`` takes the preset's (1 for the transforms of its groups,
+    0 for the others). The ``*_std`` of multiplicative transforms are standard deviations of log2.
+
     Args:
         preset: which groups start enabled (multiplier 1): ``"bgc"`` (default: blit, geom, colour),
             ``"bgcfnc"`` (all 18), ``"blit"``, ``"geom"``, ``"color"``, ``"filter"``, ``"noise"``,
             ``"cutout"``, ``"bg"``, ``"bgcf"``, ``"bgcfn"``; ``None`` enables none.
         p: initial strength in [0, 1] (the controller adapts it; a buffer saved in ``state_dict``).
-        **strengths: per-transform probability multipliers overriding the preset (``xflip``,
-            ``rotate90``, ``xint``, ``scale``, ``rotate``, ``aniso``, ``xfrac``, ``brightness``,
-            ``contrast``, ``lumaflip``, ``hue``, ``saturation``, ``imgfilter``, ``noise``,
-            ``cutout``), distribution parameters (``xint_max``, ``scale_std``, ``rotate_max``,
-            ``aniso_std``, ``xfrac_std``, ``brightness_std``, ``contrast_std``, ``hue_max``,
-            ``saturation_std``, ``imgfilter_std``, ``noise_std``, ``cutout_size``) and
-            ``imgfilter_bands`` (4 multipliers, one per frequency band, low to high).
+        xflip: strength of the horizontal flip (blit).
+        rotate90: strength of the rotation by a multiple of 90 degrees (blit).
+        xint: strength of the integer translation (blit).
+        scale: strength of the isotropic scaling (geom).
+        rotate: strength of the arbitrary rotation (geom; pre- or post-rotation with this probability).
+        aniso: strength of the anisotropic scaling (geom).
+        xfrac: strength of the fractional translation (geom).
+        brightness: strength of the brightness offset (color).
+        contrast: strength of the contrast scaling (color).
+        lumaflip: strength of the luma flip (color).
+        hue: strength of the hue rotation (color).
+        saturation: strength of the saturation scaling (color).
+        imgfilter: strength of the frequency-band filter (filter; each band on its own).
+        noise: strength of the additive RGB noise (noise).
+        cutout: strength of the cutout (cutout).
+        xint_max: integer translation ``~ U(-xint_max, xint_max) * size``, rounded to pixels.
+        scale_std: isotropic scale ``= 2 ** N(0, scale_std^2)``.
+        rotate_max: rotation angle ``~ U(-pi, pi) * rotate_max``.
+        aniso_std: anisotropic scale ``= 2 ** N(0, aniso_std^2)``.
+        xfrac_std: fractional translation ``~ N(0, xfrac_std^2) * size``.
+        brightness_std: brightness offset ``~ N(0, brightness_std^2)``.
+        contrast_std: contrast ``= 2 ** N(0, contrast_std^2)``.
+        hue_max: hue angle ``~ U(-pi, pi) * hue_max``.
+        saturation_std: saturation ``= 2 ** N(0, saturation_std^2)``.
+        imgfilter_std: band gain ``= 2 ** N(0, imgfilter_std^2)``.
+        noise_std: noise sigma ``~ |N(0, noise_std^2)|``.
+        cutout_size: side of the cutout square relative to the image size, in [0, 1].
+        imgfilter_bands: 4 multipliers of ``imgfilter``, one per frequency band, low to high.
 
     Shape:
         - Input: ``(B, C, H, W)`` float (float16/bfloat16 are computed in float32).
@@ -313,27 +323,67 @@ class AugmentPipe(ParametricAugmentation):
         True
     """
 
-    def __init__(self, preset: str | None = "bgc", p: float = 0.0, **strengths: Any) -> None:
+    def __init__(
+        self,
+        preset: str | None = "bgc",
+        p: float = 0.0,
+        *,
+        xflip: float | None = None,
+        rotate90: float | None = None,
+        xint: float | None = None,
+        scale: float | None = None,
+        rotate: float | None = None,
+        aniso: float | None = None,
+        xfrac: float | None = None,
+        brightness: float | None = None,
+        contrast: float | None = None,
+        lumaflip: float | None = None,
+        hue: float | None = None,
+        saturation: float | None = None,
+        imgfilter: float | None = None,
+        noise: float | None = None,
+        cutout: float | None = None,
+        xint_max: float = 0.125,
+        scale_std: float = 0.2,
+        rotate_max: float = 1.0,
+        aniso_std: float = 0.2,
+        xfrac_std: float = 0.125,
+        brightness_std: float = 0.2,
+        contrast_std: float = 0.5,
+        hue_max: float = 1.0,
+        saturation_std: float = 1.0,
+        imgfilter_std: float = 1.0,
+        noise_std: float = 0.1,
+        cutout_size: float = 0.5,
+        imgfilter_bands: Sequence[float] = (1.0,) * NUM_BANDS,
+    ) -> None:
         super().__init__(p)
         enabled: tuple[str, ...] = ()
         if preset is not None:
-            enabled = PRESETS[check_choice("preset", preset, PRESETS)]
+            enabled = AUGMENT_PRESETS[check_choice("preset", preset, AUGMENT_PRESETS)]
+        given = {
+            "xflip": xflip, "rotate90": rotate90, "xint": xint, "scale": scale, "rotate": rotate,
+            "aniso": aniso, "xfrac": xfrac, "brightness": brightness, "contrast": contrast,
+            "lumaflip": lumaflip, "hue": hue, "saturation": saturation, "imgfilter": imgfilter,
+            "noise": noise, "cutout": cutout,
+        }  # fmt: skip
         self.strengths: dict[str, float] = {
-            name: 1.0 if any(name in GROUPS[group] for group in enabled) else 0.0 for name in TRANSFORMS
+            name: float(check_range(name, given[name], 0.0))
+            if given[name] is not None
+            else float(any(name in GROUPS[group] for group in enabled))
+            for name in TRANSFORMS
         }
-        self.distribution: dict[str, float] = dict(DISTRIBUTION_DEFAULTS)
-        self.imgfilter_bands: tuple[float, ...] = (1.0,) * NUM_BANDS
-        valid = (*TRANSFORMS, *DISTRIBUTION_DEFAULTS, "imgfilter_bands")
-        for name, value in strengths.items():
-            check_choice("transform or parameter name", name, valid)
-            if name == "imgfilter_bands":
-                self.imgfilter_bands = self._check_bands(value)
-            elif name == "cutout_size":
-                self.distribution[name] = float(check_range(name, value, 0.0, 1.0))
-            elif name in DISTRIBUTION_DEFAULTS:
-                self.distribution[name] = float(check_range(name, value, 0.0))
-            else:
-                self.strengths[name] = float(check_range(name, value, 0.0))
+        unbounded = {
+            "xint_max": xint_max, "scale_std": scale_std, "rotate_max": rotate_max, "aniso_std": aniso_std,
+            "xfrac_std": xfrac_std, "brightness_std": brightness_std, "contrast_std": contrast_std,
+            "hue_max": hue_max, "saturation_std": saturation_std, "imgfilter_std": imgfilter_std,
+            "noise_std": noise_std,
+        }  # fmt: skip
+        self.distribution: dict[str, float] = {
+            **{name: float(check_range(name, value, 0.0)) for name, value in unbounded.items()},
+            "cutout_size": float(check_range("cutout_size", cutout_size, 0.0, 1.0)),
+        }
+        self.imgfilter_bands: tuple[float, ...] = self._check_bands(imgfilter_bands)
         # Filters are constants kept in float64 outside the buffers, so that ``module.to(bfloat16)``
         # (a low-precision trainer) cannot round them; copies per device/dtype are cached.
         self._filter_cache: dict[tuple[str, torch.device, torch.dtype], torch.Tensor] = {}

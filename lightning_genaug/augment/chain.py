@@ -18,8 +18,9 @@ class Chain(nn.Module):
     with ADA is ``Chain([AugmentPipe(), DataScaling()])``: ADA's ``p`` adapts, the scaling keeps its ``p``.
 
     Args:
-        augmentations: ``nn.Module`` s mapping ``(B, C, H, W)`` to ``(B, C, H, W)``; the first implements
-            the ADA protocol (a 0-d ``p`` buffer, ``observe``, ``pop_stats``).
+        augmentations: ``nn.Module`` s called as ``aug(images, generator=...)``, mapping
+            ``(B, C, H, W)`` to ``(B, C, H, W)``; the first implements the ADA protocol (a 0-d ``p``
+            buffer, ``observe``, ``pop_stats``).
 
     Example:
         >>> from lightning_genaug.augment import AugmentPipe, DataScaling
@@ -60,10 +61,10 @@ class Chain(nn.Module):
         """``(sign_sum, count)`` of the first augmentation, reset to zero."""
         return self.augmentations[0].pop_stats()
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """``(B, C, H, W)`` through every augmentation in order."""
+    def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``(B, C, H, W)`` through every augmentation in order, each drawing from ``generator``."""
         for augmentation in self.augmentations:
-            images = augmentation(images)
+            images = augmentation(images, generator=generator)
         return images
 
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from lightning_genaug._checks import check_choice, check_images, check_range
-from lightning_genaug.augment.protocol import ParametricAugmentation
+from lightning_genaug.augment.protocol import ParametricAugmentation, random_draw
 
 POLICIES = ("color", "translation", "cutout")
 
@@ -77,7 +77,7 @@ class DiffAugment(ParametricAugmentation):
         Args:
             shape: the images' shape ``(B, C, H, W)``.
             device: the images' device (defaults to the buffers' device).
-            generator: optional ``torch.Generator`` on ``device``.
+            generator: optional ``torch.Generator``, on any device (see :func:`random_draw`).
 
         Returns:
             A dict with, for the enabled transforms: ``brightness``, ``saturation``, ``contrast``
@@ -89,10 +89,10 @@ class DiffAugment(ParametricAugmentation):
         params: dict[str, torch.Tensor] = {}
 
         def gate() -> torch.Tensor:
-            return torch.rand(batch_size, device=device, generator=generator) < self.p
+            return random_draw(torch.rand, batch_size, device=device, generator=generator) < self.p
 
         def uniform() -> torch.Tensor:
-            return torch.rand(batch_size, device=device, generator=generator)
+            return random_draw(torch.rand, batch_size, device=device, generator=generator)
 
         if "color" in self.policy:
             params["brightness"] = torch.where(gate(), uniform() - 0.5, 0.0)
@@ -103,15 +103,14 @@ class DiffAugment(ParametricAugmentation):
                 [int(height * self.translation_ratio + 0.5), int(width * self.translation_ratio + 0.5)],
                 device=device,
             )
-            shift = torch.floor(
-                torch.rand(batch_size, 2, device=device, generator=generator) * (2 * max_shift + 1)
-            ).long() - max_shift
+            uniform_pair = random_draw(torch.rand, batch_size, 2, device=device, generator=generator)
+            shift = torch.floor(uniform_pair * (2 * max_shift + 1)).long() - max_shift
             params["translation"] = torch.where(gate()[:, None], shift, 0)
         if "cutout" in self.policy:
             size = torch.tensor([height, width], device=device)
             params["cutout"] = gate()
             params["cutout_center"] = torch.floor(
-                torch.rand(batch_size, 2, device=device, generator=generator) * size
+                random_draw(torch.rand, batch_size, 2, device=device, generator=generator) * size
             ).long()
         return params
 

@@ -34,6 +34,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 import torch
 from torch import nn
@@ -281,6 +282,24 @@ class DistAugTransforms(nn.Module):
         """Option count per kind, in ``transforms`` order (including the identity option 0)."""
         counts = dict(PERMUTATION_KINDS, randaugment=1 + len(RANDAUGMENT_OPS) ** self.randaugment_n)
         return tuple(counts[kind] for kind in self.transforms)
+
+    def as_config(self) -> dict[str, Any]:
+        """The ``class_path``/``init_args`` form that rebuilds this object (what a checkpoint records).
+
+        Example:
+            >>> config = DistAugTransforms(["rot"], aug_prob=0.5).as_config()
+            >>> config.get("init_args").get("transforms")
+            ['rotation']
+        """
+        return {
+            "class_path": f"{type(self).__module__}.{type(self).__qualname__}",
+            "init_args": {
+                "transforms": list(self.transforms),
+                "aug_prob": self.aug_prob,
+                "randaugment_n": self.randaugment_n,
+                "randaugment_m": self.randaugment_m,
+            },
+        }
 
     def check_shape(self, channels: int, height: int, width: int) -> None:
         """Raise a ``ValueError`` naming the transform if the image shape cannot be handled."""

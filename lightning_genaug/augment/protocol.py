@@ -6,13 +6,34 @@ A controller (``AdaptiveAugmentation``) reads D's overfitting statistics from th
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
 from lightning_genaug._checks import check_images, check_range
+
+
+def random_draw(
+    sampler: Callable[..., torch.Tensor],
+    *args: Any,
+    device: torch.device | str,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """``sampler(*args)`` (``torch.rand``, ``torch.randn``, ``torch.randint``) drawn from ``generator``.
+
+    The one random-draw style of every augmentation here: the draw happens on the generator's own
+    device (so a CPU generator seeds a CUDA augmentation, and the reverse), or on ``device`` when no
+    generator is given, and the result is returned on ``device``.
+
+    Example:
+        >>> a = random_draw(torch.rand, 3, device="cpu", generator=torch.Generator().manual_seed(0))
+        >>> torch.equal(a, torch.rand(3, generator=torch.Generator().manual_seed(0)))
+        True
+    """
+    draw_device = generator.device if generator is not None else device
+    return sampler(*args, generator=generator, device=draw_device).to(device)
 
 
 @runtime_checkable
@@ -89,7 +110,7 @@ class SignAccumulator(nn.Module):
 
 
 class ParametricAugmentation(SignAccumulator):
-    """An augmentation whose random parameters are drawn apart from applying them (STYLE habit 1).
+    """An augmentation whose random parameters are drawn apart from applying them.
 
     Subclasses implement :meth:`sample_params` and :meth:`apply_params`; :meth:`forward` draws (or
     replays) a set of parameters and applies it, and returns its input untouched, at no cost, when

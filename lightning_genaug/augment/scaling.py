@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 import torch
 
 from lightning_genaug._checks import check_choice, check_images, check_positive_int, check_range
-from lightning_genaug.augment.protocol import ParametricAugmentation
+from lightning_genaug.augment.protocol import ParametricAugmentation, random_draw
 
 SCHEDULES = ("fixed", "uniform", "diffusion")
 
@@ -118,7 +118,7 @@ class DataScaling(ParametricAugmentation):
         Args:
             shape: the images' shape ``(B, C, H, W)``.
             device: where the parameters live (the images' device); defaults to the buffers' device.
-            generator: optional ``torch.Generator`` on ``device`` for reproducible draws.
+            generator: optional ``torch.Generator``, on any device (see :func:`random_draw`).
 
         Returns:
             ``{"scale": (B,), "sigma": (B,), "t": (B,) int64}`` and, when ``noise_std > 0``,
@@ -128,8 +128,8 @@ class DataScaling(ParametricAugmentation):
         batch_size = int(shape[0])
         device = self.p.device if device is None else torch.device(device)
         apply_prob = self.p if self.apply_prob is None else self.apply_prob
-        applied = torch.rand(batch_size, device=device, generator=generator) < apply_prob
-        uniform = torch.rand(batch_size, device=device, generator=generator)
+        applied = random_draw(torch.rand, batch_size, device=device, generator=generator) < apply_prob
+        uniform = random_draw(torch.rand, batch_size, device=device, generator=generator)
         t = torch.zeros(batch_size, dtype=torch.long, device=device)
         if self.schedule == "fixed":
             scale = torch.full((batch_size,), self.scale, device=device)
@@ -149,7 +149,8 @@ class DataScaling(ParametricAugmentation):
             "t": t,
         }
         if self.noise_std > 0:
-            params["noise"] = torch.randn(tuple(int(s) for s in shape), device=device, generator=generator)
+            noise_shape = tuple(int(s) for s in shape)
+            params["noise"] = random_draw(torch.randn, noise_shape, device=device, generator=generator)
         return params
 
     def apply_params(self, images: torch.Tensor, params: Mapping[str, torch.Tensor]) -> torch.Tensor:

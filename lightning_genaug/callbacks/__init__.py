@@ -1,10 +1,19 @@
-"""Lightning callbacks: the ADA controller, sample grids and generative metrics.
+"""Lightning callbacks: the ADA controller and its scheduled sibling, sample grids and generative metrics.
 
-Every callback schedules in training batches (``every_n_batches``).
+Every callback schedules in training batches (``every_n_batches``), the unit of the D regularisers'
+lazy interval too (``R1(every_n_batches=...)``).
 """
 
 from lightning_genaug.callbacks.ada import AdaptiveAugmentation, next_p
 from lightning_genaug.callbacks.metrics import GenerativeMetrics
 from lightning_genaug.callbacks.samples import SampleGrid
+from lightning_genaug.callbacks.scheduled_augmentation import ScheduledAugmentation, scheduled_p
 
-__all__ = ["AdaptiveAugmentation", "GenerativeMetrics", "SampleGrid", "next_p"]
+__all__ = [
+    "AdaptiveAugmentation",
+    "GenerativeMetrics",
+    "SampleGrid",
+    "ScheduledAugmentation",
+    "next_p",
+    "scheduled_p",
+]

@@ -27,12 +27,11 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_deprecation, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from lightning_genaug._checks import check_choice, check_images, check_positive_int, check_range
-from lightning_genaug.augment.ada import PRESETS as AUGMENT_PRESETS
-from lightning_genaug.augment.ada import AugmentPipe
+from lightning_genaug.augment.ada import AUGMENT_PRESETS, AugmentPipe
 from lightning_genaug.augment.protocol import AugmentationStrength
 from lightning_genaug.callbacks.foreign_discriminator import ForeignDiscriminator, find_discriminator
 from lightning_genaug.data.batch import split_batch
@@ -78,9 +77,9 @@ def next_p(
         >>> next_p(0.0, sign_sum=-4.0, count=16.0, images_seen=256, target=0.6, speed_kimg=500, max_p=1.0)
         (0.0, -0.25)
     """
-    if count <= 0:
-        return p, math.nan
-    rt = sign_sum / count
+    rt = measured_rt(sign_sum, count)
+    if math.isnan(rt):
+        return p, rt
     direction = (rt > target) - (rt < target)
     step = images_seen / (speed_kimg * 1000.0)
     stepped = p + direction * step
@@ -89,6 +88,15 @@ def next_p(
     if stepped < 1e-4 * step:
         stepped = 0.0
     return min(max(stepped, 0.0), max_p), rt
+
+
+def measured_rt(sign_sum: float, count: float) -> float:
+    """The overfitting heuristic ``r_t = sum(sign(D(x_real))) / count``; NaN with no observation.
+
+    >>> measured_rt(10.0, 16.0), measured_rt(0.0, 0.0)
+    (0.625, nan)
+    """
+    return sign_sum / count if count > 0 else math.nan
 
 
 class AdaptiveAugmentation(Callback):
@@ -104,17 +112,16 @@ class AdaptiveAugmentation(Callback):
     current batch's reals every ``every_n_batches`` batches.
 
     Logs ``ada/p`` (progress bar) and ``ada/rt`` (the latest measurement) every training batch.
-    ``p`` lives in the pipe's ``p`` buffer only: the module's checkpoint holds it on the native path,
+    ``p`` lives in the pipe's ``p`` buffer only, and starts from the value the pipe was built with
+    (``AugmentPipe(p=...)``, ``DataScaling(p=...)``): the module's checkpoint holds it on the native path,
     the callback's state holds the pipe it owns on the foreign path, so a resumed run continues ``p``
-    exactly. Checkpoints written by 0.1 (which stored the callback's own copy of ``p``) resume too.
+    exactly.
 
     Args:
         target: the ``r_t`` to hold, in [0, 1); 0.6 in the paper.
         every_n_batches: adjust ``p`` every this many training batches (4 in the paper).
         speed_kimg: thousands of real images over which ``p`` can move by 1 (500 in the paper; use a
             few kimg for short runs).
-        initial_p: ``p`` written to the pipe at the start of a fresh run, in [0, max_p]; ``None``
-            keeps the pipe's own value (the ``p`` it was built with; 0 for the default pipe).
         max_p: upper clamp of ``p``, in (0, 1]; non-leaking needs ``p < 1`` for most transforms.
         heuristic: ``"rt"`` (the paper's default). ``"rv"`` is not implemented: it needs D run on a
             held-out validation set and on generated images, which the native path does not expose.
@@ -122,14 +129,13 @@ class AdaptiveAugmentation(Callback):
             when ``pipe`` is given or the module owns a pipe).
         pipe: a ready pipe implementing the ADA protocol (``AugmentPipe``, ``DiffAugment``,
             ``DataScaling``, ...) to install on a module without ``augment_pipe``.
-        fixed_p: hold ``p`` at this value and never adapt it (ablations); ``r_t`` is still measured
-            and logged. Overrides ``initial_p``.
+        adapt: ``False`` holds ``p`` at the pipe's own value and never adapts it (ablations, the
+            paper's fixed-p baselines); ``r_t`` is still measured and logged.
         discriminator_attr: attribute of the module holding D (foreign path), or a dotted path to a nested
             one (``"loss.discriminator"``). Default: the first of the names above on the module, else the
             one submodule at any depth with such a name.
         image_key: key of the images in dict batches, and keyword of D's image argument when D is
             called with keywords only.
-        interval: deprecated alias of ``every_n_batches`` (removed in 0.3).
 
     Example:
         >>> callback = AdaptiveAugmentation(target=0.6, speed_kimg=100)
@@ -142,29 +148,22 @@ class AdaptiveAugmentation(Callback):
         target: float = 0.6,
         every_n_batches: int = 4,
         speed_kimg: float = 500.0,
-        initial_p: float | None = None,
         max_p: float = 1.0,
         heuristic: str = "rt",
         preset: str = "bgc",
         pipe: nn.Module | None = None,
-        fixed_p: float | None = None,
+        adapt: bool = True,
         discriminator_attr: str | None = None,
         image_key: str | None = None,
-        interval: int | None = None,
     ) -> None:
-        if interval is not None:
-            rank_zero_deprecation(
-                "AdaptiveAugmentation(interval=...) is deprecated since 0.2 and will be removed in 0.3; "
-                "use `every_n_batches` (the same number: training batches)."
-            )
-            every_n_batches = interval
         self.target = check_range("target", target, 0.0, 1.0, high_inclusive=False)
         self.every_n_batches = check_positive_int("every_n_batches", every_n_batches)
         self.speed_kimg = check_range("speed_kimg", speed_kimg, 0.0, None, low_inclusive=False)
         self.max_p = check_range("max_p", max_p, 0.0, 1.0, low_inclusive=False)
-        self.initial_p = None if initial_p is None else check_range("initial_p", initial_p, 0.0, self.max_p)
         self.heuristic = check_choice("heuristic", heuristic, ["rt"])
-        self.fixed_p = None if fixed_p is None else check_range("fixed_p", fixed_p, 0.0, 1.0)
+        if not isinstance(adapt, bool):
+            raise TypeError(f"`adapt` must be True or False, got {type(adapt).__name__} {adapt!r}.")
+        self.adapt = adapt
         self.preset = check_choice("preset", preset, AUGMENT_PRESETS)
         self.discriminator_attr = None if discriminator_attr is None else _check_name(
             "discriminator_attr", discriminator_attr
@@ -178,7 +177,6 @@ class AdaptiveAugmentation(Callback):
         self._rt: float | None = None
         self._batches_seen = 0
         self._images_since_update = 0
-        self._legacy_p: float | None = None  # `p` of a 0.1 checkpoint, written to the pipe at train start
         self._warned_no_signs = False
 
         self._pipe: nn.Module | None = None
@@ -230,8 +228,6 @@ class AdaptiveAugmentation(Callback):
         self._images_since_update = int(state_dict.get("images_since_update", 0))
         if "pipe" in state_dict:
             self._require_foreign_pipe().load_state_dict(state_dict["pipe"])
-        elif "p" in state_dict:  # written by 0.1, which kept its own copy of p
-            self._legacy_p = float(state_dict["p"])
 
     # ------------------------------------------------------------------ hooks
 
@@ -265,21 +261,14 @@ class AdaptiveAugmentation(Callback):
         return own_pipe
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Write the starting ``p`` to the pipe: ``fixed_p``, a 0.1 checkpoint's ``p``, or ``initial_p``.
+        """Start augmenting from the pipe's own ``p``.
 
-        A resumed run keeps the ``p`` its checkpoint restored into the pipe (``initial_p`` only starts
-        fresh runs).
+        The pipe is ``p``'s one home: a fresh run starts from the ``p`` it was built with, a resumed
+        run from the one its checkpoint restored.
         """
         pipe = self._require_pipe()
         if self.is_foreign:
             pipe.to(pl_module.device)
-        if self.fixed_p is not None:
-            self._write_p(self.fixed_p)
-        elif self._legacy_p is not None:
-            self._write_p(self._legacy_p)
-        elif trainer.ckpt_path is None and self.initial_p is not None:
-            self._write_p(self.initial_p)
-        self._legacy_p = None
         if self._foreign is not None:
             self._foreign.augmenting = True
 
@@ -356,24 +345,25 @@ class AdaptiveAugmentation(Callback):
         )
         total_signs, total_count, total_images = trainer.strategy.reduce(local, reduce_op="sum").tolist()
         self._images_since_update = 0
-        new_p, self._rt = next_p(
-            float(self._require_pipe().p),
-            total_signs,
-            total_count,
-            total_images,
-            target=self.target,
-            speed_kimg=self.speed_kimg,
-            max_p=self.max_p,
-        )
+        new_p, self._rt = self._next_p(float(self._require_pipe().p), total_signs, total_count, total_images)
         if total_count <= 0 and not self._warned_no_signs:
             self._warned_no_signs = True
             rank_zero_warn(
-                "AdaptiveAugmentation: the pipe observed no discriminator logits during the last "
-                f"{self.every_n_batches} batches, so p cannot adapt. The module must call "
-                "`self.augment_pipe.observe(real_logits)` on D's logits for augmented reals."
+                f"{type(self).__name__}: the pipe observed no discriminator logits during the last "
+                f"{self.every_n_batches} batches, so r_t cannot be measured (nor p adapt). The module must "
+                "call `self.augment_pipe.observe(real_logits)` on D's logits for augmented reals."
             )
-        if self.fixed_p is None:
-            self._write_p(new_p)
+        self._write_p(new_p)
+
+    def _next_p(self, p: float, sign_sum: float, count: float, images_seen: float) -> tuple[float, float]:
+        """The strength after an interval and the measured ``r_t``: :func:`next_p`, or ``p`` unless ``adapt``.
+
+        Args are the interval's totals over ranks, as for :func:`next_p`.
+        """
+        new_p, rt = next_p(
+            p, sign_sum, count, images_seen, target=self.target, speed_kimg=self.speed_kimg, max_p=self.max_p
+        )
+        return (new_p if self.adapt else p), rt
 
     def _remove_hook(self) -> None:
         if self._foreign is not None:

@@ -12,13 +12,13 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities import rank_zero_deprecation, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchmetrics import Metric
 from tqdm.auto import tqdm
 
-from lightning_genaug._checks import check_choice, check_images, check_positive_int, check_range
+from lightning_genaug._checks import check_choice, check_images, check_positive_int
 from lightning_genaug.callbacks._progress import images_shown
 from lightning_genaug.data.batch import split_batch
 from lightning_genaug.metrics.cache import (
@@ -121,10 +121,6 @@ class GenerativeMetrics(Callback):
             quick checks and KID on small datasets).
         num_real: real images used (``None``: the whole dataset).
         every_n_batches: evaluate every this many training batches (the unit of every callback here).
-        every_n_kimg: deprecated alias of ``every_n_batches``, converted at the first training
-            batch: ``ceil(every_n_kimg * 1000 / (batch_size * world_size))`` batches.
-        every_n_epochs: deprecated alias of ``every_n_batches``, converted at the start of fitting:
-            ``every_n_epochs * trainer.num_training_batches``.
         at_fit_end: also evaluate when fitting ends (unless the last evaluation was at that point).
         feature_extractor: ``"inception-v3-compat"`` (torch-fidelity's FID Inception; its weights
             from a local file, else downloaded once) or any ``nn.Module`` mapping images
@@ -155,8 +151,6 @@ class GenerativeMetrics(Callback):
         num_gen: int = 50_000,
         num_real: int | None = None,
         every_n_batches: int | None = None,
-        every_n_kimg: float | None = None,
-        every_n_epochs: int | None = None,
         at_fit_end: bool = True,
         feature_extractor: str | nn.Module = INCEPTION_NAME,
         feature_extractor_weights_path: str | os.PathLike | None = None,
@@ -177,31 +171,9 @@ class GenerativeMetrics(Callback):
         self.metrics = _normalise_metrics(metrics)
         self.num_gen = check_positive_int("num_gen", num_gen)
         self.num_real = None if num_real is None else check_positive_int("num_real", num_real)
-        schedules = [every_n_batches, every_n_kimg, every_n_epochs]
-        if sum(value is not None for value in schedules) > 1:
-            raise ValueError(
-                "Give at most one of `every_n_batches`, `every_n_kimg` and `every_n_epochs` (the latter two "
-                f"are deprecated aliases of `every_n_batches`), got {schedules}."
-            )
         self.every_n_batches = None if every_n_batches is None else check_positive_int(
             "every_n_batches", every_n_batches
         )
-        if every_n_kimg is not None:
-            check_range("every_n_kimg", every_n_kimg, 0.0, None, low_inclusive=False)
-            rank_zero_deprecation(
-                "GenerativeMetrics(every_n_kimg=...) is deprecated and will be removed in 0.3: use "
-                "`every_n_batches` (every callback schedules in training batches). It is converted with the "
-                "batch size of the first training batch."
-            )
-        if every_n_epochs is not None:
-            check_positive_int("every_n_epochs", every_n_epochs)
-            rank_zero_deprecation(
-                "GenerativeMetrics(every_n_epochs=...) is deprecated and will be removed in 0.3: use "
-                "`every_n_batches` (every callback schedules in training batches). It is converted with "
-                "`trainer.num_training_batches`."
-            )
-        self.every_n_kimg = every_n_kimg
-        self.every_n_epochs = every_n_epochs
         self.at_fit_end = at_fit_end
         if isinstance(feature_extractor, str):
             feature_extractor = check_choice("feature_extractor", feature_extractor, [INCEPTION_NAME])
@@ -247,15 +219,12 @@ class GenerativeMetrics(Callback):
             "images_seen": self.images_seen,
             "batches_seen": self.batches_seen,
             "last_eval_batches": self.last_eval_batches,
-            "every_n_batches": self.every_n_batches,
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.images_seen = int(state_dict.get("images_seen", 0))
         self.batches_seen = int(state_dict.get("batches_seen", 0))
         self.last_eval_batches = state_dict.get("last_eval_batches")
-        if self.every_n_batches is None and state_dict.get("every_n_batches") is not None:
-            self.every_n_batches = int(state_dict["every_n_batches"])  # a converted alias keeps its value
 
     # ----------------------------------------------------------------------------------- hooks
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -269,16 +238,6 @@ class GenerativeMetrics(Callback):
             self._extractor = build_feature_extractor(self.feature_extractor, weights_path)
             self._extractor.eval().requires_grad_(False)
 
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.every_n_epochs is not None and self.every_n_batches is None:
-            per_epoch = trainer.num_training_batches
-            if not math.isfinite(per_epoch):
-                raise ValueError(
-                    "GenerativeMetrics(every_n_epochs=...) cannot be converted to batches: the training "
-                    "loader has no length. Use `every_n_batches`."
-                )
-            self.every_n_batches = self.every_n_epochs * int(per_epoch)
-
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
@@ -286,8 +245,6 @@ class GenerativeMetrics(Callback):
         images_in_batch = images.shape[0] * trainer.world_size
         self.images_seen += images_in_batch
         self.batches_seen += 1
-        if self.every_n_kimg is not None and self.every_n_batches is None:
-            self.every_n_batches = max(1, math.ceil(self.every_n_kimg * 1000 / images_in_batch))
         if self.every_n_batches is not None and self.batches_seen % self.every_n_batches == 0:
             self._evaluate_while_fitting(trainer, pl_module)
 

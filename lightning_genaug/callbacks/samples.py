@@ -11,7 +11,6 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
-from lightning.pytorch.utilities import rank_zero_deprecation
 from torch import nn
 
 from lightning_genaug._checks import check_images, check_positive_int, check_range
@@ -51,9 +50,6 @@ class SampleGrid(Callback):
         temperatures: sampling temperatures for modules whose ``sample`` accepts ``temperature``.
         key: the logged image's name.
         image_key: the image entry of dict batches (used to count kimg).
-        every_n_steps: deprecated alias of ``every_n_batches`` (removed in 0.3). It counted
-            ``trainer.global_step``, which GANs with manual optimisation advance once per optimiser
-            step (about twice per batch); ``every_n_batches`` counts batches, like every callback here.
     """
 
     def __init__(
@@ -66,18 +62,10 @@ class SampleGrid(Callback):
         temperatures: Sequence[float] | None = None,
         key: str = "samples",
         image_key: str | None = None,
-        every_n_steps: int | None = None,
     ) -> None:
         super().__init__()
         self.num_samples = check_positive_int("num_samples", num_samples)
         self.nrow = check_positive_int("nrow", nrow)
-        if every_n_steps is not None:
-            rank_zero_deprecation(
-                "SampleGrid(every_n_steps=...) is deprecated since 0.2 and will be removed in 0.3; use "
-                "`every_n_batches` (training batches; a GAN with manual optimisation takes about two "
-                "optimiser steps per batch, so halve the old value to keep the old spacing)."
-            )
-            every_n_batches = every_n_steps
         if every_n_batches is not None:
             check_positive_int("every_n_batches", every_n_batches)
         self.every_n_batches = every_n_batches

@@ -45,8 +45,9 @@ class ImageDataModule(InMemoryImageDataModule):
         path: the folder, zip or array file.
         resolution: output size ``H = W``; ``None`` keeps the source size (all images must match).
         resize_mode: what to do when an image is not ``resolution`` x ``resolution``:
-            ``"none"`` (raise an error), ``"resize"`` (antialiased Lanczos resize of the whole image,
-            aspect ratio not kept) or ``"center_crop"`` (crop the central square, then resize).
+            ``"none"`` (raise an error), ``"resize"`` (resize of the whole image, aspect ratio not
+            kept) or ``"center_crop"`` (crop the central square, then resize). Image files are
+            resized with PIL's Lanczos filter, array inputs with torch's antialiased bicubic.
         channels: 1 (grayscale) or 3 (RGB). Grayscale sources are replicated to RGB; RGBA is
             converted to RGB (alpha dropped) with a warning. ``None`` takes the first image's.
         skip_corrupt: skip unreadable or truncated files with a warning instead of raising (lazily:

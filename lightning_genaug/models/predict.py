@@ -90,18 +90,22 @@ class GeneratorPredictMixin:
     def on_predict_start(self) -> None:
         self._check_sample_kwargs()
         self._predicted: list[torch.Tensor] = []
+        self._items_predicted = 0  # items of a datamodule's predict loader seen by this process
 
     def predict_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         """One image per seed, written as ``seed{seed:06d}.png`` to the predict folder.
 
         A batch of int seeds ``(B,)`` (the module's own loader) fixes each image's seed; any other
-        batch (a datamodule's predict loader) yields ``B`` images with consecutive seeds, classes taken
-        from its labels. A class-conditional model without labels draws class ``seed % num_classes``.
+        batch (a datamodule's predict loader) yields one image per item, item ``k`` of the loader
+        with seed ``seed + k`` (batches of any size, a short last one included; under DDP ``k``
+        counts the items of Lightning's non-shuffling distributed sampler, rank ``r`` taking items
+        ``r, r + world_size, ...``), classes taken from its labels. A class-conditional model without
+        labels draws class ``seed % num_classes``.
 
         Returns:
             ``(B, C, H, W)`` images in [-1, 1].
         """
-        seeds, labels = self._predict_inputs(batch, batch_idx)
+        seeds, labels = self._predict_inputs(batch)
         num_classes = int(self.hparams.get("num_classes") or 0)
         if labels is None and num_classes > 0:
             labels = torch.as_tensor(seeds) % num_classes
@@ -139,12 +143,14 @@ class GeneratorPredictMixin:
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
-    def _predict_inputs(self, batch: Any, batch_idx: int) -> tuple[list[int], torch.Tensor | None]:
+    def _predict_inputs(self, batch: Any) -> tuple[list[int], torch.Tensor | None]:
         if isinstance(batch, torch.Tensor) and batch.ndim == 1 and not batch.is_floating_point():
             return batch.tolist(), None
         images, labels = split_batch(batch)
-        first = self.predict_options.seed + batch_idx * images.shape[0]
-        return list(range(first, first + images.shape[0])), labels
+        world_size, rank = self.trainer.world_size, self.trainer.global_rank
+        items = range(self._items_predicted, self._items_predicted + images.shape[0])
+        self._items_predicted += images.shape[0]
+        return [self.predict_options.seed + item * world_size + rank for item in items], labels
 
     def _check_sample_kwargs(self) -> None:
         accepted = set(inspect.signature(self.sample).parameters) - {"n", "labels", "generator"}

@@ -1,9 +1,12 @@
 """Discriminator regularisers as objects: what phase ``Dreg`` of a GAN module computes.
 
-A regulariser has a weight ``gamma`` and an ``interval`` (lazy regularisation: every ``interval``
-batches, its loss multiplied by ``interval``) and a per-sample :meth:`~DiscriminatorRegularizer.penalty`;
-the loss is ``gamma / 2 * mean(penalty)``. ``gamma`` or ``interval`` left at ``None`` take the
-model preset's values (``StyleGAN2Config.gamma`` and ``r1_interval``).
+A regulariser is the one home of its weight ``gamma`` and its ``every_n_batches`` (lazy regularisation:
+every ``every_n_batches`` batches, its loss multiplied by ``every_n_batches``, the unit every callback
+of the package schedules in) and computes its loss,
+``gamma / 2 * mean(penalty)`` (:meth:`~DiscriminatorRegularizer.loss`); the module only asks it for
+the loss and for when it is due. The rule for the values: what is given to the regulariser wins; a
+field left at ``None`` takes the model preset's value (``StyleGAN2Config.gamma`` or ``r1_interval``),
+filled in once, when the module builds its networks (:meth:`~DiscriminatorRegularizer.fill_defaults`).
 
 - :class:`R1` (Mescheder et al. 2018): ``||grad_x D(A(x))||^2`` on un-augmented reals, the gradient taken
   through the augmentation ``A``, as in StyleGAN2-ADA.
@@ -29,20 +32,65 @@ Augment = Callable[[torch.Tensor], torch.Tensor]
 
 
 class DiscriminatorRegularizer(nn.Module):
-    """Base class: a weight, an interval and a per-sample penalty of D on real images.
+    """Base class: a weight, a lazy interval and a per-sample penalty of D on real images.
 
     Args:
-        gamma: weight, ``>= 0`` (the loss is ``gamma / 2 * mean(penalty)``); ``None``: the preset's.
-        interval: run every this many batches (lazy regularisation); ``None``: the preset's.
+        gamma: weight, ``>= 0`` (the loss is ``gamma / 2 * mean(penalty)``); ``None``: the preset's
+            ``gamma``, filled in when the module builds its networks.
+        every_n_batches: run every this many training batches (lazy regularisation, the loss then
+            multiplied by ``every_n_batches``); ``None``: the preset's ``r1_interval``, filled in likewise.
     """
 
     log_name = "penalty"
     """The penalty is logged as ``loss/<log_name>``."""
 
-    def __init__(self, gamma: float | None = None, interval: int | None = None) -> None:
+    def __init__(self, gamma: float | None = None, every_n_batches: int | None = None) -> None:
         super().__init__()
         self.gamma = None if gamma is None else check_range("gamma", gamma, 0.0)
-        self.interval = None if interval is None else check_positive_int("interval", interval)
+        self.every_n_batches = None if every_n_batches is None else check_positive_int(
+            "every_n_batches", every_n_batches
+        )
+
+    def fill_defaults(self, gamma: float, every_n_batches: int) -> None:
+        """Take ``gamma`` and ``every_n_batches`` (a model preset's) for the fields left at ``None``.
+
+        Example:
+            >>> regularizer = R1(gamma=0.05)
+            >>> regularizer.fill_defaults(gamma=10.0, every_n_batches=16)
+            >>> regularizer.gamma, regularizer.every_n_batches
+            (0.05, 16)
+        """
+        if self.gamma is None:
+            self.gamma = check_range("gamma", gamma, 0.0)
+        if self.every_n_batches is None:
+            self.every_n_batches = check_positive_int("every_n_batches", every_n_batches)
+
+    def is_due(self, batch_index: int) -> bool:
+        """Whether it runs at the ``batch_index``-th batch (from 0): ``gamma > 0`` and on the interval."""
+        gamma, every_n_batches = self._values()
+        return gamma > 0 and batch_index % every_n_batches == 0
+
+    def loss(
+        self, discriminator: Discriminator, augment: Augment, real: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``gamma / 2 * mean(penalty)`` (before the lazy gain ``every_n_batches``) and the mean penalty.
+
+        Args are :meth:`penalty`'s.
+
+        Returns:
+            ``(loss, mean_penalty)``, both 0-d.
+        """
+        gamma, _ = self._values()
+        mean_penalty = self.penalty(discriminator, augment, real, labels).mean()
+        return mean_penalty * (gamma / 2), mean_penalty
+
+    def _values(self) -> tuple[float, int]:
+        if self.gamma is None or self.every_n_batches is None:
+            raise RuntimeError(
+                f"{type(self).__name__} has gamma={self.gamma}, every_n_batches={self.every_n_batches}: give "
+                "both, or let the module fill in its preset's (`fill_defaults`, when it builds its networks)."
+            )
+        return self.gamma, self.every_n_batches
 
     def penalty(
         self, discriminator: Discriminator, augment: Augment, real: torch.Tensor, labels: torch.Tensor
@@ -90,7 +138,7 @@ class VarianceRegularizer(DiscriminatorRegularizer):
 
     Args:
         gamma: weight (``None``: the preset's R1 weight, so the two are swappable).
-        interval: lazy interval (``None``: the preset's ``r1_interval``).
+        every_n_batches: lazy interval in training batches (``None``: the preset's ``r1_interval``).
         sigma: perturbation scale ``sigma`` (images in [-1, 1]), > 0.
         num_pairs: perturbation pairs per image (more pairs, a less noisy estimate).
     """
@@ -98,9 +146,13 @@ class VarianceRegularizer(DiscriminatorRegularizer):
     log_name = "variance"
 
     def __init__(
-        self, gamma: float | None = None, interval: int | None = None, sigma: float = 0.01, num_pairs: int = 1
+        self,
+        gamma: float | None = None,
+        every_n_batches: int | None = None,
+        sigma: float = 0.01,
+        num_pairs: int = 1,
     ) -> None:
-        super().__init__(gamma, interval)
+        super().__init__(gamma, every_n_batches)
         self.sigma = check_range("sigma", sigma, 0.0, low_inclusive=False)
         self.num_pairs = check_positive_int("num_pairs", num_pairs)
 

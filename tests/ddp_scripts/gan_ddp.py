@@ -39,9 +39,9 @@ COMMON = dict(config="tiny", resolution=8, channels=1, num_classes=0, config_ove
 def build(model: str) -> StyleGAN2ADA:
     p = INITIAL_P[model]
     if model == "stylegan2":
-        return StyleGAN2ADA(augment=AugmentPipe("bgc", p=p), regularizer=R1(interval=2), **COMMON)
+        return StyleGAN2ADA(augment=AugmentPipe("bgc", p=p), regularizer=R1(every_n_batches=2), **COMMON)
     if model == "scalegan":
-        scaling, variance = DataScaling("uniform", p=p), VarianceRegularizer(interval=2)
+        scaling, variance = DataScaling("uniform", p=p), VarianceRegularizer(every_n_batches=2)
         return ScaleGAN(augment=scaling, regularizer=variance, **COMMON)
     raise ValueError(f"Unknown model {model!r}; use stylegan2 or scalegan.")
 

@@ -42,7 +42,7 @@ def main(chunks: str, out_dir: str) -> None:
     pl.seed_everything(0)
     seen = SeenImages()
     # p starts at 0.5 and moves by 4 * 2 / (0.1 * 1000) = 0.08 after every batch: no clamp in 4 batches.
-    ada = AdaptiveAugmentation(every_n_batches=1, speed_kimg=0.1, initial_p=0.5)
+    ada = AdaptiveAugmentation(every_n_batches=1, speed_kimg=0.1)
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=2,
@@ -54,7 +54,7 @@ def main(chunks: str, out_dir: str) -> None:
         enable_model_summary=False,
         callbacks=[seen, ada],
     )
-    model = StyleGAN2ADA("tiny", augment=AugmentPipe("bgc"))
+    model = StyleGAN2ADA("tiny", augment=AugmentPipe("bgc", p=0.5))
     trainer.fit(model, datamodule=StreamingImageDataModule(chunks, batch_size=4, num_workers=1))
     p = [*seen.p, float(model.augment_pipe.p)]
     result = {"indices": seen.indices, "p": p, "world_size": trainer.world_size}

@@ -9,8 +9,9 @@ parts any ``StyleGAN2ADA`` takes:
 - D's regulariser: ``regularizer=VarianceRegularizer(...)``
   (:class:`~lightning_genaug.regularizers.VarianceRegularizer`), ``R1()``, or ``None``.
 
-``examples/configs/scalegan.yaml`` spells them out on ``StyleGAN2ADA``; :class:`ScaleGAN` only changes
-the two defaults, for users who want the name.
+:class:`ScaleGAN` only changes the two defaults, for users who want the name; the example configs
+(``examples/configs/scalegan*.yaml``) use it and still spell the two parts out, so that an ablation is a
+command-line override of one of them.
 """
 
 from __future__ import annotations

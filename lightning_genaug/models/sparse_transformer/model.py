@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
 from lightning_genaug._checks import check_choice, check_positive_int, check_range
-from lightning_genaug.models.presets import resolve_preset
+from lightning_genaug.models.presets import overrides_type, resolve_preset
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ KERNELS = ("auto", "sdpa", "flex")
 class SparseTransformerConfig:
     """Hyper-parameters of :class:`SparseTransformer`.
 
-    The named presets in :data:`PRESETS` follow the DistAug paper's CIFAR-10 models.
+    The named presets in :data:`SPARSE_TRANSFORMER_PRESETS` follow the DistAug paper's CIFAR-10 models.
     """
 
     channels: int = 3  # C: sub-pixels per pixel; the sequence is H*W*C long
@@ -108,7 +108,16 @@ class SparseTransformerConfig:
         return self.attention_layers[layer % len(self.attention_layers)]
 
 
-PRESETS: dict[str, SparseTransformerConfig] = {
+SparseTransformerOverrides = overrides_type(
+    SparseTransformerConfig,
+    "SparseTransformerOverrides",
+    exclude=("channels", "resolution", "num_transform_options", "num_classes"),
+)
+"""The type of ``SparseTransformerDistAug(config_overrides=...)``: the :class:`SparseTransformerConfig`
+fields the module does not set itself (it sets the image shape, the DistAug options and the classes),
+each optional, so that the CLI checks keys and values."""
+
+SPARSE_TRANSFORMER_PRESETS: dict[str, SparseTransformerConfig] = {
     # CPU tests and the digits example: 8x8 images, window/stride = one row of sub-pixels.
     "tiny": SparseTransformerConfig(
         n_layer=2, n_head=2, n_embd=64, mlp_ratio=4.0, qk_ratio=1.0, attention_stride=8
@@ -124,16 +133,16 @@ PRESETS: dict[str, SparseTransformerConfig] = {
 }
 
 
-def get_config(name: str = "tiny", **overrides: object) -> SparseTransformerConfig:
-    """The preset ``name`` of :data:`PRESETS` with ``overrides`` applied (e.g. ``channels``, ``resolution``).
+def sparse_transformer_config(name: str = "tiny", **overrides: object) -> SparseTransformerConfig:
+    """The preset ``name`` with ``overrides`` applied (e.g. ``channels``, ``resolution``).
 
-    The same mechanism as :func:`lightning_genaug.models.stylegan2.get_config`
+    The same mechanism as :func:`lightning_genaug.models.stylegan2.stylegan2_config`
     (:func:`lightning_genaug.models.presets.resolve_preset`).
 
-    >>> get_config("15m", channels=3, resolution=32).n_layer
+    >>> sparse_transformer_config("15m", channels=3, resolution=32).n_layer
     32
     """
-    return resolve_preset(PRESETS, name, overrides)
+    return resolve_preset(SPARSE_TRANSFORMER_PRESETS, name, overrides)
 
 
 @lru_cache(maxsize=32)

@@ -15,6 +15,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from jsonargparse import lazy_instance
 
 from lightning_genaug._checks import check_choice, check_positive_int, check_range
 from lightning_genaug.augment.distaug import DistAugTransforms, from_sequence, to_sequence
@@ -22,9 +23,19 @@ from lightning_genaug.data.batch import split_batch
 from lightning_genaug.images import from_uint8, to_uint8
 from lightning_genaug.metrics.bpd import bits_per_dim_from_logits
 from lightning_genaug.models.predict import GeneratorPredictMixin, PredictOptions
-from lightning_genaug.models.sparse_transformer.model import SparseTransformer, get_config
+from lightning_genaug.models.sparse_transformer.model import (
+    SparseTransformer,
+    SparseTransformerOverrides,
+    sparse_transformer_config,
+)
 
 LR_SCHEDULES = ("cosine", "linear", "constant")
+
+DEFAULT_TRANSFORMS: DistAugTransforms = lazy_instance(DistAugTransforms, transforms=["rotation"])
+"""The default ``augment``: DistAug with rotation, every option equally likely (a fresh one per module)."""
+
+_INSTANTIATOR = "lightning.pytorch.cli.instantiate_module"
+"""Rebuilds a module from its checkpoint's hyperparameters with jsonargparse (``class_path`` dicts too)."""
 
 
 def images_to_tokens(images: torch.Tensor) -> torch.Tensor:
@@ -59,15 +70,16 @@ class SparseTransformerDistAug(GeneratorPredictMixin, L.LightningModule):
     are quantised to tokens ``round((x + 1) * 127.5)``.
 
     Args:
-        config: preset name in ``PRESETS`` (``tiny``, ``15m``, ``58m``, ``150m``).
+        config: preset name in ``SPARSE_TRANSFORMER_PRESETS`` (``tiny``, ``15m``, ``58m``, ``150m``).
         config_overrides: fields of ``SparseTransformerConfig`` to change (e.g. ``n_layer``,
             ``dropout``, ``kernel``, ``gradient_checkpointing``, ``bf16``).
         channels: image channels; ``None`` reads ``image_shape`` (or ``channels``) of the
             datamodule at ``setup``.
         resolution: image height = width; ``None`` reads it from the datamodule like ``channels``.
-        transforms: DistAug kinds (see ``DistAugTransforms``); empty for a plain baseline.
-        aug_prob: probability of a non-identity draw; ``None`` draws all combinations uniformly.
-        randaugment_n, randaugment_m: RandAugment operations per image and magnitude (0-30).
+        augment: the DistAug transforms (``DistAugTransforms(transforms, aug_prob, randaugment_n,
+            randaugment_m)``; default: rotation, every option equally likely), or ``None`` for a plain
+            baseline. They shape the network (one start embedding per option), so the checkpoint
+            records them and ``load_from_checkpoint`` rebuilds them.
         num_classes: > 0 adds a class embedding to the start token (class-conditional model).
         lr: peak learning rate of AdamW.
         weight_decay: AdamW weight decay on matrices and embeddings (the paper: 0.01).
@@ -86,7 +98,7 @@ class SparseTransformerDistAug(GeneratorPredictMixin, L.LightningModule):
             Not a hyperparameter: never read back from a checkpoint.
 
     Example:
-        >>> model = SparseTransformerDistAug("tiny", channels=1, resolution=4, transforms=[])
+        >>> model = SparseTransformerDistAug("tiny", channels=1, resolution=4, augment=None)
         >>> model.sample(2, temperature=0.9).shape
         torch.Size([2, 1, 4, 4])
     """
@@ -94,13 +106,10 @@ class SparseTransformerDistAug(GeneratorPredictMixin, L.LightningModule):
     def __init__(
         self,
         config: str = "tiny",
-        config_overrides: dict[str, Any] | None = None,
+        config_overrides: SparseTransformerOverrides | None = None,
         channels: int | None = None,
         resolution: int | None = None,
-        transforms: Sequence[str] = ("rotation",),
-        aug_prob: float | None = None,
-        randaugment_n: int = 2,
-        randaugment_m: float = 10.0,
+        augment: DistAugTransforms | None = DEFAULT_TRANSFORMS,
         num_classes: int = 0,
         lr: float = 1e-3,
         weight_decay: float = 0.01,
@@ -114,8 +123,17 @@ class SparseTransformerDistAug(GeneratorPredictMixin, L.LightningModule):
         predict: PredictOptions | None = None,
     ) -> None:
         super().__init__()
-        transforms = [transforms] if isinstance(transforms, str) else list(transforms)
-        self.save_hyperparameters(ignore=["predict"])
+        if augment is DEFAULT_TRANSFORMS:
+            augment = DistAugTransforms(["rotation"])
+        if augment is not None and not isinstance(augment, DistAugTransforms):
+            raise TypeError(
+                f"`augment` must be a DistAugTransforms or None, got {type(augment).__name__}; e.g. "
+                "`augment: {class_path: DistAugTransforms, init_args: {transforms: [rotation]}}`."
+            )
+        self.save_hyperparameters(ignore=["predict", "augment"])
+        # Recorded as the CLI records objects, and rebuilt through its instantiator on load.
+        self.hparams["augment"] = None if augment is None else augment.as_config()
+        self.hparams["_instantiator"] = _INSTANTIATOR
         self.predict_options = predict if predict is not None else PredictOptions()
         check_range("lr", lr, 0.0, low_inclusive=False)
         check_range("weight_decay", weight_decay, 0.0)
@@ -127,9 +145,7 @@ class SparseTransformerDistAug(GeneratorPredictMixin, L.LightningModule):
         check_positive_int("num_classes", num_classes, allow_zero=True)
         if schedule_steps is not None:
             check_positive_int("schedule_steps", schedule_steps)
-        self.augment = (
-            DistAugTransforms(transforms, aug_prob, randaugment_n, randaugment_m) if transforms else None
-        )
+        self.augment = augment
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
         self.net: SparseTransformer | None = None
         self.ema_net: SparseTransformer | None = None
@@ -163,7 +179,7 @@ class SparseTransformerDistAug(GeneratorPredictMixin, L.LightningModule):
             num_transform_options=self.augment.num_options if self.augment is not None else (),
             num_classes=self.hparams.num_classes,
         )
-        self.net = SparseTransformer(get_config(self.hparams.config, **overrides))
+        self.net = SparseTransformer(sparse_transformer_config(self.hparams.config, **overrides))
         # Left in train mode like the rest of the module (Lightning warns otherwise); `bits_per_dim`
         # and `sample` switch it to eval themselves.
         self.ema_net = copy.deepcopy(self.net).requires_grad_(False)

@@ -16,21 +16,25 @@ auto       by res.     2    by res.      by res.  by res.  by res.  0.05  resnet
 ``cifar`` also turns off style mixing and path-length regularisation. ``auto`` follows the
 reference's heuristics for a resolution and a number of processes. ``tiny`` (about 50k parameters per
 network) is for tests and smoke runs. ``batch_size`` is the reference's global batch for the preset (all
-processes together); ``auto`` derives ``gamma`` and ``ema_kimg`` from that *heuristic* batch (the
-resolution and ``world_size``, which ``StyleGAN2ADA`` leaves at 1), never from the datamodule's actual
-batch size, which the module does not read. Set ``R1(gamma=...)`` or ``config_overrides: {ema_kimg: ...}``
-when your batch differs.
+processes together), the batch its ``gamma`` and ``ema_kimg`` are sized for; ``auto`` derives them from
+that *heuristic* batch (the resolution and ``world_size``, which ``StyleGAN2ADA`` leaves at 1). Nothing
+trains with ``batch_size``: the batch is the datamodule's, and ``StyleGAN2ADA`` warns at its first
+training batch when that global batch differs and it takes ``gamma`` or ``ema_kimg`` from the preset
+(:func:`batch_size_mismatch`). Set ``R1(gamma=...)`` and ``config_overrides: {ema_kimg: ...}`` for your
+batch. ``gamma`` and ``r1_interval`` are only the defaults of the D regulariser's ``gamma`` and
+``every_n_batches`` (:mod:`lightning_genaug.regularizers`), which hold the values a run uses.
 
 Presets use the package's one preset mechanism (:mod:`lightning_genaug.models.presets`), shared with the
-Sparse Transformer's :func:`~lightning_genaug.models.sparse_transformer.get_config`.
+Sparse Transformer's :func:`~lightning_genaug.models.sparse_transformer.sparse_transformer_config`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lightning_genaug._checks import check_choice, check_positive_int, check_range
-from lightning_genaug.models.presets import replace_fields
+from lightning_genaug.models.presets import overrides_type, replace_fields
 from lightning_genaug.models.stylegan2.networks import DISCRIMINATOR_ARCHITECTURES, Discriminator, Generator
 
 CONFIG_NAMES = ("auto", "stylegan2", "paper256", "paper512", "paper1024", "cifar", "tiny")
@@ -54,15 +58,15 @@ class StyleGAN2Config:
     mbstd_group: int = 4  # minibatch-std group size; the batch per process must be a multiple
     mbstd_num_channels: int = 1
     # --- training
-    batch_size: int = 32  # global batch, all processes together
+    batch_size: int = 32  # the global batch gamma and ema_kimg are sized for (the datamodule's is used)
     lr: float = 0.002
     betas: tuple[float, float] = (0.0, 0.99)  # beta1 = 0: no momentum, as in the papers
-    gamma: float = 10.0  # R1 weight
+    gamma: float = 10.0  # default of the D regulariser's weight (R1(gamma=None))
     ema_kimg: float = 10.0  # half-life of the generator EMA, in thousands of images
     ema_rampup: float | None = None  # EMA half-life <= ema_rampup * images seen; None: no ramp-up
     style_mixing_prob: float = 0.9
     pl_weight: float = 2.0  # path-length regularisation weight; 0 disables it
-    r1_interval: int = 16  # lazy R1 every 16 batches
+    r1_interval: int = 16  # default of the D regulariser's every_n_batches (lazy R1)
     pl_interval: int = 4  # lazy path-length regularisation every 4 batches
     pl_batch_shrink: int = 2  # the path-length phase uses batch // pl_batch_shrink images
     pl_decay: float = 0.01  # decay of the running mean path length
@@ -104,8 +108,14 @@ class StyleGAN2Config:
         )
 
 
+StyleGAN2Overrides = overrides_type(
+    StyleGAN2Config, "StyleGAN2Overrides", exclude=("name", "gamma", "r1_interval")
+)
+"""The type of ``StyleGAN2ADA(config_overrides=...)``: any :class:`StyleGAN2Config` field but ``name`` and
+the D regulariser's ``gamma`` / ``r1_interval``, each optional, so that the CLI checks keys and values."""
+
 # The reference's table; fields not named keep the StyleGAN2Config defaults (the `stylegan2` values).
-PRESETS: dict[str, StyleGAN2Config] = {
+STYLEGAN2_PRESETS: dict[str, StyleGAN2Config] = {
     "stylegan2": StyleGAN2Config("stylegan2"),
     "paper256": StyleGAN2Config(
         "paper256", channel_base=16384, batch_size=64, mbstd_group=8, lr=0.0025, gamma=1.0, ema_kimg=20.0
@@ -159,7 +169,7 @@ def _auto_config(img_resolution: int, world_size: int) -> StyleGAN2Config:
     )
 
 
-def get_config(name: str, img_resolution: int, *, world_size: int = 1, **overrides) -> StyleGAN2Config:
+def stylegan2_config(name: str, img_resolution: int, *, world_size: int = 1, **overrides) -> StyleGAN2Config:
     """The named preset for a resolution, with fields replaced by ``overrides``.
 
     Args:
@@ -172,14 +182,46 @@ def get_config(name: str, img_resolution: int, *, world_size: int = 1, **overrid
         The config.
 
     Example:
-        >>> get_config("auto", 32).gamma
+        >>> stylegan2_config("auto", 32).gamma
         0.0064
     """
     name = check_choice("config", name, CONFIG_NAMES)
     check_positive_int("img_resolution", img_resolution)
     check_positive_int("world_size", world_size)
-    config = _auto_config(img_resolution, world_size) if name == "auto" else PRESETS[name]
+    config = _auto_config(img_resolution, world_size) if name == "auto" else STYLEGAN2_PRESETS[name]
     return replace_fields(config, overrides, frozen=("name",))
+
+
+def batch_size_mismatch(
+    config: StyleGAN2Config, global_batch: int, preset_values: Sequence[str]
+) -> str | None:
+    """What a run at ``global_batch`` takes from a preset sized for ``config.batch_size``, or ``None``.
+
+    Args:
+        config: the run's config.
+        global_batch: the images of one training batch, all processes together.
+        preset_values: the batch-dependent fields (``gamma``, ``ema_kimg``) the run takes from the
+            preset rather than from the user.
+
+    Returns:
+        A sentence for a warning, or ``None`` when the batches agree or nothing is taken.
+
+    Example:
+        >>> batch_size_mismatch(STYLEGAN2_PRESETS["tiny"], 8, ["gamma"]) is None
+        True
+        >>> batch_size_mismatch(STYLEGAN2_PRESETS["tiny"], 32, ["gamma", "ema_kimg"])[:82]
+        "The 'tiny' preset sets gamma = 0.05, ema_kimg = 0.01 for a global batch of 8; this"
+    """
+    if global_batch == config.batch_size or not preset_values:
+        return None
+    values = ", ".join(f"{name} = {getattr(config, name):g}" for name in preset_values)
+    derived = " (derived by the 'auto' heuristics)" if config.name == "auto" else ""
+    return (
+        f"The {config.name!r} preset sets {values} for a global batch of {config.batch_size}{derived}; "
+        f"this run trains at a global batch of {global_batch} and uses them unchanged. Set "
+        "`regularizer.gamma` / `config_overrides.ema_kimg` for your batch (the reference's 'auto' "
+        "heuristics: gamma = 0.0002 * resolution^2 / batch, ema_kimg = batch * 10 / 32)."
+    )
 
 
 def build_networks(
@@ -194,7 +236,7 @@ def build_networks(
     """Build the generator and discriminator of a config.
 
     Args:
-        config: a preset name (see :func:`get_config`) or a :class:`StyleGAN2Config`.
+        config: a preset name (see :func:`stylegan2_config`) or a :class:`StyleGAN2Config`.
         img_resolution: image size, a power of two >= 8.
         img_channels: image channels.
         c_dim: number of classes (0 for unconditional).
@@ -210,7 +252,7 @@ def build_networks(
         (6, [16, 8])
     """
     if isinstance(config, str):
-        config = get_config(config, img_resolution, world_size=world_size, **overrides)
+        config = stylegan2_config(config, img_resolution, world_size=world_size, **overrides)
     elif isinstance(config, StyleGAN2Config):
         config = replace_fields(config, overrides, frozen=("name",))
     else:

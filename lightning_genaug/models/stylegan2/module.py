@@ -2,16 +2,16 @@
 
 One training batch runs the reference's four phases, each with its own optimiser step:
 
-=========  ===========================================  ======================
+=========  ===========================================  ================================
 phase      loss                                         when
-=========  ===========================================  ======================
+=========  ===========================================  ================================
 ``Gmain``  ``softplus(-D(A(G(z))))``                    every batch
 ``Greg``   path length ``pl_weight * (l - a)^2``        every ``pl_interval``
 ``Dmain``  ``softplus(D(A(G(z)))) + softplus(-D(A(x)))``  every batch
            (+ ``consistency``, e.g. bCR)
-``Dreg``   ``regularizer`` (R1: ``gamma / 2 *``         every ``interval``
+``Dreg``   ``regularizer`` (R1: ``gamma / 2 *``         every ``every_n_batches``
            ``||grad_x D(A(x))||^2``)
-=========  ===========================================  ======================
+=========  ===========================================  ================================
 
 The module is composed from objects, each given in YAML as ``class_path``/``init_args``: ``A`` is
 ``augment`` (stored as :attr:`StyleGAN2ADA.augment_pipe`: an ``AugmentPipe``, ``DiffAugment``,
@@ -31,7 +31,6 @@ import os
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from jsonargparse import lazy_instance
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from lightning_genaug._checks import check_positive_int, check_range
@@ -47,7 +47,13 @@ from lightning_genaug.data.batch import split_batch
 from lightning_genaug.distributed import backward_and_sync
 from lightning_genaug.models.predict import GeneratorPredictMixin, PredictOptions
 from lightning_genaug.models.stylegan2 import losses
-from lightning_genaug.models.stylegan2.configs import StyleGAN2Config, build_networks, get_config
+from lightning_genaug.models.stylegan2.configs import (
+    StyleGAN2Config,
+    StyleGAN2Overrides,
+    batch_size_mismatch,
+    build_networks,
+    stylegan2_config,
+)
 from lightning_genaug.models.stylegan2.official import (
     OfficialNetworks,
     is_network_pickle,
@@ -65,7 +71,7 @@ DEFAULT_REGULARIZER: DiscriminatorRegularizer = lazy_instance(R1)
 """The default ``regularizer``: R1 with the preset's ``gamma`` and ``r1_interval``."""
 
 # Set on the regulariser object, not in the config: each value has one home.
-_REGULARIZER_FIELDS = {"gamma": "gamma", "r1_interval": "interval"}
+_REGULARIZER_FIELDS = ("gamma", "r1_interval")
 
 
 class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
@@ -92,8 +98,10 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
             (``AugmentPipe``, ``DiffAugment``, ``DataScaling``, ``Chain``) or ``None`` for none. Default:
             ``AugmentPipe(preset="bgc", p=0)``, whose ``p`` the ``AdaptiveAugmentation`` callback adapts.
             Stored as :attr:`augment_pipe`.
-        regularizer: D's regulariser (phase ``Dreg``): ``R1`` (default, the preset's ``gamma`` and
-            ``r1_interval``), ``VarianceRegularizer``, or ``None`` for none.
+        regularizer: D's regulariser (phase ``Dreg``): ``R1`` (default), ``VarianceRegularizer``, or
+            ``None`` for none. It holds the weight and the interval; the module asks it for the loss.
+            Its fields left at ``None`` take the preset's ``gamma`` and ``r1_interval`` when the
+            networks are built (the preset's values are only these defaults).
         consistency: a term added to D's main loss, e.g. ``BalancedConsistency`` (bCR), or ``None``.
         freeze_d: number of D's first blocks (in input order) that receive no updates (Freeze-D).
         init_from: path of a ``StyleGAN2ADA`` ``.ckpt`` or of a stylegan2-ada-pytorch network pickle
@@ -124,7 +132,7 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
     def __init__(
         self,
         config: str = "auto",
-        config_overrides: dict[str, Any] | None = None,
+        config_overrides: StyleGAN2Overrides | None = None,
         resolution: int | None = None,
         channels: int | None = None,
         num_classes: int | None = None,
@@ -162,6 +170,7 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         self._compiled: dict[str, Any] = {}
         self.train_config: StyleGAN2Config | None = None
         self._initialized = False  # init_from loaded into this instance
+        self._batch_size_checked = False  # the preset's batch compared with the real one (first batch)
         if resolution is not None and channels is not None and num_classes is not None:
             self.build(resolution, channels, num_classes)
 
@@ -186,7 +195,7 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         if misplaced:
             raise ValueError(
                 f"`config_overrides` sets {misplaced}, which belong to the D regulariser; set them "
-                "there, e.g. `regularizer: {class_path: R1, init_args: {gamma: 0.05, interval: 16}}`."
+                "there, e.g. `regularizer: {class_path: R1, init_args: {gamma: 0.05, every_n_batches: 16}}`."
             )
         for name in ("resolution", "channels"):
             if hp[name] is not None:
@@ -194,7 +203,7 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         if hp.resolution is not None and hp.resolution & (hp.resolution - 1):
             raise ValueError(f"`resolution` must be a power of 2 (e.g. 32), got {hp.resolution}.")
         # The preset name and every override are checked now, not when `setup` builds the networks.
-        get_config(hp.config, hp.resolution or 32, **overrides)
+        stylegan2_config(hp.config, hp.resolution or 32, **overrides)
         if hp.num_classes is not None:
             check_positive_int("num_classes", hp.num_classes, allow_zero=True)
         check_positive_int("freeze_d", hp.freeze_d, allow_zero=True)
@@ -210,24 +219,15 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         self.hparams.update(resolution=resolution, channels=channels, num_classes=num_classes)
         self._check_arguments()
         hp = self.hparams
-        config = get_config(hp.config, resolution, **(hp.config_overrides or {}))
-        self.train_config = self._with_regularizer(config)
+        config = stylegan2_config(hp.config, resolution, **(hp.config_overrides or {}))
+        self.train_config = config
+        if self.regularizer is not None:
+            self.regularizer.fill_defaults(config.gamma, config.r1_interval)
         self.G, self.D = build_networks(self.train_config, resolution, channels, num_classes)
         self.G_ema = _frozen_copy(self.G)
         self._freeze_discriminator_blocks(hp.freeze_d)
         if hp.compile:
             self._compiled = {"synthesis": torch.compile(self.G.synthesis), "D": torch.compile(self.D)}
-
-    def _with_regularizer(self, config: StyleGAN2Config) -> StyleGAN2Config:
-        """The config with ``gamma``/``r1_interval`` taken from the regulariser (``gamma = 0``: none)."""
-        if self.regularizer is None:
-            return replace(config, gamma=0.0)
-        values = {
-            field: getattr(self.regularizer, attribute)
-            for field, attribute in _REGULARIZER_FIELDS.items()
-            if getattr(self.regularizer, attribute) is not None
-        }
-        return replace(config, **values)
 
     def _freeze_discriminator_blocks(self, count: int) -> None:
         blocks = self.D.discriminator_blocks()
@@ -238,6 +238,25 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
             )
         for block in blocks[:count]:
             block.requires_grad_(False)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """At the first batch of a fit, warn if the preset's batch-sized values meet another batch."""
+        if self._batch_size_checked:
+            return
+        self._batch_size_checked = True
+        config, overrides = self.train_config, self.hparams.config_overrides or {}
+        from_preset = [
+            name
+            for name, taken in (
+                ("gamma", self.regularizer is not None and self.regularizer.gamma == config.gamma),
+                ("ema_kimg", "ema_kimg" not in overrides),
+            )
+            if taken
+        ]
+        global_batch = len(split_batch(batch)[0]) * self.trainer.world_size
+        message = batch_size_mismatch(config, global_batch, from_preset)
+        if message is not None:
+            rank_zero_warn(f"StyleGAN2ADA: {message}")
 
     def setup(self, stage: str) -> None:
         """Build the networks from the datamodule's shapes; load ``init_from``; provide predict data."""
@@ -339,8 +358,10 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
                 "configure_optimizers() was called before the networks were built (see setup)."
             )
         cfg = self.train_config
+        # Without a regulariser D's Adam is still corrected for the preset's interval, as the reference.
+        d_interval = cfg.r1_interval if self.regularizer is None else self.regularizer.every_n_batches
         optimizers = []
-        for net, interval in ((self.G, cfg.pl_interval), (self.D, cfg.r1_interval)):
+        for net, interval in ((self.G, cfg.pl_interval), (self.D, d_interval)):
             # As the reference: corrected even when the regulariser's weight is 0 (``cifar``'s G).
             lr, betas = losses.lazy_regularization_adam(cfg.lr, tuple(cfg.betas), interval)
             params = [p for p in net.parameters() if p.requires_grad]
@@ -478,13 +499,13 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         The penalty gets D on images as given and the module's augmentation apart, so R1 takes its
         gradient w.r.t. the *un-augmented* reals through the augmentation, as in the reference.
         """
-        penalty = self.regularizer.penalty(self.D, self.augment_for_discriminator, real, real_c).mean()
+        loss, penalty = self.regularizer.loss(self.D, self.augment_for_discriminator, real, real_c)
         self.log(f"loss/{self.regularizer.log_name}", penalty.detach())
-        return penalty * (self.train_config.gamma / 2)
+        return loss
 
     # ------------------------------------------------------------------ the training loop
     def training_step(self, batch: Any, batch_idx: int) -> None:
-        """Run Gmain, Greg (every ``pl_interval``), Dmain, Dreg (every ``r1_interval``), then EMA."""
+        """Run Gmain, Greg (every ``pl_interval``), Dmain, Dreg (when the regulariser is due), then EMA."""
         real, labels = split_batch(batch)
         self._check_real_images(real)
         batch_size = real.shape[0]
@@ -509,7 +530,7 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
             if "Dreg" in phases:
                 with self._autocast_off():
                     loss = self.d_regularization_loss(real, real_c)
-                self._optimize(opt_d, loss * cfg.r1_interval, "Dreg", self.D)
+                self._optimize(opt_d, loss * self.regularizer.every_n_batches, "Dreg", self.D)
 
         global_batch = batch_size * self.trainer.world_size
         self.update_ema(global_batch)
@@ -555,7 +576,7 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         if cfg.pl_weight > 0 and batch_index % cfg.pl_interval == 0:
             phases.append("Greg")
         phases.append("Dmain")
-        if cfg.gamma > 0 and batch_index % cfg.r1_interval == 0:
+        if self.regularizer is not None and self.regularizer.is_due(batch_index):
             phases.append("Dreg")
         return phases
 
