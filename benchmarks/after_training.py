@@ -11,6 +11,7 @@ differs. Generation is timed without PNG writing (the same Pillow call on both s
     OMP_NUM_THREADS=1 python benchmarks/after_training.py --config cifar --resolution 32 --n 64
     OMP_NUM_THREADS=1 python benchmarks/after_training.py --config paper256 --resolution 256 --project-steps 0
     OMP_NUM_THREADS=1 python benchmarks/after_training.py --config cifar --n 0 --project-steps 100
+    OMP_NUM_THREADS=1 python benchmarks/after_training.py --config cifar --channel-max 64 --n 64   # busy CPU
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lightning_genaug.models.stylegan2.configs import build_networks
+from lightning_genaug.models.stylegan2.configs import build_networks, get_config
 from lightning_genaug.tools.generate import generate_stylegan
 from lightning_genaug.tools.project import DiscriminatorFeatureDistance, project
 
@@ -125,6 +126,9 @@ def main() -> None:
     )
     parser.add_argument("--config", default="cifar", help="StyleGAN2 preset of the (random) network")
     parser.add_argument("--resolution", type=int, default=32)
+    parser.add_argument(
+        "--channel-max", type=int, default=None, help="cap the feature maps (a cheaper network on a busy CPU)"
+    )
     parser.add_argument("--n", type=int, default=64, help="images generated (ours: one batch of n); 0: skip")
     parser.add_argument("--project-steps", type=int, default=100, help="projection steps; 0: skip")
     parser.add_argument("--repeats", type=int, default=3)
@@ -133,7 +137,8 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    G, D = build_networks(args.config, args.resolution, 3, 0)
+    overrides = {} if args.channel_max is None else {"channel_max": args.channel_max}
+    G, D = build_networks(get_config(args.config, args.resolution, **overrides), args.resolution, 3, 0)
     G, D = G.eval().requires_grad_(False), D.eval().requires_grad_(False)
     clock = CLOCKS[args.clock]
     print(
@@ -141,7 +146,8 @@ def main() -> None:
         f"torch {torch.__version__}, clock {args.clock}"
     )
     print(
-        f"network: {args.config} at {args.resolution}x{args.resolution}x3, "
+        f"network: {args.config} (channel_max {G.synthesis.b4.conv1.weight.shape[0]}) at "
+        f"{args.resolution}x{args.resolution}x3, "
         f"G {sum(p.numel() for p in G.parameters()) / 1e6:.1f}M parameters"
     )
     if args.n:

@@ -111,6 +111,14 @@ def test_load_refuses_a_missing_file_with_what_to_pass(tmp_path):
         StyleGAN2ADA.load(tmp_path / "nothing.ckpt")
 
 
+def test_a_checkpoint_of_another_module_is_named_as_such(cli, tmp_path):
+    torch.save(
+        {"state_dict": {"layer.weight": torch.zeros(1)}, "hyper_parameters": {}}, tmp_path / "other.ckpt"
+    )
+    code, _, err = cli("generate", tmp_path / "other.ckpt", "--seeds", "0", "--outdir", tmp_path)
+    assert code == 2 and "holds no StyleGAN2ADA or SparseTransformerDistAug weights" in err
+
+
 def test_sample_noise_modes_are_reproducible_from_the_generator(stylegan_ckpt):
     model = StyleGAN2ADA.load(stylegan_ckpt)
     model.G_ema.synthesis.b16.conv1.noise_strength.fill_(1.0)  # untrained: noise would have no effect

@@ -57,8 +57,10 @@ def load_checkpoint(
 def checkpoint_class(path: str | os.PathLike) -> type[pl.LightningModule]:
     """The module class that wrote a Lightning checkpoint.
 
-    LightningCLI records it in ``hyper_parameters["_class_path"]``; otherwise the state dict tells the
-    family apart (``G_ema.*``: :class:`StyleGAN2ADA`, ``ema_net.*``: :class:`SparseTransformerDistAug`).
+    LightningCLI records it in ``hyper_parameters["_class_path"]``, which is used when it names a class
+    of this package (a path read from a file never chooses what else gets imported); otherwise the
+    state dict tells the family apart (``G_ema.*``: :class:`StyleGAN2ADA`, ``ema_net.*``:
+    :class:`SparseTransformerDistAug`).
 
     Raises:
         ValueError: the file is not a checkpoint of a module that can be loaded here.
@@ -66,24 +68,25 @@ def checkpoint_class(path: str | os.PathLike) -> type[pl.LightningModule]:
     path = check_network_file(path)
     try:  # memory-mapped: only the few entries read here leave the disk
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as error:  # torch raises several types for files that are not checkpoints
+    except Exception as error:  # torch raises several types for files it cannot read
         raise ValueError(
-            f"{str(path)!r} is not a Lightning checkpoint ({type(error).__name__}); pass a .ckpt written by "
-            "training or a stylegan2-ada-pytorch .pkl."
+            f"{str(path)!r} cannot be read as a Lightning checkpoint with torch.load(weights_only=True) "
+            f"({type(error).__name__}); pass a .ckpt written by training or a stylegan2-ada-pytorch .pkl."
         ) from error
-    class_path = (checkpoint.get("hyper_parameters") or {}).get("_class_path")
-    if class_path:
-        module_name, _, class_name = class_path.rpartition(".")
-        return getattr(importlib.import_module(module_name), class_name)
+    class_path = str((checkpoint.get("hyper_parameters") or {}).get("_class_path") or "")
     keys = list(checkpoint.get("state_dict") or {})
-    for prefix, class_path in _FAMILY_BY_KEY_PREFIX:
-        if any(key.startswith(prefix) for key in keys):
-            module_name, _, class_name = class_path.rpartition(".")
-            return getattr(importlib.import_module(module_name), class_name)
-    raise ValueError(
-        f"{str(path)!r} holds no StyleGAN2ADA or SparseTransformerDistAug weights; pass a checkpoint of "
-        "one of them or a stylegan2-ada-pytorch .pkl."
-    )
+    candidates = [
+        path for prefix, path in _FAMILY_BY_KEY_PREFIX if any(key.startswith(prefix) for key in keys)
+    ]
+    if class_path.startswith(f"{__package__.split('.')[0]}."):
+        candidates.insert(0, class_path)
+    if not candidates:
+        raise ValueError(
+            f"{str(path)!r} holds no StyleGAN2ADA or SparseTransformerDistAug weights; pass a checkpoint of "
+            "one of them or a stylegan2-ada-pytorch .pkl."
+        )
+    module_name, _, class_name = candidates[0].rpartition(".")
+    return getattr(importlib.import_module(module_name), class_name)
 
 
 def load_network(

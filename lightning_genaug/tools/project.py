@@ -212,8 +212,17 @@ class Projection:
     distance_name: str
 
 
-def w_statistics(G: nn.Module, c: torch.Tensor, num_samples: int = NUM_W_SAMPLES, seed: int = 0):
-    """Mean ``(1, 1, w_dim)`` and scalar spread ``sqrt(E||w - mean||^2)`` of ``G``'s ``w``."""
+def w_statistics(
+    G: nn.Module, c: torch.Tensor, num_samples: int = NUM_W_SAMPLES, seed: int = 0
+) -> tuple[torch.Tensor, float]:
+    """Mean ``(1, 1, w_dim)`` and scalar spread ``sqrt(E||w - mean||^2)`` of ``G``'s ``w`` for class ``c``.
+
+    Args:
+        G: a StyleGAN2 ``Generator``.
+        c: ``(1, c_dim)`` one-hot (``(1, 0)`` when unconditional).
+        num_samples: latents drawn.
+        seed: seed of the latents.
+    """
     z = torch.randn(num_samples, G.z_dim, generator=torch.Generator().manual_seed(seed)).to(c.device)
     w = G.mapping(z, c[:1].expand(num_samples, -1))[:, :1]  # (N, 1, w_dim)
     w_avg = w.mean(0, keepdim=True)

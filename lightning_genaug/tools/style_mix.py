@@ -17,8 +17,19 @@ from lightning_genaug.images import picture_grid, save_png
 from lightning_genaug.tools.arguments import add_generation_arguments, add_network_arguments, parse_int_list
 from lightning_genaug.tools.latents import map_seeds, synthesize
 
-DEFAULT_STYLES = range(7)
-"""The reference's default mixed layers, ``0-6`` (those the network has)."""
+REFERENCE_STYLES = range(7)
+"""The reference's default mixed layers, ``0-6``: coarse and middle styles of its 18-layer 1024px networks."""
+
+
+def default_styles(num_ws: int) -> list[int]:
+    """``0-6`` when the network has at least twice as many layers, else its first (coarse) half.
+
+    >>> default_styles(18), default_styles(6)
+    ([0, 1, 2, 3, 4, 5, 6], [0, 1, 2])
+    """
+    if num_ws >= 2 * len(REFERENCE_STYLES):
+        return list(REFERENCE_STYLES)
+    return list(range(max(1, num_ws // 2)))
 
 
 def mix_styles(row_ws: torch.Tensor, col_ws: torch.Tensor, styles: Sequence[int]) -> torch.Tensor:
@@ -65,7 +76,7 @@ def style_mixing_grid(
     ws = map_seeds(G, [*row_seeds, *col_seeds], class_idx, truncation_psi)
     row_ws, col_ws = ws[: len(row_seeds)], ws[len(row_seeds) :]
     if styles is None:
-        styles = [layer for layer in DEFAULT_STYLES if layer < ws.shape[1]]
+        styles = default_styles(ws.shape[1])
     mixed = mix_styles(row_ws, col_ws, styles).flatten(0, 1)
     images = synthesize(G, torch.cat([ws, mixed]), noise_mode)
     rows, cols = images[: len(row_seeds)], images[len(row_seeds) : len(ws)]
@@ -84,7 +95,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--styles",
         type=parse_int_list,
         default=None,
-        help="layers to take from the column seeds (default: 0-6, those the network has)",
+        help="layers to take from the column seeds (default: 0-6, or the first half of the layers of "
+        "networks with fewer than 14)",
     )
     parser.add_argument("--outdir", type=Path, required=True, metavar="DIR", help="where to save the images")
     add_generation_arguments(parser)
@@ -112,4 +124,4 @@ def run(options: argparse.Namespace, model: torch.nn.Module) -> str:
     return f"Wrote {count} mixed images and grid.png ({cells_shape}) to {options.outdir}"
 
 
-__all__ = ["mix_styles", "style_mixing_grid"]
+__all__ = ["default_styles", "mix_styles", "style_mixing_grid"]
