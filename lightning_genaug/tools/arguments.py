@@ -76,6 +76,23 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
+def check_class(class_idx: int | None, num_classes: int) -> None:
+    """``--class`` against the network: required and in range when conditional, absent otherwise.
+
+    Raises:
+        ValueError: naming the valid classes (or saying to leave ``--class`` out).
+    """
+    if num_classes == 0:
+        if class_idx is not None:
+            raise ValueError("the network is unconditional: leave out --class")
+        return
+    if class_idx is None or not 0 <= class_idx < num_classes:
+        given = "none given" if class_idx is None else f"got {class_idx}"
+        raise ValueError(
+            f"the network is class-conditional: pass --class with a class in [0, {num_classes - 1}] ({given})"
+        )
+
+
 def add_network_arguments(parser: argparse.ArgumentParser) -> None:
     """The network file and the device: every tool takes them."""
     parser.add_argument(
@@ -116,6 +133,7 @@ __all__ = [
     "ToolParser",
     "add_generation_arguments",
     "add_network_arguments",
+    "check_class",
     "parse_grid",
     "parse_int_list",
     "parse_truncation_psi",

@@ -10,7 +10,12 @@ from pathlib import Path
 import torch
 
 from lightning_genaug.images import picture_grid, save_png
-from lightning_genaug.tools.arguments import add_generation_arguments, add_network_arguments, parse_int_list
+from lightning_genaug.tools.arguments import (
+    add_generation_arguments,
+    add_network_arguments,
+    check_class,
+    parse_int_list,
+)
 from lightning_genaug.tools.latents import map_seeds, synthesize
 
 TRANSFORM_ALIASES: dict[str, tuple[str, int]] = {
@@ -102,13 +107,7 @@ def generate_sparse_transformer(
     Returns:
         ``(len(seeds), C, H, W)`` in [-1, 1], in the transform's frame (``rot90`` gives rotated images).
     """
-    num_classes = int(model.hparams.num_classes or 0)
-    if num_classes and (class_idx is None or not 0 <= class_idx < num_classes):
-        raise ValueError(
-            f"the network is class-conditional: pass --class with a class in [0, {num_classes - 1}]"
-        )
-    if not num_classes and class_idx is not None:
-        raise ValueError("the network is unconditional: leave out --class")
+    check_class(class_idx, int(model.hparams.num_classes or 0))
     ids = None
     if model.augment is not None:
         ids = parse_transform(transform, model.augment.transforms, model.augment.num_options)

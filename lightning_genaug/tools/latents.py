@@ -16,6 +16,7 @@ from torch import nn
 
 from lightning_genaug._checks import check_choice
 from lightning_genaug.models.stylegan2.networks import NOISE_MODES
+from lightning_genaug.tools.arguments import check_class
 
 BATCH_SIZE = 64
 """Images synthesised per forward pass."""
@@ -42,15 +43,9 @@ def class_condition(G: nn.Module, class_idx: int | None, n: int) -> torch.Tensor
             unconditional ``G`` (each message says what to pass).
     """
     device = G.mapping.fc0.weight.device
+    check_class(class_idx, G.c_dim)
     if G.c_dim == 0:
-        if class_idx is not None:
-            raise ValueError("the network is unconditional: leave out --class")
         return torch.zeros(n, 0, device=device)
-    if class_idx is None or not 0 <= class_idx < G.c_dim:
-        given = "none given" if class_idx is None else f"got {class_idx}"
-        raise ValueError(
-            f"the network is class-conditional: pass --class with a class in [0, {G.c_dim - 1}] ({given})"
-        )
     return torch.eye(G.c_dim, device=device)[class_idx].expand(n, -1)
 
 
