@@ -14,6 +14,12 @@ Examples:
         --ckpt_path runs/ada/lightning_logs/version_0/checkpoints/last.ckpt
     lightning-genaug predict --config examples/configs/ada.yaml --ckpt_path network-snapshot.pkl
     lightning-genaug prepare ~/images ~/images-256 --resolution 256 --center-crop
+    lightning-genaug generate runs/ada/lightning_logs/version_0/checkpoints/last.ckpt --seeds 0-9 --class 3 \
+        --outdir out/generate
+
+``prepare`` and the after-training tools (``generate``, ``style-mix``, ``interpolate``, ``project``,
+``export``: :mod:`lightning_genaug.tools.commands`) are plain ``argparse`` commands run before LightningCLI;
+they are listed beside its subcommands in ``lightning-genaug --help``.
 """
 
 from __future__ import annotations
@@ -21,11 +27,13 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
-from jsonargparse import Namespace
-from lightning.pytorch.cli import ArgsType, LightningCLI
+from jsonargparse import ArgumentParser, Namespace
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
 from lightning_genaug.models.stylegan2.official import is_network_pickle
+from lightning_genaug.tools.commands import TOOLS, run_tool
 
 # Imported so that their classes can be named by their short names (``--model StyleGAN2ADA``,
 # ``class_path: AdaptiveAugmentation``); any other importable class path works too.
@@ -37,6 +45,8 @@ PROJECT_MODULES: Sequence[str] = (
     "lightning_genaug.models",
     "lightning_genaug.regularizers",
 )
+
+PREPARE_SUMMARY = "Convert a folder or zip of images into litdata chunks for StreamingImageDataModule."
 
 DEFAULT_LOGGER = "lightning.pytorch.loggers.CSVLogger"
 """The logger of a config that names none: versioned folders under ``trainer.default_root_dir``."""
@@ -62,13 +72,23 @@ class GenAugCLI(LightningCLI):
                 "description": (
                     "Train and evaluate generative image models with non-leaking augmentation "
                     "(StyleGAN2-ADA, DistAug, Scale-GAN) on Lightning. Run `lightning-genaug fit --help` "
-                    "for the options of a subcommand, `lightning-genaug prepare --help` to convert images "
-                    "into streaming chunks."
+                    "for the options of a subcommand."
                 ),
             },
             args=args,
             run=run,
         )
+
+    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
+        """Lightning's subcommands, then ``prepare`` and the after-training tools (for ``--help`` only).
+
+        :func:`main` runs those before LightningCLI parses anything; here they only get their line under
+        "Available subcommands".
+        """
+        super()._add_subcommands(parser, **kwargs)
+        summaries = {"prepare": PREPARE_SUMMARY, **{name: tool.summary for name, tool in TOOLS.items()}}
+        for name, summary in summaries.items():
+            parser._subcommands_action.add_subcommand(name, ArgumentParser(description=summary), help=summary)
 
     def before_instantiate_classes(self) -> None:
         """Keep every output of a run under ``trainer.default_root_dir``.
@@ -111,12 +131,16 @@ class GenAugCLI(LightningCLI):
 
 
 def main(args: ArgsType = None) -> None:
-    """Entry point of the ``lightning-genaug`` console script (``prepare`` is handled before LightningCLI)."""
+    """Entry point of the ``lightning-genaug`` console script; ``prepare`` and the tools skip LightningCLI."""
     command_line = sys.argv[1:] if args is None else args
-    if isinstance(command_line, (list, tuple)) and command_line[:1] == ["prepare"]:
+    name = command_line[0] if isinstance(command_line, (list, tuple)) and command_line else None
+    if name == "prepare":
         from lightning_genaug.data.streaming import prepare_command
 
         prepare_command(list(command_line[1:]))
+        return
+    if name in TOOLS:
+        run_tool(name, list(command_line[1:]))
         return
     GenAugCLI(args=args)
 

@@ -10,6 +10,8 @@ WANDB_AVAILABLE = RequirementCache("wandb")
 TORCH_FIDELITY_AVAILABLE = RequirementCache("torch-fidelity")
 TENSORBOARD_AVAILABLE = RequirementCache("tensorboard")
 LITDATA_AVAILABLE = RequirementCache("litdata")
+IMAGEIO_FFMPEG_AVAILABLE = RequirementCache("imageio-ffmpeg") and RequirementCache("imageio")
+ONNX_EXPORT_AVAILABLE = RequirementCache("onnx") and RequirementCache("onnxscript")
 
 
 def require_litdata() -> ModuleType:
@@ -22,3 +24,16 @@ def require_litdata() -> ModuleType:
     import litdata
 
     return litdata
+
+
+TOOLS_EXTRA = 'pip install "lightning-genaug[tools]"'
+"""Installs every optional dependency of the after-training tools (imageio-ffmpeg, onnx, onnxruntime)."""
+
+
+def require_onnx_export() -> None:
+    """Raise unless ``torch.onnx.export`` can run (it needs onnx and onnxscript)."""
+    if not ONNX_EXPORT_AVAILABLE:
+        raise ModuleNotFoundError(
+            f"ONNX export needs onnx and onnxscript, optional dependencies: {TOOLS_EXTRA} "
+            "(or pip install onnx onnxscript)."
+        )

@@ -36,7 +36,8 @@ def test_console_script_help_lists_the_subcommands():
     assert executable is not None, "the console script is not installed"
     result = subprocess.run([executable, "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
-    for subcommand in ("fit", "validate", "test", "predict"):
+    after_training = ("generate", "style-mix", "interpolate", "project", "export")
+    for subcommand in ("fit", "validate", "test", "predict", "prepare", *after_training):
         assert re.search(rf"^\s+{subcommand}\s", result.stdout, re.MULTILINE), subcommand
 
 

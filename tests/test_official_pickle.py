@@ -52,6 +52,11 @@ class _Persistent:
 @pytest.fixture
 def reference_modules(monkeypatch):
     """Registers the reference's module names so that pickle writes globals with them."""
+    register_reference_modules(monkeypatch)
+
+
+def register_reference_modules(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put stand-ins for ``torch_utils.persistence`` and ``dnnlib.util`` in ``sys.modules``."""
     persistence = types.ModuleType("torch_utils.persistence")
     util = types.ModuleType("dnnlib.util")
     _never_called.__module__, _never_called.__qualname__ = persistence.__name__, "_reconstruct_persistent_obj"

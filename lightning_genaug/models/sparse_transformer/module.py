@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from lightning_genaug.augment.distaug import DistAugTransforms, from_sequence, t
 from lightning_genaug.data.batch import split_batch
 from lightning_genaug.images import from_uint8, to_uint8
 from lightning_genaug.metrics.bpd import bits_per_dim_from_logits
+from lightning_genaug.models.loading import load_checkpoint
 from lightning_genaug.models.predict import GeneratorPredictMixin, PredictOptions
 from lightning_genaug.models.sparse_transformer.model import (
     SparseTransformer,
@@ -323,6 +325,18 @@ class SparseTransformerDistAug(GeneratorPredictMixin, L.LightningModule):
         self.ema_updates += 1
 
     # ----------------------------------------------------------------------------------- sampling
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike, map_location: str | torch.device | None = None
+    ) -> SparseTransformerDistAug:
+        """A ready module from a ``.ckpt``, without a ``Trainer``: eval mode, gradients off.
+
+        Args:
+            path: a checkpoint written while training this module.
+            map_location: device for the weights; ``None``: where they were saved.
+        """
+        return load_checkpoint(cls, path, map_location)
+
     def _transform_ids(self, n: int, transform: Any) -> torch.Tensor | None:
         if self.augment is None:
             if transform is not None:

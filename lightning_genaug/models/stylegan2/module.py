@@ -45,6 +45,7 @@ from lightning_genaug._checks import check_positive_int, check_range
 from lightning_genaug.augment.ada import AugmentPipe
 from lightning_genaug.data.batch import split_batch
 from lightning_genaug.distributed import backward_and_sync
+from lightning_genaug.models.loading import load_checkpoint, ready_for_inference
 from lightning_genaug.models.predict import GeneratorPredictMixin, PredictOptions
 from lightning_genaug.models.stylegan2 import losses
 from lightning_genaug.models.stylegan2.configs import (
@@ -644,6 +645,37 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
                     raise FloatingPointError(f"Refusing to save a checkpoint: {name}.{key} is not finite.")
 
     # ------------------------------------------------------------------ generation
+    @classmethod
+    def load(cls, path: str | os.PathLike, map_location: str | torch.device | None = None) -> StyleGAN2ADA:
+        """A ready module from a ``.ckpt`` or a stylegan2-ada-pytorch ``.pkl``, without a ``Trainer``.
+
+        A checkpoint goes through ``load_from_checkpoint``; a network pickle is read without running its
+        code and sets the shapes (resolution, channels, classes, network config) and G, D, G_ema.
+
+        Args:
+            path: the ``.ckpt`` or ``.pkl`` file.
+            map_location: device for the weights; ``None``: where they were saved (CPU for a pickle).
+
+        Returns:
+            The module with ``G``, ``D`` and ``G_ema`` built and loaded, in eval mode, gradients off.
+
+        Example:
+            >>> model = StyleGAN2ADA.load("network-snapshot.pkl")  # doctest: +SKIP
+            >>> images = model.sample(16, truncation_psi=0.7)  # doctest: +SKIP
+        """
+        if not is_network_pickle(path):
+            return load_checkpoint(cls, path, map_location)
+        official = read_network_pickle(path)
+        model = cls(
+            config_overrides=official.config_overrides,
+            resolution=official.resolution,
+            channels=official.channels,
+            num_classes=official.num_classes,
+            init_from=str(path),
+        )
+        model.load_weights_from(path, official)
+        return ready_for_inference(model, map_location)
+
     @torch.no_grad()
     def sample(
         self,
@@ -651,14 +683,17 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         labels: torch.Tensor | None = None,
         generator: torch.Generator | None = None,
         truncation_psi: float = 1.0,
+        noise_mode: str = "const",
     ) -> torch.Tensor:
         """Generate ``n`` images with the EMA generator in eval mode (generator protocol).
 
         Args:
             n: number of images.
             labels: int64 ``(n,)`` classes for a conditional model; ``None``: uniformly random.
-            generator: random generator for the latents and labels (reproducible samples).
+            generator: random generator for the latents, labels and random noise (reproducible samples).
             truncation_psi: truncation towards the average ``w`` (``1`` = none).
+            noise_mode: per-pixel noise of the synthesis layers: ``"const"`` (the stored noise maps),
+                ``"random"`` (fresh noise, drawn from ``generator`` when one is given) or ``"none"``.
 
         Returns:
             ``(n, C, H, W)`` float in [-1, 1] on the module's device.
@@ -668,17 +703,33 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         z = torch.randn(n, self.G_ema.z_dim, generator=generator, device=source_device).to(self.device)
         if labels is None and self.hparams.num_classes > 0:
             labels = torch.randint(self.hparams.num_classes, (n,), generator=generator, device=source_device)
-        return self._generate(z, None if labels is None else labels.to(self.device), truncation_psi)
+        noise_seed = None
+        if generator is not None and noise_mode == "random":
+            noise_seed = int(torch.randint(2**62, (), generator=generator, device=source_device))
+        labels = None if labels is None else labels.to(self.device)
+        return self._generate(z, labels, truncation_psi, noise_mode, noise_seed)
 
-    def _generate(self, z: torch.Tensor, labels: torch.Tensor | None, truncation_psi: float) -> torch.Tensor:
+    def _generate(
+        self,
+        z: torch.Tensor,
+        labels: torch.Tensor | None,
+        truncation_psi: float,
+        noise_mode: str = "const",
+        noise_seed: int | None = None,
+    ) -> torch.Tensor:
         was_training = self.G_ema.training
         self.G_ema.eval()
         c = self.class_condition(labels, z.shape[0])
+        # Random noise is drawn from torch's global generator inside the synthesis layers: seed a fork.
+        devices = [self.device] if self.device.type == "cuda" else []
         try:
-            chunks = [
-                self.G_ema(z_chunk, c_chunk, truncation_psi=truncation_psi, noise_mode="const")
-                for z_chunk, c_chunk in zip(z.split(64), c.split(64), strict=True)
-            ]
+            with torch.random.fork_rng(devices=devices, enabled=noise_seed is not None):
+                if noise_seed is not None:
+                    torch.manual_seed(noise_seed)
+                chunks = [
+                    self.G_ema(z_chunk, c_chunk, truncation_psi=truncation_psi, noise_mode=noise_mode)
+                    for z_chunk, c_chunk in zip(z.split(64), c.split(64), strict=True)
+                ]
         finally:
             self.G_ema.train(was_training)
         return torch.cat(chunks).float().clamp(-1, 1)
