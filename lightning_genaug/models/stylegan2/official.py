@@ -212,7 +212,7 @@ class _StorageType:
 
 
 _STORAGE_TYPES = {
-    ("torch", name): _StorageType(getattr(torch, name).dtype)
+    ("torch", name): _StorageType(getattr(torch, name)._dtype)
     for name in dir(torch)
     if name.endswith("Storage")
     and isinstance(getattr(torch, name), type)
