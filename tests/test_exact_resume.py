@@ -147,7 +147,9 @@ class DrawRecorder(pl.LightningModule):
         return torch.optim.SGD(self.parameters(), lr=0.1)
 
 
-def record(root: Path, make_data, steps: int, ckpt_path: Path | None = None) -> tuple[list[tuple], list[str]]:
+def record(
+    root: Path, make_data, steps: int, ckpt_path: Path | None = None, every_n_epochs: int | None = None
+) -> tuple[list[tuple], list[str]]:
     pl.seed_everything(0, verbose=False)
     model = DrawRecorder()
     trainer = pl.Trainer(
@@ -156,7 +158,15 @@ def record(root: Path, make_data, steps: int, ckpt_path: Path | None = None) -> 
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[ModelCheckpoint(dirpath=root, save_last=True, save_top_k=0, every_n_train_steps=1)],
+        callbacks=[
+            ModelCheckpoint(
+                dirpath=root,
+                save_last=True,
+                save_top_k=0,
+                every_n_train_steps=None if every_n_epochs else 1,
+                every_n_epochs=every_n_epochs,
+            )
+        ],
         default_root_dir=root,
     )
     with warnings.catch_warnings(record=True) as caught:
@@ -198,6 +208,15 @@ def test_resuming_replays_the_batches_and_random_draws_of_the_uninterrupted_run(
     assert first == straight[:interrupt]
     assert resumed == straight[interrupt:]
     assert not any("not resumable" in m or "not exactly" in m for m in messages), messages
+
+
+def test_an_epoch_end_checkpoint_of_an_epoch_cut_short_warns_that_lightning_skips_its_rest(tmp_path):
+    def make_data() -> pl.LightningDataModule:
+        return DATAMODULES["digits"](tmp_path)
+
+    record(tmp_path / "first", make_data, 4, every_n_epochs=1)  # epoch 1 cut after 1 of 3 batches
+    _, messages = record(tmp_path / "resumed", make_data, 7, ckpt_path=tmp_path / "first" / "last.ckpt")
+    assert any("ends epoch 1 after 1 of its 3 batches" in m and "every_n_train_steps" in m for m in messages)
 
 
 def test_a_loader_whose_sampler_lightning_replaced_warns_that_the_resume_is_not_exact():

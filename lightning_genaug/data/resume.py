@@ -144,9 +144,24 @@ class _PassPosition:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._batches = 0  # batches yielded in the current pass
+        self._saved_pass: dict[str, Any] | None = None  # the state loaded, until the next pass starts
 
     def __iter__(self) -> Iterator[Any]:
         sampler = self.sampler  # type: ignore[attr-defined]
+        saved, self._saved_pass = self._saved_pass, None
+        if (
+            saved is not None
+            and isinstance(sampler, ResumableRandomSampler)
+            and sampler.epoch != saved["epoch"]
+        ):
+            epoch, batches, total = saved["epoch"], saved["batches"], len(self)  # type: ignore[arg-type]
+            rank_zero_warn(
+                f"The checkpoint ends epoch {epoch} after {batches} of its {total} batches (an epoch-end "
+                f"checkpoint of an epoch that `max_steps` cut short); Lightning resumes at epoch "
+                f"{sampler.epoch}, so the rest of epoch {epoch} is skipped: the resumed run is not exactly "
+                "the uninterrupted one. Checkpoints written every N steps "
+                "(`ModelCheckpoint(every_n_train_steps=N, save_last=True)`) resume exactly."
+            )
         resumed = sampler.start if isinstance(sampler, ResumableRandomSampler) else 0  # read before the pass
         self._batches = resumed // self.batch_size  # type: ignore[attr-defined]
         for batch in super().__iter__():  # type: ignore[misc]
@@ -169,6 +184,7 @@ class _PassPosition:
         elif not self._saved_pass_ended:
             sampler.set_epoch(state_dict["epoch"])
             sampler.start = state_dict["batches"] * self.batch_size  # type: ignore[attr-defined]
+            self._saved_pass = state_dict
 
 
 class ResumableDataLoader(RandomStatesInCheckpoint, _PassPosition, DataLoader):
