@@ -144,6 +144,7 @@ class _PassPosition:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._batches = 0  # batches yielded in the current pass
+        self._pass_epoch: int | None = None  # its epoch (workers may run the sampler into the next one)
         self._saved_pass: dict[str, Any] | None = None  # the state loaded, until the next pass starts
 
     def __iter__(self) -> Iterator[Any]:
@@ -162,16 +163,16 @@ class _PassPosition:
                 "the uninterrupted one. Checkpoints written every N steps "
                 "(`ModelCheckpoint(every_n_train_steps=N, save_last=True)`) resume exactly."
             )
-        resumed = sampler.start if isinstance(sampler, ResumableRandomSampler) else 0  # read before the pass
-        self._batches = resumed // self.batch_size  # type: ignore[attr-defined]
+        resumable = isinstance(sampler, ResumableRandomSampler)
+        self._pass_epoch = sampler.epoch if resumable else None  # read before the pass starts
+        self._batches = (sampler.start if resumable else 0) // self.batch_size  # type: ignore[attr-defined]
         for batch in super().__iter__():  # type: ignore[misc]
             self._batches += 1
             yield batch
 
     def state_dict(self) -> dict[str, Any]:
-        sampler = self.sampler  # type: ignore[attr-defined]
-        epoch = sampler.epoch if isinstance(sampler, ResumableRandomSampler) else None
-        return {"epoch": epoch, "batches": self._batches, "pass_ended": self._batches >= len(self)}  # type: ignore[arg-type]
+        pass_ended = self._batches >= len(self)  # type: ignore[arg-type]
+        return {"epoch": self._pass_epoch, "batches": self._batches, "pass_ended": pass_ended}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         sampler = self.sampler  # type: ignore[attr-defined]

@@ -178,17 +178,24 @@ def _rebuild_parameter(data: Any, *_: Any) -> torch.Tensor:
 def _load_storage(data: Any) -> torch.storage.TypedStorage:
     """Stand-in for ``torch.storage._load_from_bytes``: checks the size claims, then ``weights_only``.
 
-    The bytes are a legacy ``torch.save`` of one storage: four small pickles (magic number, protocol,
-    system info, the storage record ``("storage", type, key, location, numel, view)``), the list of
-    keys, then each storage's element count and raw bytes. ``torch.load`` allocates ``numel`` elements
-    before it reads them, so a record that claims more than the bytes that follow is refused first.
+    The bytes are a legacy ``torch.save`` of one storage: three small header pickles (magic number,
+    protocol, system info), the pickled storage record ``("storage", type, key, location, numel, view)``,
+    the pickled list of keys, then each storage's element count and raw bytes. ``torch.load``
+    allocates ``numel`` elements before it reads them, so a record that claims more than the bytes
+    that follow is refused first.
     """
     if not isinstance(data, bytes):
         raise pickle.UnpicklingError(f"a storage is given as a {type(data).__name__}, not bytes")
     claimed: list[int] = []
 
     def record(pid: Any) -> None:
-        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and type(pid[4]) is int):
+        if not (
+            isinstance(pid, tuple)
+            and len(pid) >= 5
+            and pid[0] == "storage"
+            and type(pid[4]) is int
+            and pid[4] >= 0
+        ):
             raise pickle.UnpicklingError(f"a storage record is {pid!r}")
         claimed.append(pid[4] * pid[1].itemsize)
 
