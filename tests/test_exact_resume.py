@@ -1,8 +1,10 @@
 """Exact resume: a run interrupted mid-epoch and resumed from ``last.ckpt`` is the uninterrupted run.
 
-For every local datamodule (digits, an image folder in memory and lazy, CIFAR-10 pickles) and the
-streaming one: the same weights of G, D and G_ema (bit for bit on the CPU), the same ``p``, ``r_t``
-and image count. A tiny 8x8 StyleGAN2-ADA, a few batches, p moving fast so that it matters.
+A tiny 8x8 StyleGAN2-ADA (digits; an image folder decoded lazily), a few batches, p moving fast so
+that it matters: the same weights of G, D and G_ema (bit for bit on the CPU), ``p``, ``r_t`` and image
+count. For every datamodule (digits, an image folder in memory, CIFAR-10 pickles, streaming chunks),
+more cheaply: the same batches and the same draws of every random generator, step by step, which
+is all a deterministic CPU training step depends on besides the checkpointed state.
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ def fit(
     return model, ada, trainer, [str(w.message) for w in caught]
 
 
-@pytest.mark.parametrize("source", list(DATAMODULES))
+@pytest.mark.parametrize("source", ["digits", "folder-lazy"])  # the others: the cheaper test below
 def test_resuming_mid_epoch_reproduces_the_uninterrupted_run(tmp_path, source):
     def make_data() -> pl.LightningDataModule:
         return DATAMODULES[source](tmp_path)
@@ -190,13 +192,14 @@ RECORDED: dict[str, Callable[[Path], pl.LightningDataModule]] = {
         str(streaming_chunks(tmp)), batch_size=BATCH, num_workers=0
     ),
     "digits": DATAMODULES["digits"],
+    "folder-in-memory": DATAMODULES["folder-in-memory"],
 }
 
 
 @pytest.mark.parametrize(
     ("source", "interrupt"),
-    [("cifar10", 4), ("streaming", 4), ("digits", 3)],
-    ids=["cifar10", "streaming", "digits-at-epoch-end"],
+    [("cifar10", 4), ("streaming", 4), ("folder-in-memory", 4), ("digits", 3)],
+    ids=["cifar10", "streaming", "folder-in-memory", "digits-at-epoch-end"],
 )
 def test_resuming_replays_the_batches_and_random_draws_of_the_uninterrupted_run(tmp_path, source, interrupt):
     def make_data() -> pl.LightningDataModule:
