@@ -25,8 +25,10 @@ they are listed beside its subcommands in ``lightning-genaug --help``.
 from __future__ import annotations
 
 import importlib
+import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from types import TracebackType
 from typing import Any
 
 from jsonargparse import ArgumentParser, Namespace
@@ -111,6 +113,21 @@ class GenAugCLI(LightningCLI):
             ):
                 logger.init_args.save_dir = save_dir
 
+    def instantiate_classes(self) -> None:
+        """Build the configured classes; a bad value stops with one line, like jsonargparse's own errors.
+
+        A ``ValueError`` or ``TypeError`` raised by a class while it is built (an unknown preset, a
+        negative batch size, ``target: 1.5``) is printed as ``error: --option: message`` with the
+        usage line, exit code 2. ``JSONARGPARSE_DEBUG=1`` raises it with its full traceback instead.
+        """
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError) as error:
+            cause = _innermost(error)
+            config = self.config[self.subcommand] if self.subcommand else self.config
+            option = _option_of(config, _constructed_class(cause.__traceback__), str(cause))
+            self.parser.error(f"{option}: {cause}" if option else str(cause), ex=error)
+
     def _parse_ckpt_path(self) -> None:
         """``--ckpt_path net.pkl``: an official network pickle becomes the model's ``init_from``.
 
@@ -128,6 +145,51 @@ class GenAugCLI(LightningCLI):
                 )
             init_args.init_from, self.config[subcommand].ckpt_path = str(ckpt_path), None
         super()._parse_ckpt_path()
+
+
+def _innermost(error: BaseException) -> BaseException:
+    """The first error of a chain (jsonargparse wraps a constructor's error in its own)."""
+    while isinstance(error.__cause__, ValueError | TypeError):
+        error = error.__cause__
+    return error
+
+
+def _constructed_class(traceback: TracebackType | None) -> str | None:
+    """The name of the class whose ``__init__`` raised, from the outermost ``__init__`` frame."""
+    while traceback is not None:
+        frame = traceback.tb_frame
+        if frame.f_code.co_name == "__init__" and "self" in frame.f_locals:
+            return type(frame.f_locals["self"]).__name__
+        traceback = traceback.tb_next
+    return None
+
+
+def _option_of(config: Namespace, class_name: str | None, message: str) -> str | None:
+    """The command-line option of the argument a message names (``--model.augment.preset``).
+
+    The first configured ``class_path`` that names ``class_name`` gives the option's prefix; the first
+    backquoted name in the message, when it is one of that class's arguments, its last part.
+    """
+    named = re.search(r"`(\w+)`", message)
+    for prefix, entry in _class_entries(config, ""):
+        if class_name is not None and str(entry.class_path).rsplit(".", 1)[-1] == class_name:
+            init_args = entry.get("init_args") or Namespace()
+            argument = named.group(1) if named and named.group(1) in init_args else None
+            return f"--{prefix}.{argument}" if argument else f"--{prefix}"
+    return None
+
+
+def _class_entries(value: Any, prefix: str) -> Iterator[tuple[str, Namespace]]:
+    """Every ``class_path`` entry of a config, with its dotted option (``init_args`` left out)."""
+    if isinstance(value, Namespace):
+        if "class_path" in value:
+            yield prefix, value
+            value = value.get("init_args") or Namespace()
+        for key, child in vars(value).items():
+            yield from _class_entries(child, f"{prefix}.{key}" if prefix else key)
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            yield from _class_entries(child, f"{prefix}[{index}]")
 
 
 def main(args: ArgsType = None) -> None:

@@ -13,6 +13,19 @@ import pytest
 import torch
 from PIL import Image
 
+try:  # the property-based fuzz (tests/test_fuzz.py); hypothesis is a dev dependency
+    from datetime import timedelta
+
+    from hypothesis import settings
+
+    # "ci" (the default): derandomised, so every run checks the same examples; bounded so that the
+    # fuzz adds seconds, not minutes. HYPOTHESIS_PROFILE=explore draws new examples on every run.
+    settings.register_profile("ci", derandomize=True, max_examples=60, deadline=timedelta(seconds=5))
+    settings.register_profile("explore", max_examples=500, deadline=None)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+except ImportError:
+    pass
+
 # No test may touch the network: an empty URL switches off the Inception weights download (tests of
 # the download set a local file:// URL themselves).
 os.environ["LIGHTNING_GENAUG_INCEPTION_URL"] = ""

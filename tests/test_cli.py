@@ -79,6 +79,42 @@ def test_typo_in_a_key_is_a_clear_error(cli, tmp_path: Path):
     assert "resolutoin" in output and "Traceback" not in output
 
 
+TINY_FIT = ["fit", "--model", "StyleGAN2ADA", "--model.config", "tiny", "--data", "DigitsDataModule"]
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (
+            ["--model.config", "bogus"],
+            "error: --model.config: Unknown `config` 'bogus'; valid values are: auto,",
+        ),
+        (["--model.augment.preset", "bgx"], "error: --model.augment.preset: Unknown `preset` 'bgx'; valid"),
+        (["--data.batch_size", "-3"], "error: --data.batch_size: `batch_size` must be > 0, got -3."),
+        (
+            ["--trainer.callbacks+", "AdaptiveAugmentation", "--trainer.callbacks.target", "1.5"],
+            "error: --trainer.callbacks[0].target: `target` must be in [0.0, 1.0), got 1.5.",
+        ),
+    ],
+    ids=["model", "nested", "data", "callback"],
+)
+def test_a_bad_value_is_one_line_naming_the_option_and_exit_code_2(cli, args, line):
+    code, output = cli([*TINY_FIT, *args])
+    assert code == 2
+    assert "Traceback" not in output
+    assert [text for text in output.splitlines() if text.startswith("error:")] == [
+        next(text for text in output.splitlines() if text.startswith(line))
+    ]
+
+
+def test_jsonargparse_debug_shows_the_traceback_of_a_bad_value(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["lightning-genaug"])
+    monkeypatch.setenv("JSONARGPARSE_DEBUG", "true")
+    with pytest.raises(Exception, match="Unknown `config` 'bogus'") as error:
+        main([*TINY_FIT, "--model.config", "bogus"])
+    assert isinstance(error.value.__cause__, ValueError)
+
+
 def quickstart_commands() -> list[str]:
     readme = (REPO / "README.md").read_text()
     section = readme.split("## Quickstart", 1)[1].split("\n## ", 1)[0]

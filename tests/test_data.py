@@ -199,7 +199,7 @@ def test_npz_with_labels_and_npy(tmp_path: Path):
 @pytest.mark.parametrize(
     ("array", "match"),
     [
-        (np.zeros((4, 8, 8, 3), dtype=np.float32), "dtype float32.*uint8"),
+        (np.zeros((4, 8, 8, 3), dtype=np.int64), "type int64.*uint8"),
         (np.zeros((4, 8, 8, 5), dtype=np.uint8), r"shape \(4, 8, 8, 5\).*channels last"),
         (np.zeros((8, 8), dtype=np.uint8), r"shape \(8, 8\)"),
     ],

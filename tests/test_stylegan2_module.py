@@ -318,6 +318,19 @@ def test_init_from_a_missing_file_names_the_argument(tmp_path):
         trainer(tmp_path, batches=1).fit(model, train_dataloaders=random_loader(1))
 
 
+def test_init_from_a_checkpoint_of_other_channels_says_that_channels_differ(tmp_path):
+    source = tiny(channels=1)  # built at construction: every size is given
+    torch.save(
+        {"state_dict": source.state_dict(), "hyper_parameters": dict(source.hparams)}, tmp_path / "grey.ckpt"
+    )
+
+    target = tiny(channels=3, init_from=str(tmp_path / "grey.ckpt"))
+    with pytest.raises(
+        ValueError, match=r"channels is 1 there but 3 here; set them to the checkpoint's values"
+    ):
+        target.load_weights_from(tmp_path / "grey.ckpt")
+
+
 # ---------------------------------------------------------------------------------------- NaN guard
 
 

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from lightning_genaug._checks import check_positive_int, check_range
 from lightning_genaug.data.files import LazyImages
+from lightning_genaug.data.resume import ResumableDataLoader, ResumableRandomSampler, loader_generator
 from lightning_genaug.images import from_uint8
 
 log = logging.getLogger(__name__)
@@ -169,13 +170,17 @@ class InMemoryImageDataModule(pl.LightningDataModule):
         self.val_dataset = ImageTensorDataset(images[val_idx], pick(val_idx))
 
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            drop_last=shuffle and len(dataset) >= self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+        """A shuffled loader resumes exactly (see :mod:`~lightning_genaug.data.resume`); others are plain."""
+        options = dict(
+            batch_size=self.batch_size, num_workers=self.num_workers, persistent_workers=self.num_workers > 0
+        )
+        if not shuffle:
+            return DataLoader(dataset, **options)
+        sampler = ResumableRandomSampler(dataset, seed=self.seed)
+        drop_last = len(dataset) >= self.batch_size
+        generator = loader_generator(self.seed)
+        return ResumableDataLoader(
+            dataset, sampler=sampler, drop_last=drop_last, generator=generator, **options
         )
 
     def train_dataloader(self) -> DataLoader:

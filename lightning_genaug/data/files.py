@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +26,56 @@ RESIZE_MODES = ("none", "resize", "center_crop")
 
 
 class CorruptImageError(ValueError):
-    """An image file that PIL cannot read (unknown format, truncated data)."""
+    """An image file that PIL cannot read (unknown format, truncated data, a decompression bomb)."""
+
+
+class ImageDepthError(ValueError):
+    """Pixel values of a type or range that has no unambiguous 8-bit reading; the message gives the fix."""
+
+
+# What PIL raises on bytes that are not a readable image (truncated, malformed, a decompression bomb).
+_UNREADABLE = (
+    UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError,
+    Image.DecompressionBombError,
+)  # fmt: skip
+# PIL modes of more than 8 bits per sample (one channel each); see `pixels_to_uint8`.
+HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+# PIL modes that `convert` cannot turn into RGB.
+_UNCONVERTIBLE_MODES = ("LAB", "HSV")
+
+
+def pixels_to_uint8(values: np.ndarray, source: str) -> np.ndarray:
+    """Pixel values of any bit depth this package reads, as uint8; one policy for files and arrays.
+
+    * ``uint8``: unchanged.
+    * ``uint16`` (16-bit PNG/TIFF, PIL modes ``I;16`` and ``I;16B``, uint16 arrays): the high byte,
+      ``v >> 8`` (what PIL itself does to the samples of a 16-bit RGB PNG), so ``65535 -> 255``.
+    * floating point (PIL mode ``F``, float arrays): values in [0, 1], times 255, rounded.
+
+    Raises:
+        ImageDepthError: another dtype, floats outside [0, 1] or not finite; the message names
+            ``source`` and says how to convert.
+
+    >>> pixels_to_uint8(np.array([0, 257, 65535], dtype=np.uint16), "x").tolist()
+    [0, 1, 255]
+    >>> pixels_to_uint8(np.array([0.0, 0.5, 1.0]), "x").tolist()
+    [0, 128, 255]
+    """
+    if values.dtype == np.uint8:
+        return values
+    if values.dtype.kind == "u" and values.dtype.itemsize == 2:
+        return (values >> 8).astype(np.uint8)
+    if values.dtype.kind == "f":
+        if values.size and not (np.isfinite(values).all() and values.min() >= 0 and values.max() <= 1):
+            raise ImageDepthError(
+                f"{source!r} holds floating-point pixels in [{values.min()}, {values.max()}]; floats are "
+                "read as [0, 1]. Scale them to [0, 1], or save the images as 8- or 16-bit PNG."
+            )
+        return np.rint(values * 255).astype(np.uint8)
+    raise ImageDepthError(
+        f"{source!r} holds pixels of type {values.dtype}; expected uint8 (0-255), uint16 (0-65535) or "
+        "floats in [0, 1]. Convert them, e.g. `x.astype(np.uint8)` for integers already in 0-255."
+    )
 
 
 @dataclass(frozen=True)
@@ -53,14 +103,21 @@ class ImageDecoder:
         try:
             with Image.open(io.BytesIO(data)) as pil_image:
                 pil_image.load()
-                return self._to_array(pil_image, name)
-        except (UnidentifiedImageError, OSError, SyntaxError) as error:
-            raise CorruptImageError(f"Cannot read image {name!r} ({error}).") from error
+                upright = ImageOps.exif_transpose(pil_image)  # as viewers show it (EXIF orientation)
+        except _UNREADABLE as error:
+            raise CorruptImageError(
+                f"Cannot read image {name!r} ({type(error).__name__}: {error})."
+            ) from error
+        return self._to_array(upright, name)
 
     def _to_array(self, pil_image: Image.Image, name: str) -> np.ndarray:
+        if pil_image.mode in HIGH_DEPTH_MODES:
+            pil_image = Image.fromarray(pixels_to_uint8(_samples(pil_image, name), name))
+        elif pil_image.mode in _UNCONVERTIBLE_MODES:
+            raise ImageDepthError(f"Image {name!r} is in colour space {pil_image.mode}; save it as RGB.")
         if pil_image.mode in ("RGBA", "LA", "PA") or "transparency" in pil_image.info:
             log.warning("Image %r has an alpha channel; it is dropped (converted to RGB).", name)
-        channels = self.channels or (1 if pil_image.mode in ("L", "1", "I", "I;16", "F") else 3)
+        channels = self.channels or (1 if pil_image.mode in ("L", "1") else 3)
         pil_image = self._resize(pil_image.convert("L" if channels == 1 else "RGB"), name)
         array = np.array(pil_image, dtype=np.uint8)  # writable, for torch.from_numpy
         return array[:, :, None] if array.ndim == 2 else array
@@ -79,6 +136,19 @@ class ImageDecoder:
             left, top = (pil_image.width - side) // 2, (pil_image.height - side) // 2
             pil_image = pil_image.crop((left, top, left + side, top + side))
         return pil_image.resize((size, size), Image.LANCZOS)
+
+
+def _samples(pil_image: Image.Image, name: str) -> np.ndarray:
+    """The samples of a one-channel high-depth image; PIL's 32-bit ``I`` is read as 16-bit data."""
+    values = np.asarray(pil_image)
+    if pil_image.mode != "I":
+        return values
+    if values.size and (values.min() < 0 or values.max() > 65535):
+        raise ImageDepthError(
+            f"Image {name!r} holds 32-bit integers in [{values.min()}, {values.max()}]; 32-bit images are "
+            "read as 16-bit data (0-65535). Save it as an 8- or 16-bit PNG."
+        )
+    return values.astype(np.uint16)
 
 
 class ImageFiles:

@@ -18,6 +18,7 @@ from lightning_genaug.data.files import (
     ImageFiles,
     LazyImages,
     open_image_files,
+    pixels_to_uint8,
 )
 
 log = logging.getLogger(__name__)
@@ -225,7 +226,11 @@ def labels_from_folders(names: list[str], source: str) -> tuple[torch.Tensor | N
 
 
 def load_array_file(path: Path) -> tuple[np.ndarray, torch.Tensor | None]:
-    """Load ``(N, H, W, C)`` uint8 images (and labels) from an ``.npy`` or ``.npz`` file."""
+    """Load ``(N, H, W, C)`` images (and labels) from an ``.npy`` or ``.npz`` file, as uint8.
+
+    uint16 and float arrays follow the bit-depth policy of image files
+    (:func:`~lightning_genaug.data.files.pixels_to_uint8`).
+    """
     try:
         data = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as error:
@@ -249,11 +254,7 @@ def load_array_file(path: Path) -> tuple[np.ndarray, torch.Tensor | None]:
             f"Images in {str(path)!r} have shape {images.shape}; expected (N, H, W, C) with C in 1, 3, 4 "
             "(channels last) or (N, H, W)."
         )
-    if images.dtype != np.uint8:
-        raise ValueError(
-            f"Images in {str(path)!r} have dtype {images.dtype}; expected uint8 in [0, 255] "
-            "(convert with `(x * 255).round().clip(0, 255).astype(np.uint8)` for floats in [0, 1])."
-        )
+    images = pixels_to_uint8(images, str(path))
     if labels is not None and (labels.ndim != 1 or len(labels) != len(images)):
         raise ValueError(
             f"{str(path)!r} has labels of shape {tuple(labels.shape)} for {len(images)} images; "

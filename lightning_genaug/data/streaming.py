@@ -33,6 +33,12 @@ import torch
 from lightning_genaug._checks import check_positive_int
 from lightning_genaug.data.files import CorruptImageError, ImageDecoder, ImageFiles, open_image_files
 from lightning_genaug.data.images import labels_from_folders
+from lightning_genaug.data.resume import (
+    RandomStatesInCheckpoint,
+    loader_generator,
+    rng_states,
+    set_rng_states,
+)
 from lightning_genaug.images import from_uint8
 from lightning_genaug.imports import require_litdata
 
@@ -103,6 +109,7 @@ def prepare_dataset(
     labels, class_names = labels_from_folders(names, files.source)
     inputs = [(i, name, -1 if labels is None else int(labels[i])) for i, name in enumerate(names)]
     decoder = ImageDecoder(resolution, "center_crop" if center_crop else "resize", channels)
+    caller_random_states = rng_states()  # litdata.optimize seeds torch, numpy and random with 42
     litdata.optimize(
         fn=_EncodeImage(files, decoder, skip_corrupt),
         inputs=inputs,
@@ -112,6 +119,7 @@ def prepare_dataset(
         start_method="fork" if os.name == "posix" else None,
         verbose=False,
     )
+    set_rng_states(caller_random_states)
     index = json.loads((output_dir / "index.json").read_text())
     metadata = {
         "resolution": resolution,
@@ -164,6 +172,16 @@ def _streaming_dataset_class() -> type:
             return image, torch.tensor(item["label"], dtype=torch.int64)
 
     return StreamingImages
+
+
+def _streaming_loader_class() -> type:
+    """litdata's ``StreamingDataLoader`` with the process's random states in its checkpointed state."""
+    litdata = require_litdata()
+
+    class StreamingLoader(RandomStatesInCheckpoint, litdata.StreamingDataLoader):
+        """Resumes the data order (litdata) and the random states (ours) exactly."""
+
+    return StreamingLoader
 
 
 class StreamingImageDataModule(pl.LightningDataModule):
@@ -252,13 +270,13 @@ class StreamingImageDataModule(pl.LightningDataModule):
         )
 
     def _loader(self, input_dir: str, shuffle: bool) -> Any:
-        litdata = require_litdata()
-        return litdata.StreamingDataLoader(
+        return _streaming_loader_class()(
             self._dataset(input_dir, shuffle),
             batch_size=self.batch_size,
             num_workers=self.num_workers,
             drop_last=shuffle,
             persistent_workers=self.num_workers > 0,
+            generator=loader_generator(self.seed),
         )
 
     def train_dataloader(self) -> Any:

@@ -300,6 +300,19 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
             config_overrides={**official.config_overrides, **(hp.config_overrides or {})},
         )
 
+    def _differences(self, checkpoint: dict[str, Any]) -> str:
+        """The shape arguments in which a checkpoint's model and this one differ, with the fix."""
+        saved = checkpoint.get("hyper_parameters") or {}
+        names = ("config", "config_overrides", "resolution", "channels", "num_classes")
+        differing = [
+            f"{name} is {saved[name]!r} there but {self.hparams.get(name)!r} here"
+            for name in names
+            if name in saved and saved[name] != self.hparams.get(name)
+        ]
+        if not differing:
+            return "the network shapes differ; build it with the checkpoint's config and sizes"
+        return "; ".join(differing) + "; set them to the checkpoint's values"
+
     def load_weights_from(self, path: str | os.PathLike, official: OfficialNetworks | None = None) -> None:
         """Copy G, D and G_ema weights from a ``StyleGAN2ADA`` checkpoint or an official ``.pkl``.
 
@@ -340,7 +353,7 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         ]
         if mismatched:
             raise ValueError(
-                f"`init_from` {str(path)!r} does not fit this model (config and resolution must match): "
+                f"`init_from` {str(path)!r} does not fit this model ({self._differences(checkpoint)}): "
                 + "; ".join(mismatched[:5])
             )
         with torch.no_grad():

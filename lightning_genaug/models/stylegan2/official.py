@@ -1,4 +1,4 @@
-"""Network pickles of the official StyleGAN2-ADA (stylegan2-ada-pytorch), read without running their code.
+"""Network pickles of the official StyleGAN2-ADA (stylegan2-ada-pytorch), read as data, never as code.
 
 An official ``network-snapshot-*.pkl`` is a pickled dict ``{"G", "D", "G_ema", "augment_pipe",
 "training_set_kwargs"}``. Its networks are saved with the reference's ``torch_utils.persistence``:
@@ -7,12 +7,22 @@ each module pickles as a call ``_reconstruct_persistent_obj(meta)`` whose ``meta
 ``__dict__`` (``_parameters``, ``_buffers``, ``_modules``, ``_init_kwargs`` ...). Loading such a pickle
 with :func:`pickle.load` executes that source code.
 
-:func:`read_network_pickle` never does: a restricted unpickler resolves only an allow-list of
-globals (tensor and storage rebuilders, ``OrderedDict``, numpy scalars, the reference's
-``EasyDict`` as a plain ``dict``) and turns each persistent object into a :class:`PersistentObject`
-record (class name, state); ``module_src`` is dropped unread. Any other global raises
-:class:`pickle.UnpicklingError` naming it. Storages inside the pickle are read with
-``torch.load(weights_only=True)``.
+:func:`read_network_pickle` is a data reader. What it guarantees, for any file:
+
+- **Only data is built.** The pickle may name only constructors of tensors, storages, containers
+  and numpy scalars/arrays, and the persistent-object record (each persistent module becomes an
+  inert :class:`PersistentObject`; ``module_src`` is dropped unread). Any other global is refused
+  by name. Tensors are rebuilt without hooks or ``requires_grad``; storages are read with
+  ``torch.load(weights_only=True)``.
+- **Nothing outside the returned value changes**, whether the file is accepted or refused: the
+  ``BUILD`` opcode (``__setstate__`` / ``__dict__`` update) is honoured only on a numpy array or dtype
+  the reader itself has just created for it, never on a function, class, module or allowed global;
+  ``APPEND``/``SETITEM``/``ADDITEMS`` only on lists, dicts and sets.
+- **It ends fast.** Every object is walked once (shared sub-objects are memoised; a module that
+  appears twice, or inside itself, is refused), nesting is bounded by :data:`MAX_DEPTH`, and a
+  storage may not claim more elements than the bytes the file holds for it, so the tensor bytes
+  allocated never exceed the file's size.
+- **Every refusal is one** :class:`NetworkPickleError` naming the file and the reason.
 
 The weights map one to one onto our networks (same names and shapes); the reference's constant
 ``resample_filter`` buffers (the ``[1, 3, 3, 1]`` low-pass filter, not learned) are skipped because our
@@ -25,7 +35,9 @@ import io
 import logging
 import os
 import pickle
+import struct
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,6 +57,15 @@ OFFICIAL_SUFFIX = ".pkl"
 NETWORK_KEYS = ("G", "D", "G_ema")
 # Buffers the reference saves but our modules rebuild (constant resampling filters).
 SKIPPED_BUFFERS = ("resample_filter",)
+# Deepest nesting of containers accepted. A reference snapshot nests about 25 deep (dict -> module ->
+# state -> _modules -> module ...); a hostile chain thousands deep is refused before anything walks it.
+MAX_DEPTH = 100
+# Most dimensions of one tensor (network weights have at most 4).
+MAX_TENSOR_DIMS = 8
+
+
+class NetworkPickleError(pickle.UnpicklingError, ValueError):
+    """A network pickle refused by :func:`read_network_pickle`; the message names the file and the reason."""
 
 
 @dataclass
@@ -63,74 +84,354 @@ class PersistentObject:
     @property
     def init_kwargs(self) -> dict[str, Any]:
         """The keyword arguments the reference constructed this object with."""
-        return dict(self.state.get("_init_kwargs") or {})
+        kwargs = self.state.get("_init_kwargs") or {}
+        if not isinstance(kwargs, dict):
+            raise pickle.UnpicklingError(f"the {self.class_name}'s _init_kwargs is a {type(kwargs).__name__}")
+        return dict(kwargs)
 
     def tensors(self, prefix: str = "") -> dict[str, torch.Tensor]:
-        """Every parameter and buffer below this object, keyed like ``nn.Module.state_dict``."""
+        """Every parameter and buffer below this object, keyed like ``nn.Module.state_dict``.
+
+        Raises:
+            pickle.UnpicklingError: a sub-module is not a persistent module, or appears twice (a
+                network's modules form a tree; a shared or cyclic one would be walked forever).
+        """
         out: dict[str, torch.Tensor] = {}
-        for group in ("_parameters", "_buffers"):
-            for name, tensor in (self.state.get(group) or {}).items():
-                if tensor is not None:
-                    out[prefix + name] = tensor
-        for name, child in (self.state.get("_modules") or {}).items():
-            if isinstance(child, PersistentObject):
-                out.update(child.tensors(f"{prefix}{name}."))
-            elif child is not None:
+        pending: list[tuple[str, PersistentObject]] = [(prefix, self)]
+        seen: dict[int, str] = {}
+        while pending:
+            path, module = pending.pop()
+            if id(module) in seen:
                 raise pickle.UnpicklingError(
-                    f"Sub-module {prefix + name!r} is a {type(child).__name__}, not a persistent module."
+                    f"the module at {path.rstrip('.') or 'the top'!r} is the same object as the one at "
+                    f"{seen[id(module)].rstrip('.') or 'the top'!r}; a network's modules form a tree"
                 )
+            seen[id(module)] = path
+            for group in ("_parameters", "_buffers"):
+                for name, tensor in _as_dict(module.state.get(group), f"{path}{group}").items():
+                    if tensor is not None:
+                        out[path + str(name)] = tensor
+            for name, child in reversed(_as_dict(module.state.get("_modules"), f"{path}_modules").items()):
+                if isinstance(child, PersistentObject):
+                    pending.append((f"{path}{name}.", child))
+                elif child is not None:
+                    raise pickle.UnpicklingError(
+                        f"sub-module {path + str(name)!r} is a {type(child).__name__}, not a persistent "
+                        "module"
+                    )
         return out
 
 
-def _rebuild_persistent(meta: dict[str, Any]) -> PersistentObject:
+def _as_dict(value: Any, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise pickle.UnpicklingError(f"{where!r} is a {type(value).__name__}, not a dict")
+    return value
+
+
+def _rebuild_persistent(meta: Any) -> PersistentObject:
     """Stand-in for ``torch_utils.persistence._reconstruct_persistent_obj``: records, never executes."""
     if not isinstance(meta, dict) or meta.get("type") != "class" or "class_name" not in meta:
+        raise pickle.UnpicklingError("a persistent object in the pickle has no class record")
+    return PersistentObject(str(meta["class_name"]), _as_dict(meta.get("state"), "state").copy())
+
+
+def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_: Any) -> torch.Tensor:
+    """Stand-in for ``torch._utils._rebuild_tensor_v2``: a plain tensor inside its storage, no hooks."""
+    if not isinstance(storage, torch.storage.TypedStorage):
+        raise pickle.UnpicklingError(f"a tensor is built on a {type(storage).__name__}, not a storage")
+    shape = _int_tuple(size, "size")
+    strides = _int_tuple(stride, "stride")
+    if (
+        not isinstance(offset, int)
+        or offset < 0
+        or len(shape) != len(strides)
+        or len(shape) > MAX_TENSOR_DIMS
+    ):
+        raise pickle.UnpicklingError(f"a tensor has offset {offset!r}, size {size!r} and stride {stride!r}")
+    available = storage._untyped_storage.nbytes() // storage._dtype.itemsize
+    numel = int(np.prod(shape, dtype=object))
+    extent = offset + sum((n - 1) * s for n, s in zip(shape, strides, strict=True)) + 1 if numel else 0
+    if numel > available or extent > available:
         raise pickle.UnpicklingError(
-            "A persistent object in the pickle has no class record; not a network pickle."
+            f"a tensor of size {shape} (stride {strides}, offset {offset}) claims more than its storage "
+            f"of {available} elements holds"
         )
-    return PersistentObject(str(meta["class_name"]), dict(meta.get("state") or {}))
+    tensor = torch.empty(0, dtype=storage._dtype)
+    return tensor.set_(storage._untyped_storage, offset, shape, strides)
 
 
-def _load_storage(data: bytes) -> Any:
-    """Stand-in for ``torch.storage._load_from_bytes``, reading the storage with ``weights_only=True``."""
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(value, tuple | list) or not all(type(n) is int and n >= 0 for n in value):
+        raise pickle.UnpicklingError(f"a tensor's {what} is {value!r}, not a tuple of non-negative integers")
+    return tuple(value)
 
 
-def _rebuild_parameter(data: torch.Tensor, *_: Any) -> torch.Tensor:
+def _rebuild_parameter(data: Any, *_: Any) -> torch.Tensor:
     """Stand-in for ``torch._utils._rebuild_parameter[_with_state]``: the plain tensor, no hooks."""
+    if not isinstance(data, torch.Tensor):
+        raise pickle.UnpicklingError(f"a parameter wraps a {type(data).__name__}, not a tensor")
     return data
 
 
+def _load_storage(data: Any) -> torch.storage.TypedStorage:
+    """Stand-in for ``torch.storage._load_from_bytes``: checks the size claims, then ``weights_only``.
+
+    The bytes are a legacy ``torch.save`` of one storage: three small header pickles (magic number,
+    protocol, system info), the pickled storage record ``("storage", type, key, location, numel, view)``,
+    the pickled list of keys, then each storage's element count and raw bytes. ``torch.load``
+    allocates ``numel`` elements before it reads them, so a record that claims more than the bytes
+    that follow is refused first.
+    """
+    if not isinstance(data, bytes):
+        raise pickle.UnpicklingError(f"a storage is given as a {type(data).__name__}, not bytes")
+    claimed: list[int] = []
+
+    def record(pid: Any) -> None:
+        if not (
+            isinstance(pid, tuple)
+            and len(pid) >= 5
+            and pid[0] == "storage"
+            and type(pid[4]) is int
+            and pid[4] >= 0
+        ):
+            raise pickle.UnpicklingError(f"a storage record is {pid!r}")
+        claimed.append(pid[4] * pid[1].itemsize)
+
+    stream = io.BytesIO(data)
+    for _ in range(3):  # magic number, protocol version, system info: plain data
+        _DataUnpickler(stream, {}).load()
+    _DataUnpickler(stream, _STORAGE_TYPES, persistent_load=record).load()
+    _DataUnpickler(stream, {}).load()  # the storage keys
+    if sum(claimed) > len(data) - stream.tell():
+        raise pickle.UnpicklingError(
+            f"a storage claims {sum(claimed)} bytes but the pickle holds {len(data) - stream.tell()} for it"
+        )
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+class _StorageType:
+    """A ``torch.<Name>Storage`` as named in a storage record: only its dtype is read."""
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        self.itemsize = dtype.itemsize
+
+
+_STORAGE_TYPES = {
+    ("torch", name): _StorageType(getattr(torch, name)._dtype)
+    for name in dir(torch)
+    if name.endswith("Storage")
+    and isinstance(getattr(torch, name), type)
+    and name != "TypedStorage"
+    and issubclass(getattr(torch, name), torch.storage._LegacyStorage)
+}
 _NUMPY_CORE = ("numpy.core.multiarray", "numpy._core.multiarray")
-_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+
+
+class _ArrayClass:
+    """Stands for ``numpy.ndarray`` where a pickle names it as ``_reconstruct``'s first argument.
+
+    It cannot be called: an array comes only from ``_reconstruct`` (an empty array) plus ``BUILD``
+    (its data), so a pickle cannot ask for an array of any size it likes.
+    """
+
+
+_ARRAY_CLASS = _ArrayClass()
+
+# The globals a network pickle may name: constructors of data. ``_reconstruct`` and ``dtype`` are
+# bound per reader (see ``_DataUnpickler``) because their results are the only objects BUILD may set.
+DATA_GLOBALS: dict[tuple[str, str], Any] = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _rebuild_persistent,
     ("torch.storage", "_load_from_bytes"): _load_storage,
-    ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
     ("collections", "OrderedDict"): OrderedDict,
     ("dnnlib.util", "EasyDict"): dict,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
-    ("numpy", "dtype"): np.dtype,
-    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "ndarray"): _ARRAY_CLASS,
     **{(module, "scalar"): _multiarray.scalar for module in _NUMPY_CORE},
-    **{(module, "_reconstruct"): _multiarray._reconstruct for module in _NUMPY_CORE},
 }
+_ARRAY_CONSTRUCTORS = [(module, "_reconstruct") for module in _NUMPY_CORE] + [("numpy", "dtype")]
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only :data:`_ALLOWED_GLOBALS` (and ``torch`` dtypes); everything else is refused."""
+def _target_below(depth: int) -> Callable[[_DataUnpickler], Any]:
+    return lambda unpickler: unpickler.stack[-depth]
+
+
+def _target_before_mark(unpickler: _DataUnpickler) -> Any:
+    return unpickler.metastack[-1][-1]
+
+
+class _DataUnpickler(pickle._Unpickler):
+    """pickle's own (pure-Python) unpickler with every opcode that could act on more than data guarded.
+
+    The C unpickler runs ``BUILD`` on whatever object is on the stack; this one dispatches through a
+    table that we can change, so the guards below see every opcode.
+    """
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def __init__(
+        self,
+        file: io.BytesIO,
+        constructors: dict[tuple[str, str], Any],
+        persistent_load: Callable[[Any], Any] | None = None,
+    ) -> None:
+        super().__init__(file)
+        self._constructors = constructors
+        self._persistent_load = persistent_load
+        # The objects BUILD may set: numpy arrays and dtypes this reader has just created for it.
+        self._buildable: dict[int, Any] = {}
 
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _ALLOWED_GLOBALS:
-            return _ALLOWED_GLOBALS[(module, name)]
-        if module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
+        if (module, name) in self._constructors:
+            return self._constructors[(module, name)]
+        if self._constructors and (module, name) in _ARRAY_CONSTRUCTORS:
+            return self._new_dtype if name == "dtype" else self._new_array
+        if self._constructors and module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
             return getattr(torch, name)
         raise pickle.UnpicklingError(
-            f"The pickle refers to `{module}.{name}`, which a stylegan2-ada-pytorch network pickle does "
-            "not need; it is not loaded (this reader never runs code from a pickle)."
+            f"the pickle refers to `{module}.{name}`, which a stylegan2-ada-pytorch network pickle does "
+            "not need (this reader never runs code from a pickle)"
         )
+
+    def persistent_load(self, pid: Any) -> Any:
+        if self._persistent_load is None:
+            raise pickle.UnpicklingError(
+                "the pickle refers to a persistent id, which a network pickle has none of"
+            )
+        return self._persistent_load(pid)
+
+    def _new_array(self, cls: Any, *_: Any) -> np.ndarray:
+        """``numpy.core.multiarray._reconstruct``: an empty array that BUILD then fills."""
+        if cls is not _ARRAY_CLASS:
+            raise pickle.UnpicklingError(f"an array of class {type(cls).__name__} is requested")
+        return self._may_build(_multiarray._reconstruct(np.ndarray, (0,), b"b"))
+
+    def _new_dtype(self, spec: Any, align: Any = False, copy: Any = True) -> np.dtype:
+        """``numpy.dtype``: always a new dtype (never numpy's shared ones), so that BUILD may set it."""
+        if not isinstance(spec, str):
+            raise pickle.UnpicklingError(f"a numpy dtype is requested from a {type(spec).__name__}")
+        return self._may_build(np.dtype(spec, bool(align), True))
+
+    def _may_build(self, obj: Any) -> Any:
+        self._buildable[id(obj)] = obj
+        return obj
+
+    def _load_build(self) -> None:
+        state, target = self.stack.pop(), self.stack[-1]
+        if self._buildable.get(id(target)) is not target:
+            raise pickle.UnpicklingError(
+                f"the pickle sets the state of a {type(target).__name__} ({_describe(target)}), which a data "
+                "pickle never does"
+            )
+        target.__setstate__(state)
+
+    dispatch[pickle.BUILD[0]] = _load_build
+
+
+def _describe(obj: Any) -> str:
+    return getattr(obj, "__qualname__", None) or type(obj).__qualname__
+
+
+def _guard(opcode: bytes, kinds: tuple[type, ...], target: Callable[[_DataUnpickler], Any]) -> None:
+    """Let ``opcode`` act only on objects of ``kinds`` (the containers the reader built)."""
+    load = _DataUnpickler.dispatch[opcode[0]]
+
+    def guarded(unpickler: _DataUnpickler) -> None:
+        obj = target(unpickler)
+        if type(obj) not in kinds:
+            raise pickle.UnpicklingError(
+                f"the pickle adds items to a {type(obj).__name__} ({_describe(obj)}), which a data pickle "
+                "never does"
+            )
+        load(unpickler)
+
+    _DataUnpickler.dispatch[opcode[0]] = guarded
+
+
+_guard(pickle.APPEND, (list,), _target_below(2))
+_guard(pickle.APPENDS, (list,), _target_before_mark)
+_guard(pickle.SETITEM, (dict, OrderedDict), _target_below(3))
+_guard(pickle.SETITEMS, (dict, OrderedDict), _target_before_mark)
+_guard(pickle.ADDITEMS, (set,), _target_before_mark)
+
+# The errors malformed or hostile bytes raise while being read; each becomes one NetworkPickleError.
+_MALFORMED = (
+    pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
+    RuntimeError, OverflowError, MemoryError, struct.error,
+)  # fmt: skip
+_LEAVES = (
+    str,
+    bytes,
+    int,
+    float,
+    complex,
+    bool,
+    type(None),
+    torch.Tensor,
+    torch.dtype,
+    torch.storage.TypedStorage,
+)
+
+
+def _check_structure(value: Any) -> None:
+    """Walk everything the pickle built once (memoised by identity), bounding depth; refuse non-data."""
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    seen: set[int] = set()
+    while pending:
+        obj, depth = pending.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if depth > MAX_DEPTH:
+            raise pickle.UnpicklingError(f"its data is nested more than {MAX_DEPTH} deep")
+        if isinstance(obj, dict):
+            children = [*obj.keys(), *obj.values()]
+        elif isinstance(obj, list | tuple | set | frozenset):
+            children = list(obj)
+        elif isinstance(obj, PersistentObject):
+            children = [obj.state]
+        elif isinstance(obj, _LEAVES) or (_is_numpy(obj) and not _dtype_of(obj).hasobject):
+            continue
+        else:
+            raise pickle.UnpicklingError(f"it holds a {type(obj).__name__}, which is not data")
+        pending.extend((child, depth + 1) for child in children)
+
+
+def _is_numpy(obj: Any) -> bool:
+    return isinstance(obj, np.ndarray | np.generic | np.dtype)
+
+
+def _dtype_of(obj: np.ndarray | np.generic | np.dtype) -> np.dtype:
+    return obj if isinstance(obj, np.dtype) else obj.dtype
+
+
+def load_data_pickle(path: str | os.PathLike) -> Any:
+    """The value a pickle file holds, read as data only (see the module docstring for the guarantees).
+
+    Raises:
+        NetworkPickleError: the file names a global outside :data:`DATA_GLOBALS`, asks for the state
+            of anything but a fresh array, is truncated, nested too deep, shares a module or claims
+            more bytes than it holds; the message names the file and the reason.
+    """
+    try:
+        value = _DataUnpickler(io.BytesIO(Path(path).read_bytes()), DATA_GLOBALS).load()
+        _check_structure(value)
+        return value
+    except _MALFORMED as error:
+        raise _refusal(path, error) from None
+
+
+def _refusal(path: str | os.PathLike, error: BaseException) -> NetworkPickleError:
+    reason = str(error) if isinstance(error, pickle.UnpicklingError) else f"{type(error).__name__}: {error}"
+    return NetworkPickleError(
+        f"Network pickle {str(path)!r} is refused: {reason}. Only stylegan2-ada-pytorch network snapshots "
+        "(network-snapshot-*.pkl or the official pretrained .pkl files) are read."
+    )
 
 
 @dataclass
@@ -163,12 +464,13 @@ def is_network_pickle(path: str | os.PathLike | None) -> bool:
 
 
 def read_network_pickle(path: str | os.PathLike) -> OfficialNetworks:
-    """Read a stylegan2-ada-pytorch ``.pkl`` without executing code from it.
+    """Read a stylegan2-ada-pytorch ``.pkl`` as data, without executing code from it.
 
     Raises:
         FileNotFoundError: the file does not exist.
-        pickle.UnpicklingError: the pickle needs a global outside the allow-list (named in the message).
-        ValueError: the pickle is not a network snapshot, or its networks use options we do not build.
+        NetworkPickleError: (a ``pickle.UnpicklingError`` and a ``ValueError``) the file is not a
+            network snapshot we can read: it needs a global outside the allow-list, is hostile or
+            malformed, or its networks use options we do not build. The message names the file and why.
     """
     path = Path(path)
     if not path.is_file():
@@ -176,28 +478,37 @@ def read_network_pickle(path: str | os.PathLike) -> OfficialNetworks:
             f"Network pickle {str(path)!r} does not exist; pass the path of a stylegan2-ada-pytorch "
             "network-snapshot-*.pkl (or one of the official pretrained .pkl files)."
         )
-    with path.open("rb") as handle:
-        data = _RestrictedUnpickler(handle).load()
+    data = load_data_pickle(path)
     if not isinstance(data, dict) or any(not isinstance(data.get(k), PersistentObject) for k in NETWORK_KEYS):
-        found = sorted(data) if isinstance(data, dict) else type(data).__name__
-        raise ValueError(
+        found = sorted(map(str, data))[:10] if isinstance(data, dict) else type(data).__name__
+        raise NetworkPickleError(
             f"{str(path)!r} is not a stylegan2-ada-pytorch network pickle: expected a dict with "
             f"persistent modules {list(NETWORK_KEYS)}, found {found}. TensorFlow-era pickles must first be "
             "converted with the reference's legacy.py."
         )
+    try:
+        return _networks_from(data, str(path))
+    except NetworkPickleError:
+        raise
+    except _MALFORMED as error:
+        raise _refusal(path, error) from None
+
+
+def _networks_from(data: dict[str, Any], source: str) -> OfficialNetworks:
     generator, discriminator = data["G"].init_kwargs, data["D"].init_kwargs
     augment_pipe = data.get("augment_pipe")
     augment_p = None
     if isinstance(augment_pipe, PersistentObject) and "p" in augment_pipe.tensors():
         augment_p = float(augment_pipe.tensors()["p"])
+    training_set_kwargs = data.get("training_set_kwargs")
     return OfficialNetworks(
         weights={key: _strip_constant_buffers(data[key].tensors()) for key in NETWORK_KEYS},
         resolution=int(generator["img_resolution"]),
         channels=int(generator["img_channels"]),
         num_classes=int(generator.get("c_dim", 0)),
-        config_overrides=network_config(generator, discriminator, str(path)),
+        config_overrides=network_config(generator, discriminator, source),
         augment_p=augment_p,
-        training_set_kwargs=data.get("training_set_kwargs"),
+        training_set_kwargs=training_set_kwargs if isinstance(training_set_kwargs, dict) else None,
     )
 
 
@@ -212,13 +523,14 @@ def network_config(generator: dict[str, Any], discriminator: dict[str, Any], sou
     ``conv_clamp=None``; ``MappingNetwork``: 8 layers; ``Discriminator``: ``resnet``).
 
     Raises:
-        ValueError: G and D disagree on the channel schedule, or G uses an architecture we do not build.
+        NetworkPickleError: G and D disagree on the channel schedule, or G uses an architecture we do
+            not build.
     """
     mapping = dict(generator.get("mapping_kwargs") or {})
     synthesis = dict(generator.get("synthesis_kwargs") or {})
     epilogue = dict(discriminator.get("epilogue_kwargs") or {})
     if synthesis.get("architecture", "skip") != "skip":
-        raise ValueError(
+        raise NetworkPickleError(
             f"{source!r}: the generator uses synthesis architecture {synthesis['architecture']!r}; only "
             "'skip' (the reference's default and every official network) is supported."
         )
@@ -237,7 +549,7 @@ def network_config(generator: dict[str, Any], discriminator: dict[str, Any], sou
     for name in ("channel_base", "channel_max"):
         d_value = int(discriminator.get(name, 32768 if name == "channel_base" else 512))
         if d_value != config[name]:
-            raise ValueError(
+            raise NetworkPickleError(
                 f"{source!r}: G has {name}={config[name]} but D has {name}={d_value}; one config field "
                 "builds both networks here, so such a pickle is not supported."
             )
