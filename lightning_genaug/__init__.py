@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
-    "AugmentPipe": "lightning_genaug.augment.ada",
+    "AugmentPipe": "lightning_genaug.augment.ada_pipe",
     "Chain": "lightning_genaug.augment.chain",
     "DistAugTransforms": "lightning_genaug.augment.distaug",
     "DataScaling": "lightning_genaug.augment.scaling",
@@ -36,7 +36,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lightning_genaug.augment.ada import AugmentPipe
+    from lightning_genaug.augment.ada_pipe import AugmentPipe
     from lightning_genaug.augment.chain import Chain
     from lightning_genaug.augment.diffaug import DiffAugment
     from lightning_genaug.augment.distaug import DistAugTransforms

@@ -33,8 +33,8 @@ from torch import nn
 from torch.utils.hooks import RemovableHandle
 
 from lightning_genaug._checks import check_choice, check_images, check_positive_int, check_range
-from lightning_genaug.augment.ada import PRESETS as AUGMENT_PRESETS
-from lightning_genaug.augment.ada import AugmentPipe
+from lightning_genaug.augment.ada_pipe import PRESETS as AUGMENT_PRESETS
+from lightning_genaug.augment.ada_pipe import AugmentPipe
 from lightning_genaug.augment.protocol import AugmentationStrength
 from lightning_genaug.data.batch import split_batch
 
