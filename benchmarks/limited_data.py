@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the setting modules 
 
 from lightning_genaug.augment import AugmentPipe
 from lightning_genaug.callbacks.ada import AdaptiveAugmentation
-from lightning_genaug.callbacks.metrics import GenerativeMetrics
+from lightning_genaug.callbacks.generative_metrics import GenerativeMetrics
 from lightning_genaug.data import CIFAR10DataModule, DigitsDataModule, ImageDataModule
 from lightning_genaug.data.base import InMemoryImageDataModule
 from lightning_genaug.images import from_uint8

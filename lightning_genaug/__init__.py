@@ -19,7 +19,7 @@ _EXPORTS: dict[str, str] = {
     "DiffAugment": "lightning_genaug.augment.diffaug",
     "KorniaAugment": "lightning_genaug.augment.kornia",
     "AdaptiveAugmentation": "lightning_genaug.callbacks.ada",
-    "GenerativeMetrics": "lightning_genaug.callbacks.metrics",
+    "GenerativeMetrics": "lightning_genaug.callbacks.generative_metrics",
     "SampleGrid": "lightning_genaug.callbacks.samples",
     "R1": "lightning_genaug.regularizers.discriminator",
     "VarianceRegularizer": "lightning_genaug.regularizers.discriminator",
@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from lightning_genaug.augment.kornia import KorniaAugment
     from lightning_genaug.augment.scaling import DataScaling
     from lightning_genaug.callbacks.ada import AdaptiveAugmentation
-    from lightning_genaug.callbacks.metrics import GenerativeMetrics
+    from lightning_genaug.callbacks.generative_metrics import GenerativeMetrics
     from lightning_genaug.callbacks.samples import SampleGrid
     from lightning_genaug.data import CIFAR10DataModule, DigitsDataModule, ImageDataModule
     from lightning_genaug.models.predict import PredictOptions
