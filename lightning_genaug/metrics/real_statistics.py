@@ -167,12 +167,17 @@ class RealImages:
         """The cached statistics when every process finds them, else :meth:`compute` (saved by rank 0).
 
         Args:
-            extractor, device, keep_features, rank, world_size, progress_bar: as in :meth:`compute`.
+            extractor: as in :meth:`compute`.
+            device: as in :meth:`compute`.
+            keep_features: as in :meth:`compute`; a cache entry without features is not used then.
             cache: where statistics are kept (``None``: always compute).
             fingerprint: names the dataset in the cache key (see :meth:`cache_key`).
             any_rank: ``True`` on every process when its argument is ``True`` on one (a collective,
                 e.g. Lightning's ``strategy.reduce_boolean_decision(flag, all=False)``); the
                 default suits one process.
+            rank: as in :meth:`compute`; rank 0 saves the entry.
+            world_size: as in :meth:`compute`.
+            progress_bar: as in :meth:`compute`.
         """
         key = None
         stats = None
