@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lightning_genaug.augment.ada import AUGMENT_PRESETS, GROUPS, TRANSFORMS, AugmentPipe
+from lightning_genaug.augment.ada_pipe import AUGMENT_PRESETS, GROUPS, TRANSFORMS, AugmentPipe
 from lightning_genaug.augment.kornia import KorniaAugment
 
 MODES = ("fwd", "fwd+bwd", "r1")

@@ -55,7 +55,7 @@ import sampling as sampling_bench  # noqa: E402
 import sparse_attention as attention_bench  # noqa: E402
 import train_step as train_step_bench  # noqa: E402
 
-from lightning_genaug.augment.ada import AugmentPipe  # noqa: E402
+from lightning_genaug.augment.ada_pipe import AugmentPipe  # noqa: E402
 from lightning_genaug.models.sparse_transformer import SparseTransformer, sparse_transformer_config  # noqa: E402
 
 SECTIONS = ("augment", "stylegan2", "compile", "attention", "sampling")

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the setting modules 
 import overfit  # noqa: E402  (beside this script)
 
 from lightning_genaug.augment import DistAugTransforms
-from lightning_genaug.callbacks.metrics import GenerativeMetrics
+from lightning_genaug.callbacks.generative_metrics import GenerativeMetrics
 from lightning_genaug.data import CIFAR10DataModule, DigitsDataModule, ImageDataModule
 from lightning_genaug.data.base import InMemoryImageDataModule
 from lightning_genaug.images import from_uint8

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from torchmetrics.image.fid import _compute_fid
 
-from lightning_genaug.callbacks.metrics import GenerativeMetrics
+from lightning_genaug.callbacks import GenerativeMetrics
 from lightning_genaug.metrics import (
     RealStatistics,
     extract_features,

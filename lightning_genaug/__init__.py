@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.3.0"
 
 _EXPORTS: dict[str, str] = {
-    "AugmentPipe": "lightning_genaug.augment.ada",
+    "AugmentPipe": "lightning_genaug.augment.ada_pipe",
     "Chain": "lightning_genaug.augment.chain",
     "DistAugTransforms": "lightning_genaug.augment.distaug",
     "DataScaling": "lightning_genaug.augment.scaling",
@@ -21,7 +21,7 @@ _EXPORTS: dict[str, str] = {
     "PairedAugment": "lightning_genaug.augment.paired",
     "AdaptiveAugmentation": "lightning_genaug.callbacks.ada",
     "ScheduledAugmentation": "lightning_genaug.callbacks.scheduled_augmentation",
-    "GenerativeMetrics": "lightning_genaug.callbacks.metrics",
+    "GenerativeMetrics": "lightning_genaug.callbacks.generative_metrics",
     "SampleGrid": "lightning_genaug.callbacks.samples",
     "R1": "lightning_genaug.regularizers.discriminator",
     "VarianceRegularizer": "lightning_genaug.regularizers.discriminator",
@@ -38,7 +38,7 @@ _EXPORTS: dict[str, str] = {
 __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from lightning_genaug.augment.ada import AugmentPipe
+    from lightning_genaug.augment.ada_pipe import AugmentPipe
     from lightning_genaug.augment.chain import Chain
     from lightning_genaug.augment.diffaug import DiffAugment
     from lightning_genaug.augment.distaug import DistAugTransforms
@@ -46,7 +46,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from lightning_genaug.augment.paired import PairedAugment
     from lightning_genaug.augment.scaling import DataScaling
     from lightning_genaug.callbacks.ada import AdaptiveAugmentation
-    from lightning_genaug.callbacks.metrics import GenerativeMetrics
+    from lightning_genaug.callbacks.generative_metrics import GenerativeMetrics
     from lightning_genaug.callbacks.samples import SampleGrid
     from lightning_genaug.callbacks.scheduled_augmentation import ScheduledAugmentation
     from lightning_genaug.data import CIFAR10DataModule, DigitsDataModule, ImageDataModule

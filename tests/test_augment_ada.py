@@ -7,8 +7,9 @@ import math
 import pytest
 import torch
 
-from lightning_genaug.augment import DataScaling, DiffAugment, ada
-from lightning_genaug.augment.ada import AugmentPipe, band_filter_bank
+from lightning_genaug.augment import DataScaling, DiffAugment, resampling
+from lightning_genaug.augment.ada_pipe import GROUPS, AugmentPipe
+from lightning_genaug.augment.resampling import band_filter_bank
 
 
 def seeded(seed: int = 0) -> torch.Generator:
@@ -148,7 +149,7 @@ def test_blockwise_resampling_of_long_axes_equals_the_dense_matrices(monkeypatch
     pipe = AugmentPipe("bg", p=1.0)
     params = pipe.sample_params(images.shape, generator=seeded(17))
     dense = pipe.apply_params(images, params)
-    monkeypatch.setattr(ada, "_DENSE_AXIS_LIMIT", 0)  # every axis takes the windowed path
+    monkeypatch.setattr(resampling, "_DENSE_AXIS_LIMIT", 0)  # every axis takes the windowed path
     assert torch.allclose(pipe.apply_params(images, params), dense, atol=1e-10)
     small = images[:1, :, :8, :8].clone().requires_grad_(True)
     small_params = pipe.sample_params(small.shape, generator=seeded(18))
@@ -417,7 +418,7 @@ def test_bad_arguments_are_clear_errors(kwargs, match):
 
 def test_presets_enable_their_groups_and_strengths_override():
     assert {n for n, s in AugmentPipe("bgc").strengths.items() if s > 0} == set(
-        ada.GROUPS["blit"] + ada.GROUPS["geom"] + ada.GROUPS["color"]
+        GROUPS["blit"] + GROUPS["geom"] + GROUPS["color"]
     )
     assert all(s > 0 for s in AugmentPipe("bgcfnc").strengths.values())
     pipe = AugmentPipe("blit", hue=0.5, xflip=0.0)

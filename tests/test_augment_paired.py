@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from lightning_genaug.augment import AugmentPipe, PairedAugment
-from lightning_genaug.augment.ada import GROUPS
+from lightning_genaug.augment.ada_pipe import GROUPS
 
 GEOMETRIC = (*GROUPS["blit"], *GROUPS["geom"])
 

@@ -491,7 +491,7 @@ def test_measurement_leaves_discriminator_buffers_untouched(tmp_path: Path) -> N
 
 
 def test_default_pipe_is_a_real_augment_pipe(tmp_path: Path) -> None:
-    ada = pytest.importorskip("lightning_genaug.augment.ada")
+    ada = pytest.importorskip("lightning_genaug.augment.ada_pipe")
     module = TemplateGAN()
     callback = AdaptiveAugmentation(adapt=False, every_n_batches=2)
 

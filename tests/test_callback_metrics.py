@@ -19,7 +19,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_genaug.callbacks.metrics import GenerativeMetrics
+from lightning_genaug.callbacks import GenerativeMetrics
 from lightning_genaug.data.batch import split_batch
 from lightning_genaug.metrics import INCEPTION_WEIGHTS_ENV, InceptionWeightsNotFoundError
 
@@ -297,7 +297,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 sys.path.insert(0, {tests_dir!r})
 from test_callback_metrics import CountingExtractor, ToyGenerator
-from lightning_genaug.callbacks.metrics import GenerativeMetrics
+from lightning_genaug.callbacks import GenerativeMetrics
 
 
 class Frozen(ToyGenerator):

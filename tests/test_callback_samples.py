@@ -13,7 +13,7 @@ from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_genaug.callbacks.metrics import GenerativeMetrics
+from lightning_genaug.callbacks import GenerativeMetrics
 from lightning_genaug.callbacks.samples import SampleGrid, make_grid
 
 SIZE = 8

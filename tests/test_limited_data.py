@@ -7,6 +7,7 @@ import importlib.util
 import json
 import math
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,6 +24,21 @@ def limited_data():
     spec.loader.exec_module(module)
     yield module
     del sys.modules["limited_data"]
+
+
+@pytest.fixture(scope="module")
+def quarter_quick(limited_data) -> Iterator[None]:
+    """``--setting digits-overfit --quick`` with a quarter of its training: 4 batches per job, probed at
+    0, 1/16 and 1/8 kimg. What is checked (every arm and seed, a few probe points, finite values,
+    resuming) needs the jobs, not their length."""
+    import overfit
+
+    quick = overfit.OverfitSetting.quick
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            overfit.OverfitSetting, "quick", lambda self: replace(quick(self), kimg=0.125, eval_kimg=0.0625)
+        )
+        yield
 
 
 def test_quick_run_reports_every_arm_with_curves_and_plots(limited_data, tmp_path: Path):
@@ -63,6 +79,7 @@ def test_full_mode_needs_a_data_path(limited_data):
         limited_data.parse_args(["--kimg", "1"])
 
 
+@pytest.mark.usefixtures("quarter_quick")
 def test_overfit_setting_quick_runs_every_arm_and_seed_and_resumes(limited_data, tmp_path: Path):
     summary = limited_data.main(["--setting", "digits-overfit", "--quick", "--out", str(tmp_path)])
     setting = summary["setting"]
@@ -100,6 +117,7 @@ def test_overfit_setting_quick_runs_every_arm_and_seed_and_resumes(limited_data,
     assert again["gan"] == summary["gan"]
 
 
+@pytest.mark.usefixtures("quarter_quick")
 def test_overfit_setting_runs_chosen_arms_class_conditionally(limited_data, tmp_path: Path):
     summary = limited_data.main(
         ["--setting", "digits-overfit", "--quick", "--arms", "ada", "--distaug-arms", "--conditional"]

@@ -1,40 +1,99 @@
-"""StreamingImageDataModule under DDP: 2 CPU processes (gloo) train StyleGAN2ADA on disjoint shares of
-the data and hold the same p. The training runs in a subprocess (``ddp_scripts/streaming_ddp.py``)
-because Lightning's DDP launcher re-runs the command line for rank 1."""
+"""StreamingImageDataModule under DDP on 2 CPU processes (gloo), on one node and on two.
+
+StyleGAN2ADA trains from a streaming directory on one node with two devices (Lightning's launcher
+starts rank 1) and on two simulated nodes with one device each (two processes started here with
+``NODE_RANK`` 0 and 1, the master on the loopback address). Each run happens in subprocesses
+(``ddp_scripts/streaming_ddp.py``) because Lightning's DDP launcher re-runs the command line for
+rank 1; the two runs go side by side.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from itertools import pairwise
 from pathlib import Path
 
+import pytest
+import torch
 from streaming_data import write_indexed_images
 
 from lightning_genaug.data import prepare_dataset
 
 SCRIPT = Path(__file__).parent / "ddp_scripts" / "streaming_ddp.py"
-COUNT, RANKS, BATCH = 32, 2, 4
+COUNT, RANKS = 32, 2
+# Per-rank running averages, not synchronised (as in the reference, whose DDP consistency check
+# skips ``w_avg``): the tracked mean of W and the path-length EMA of each rank's own latents.
+RANK_LOCAL_BUFFERS = {"G.mapping.w_avg", "G_ema.mapping.w_avg", "pl_mean"}
+LOOPBACK = "127.0.0.1"
 
 
-def test_two_ranks_see_disjoint_data_and_the_same_p(tmp_path: Path) -> None:
-    write_indexed_images(tmp_path / "images", COUNT)
-    prepare_dataset(tmp_path / "images", tmp_path / "chunks", resolution=8, workers=1)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    completed = subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path / "chunks"), str(tmp_path)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
+def free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return probe.getsockname()[1]
+
+
+def start(chunks: Path, out: Path, num_nodes: int, **env: str) -> subprocess.Popen:
+    out.mkdir()
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPT), str(chunks), str(out), str(num_nodes)],
+        cwd=out,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", **env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=300,
     )
-    assert completed.returncode == 0, completed.stderr[-3000:]
-    results = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(RANKS)]
 
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]]:
+    """``{"one node": ranks, "two nodes": ranks}``, each rank's indices, p, node rank and state dict."""
+    root = tmp_path_factory.mktemp("streaming_ddp")
+    write_indexed_images(root / "images", COUNT)
+    chunks = root / "chunks"
+    prepare_dataset(root / "images", chunks, resolution=8, workers=1, chunk_bytes="2KB")  # 4 chunks
+    # The "nodes" meet on the loopback interface only (gloo too). litdata counts nodes as world size
+    # / GPUs per node; without GPUs it is told (NNODES): its node-aware chunk assignment runs as on a cluster.
+    node = {
+        "MASTER_ADDR": LOOPBACK,
+        "MASTER_PORT": str(free_loopback_port()),
+        "GLOO_SOCKET_IFNAME": "lo",
+        "NNODES": "2",
+    }
+    processes = {
+        "one node": [start(chunks, root / "one_node", num_nodes=1)],
+        "two nodes": [
+            start(chunks, root / f"two_nodes_{rank}", num_nodes=2, NODE_RANK=str(rank), **node)
+            for rank in range(2)
+        ],
+    }
+    for process in (p for group in processes.values() for p in group):
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode == 0, stderr[-3000:]
+    outs = {"one node": [root / "one_node"] * RANKS, "two nodes": [root / f"two_nodes_{n}" for n in range(2)]}
+    return {
+        run: [
+            {
+                **json.loads((out / f"rank{rank}.json").read_text()),
+                "state": torch.load(out / f"rank{rank}.pt", weights_only=True),
+            }
+            for rank, out in enumerate(folders)
+        ]
+        for run, folders in outs.items()
+    }
+
+
+@pytest.mark.parametrize("run", ["one node", "two nodes"])
+def test_two_ranks_see_disjoint_data_hold_the_same_p_and_end_with_the_same_weights(
+    runs: dict[str, list[dict]], run: str
+) -> None:
+    results = runs[run]
     assert [result["world_size"] for result in results] == [RANKS, RANKS]
+    assert [result["node_rank"] for result in results] == ([0, 0] if run == "one node" else [0, 1])
     first, second = (result["indices"] for result in results)
     assert len(first) == len(second) == COUNT // RANKS  # an equal share each: no rank waits on the other
     assert not set(first) & set(second)  # disjoint
@@ -43,3 +102,16 @@ def test_two_ranks_see_disjoint_data_and_the_same_p(tmp_path: Path) -> None:
     assert results[1]["p"] == trajectory  # p identical on both ranks before every batch and at the end
     steps = [after - before for before, after in pairwise(trajectory)]
     assert len(steps) == 4 and all(abs(abs(step) - 0.08) < 1e-6 for step in steps)  # adapted each batch
+    rank0, rank1 = (result["state"] for result in results)
+    assert rank0.keys() == rank1.keys()
+    differ = {name for name in rank0 if not torch.equal(rank0[name], rank1[name])}
+    assert differ <= RANK_LOCAL_BUFFERS  # every weight (G, D, G_ema) and p: identical
+
+
+def test_two_nodes_of_one_device_train_exactly_like_one_node_with_two(runs: dict[str, list[dict]]) -> None:
+    for one_node, two_nodes in zip(runs["one node"], runs["two nodes"], strict=True):
+        assert two_nodes["indices"] == one_node["indices"]
+        assert two_nodes["p"] == one_node["p"]
+        assert two_nodes["state"].keys() == one_node["state"].keys()
+        for name, value in one_node["state"].items():
+            assert torch.equal(two_nodes["state"][name], value), name

@@ -527,7 +527,7 @@ def test_compile_keeps_the_checkpoint_layout():
 
 
 def test_validate_and_test_log_ds_response_to_held_out_reals(tmp_path: Path):
-    from lightning_genaug.callbacks.metrics import GenerativeMetrics
+    from lightning_genaug.callbacks import GenerativeMetrics
     from lightning_genaug.metrics.trained_extractor import ClassifierFeatures
 
     model = tiny()

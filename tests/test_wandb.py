@@ -12,7 +12,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_genaug.callbacks.metrics import GenerativeMetrics
+from lightning_genaug.callbacks import GenerativeMetrics
 from lightning_genaug.callbacks.samples import SampleGrid
 from lightning_genaug.imports import WANDB_AVAILABLE
 

@@ -9,7 +9,7 @@
 - :class:`DistAugTransforms`: Distribution Augmentation's transforms for likelihood models.
 """
 
-from lightning_genaug.augment.ada import AugmentPipe
+from lightning_genaug.augment.ada_pipe import AugmentPipe
 from lightning_genaug.augment.chain import Chain
 from lightning_genaug.augment.diffaug import DiffAugment
 from lightning_genaug.augment.distaug import DistAugTransforms

@@ -1,6 +1,6 @@
 """DiffAugment (Zhao et al., NeurIPS 2020): cheap differentiable colour, translation and cutout.
 
-A baseline policy next to ADA's :class:`~lightning_genaug.augment.ada.AugmentPipe`: applied to every
+A baseline policy next to ADA's :class:`~lightning_genaug.augment.ada_pipe.AugmentPipe`: applied to every
 image D sees (real and generated, D and G steps), differentiable so G's gradient flows through it.
 Each transform is applied to each sample independently with probability ``p`` (``p = 1`` is the
 paper's setting); ``p`` follows the ADA protocol, so ``AdaptiveAugmentation`` can adapt it.

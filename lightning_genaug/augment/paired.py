@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from lightning_genaug._checks import check_images, check_positive_int
-from lightning_genaug.augment.ada import COLOR_CHANNELS, COLOR_PARAMS, GEOMETRY_PARAMS, AugmentPipe
+from lightning_genaug.augment.ada_pipe import COLOR_CHANNELS, COLOR_PARAMS, GEOMETRY_PARAMS, AugmentPipe
 
 TRANSLATION_PARAMS: tuple[str, ...] = ("xint", "xfrac")
 """Geometric parameters measured in pixels (rescaled for a condition of another resolution)."""

@@ -5,7 +5,7 @@ lazy interval too (``R1(every_n_batches=...)``).
 """
 
 from lightning_genaug.callbacks.ada import AdaptiveAugmentation, next_p
-from lightning_genaug.callbacks.metrics import GenerativeMetrics
+from lightning_genaug.callbacks.generative_metrics import GenerativeMetrics
 from lightning_genaug.callbacks.samples import SampleGrid
 from lightning_genaug.callbacks.scheduled_augmentation import ScheduledAugmentation, scheduled_p
 

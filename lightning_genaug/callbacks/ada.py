@@ -31,7 +31,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from lightning_genaug._checks import check_choice, check_images, check_positive_int, check_range
-from lightning_genaug.augment.ada import AUGMENT_PRESETS, AugmentPipe
+from lightning_genaug.augment.ada_pipe import AUGMENT_PRESETS, AugmentPipe
 from lightning_genaug.augment.protocol import AugmentationStrength
 from lightning_genaug.callbacks.foreign_discriminator import ForeignDiscriminator, find_discriminator
 from lightning_genaug.data.batch import split_batch

@@ -15,7 +15,7 @@ from torch import nn
 
 from lightning_genaug._checks import check_images, check_positive_int, check_range
 from lightning_genaug.callbacks._progress import images_shown
-from lightning_genaug.callbacks.metrics import generator_num_classes
+from lightning_genaug.callbacks.generative_metrics import generator_num_classes
 from lightning_genaug.data.batch import split_batch
 from lightning_genaug.images import grid_to_uint8, make_grid, picture_grid, save_png
 

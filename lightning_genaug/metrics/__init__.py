@@ -37,6 +37,7 @@ from lightning_genaug.metrics.image_metrics import (
     RealFeatureStatistics,
     statistics_from_sums,
 )
+from lightning_genaug.metrics.real_statistics import RealImages
 
 __all__ = [
     "INCEPTION_URL_ENV",
@@ -50,6 +51,7 @@ __all__ = [
     "KernelInceptionDistance",
     "PrecisionRecall",
     "RealFeatureStatistics",
+    "RealImages",
     "RealStatistics",
     "RealStatisticsCache",
     "bits_per_dim_from_logits",

@@ -18,7 +18,7 @@ from lightning_genaug.regularizers.functional import consistency_penalty
 
 def default_bcr_transform() -> nn.Module:
     """bCR's ``T`` in the ADA paper's comparison: x-flip and integer translation (up to 1/8), ``p = 1``."""
-    from lightning_genaug.augment.ada import AugmentPipe
+    from lightning_genaug.augment.ada_pipe import AugmentPipe
 
     return AugmentPipe(preset=None, p=1.0, xflip=1.0, xint=1.0)
 

@@ -1,9 +1,13 @@
 """Train StyleGAN2ADA (``tiny``) with AdaptiveAugmentation on 2 CPU processes (gloo) from a prepared
-streaming directory; each rank writes the image indices it trained on and its final p.
+streaming directory; each rank writes the image indices it trained on, p before every batch and its
+final weights.
 
-Usage: ``python streaming_ddp.py CHUNKS_DIR OUT_DIR``. The images encode their index in their pixels
-(``tests/streaming_data.py``). Run by ``tests/test_streaming_ddp.py`` in a subprocess, because
-Lightning's DDP launcher re-runs the command line for rank 1.
+Usage: ``python streaming_ddp.py CHUNKS_DIR OUT_DIR NUM_NODES``. ``NUM_NODES`` is 1 (one node with two
+devices: Lightning's launcher starts rank 1) or 2 (two nodes with one device each: the caller starts
+one process per node, with ``NODE_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` in the environment).
+The images encode their index in their pixels (``tests/streaming_data.py``). Run by
+``tests/test_streaming_ddp.py`` in subprocesses, because Lightning's DDP launcher re-runs the
+command line for rank 1.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from lightning_genaug.callbacks import AdaptiveAugmentation  # noqa: E402
 from lightning_genaug.data import StreamingImageDataModule, split_batch  # noqa: E402
 from lightning_genaug.models.stylegan2 import StyleGAN2ADA  # noqa: E402
 
+WORLD_SIZE = 2
+
 
 class SeenImages(pl.Callback):
     """Records the index of every training image this rank receives, and p before each batch."""
@@ -37,7 +43,7 @@ class SeenImages(pl.Callback):
         self.p.append(float(pl_module.augment_pipe.p))
 
 
-def main(chunks: str, out_dir: str) -> None:
+def main(chunks: str, out_dir: str, num_nodes: int) -> None:
     torch.set_num_threads(1)
     pl.seed_everything(0)
     seen = SeenImages()
@@ -45,7 +51,8 @@ def main(chunks: str, out_dir: str) -> None:
     ada = AdaptiveAugmentation(every_n_batches=1, speed_kimg=0.1)
     trainer = pl.Trainer(
         accelerator="cpu",
-        devices=2,
+        num_nodes=num_nodes,
+        devices=WORLD_SIZE // num_nodes,
         strategy="ddp_find_unused_parameters_true",
         max_epochs=1,
         logger=False,
@@ -57,11 +64,15 @@ def main(chunks: str, out_dir: str) -> None:
     model = StyleGAN2ADA("tiny", augment=AugmentPipe("bgc", p=0.5))
     trainer.fit(model, datamodule=StreamingImageDataModule(chunks, batch_size=4, num_workers=1))
     p = [*seen.p, float(model.augment_pipe.p)]
-    result = {"indices": seen.indices, "p": p, "world_size": trainer.world_size}
-    (Path(out_dir) / f"rank{trainer.global_rank}.json").write_text(json.dumps(result))
+    result = {
+        "indices": seen.indices, "p": p, "world_size": trainer.world_size, "node_rank": trainer.node_rank
+    }
+    out = Path(out_dir)
+    (out / f"rank{trainer.global_rank}.json").write_text(json.dumps(result))
+    torch.save(model.state_dict(), out / f"rank{trainer.global_rank}.pt")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
     if torch.distributed.is_initialized():  # gloo's threads otherwise may abort the interpreter at exit
         torch.distributed.destroy_process_group()

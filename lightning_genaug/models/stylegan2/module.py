@@ -42,7 +42,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from lightning_genaug._checks import check_positive_int, check_range
-from lightning_genaug.augment.ada import AugmentPipe
+from lightning_genaug.augment.ada_pipe import AugmentPipe
 from lightning_genaug.data.batch import split_batch
 from lightning_genaug.distributed import backward_and_sync
 from lightning_genaug.models.loading import load_checkpoint, ready_for_inference

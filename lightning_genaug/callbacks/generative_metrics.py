@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as pl
@@ -14,24 +14,18 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset
 from torchmetrics import Metric
 from tqdm.auto import tqdm
 
 from lightning_genaug._checks import check_choice, check_images, check_positive_int
 from lightning_genaug.callbacks._progress import images_shown
 from lightning_genaug.data.batch import split_batch
-from lightning_genaug.metrics.cache import (
-    RealStatistics,
-    RealStatisticsCache,
-    dataset_fingerprint,
-    default_cache_dir,
-)
+from lightning_genaug.metrics.cache import RealStatistics, RealStatisticsCache, default_cache_dir
 from lightning_genaug.metrics.extractors import (
     INCEPTION_NAME,
     build_feature_extractor,
     extract_features,
-    extractor_fingerprint,
     resolve_inception_weights,
 )
 from lightning_genaug.metrics.image_metrics import (
@@ -39,8 +33,8 @@ from lightning_genaug.metrics.image_metrics import (
     InceptionScore,
     KernelInceptionDistance,
     PrecisionRecall,
-    RealFeatureStatistics,
 )
+from lightning_genaug.metrics.real_statistics import RealImages, shard
 
 log = logging.getLogger(__name__)
 
@@ -81,15 +75,6 @@ def _sample(pl_module: nn.Module, count: int, num_classes: int, generator: torch
     return images
 
 
-def _share(total: int, world: int, rank: int) -> range:
-    """Rank ``rank``'s contiguous block of ``range(total)`` split as evenly as possible over ``world`` ranks.
-
-    Blocks are in rank order, so concatenating them rank after rank (what the metrics' ``"cat"``
-    reduction does) gives back ``range(total)`` in order: the single-process order.
-    """
-    return range(total * rank // world, total * (rank + 1) // world)
-
-
 class GenerativeMetrics(Callback):
     """Evaluates a generator with FID, KID, IS and precision/recall and logs the results.
 
@@ -99,7 +84,8 @@ class GenerativeMetrics(Callback):
     the generator protocol ``pl_module.sample(n, labels=None, generator=None) -> (n, C, H, W)`` in
     [-1, 1] (EMA weights are the module's business). Conditional modules (``num_classes`` or
     ``c_dim`` > 0) get uniformly drawn labels. Real images come from ``real_data`` or, by default,
-    the datamodule's training set; their statistics are computed once and cached on disk.
+    the datamodule's training set; their statistics are computed once and cached on disk
+    (:class:`~lightning_genaug.metrics.real_statistics.RealImages` reads, shares and caches them).
 
     Logged keys: ``metrics/fid``, ``metrics/kid`` (+ ``metrics/kid_std``), ``metrics/is``
     (+ ``metrics/is_std``), ``metrics/precision``, ``metrics/recall`` and ``kimg`` (the module's
@@ -352,7 +338,7 @@ class GenerativeMetrics(Callback):
         metrics: dict[str, Metric],
     ) -> None:
         chunk_size, seeds = self._generation_chunks(trainer.world_size)
-        mine = _share(len(seeds), trainer.world_size, trainer.global_rank)
+        mine = shard(len(seeds), trainer.world_size, trainer.global_rank)
         num_classes = generator_num_classes(pl_module)
         generator = torch.Generator(device=pl_module.device)
         was_training = pl_module.training
@@ -375,18 +361,10 @@ class GenerativeMetrics(Callback):
     # ------------------------------------------------------------------------------- real data
     def _real_source(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
-    ) -> tuple[Any, DataLoader | None]:
-        """``(dataset or tensor, loader it came from)`` of the real images."""
-        source = self.real_data
-        if source is None:
-            source = self._default_train_loader(trainer, pl_module)
-        if isinstance(source, DataLoader):
-            return source.dataset, source
-        return source, None
-
-    @staticmethod
-    def _default_train_loader(trainer: pl.Trainer, pl_module: pl.LightningModule) -> DataLoader:
-        """The fit loop's training loader, else the datamodule's (or module's) ``train_dataloader()``."""
+    ) -> DataLoader | Dataset | torch.Tensor:
+        """``real_data``, else the fit loop's training loader, else the datamodule's (or module's) one."""
+        if self.real_data is not None:
+            return self.real_data
         if isinstance(trainer.train_dataloader, DataLoader):
             return trainer.train_dataloader
         datamodule = getattr(trainer, "datamodule", None)
@@ -405,79 +383,23 @@ class GenerativeMetrics(Callback):
     def _real_statistics(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, extractor: nn.Module
     ) -> RealStatistics:
-        if self._real_stats is not None:
-            return self._real_stats
-        data, loader = self._real_source(trainer, pl_module)
-        length = self._checked_length(data)
-        total = length if self.num_real is None else min(self.num_real, length)
-        need_features = "kid" in self.metrics or "pr" in self.metrics
-        fingerprint = self.dataset_fingerprint or dataset_fingerprint(data)
-        key = None
-        stats = None
-        if self.use_cache and fingerprint is not None:
-            first_images, _ = split_batch(self._first_item_batch(data, loader), self.image_key)
-            image_shape = tuple(first_images.shape[1:])
-            key = self.cache.make_key(fingerprint, extractor_fingerprint(extractor), image_shape, total)
-            stats = self.cache.load(key, need_features)
-        if trainer.strategy.reduce_boolean_decision(stats is None, all=False):
-            device = pl_module.device
-            stats = self._real_features(trainer, data, loader, total, extractor, device, need_features)
-            if key is not None and trainer.is_global_zero:
-                self.cache.save(key, stats)
-        self._real_stats = stats
-        return stats
-
-    @staticmethod
-    def _checked_length(data: Any) -> int:
-        try:
-            length = len(data)
-        except TypeError as error:
-            raise TypeError(
-                f"GenerativeMetrics needs real data with a length (a map-style Dataset or a tensor), got "
-                f"{type(data).__name__}; pass `real_data=` with a map-style dataset."
-            ) from error
-        if length == 0:
-            raise ValueError("GenerativeMetrics: the real dataset is empty.")
-        return length
-
-    def _first_item_batch(self, data: Any, loader: DataLoader | None) -> Any:
-        return next(self._real_batches(data, loader, [0], use_workers=False))
-
-    def _real_batches(
-        self, data: Any, loader: DataLoader | None, indices: list[int], use_workers: bool = True
-    ) -> Iterator[Any]:
-        """Batches of ``data[indices]`` in order, collated like the source loader's."""
-        if isinstance(data, torch.Tensor):
-            for start in range(0, len(indices), self.batch_size):
-                yield data[indices[start : start + self.batch_size]]
-            return
-        kwargs: dict[str, Any] = {}
-        if loader is not None:
-            workers = loader.num_workers if use_workers else 0
-            kwargs = {"collate_fn": loader.collate_fn, "num_workers": workers}
-        yield from DataLoader(Subset(data, indices), batch_size=self.batch_size, shuffle=False, **kwargs)
-
-    def _real_features(
-        self,
-        trainer: pl.Trainer,
-        data: Any,
-        loader: DataLoader | None,
-        total: int,
-        extractor: nn.Module,
-        device: torch.device,
-        keep_features: bool,
-    ) -> RealStatistics:
-        """Statistics of the first ``total`` real images; each rank extracts a contiguous block of them."""
-        if total < trainer.world_size:
-            raise ValueError(f"GenerativeMetrics needs at least one real image per process, got {total}.")
-        indices = list(_share(total, trainer.world_size, trainer.global_rank))
-        statistics: RealFeatureStatistics | None = None
-        with self._progress(trainer, total, "metrics: real images") as bar:
-            for batch in self._real_batches(data, loader, indices):
-                images = check_images(split_batch(batch, self.image_key)[0], "real images")
-                features = extract_features(extractor, images.to(device))[0]
-                if statistics is None:
-                    statistics = RealFeatureStatistics(features.shape[1], keep_features).to(device)
-                statistics.update(features)
-                bar.update(images.shape[0] * trainer.world_size)
-        return statistics.compute()
+        """The real statistics, computed (or loaded from the cache) at the first evaluation of the run."""
+        if self._real_stats is None:
+            real = RealImages(
+                self._real_source(trainer, pl_module),
+                images_of=lambda batch: split_batch(batch, self.image_key)[0],
+                batch_size=self.batch_size,
+                num_real=self.num_real,
+            )
+            self._real_stats = real.statistics(
+                extractor,
+                pl_module.device,
+                keep_features="kid" in self.metrics or "pr" in self.metrics,
+                cache=self.cache if self.use_cache else None,
+                fingerprint=self.dataset_fingerprint,
+                rank=trainer.global_rank,
+                world_size=trainer.world_size,
+                any_rank=lambda flag: trainer.strategy.reduce_boolean_decision(flag, all=False),
+                progress_bar=self.progress_bar and trainer.is_global_zero,
+            )
+        return self._real_stats
