@@ -517,7 +517,7 @@ def run_jobs(setting: OverfitSetting, reals: Reals, out: Path) -> float:
         for kind, arms in (("gan", setting.gan_arms), ("distaug", setting.distaug_arms))
         for arm in arms
     ]
-    todo = [job for job in todo if not job_path(out, *job).exists()]
+    todo = [job for job in todo if not is_done(out, *job, setting)]
     started = time.perf_counter()
     if setting.jobs == 1:
         for kind, arm, seed in todo:
@@ -528,6 +528,18 @@ def run_jobs(setting: OverfitSetting, reals: Reals, out: Path) -> float:
             for future in futures:
                 future.result()
     return time.perf_counter() - started
+
+
+def is_done(out: Path, kind: str, arm: str, seed: int, setting: OverfitSetting) -> bool:
+    """A job has its result file, and a GAN job reached ``setting.kimg``.
+
+    A GAN job finished at a smaller ``kimg`` is not done: raising ``kimg`` extends it from its last
+    checkpoint (the checkpoint of its final evaluation is kept).
+    """
+    path = job_path(out, kind, arm, seed)
+    if not path.exists():
+        return False
+    return kind != "gan" or json.loads(path.read_text())["history"][-1]["kimg"] >= setting.kimg
 
 
 def load_results(

@@ -231,6 +231,18 @@ def test_an_interrupted_gan_job_resumes_from_its_last_evaluation(limited_data, t
     assert resumed["history"] == uninterrupted["history"]
 
 
+    # a finished job is extended, not restarted, when the setting asks for more kimg
+    longer = replace(setting, kimg=0.4)
+    straight = tmp_path / "straight"
+    (straight / "jobs").mkdir()
+    (straight / "jobs" / "gan-ada-seed0.json").write_text(json.dumps(uninterrupted))
+    assert overfit.is_done(straight, "gan", "ada", 0, setting) is True
+    assert overfit.is_done(straight, "gan", "ada", 0, longer) is False
+    extended = overfit.run_gan_job("ada", 0, longer, reals, straight)
+    assert extended["resumes"] == 1 and extended["history"][-1]["kimg"] >= 0.4
+    assert extended["history"][: len(uninterrupted["history"])] == uninterrupted["history"]
+
+
 def test_inception_fid_is_reported_when_a_weights_file_is_given(limited_data, tmp_path: Path, monkeypatch):
     import overfit
     import torch
