@@ -102,7 +102,7 @@ def markdown_tables(
     """The GAN table (and the DistAug one when it has rows); ``reals`` names the real images, plural."""
     lines = [
         "Mean ± standard deviation over the n seeds of each row; Welch t of the final FID against no "
-        "augmentation (positive: lower FID). classifier-FID noise floor (two halves of the {reals}): "
+        f"augmentation (positive: lower FID). classifier-FID noise floor (two halves of the {reals}): "
         f"{floor['fid_half_vs_half']:.2f}; the training subset itself against all {reals}: "
         f"{floor['fid_train_subset_vs_full']:.2f}.",
         "",

@@ -32,7 +32,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_genaug import AdaptiveAugmentation
 
 
-class DigitsDataModule(L.LightningDataModule):
+class DigitImages(L.LightningDataModule):
     """scikit-learn's digits as ``(images,)`` batches of ``(B, 1, size, size)`` in [-1, 1]."""
 
     def __init__(self, batch_size: int = 32, image_size: int = 32) -> None:
@@ -206,7 +206,7 @@ def fit(
         enable_model_summary=False,
         callbacks=[ada],  # <- ADA: added (the only change to an ordinary Trainer)
     )
-    trainer.fit(model, DigitsDataModule())
+    trainer.fit(model, DigitImages())
     return trainer
 
 

@@ -271,18 +271,21 @@ def pairs_loader(n: int = 16) -> DataLoader:
 
 
 def test_a_paired_discriminator_is_augmented_pairwise_and_probed_on_its_real_pair(tmp_path: Path) -> None:
+    torch.manual_seed(0)
     module = Pix2Pix()
     seen = []
     module.netD.main[0].register_forward_pre_hook(lambda _, args: seen.append(args[0].detach().clone()))
     pipe = PairedAugment(AugmentPipe("blit", p=0.9), condition_channels=1)
-    callback = AdaptiveAugmentation(pipe=pipe, every_n_batches=2, speed_kimg=1.0)
+    # One interval over the 4 batches: p moves by one step whichever side of the target r_t falls
+    # (with two, an up and a down step can cancel).
+    callback = AdaptiveAugmentation(pipe=pipe, every_n_batches=4, speed_kimg=1.0)
     make_trainer(tmp_path, [callback]).fit(module, pairs_loader())
     assert callback.rt is not None and callback.p != pytest.approx(0.9)
-    assert len(seen) == 4 * 3 + 2
+    assert len(seen) == 4 * 3 + 1
     # Blits moved the pairs, and a real pair's grey condition still matches its colour image pixel for
     # pixel (the condition is the mean of the target's channels).
     real_pairs = [x for x in seen if torch.allclose(x[:, :1], x[:, 1:].mean(1, keepdim=True), atol=1e-6)]
-    assert len(real_pairs) >= 4 + 2  # the D step's real pair in every batch and the probe's
+    assert len(real_pairs) >= 4 + 1  # the D step's real pair in every batch and the probe's
 
 
 def test_a_paired_discriminator_never_given_a_batch_target_is_an_error(tmp_path: Path) -> None:
