@@ -152,12 +152,12 @@ def test_cifar_overfit_quick_runs_on_zips_in_the_cifar_layout(limited_data, cifa
     out = tmp_path / "out"
     summary = limited_data.main(
         ["--setting", "cifar-overfit", "--quick", "--data-root", str(root), "--out", str(out)]
-        + ["--arms", "no-augmentation", "ada", "--distaug-arms", "rotation"]
+        + ["--arms", "ada", "--distaug-arms", "rotation"]
     )
     setting = summary["setting"]
     assert setting["dataset"] == "cifar10" and setting["config"] == "cifar"
     assert dict(setting["config_overrides"])["channel_max"] == 16  # the quick width; the real run's is 64
-    assert list(summary["gan"]) == ["no-augmentation", "ada"] and list(summary["distaug"]) == ["rotation"]
+    assert list(summary["gan"]) == ["ada"] and list(summary["distaug"]) == ["rotation"]
     floor = summary["noise_floor"]
     # the classifier is trained on the test zip and scored on the train zip (all reals of the FID)
     assert 0 <= floor["extractor_accuracy"] <= 1 and 0 <= floor["extractor_training_accuracy"] <= 1
@@ -176,9 +176,9 @@ def test_cifar_overfit_quick_runs_on_zips_in_the_cifar_layout(limited_data, cifa
     finished = sorted(path.stat().st_mtime_ns for path in (out / "jobs").iterdir())
     partial = limited_data.main(
         ["--setting", "cifar-overfit", "--quick", "--data-root", str(root), "--out", str(out)]
-        + ["--arms", "no-augmentation", "fixed-p0.2", "--distaug-arms", "rotation", "--report-only"]
+        + ["--arms", "ada", "fixed-p0.2", "--distaug-arms", "rotation", "--report-only"]
     )
-    assert list(partial["gan"]) == ["no-augmentation"] and partial["gan"]["no-augmentation"]["seeds"] == 2
+    assert list(partial["gan"]) == ["ada"] and partial["gan"]["ada"]["seeds"] == 2
     assert sorted(path.stat().st_mtime_ns for path in (out / "jobs").iterdir()) == finished
 
 
