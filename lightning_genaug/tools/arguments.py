@@ -101,8 +101,8 @@ def add_network_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="device to run on, e.g. cuda (default: %(default)s)")
 
 
-def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
-    """Truncation, class and noise: what every StyleGAN2 image tool takes."""
+def add_truncation_argument(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--truncation-psi`` (alias ``--trunc``), checked to lie in [0, 2]."""
     parser.add_argument(
         "--truncation-psi",
         "--trunc",
@@ -110,8 +110,12 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
         type=parse_truncation_psi,
         default=1.0,
         metavar="PSI",
-        help="truncation psi in [0, 2] (default: %(default)s, no truncation)",
+        help=help,
     )
+
+
+def add_class_argument(parser: argparse.ArgumentParser) -> None:
+    """``--class``: the label of a class-conditional network."""
     parser.add_argument(
         "--class",
         dest="class_idx",
@@ -120,6 +124,12 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="CLASS",
         help="class label (required for a class-conditional network)",
     )
+
+
+def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
+    """Truncation, class and noise: what every StyleGAN2 image tool takes."""
+    add_truncation_argument(parser, "truncation psi in [0, 2] (default: %(default)s, no truncation)")
+    add_class_argument(parser)
     parser.add_argument(
         "--noise-mode",
         choices=("const", "random", "none"),

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from lightning_genaug.imports import require_onnx_export
-from lightning_genaug.tools.arguments import add_network_arguments, parse_truncation_psi
+from lightning_genaug.tools.arguments import add_network_arguments, add_truncation_argument
 
 FORMATS = ("torchscript", "onnx")
 EXAMPLE_BATCH = 2
@@ -97,15 +97,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_network_arguments(parser)
     parser.add_argument("--format", dest="export_format", choices=FORMATS, required=True, help="graph format")
     parser.add_argument("--out", type=Path, required=True, metavar="FILE", help="e.g. G.onnx or G.pt")
-    parser.add_argument(
-        "--truncation-psi",
-        "--trunc",
-        dest="truncation_psi",
-        type=parse_truncation_psi,
-        default=1.0,
-        metavar="PSI",
-        help="truncation psi in [0, 2] fixed into the graph (default: %(default)s)",
-    )
+    add_truncation_argument(parser, "truncation psi in [0, 2] fixed into the graph (default: %(default)s)")
 
 
 def run(options: argparse.Namespace, model: torch.nn.Module) -> str:

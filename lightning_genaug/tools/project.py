@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lightning_genaug.images import from_uint8, picture_grid, save_png
-from lightning_genaug.tools.arguments import add_network_arguments, positive_int
+from lightning_genaug.tools.arguments import add_class_argument, add_network_arguments, positive_int
 from lightning_genaug.tools.latents import class_condition
 from lightning_genaug.tools.video import check_video_path, write_animation
 
@@ -319,14 +319,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="number of optimisation steps (default: %(default)s)",
     )
     parser.add_argument("--seed", type=int, default=303, help="random seed (default: %(default)s)")
-    parser.add_argument(
-        "--class",
-        dest="class_idx",
-        type=int,
-        default=None,
-        metavar="CLASS",
-        help="class label (required for a class-conditional network)",
-    )
+    add_class_argument(parser)
     parser.add_argument(
         "--w-plus", action="store_true", help="optimise one w per layer (W+) instead of one w"
     )
