@@ -43,11 +43,11 @@ from lightning_genaug import AdaptiveAugmentation
 from lightning_genaug.augment import DiffAugment
 from lightning_genaug.images import from_uint8, make_grid, save_png, to_uint8
 from lightning_genaug.metrics.functional import kernel_inception_distance
-from lightning_genaug.metrics.trained_extractor import ClassifierFeatures, train_classifier_features
+from lightning_genaug.metrics.trained_extractor import ClassifierFeatures
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 from autoencoder_gan import AutoencoderGAN  # noqa: E402  (the user's model, unmodified)
-from overfit import _one_thread  # noqa: E402  (same folder: the limited-data experiment's helpers)
+from overfit import _one_thread, cached_classifier  # noqa: E402  (the limited-data experiment's helpers)
 from overfit_data import TensorDataModule, read_image_zip, training_subset  # noqa: E402
 from overfit_probe import FeatureReference, extract  # noqa: E402
 from overfit_report import band_plot, mean_std, samples_figure  # noqa: E402
@@ -230,21 +230,10 @@ def classifier(
         model = ClassifierFeatures(3, state["head.weight"].shape[0], width, feature_dim)
         model.load_state_dict(state)
         return model.eval().requires_grad_(False), f"the limited-data experiment's extractor ({shared})"
-    cached = out / "extractor.pt"
     images, labels = read_image_zip(classifier_data)
-    if cached.exists():
-        model = ClassifierFeatures(3, 10, setting.extractor_width)
-        model.load_state_dict(torch.load(cached, weights_only=True))
-        model.eval().requires_grad_(False)
-    else:
-        model = train_classifier_features(
-            from_uint8(images),
-            labels,
-            steps=setting.extractor_steps,
-            width=setting.extractor_width,
-            xflip=True,
-        )
-        torch.save(model.state_dict(), cached)
+    model = cached_classifier(
+        out / "extractor.pt", images, labels, setting.extractor_steps, setting.extractor_width, xflip=True
+    )
     return model, (
         f"trained here with train_classifier_features on test-jpeg.zip ({setting.extractor_steps} steps, "
         f"width {setting.extractor_width})"

@@ -249,6 +249,22 @@ class Reals:
     distaug_data: tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
 
 
+def cached_classifier(
+    path: Path, images: torch.Tensor, labels: torch.Tensor, steps: int, width: int, xflip: bool
+) -> ClassifierFeatures:
+    """The metric's classifier, trained once on uint8 ``images``/``labels`` and kept at ``path``.
+
+    An experiment folder keeps its extractor, so a resumed or extended experiment keeps its metric.
+    """
+    if path.exists():
+        return frozen_classifier(torch.load(path, weights_only=True), images, labels, width)
+    extractor = train_classifier_features(
+        from_uint8(images), labels, steps=steps, width=width, seed=0, xflip=xflip
+    )
+    torch.save(extractor.state_dict(), path)
+    return extractor
+
+
 def frozen_classifier(
     state: dict[str, torch.Tensor], images: torch.Tensor, labels: torch.Tensor, width: int
 ) -> ClassifierFeatures:
@@ -437,20 +453,14 @@ def prepare_reals(setting: OverfitSetting, out: Path) -> tuple[Reals, dict[str, 
         heldout_index = heldout_index[pick[: setting.probe_heldout_images]].sort().values
     floats = from_uint8(images)
     started = time.perf_counter()
-    cached = out / "extractor.pt"
-    if cached.exists():
-        state = torch.load(cached, weights_only=True)
-        extractor = frozen_classifier(state, images, labels, setting.extractor_width)
-    else:
-        extractor = train_classifier_features(
-            from_uint8(classifier_images),
-            classifier_labels,
-            steps=setting.extractor_steps,
-            width=setting.extractor_width,
-            seed=0,
-            xflip=setting.dataset != "digits",  # photographs' classes are mirror invariant, digits' are not
-        )
-        torch.save(extractor.state_dict(), cached)
+    extractor = cached_classifier(
+        out / "extractor.pt",
+        classifier_images,
+        classifier_labels,
+        steps=setting.extractor_steps,
+        width=setting.extractor_width,
+        xflip=setting.dataset != "digits",  # photographs' classes are mirror invariant, digits' are not
+    )
     features = extract(extractor, floats)
     halves = torch.randperm(len(images), generator=torch.Generator().manual_seed(1)).chunk(2)
     floor = {
