@@ -13,6 +13,7 @@ import lightning.pytorch as pl
 import pytest
 import torch
 import torch.nn.functional as F
+from test_callback_ada import make_trainer  # one epoch, no logger or checkpoints
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -21,21 +22,6 @@ from lightning_genaug.callbacks.ada import AdaptiveAugmentation
 from lightning_genaug.callbacks.foreign_discriminator import find_discriminator, logit_maps
 
 BATCH = 4
-
-
-def make_trainer(tmp_path: Path, callbacks: list) -> pl.Trainer:
-    """One epoch (4 batches of the loaders below)."""
-    return pl.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
-        callbacks=callbacks,
-    )
 
 
 def images_loader(n: int = 16, channels: int = 1, size: int = 8) -> DataLoader:
