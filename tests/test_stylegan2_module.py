@@ -15,7 +15,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_genaug.augment import AugmentPipe
 from lightning_genaug.data import DigitsDataModule
 from lightning_genaug.models import PredictOptions
-from lightning_genaug.models.stylegan2 import StyleGAN2ADA, losses
+from lightning_genaug.models.stylegan2 import StyleGAN2ADA
+from lightning_genaug.models.stylegan2.ema import ema_beta
 from lightning_genaug.regularizers import R1, BalancedConsistency
 
 BATCH = 8
@@ -215,11 +216,11 @@ def test_bcr_adds_a_consistency_loss(tmp_path):
 
 
 def test_ema_beta_formula_and_rampup():
-    assert losses.ema_beta(batch_size=64, cur_nimg=10**9, ema_kimg=10, ema_rampup=None) == 0.5 ** (
+    assert ema_beta(batch_size=64, cur_nimg=10**9, ema_kimg=10, ema_rampup=None) == 0.5 ** (
         64 / 10_000
     )
-    assert losses.ema_beta(batch_size=64, cur_nimg=1000, ema_kimg=500, ema_rampup=0.05) == 0.5 ** (64 / 50)
-    assert losses.ema_beta(batch_size=64, cur_nimg=0, ema_kimg=500, ema_rampup=0.05) == 0.0
+    assert ema_beta(batch_size=64, cur_nimg=1000, ema_kimg=500, ema_rampup=0.05) == 0.5 ** (64 / 50)
+    assert ema_beta(batch_size=64, cur_nimg=0, ema_kimg=500, ema_rampup=0.05) == 0.0
 
 
 def test_ema_halves_its_distance_to_g_after_one_half_life():

@@ -15,11 +15,9 @@ import torch
 from torch import nn
 
 from lightning_genaug._checks import check_choice
+from lightning_genaug.models.stylegan2.generation import BATCH_SIZE
 from lightning_genaug.models.stylegan2.networks import NOISE_MODES
 from lightning_genaug.tools.arguments import check_class
-
-BATCH_SIZE = 64
-"""Images synthesised per forward pass."""
 
 
 def seed_latents(seeds: Sequence[int], z_dim: int, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -8,8 +8,9 @@ bCR, live in :mod:`lightning_genaug.regularizers`):
   D: ``softplus(D(G(z))) + softplus(-D(x))``;
 - path-length regularisation (Karras et al. 2020, StyleGAN2): ``(||J_w^T y|| - a)^2`` with ``a`` an
   exponential moving average of the lengths;
-- the EMA generator's decay from a half-life in images, and the lazy-regularisation correction of
-  Adam's hyperparameters.
+- the lazy-regularisation correction of Adam's hyperparameters.
+
+The EMA generator's decay is in :mod:`~lightning_genaug.models.stylegan2.ema`.
 """
 
 from __future__ import annotations
@@ -83,33 +84,6 @@ def path_length_penalty(
     """
     new_mean = running_mean.lerp(lengths.mean().detach().to(running_mean.dtype), decay)
     return (lengths - new_mean).square(), new_mean
-
-
-def ema_beta(batch_size: int, cur_nimg: int, ema_kimg: float, ema_rampup: float | None) -> float:
-    """Decay of the EMA generator for one minibatch, from a half-life in images.
-
-    ``beta = 0.5 ** (batch_size / ema_nimg)`` with ``ema_nimg = ema_kimg * 1000``, shortened to
-    ``cur_nimg * ema_rampup`` early in training when a ramp-up is set: after ``ema_nimg`` images the
-    weight of an old generator in the average has halved.
-
-    Args:
-        batch_size: images in the (global) minibatch.
-        cur_nimg: images shown to D before this minibatch.
-        ema_kimg: half-life in thousands of images.
-        ema_rampup: ramp-up ratio, or ``None`` for no ramp-up.
-
-    Returns:
-        ``beta`` in [0, 1): the weight of the previous EMA weights.
-
-    >>> ema_beta(batch_size=10, cur_nimg=10**6, ema_kimg=0.01, ema_rampup=None)
-    0.5
-    >>> ema_beta(batch_size=64, cur_nimg=0, ema_kimg=500, ema_rampup=0.05)  # first step copies G
-    0.0
-    """
-    ema_nimg = ema_kimg * 1000
-    if ema_rampup is not None:
-        ema_nimg = min(ema_nimg, cur_nimg * ema_rampup)
-    return 0.5 ** (batch_size / max(ema_nimg, 1e-8))
 
 
 def lazy_regularization_adam(

@@ -1,17 +1,10 @@
 """``StyleGAN2ADA``: StyleGAN2 trained with adaptive discriminator augmentation, as a LightningModule.
 
-One training batch runs the reference's four phases, each with its own optimiser step:
-
-=========  ===========================================  ================================
-phase      loss                                         when
-=========  ===========================================  ================================
-``Gmain``  ``softplus(-D(A(G(z))))``                    every batch
-``Greg``   path length ``pl_weight * (l - a)^2``        every ``pl_interval``
-``Dmain``  ``softplus(D(A(G(z)))) + softplus(-D(A(x)))``  every batch
-           (+ ``consistency``, e.g. bCR)
-``Dreg``   ``regularizer`` (R1: ``gamma / 2 *``         every ``every_n_batches``
-           ``||grad_x D(A(x))||^2``)
-=========  ===========================================  ================================
+One training batch runs the reference's four phases, ``Gmain``, ``Greg`` (path length), ``Dmain`` and
+``Dreg`` (D's regulariser), each with its own optimiser step; :mod:`.phases` has the table of their
+losses and intervals and :mod:`.losses` the formulas. The module's neighbours each hold one job:
+:mod:`.ema` the EMA generator, :mod:`.precision` where bf16 autocast applies, :mod:`.transfer` weights
+from a ``.ckpt`` or an official ``.pkl``, :mod:`.generation` sampling.
 
 The module is composed from objects, each given in YAML as ``class_path``/``init_args``: ``A`` is
 ``augment`` (stored as :attr:`StyleGAN2ADA.augment_pipe`: an ``AugmentPipe``, ``DiffAugment``,
@@ -26,12 +19,10 @@ from __future__ import annotations
 
 import copy
 import inspect
-import logging
 import os
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import lightning.pytorch as pl
@@ -55,15 +46,21 @@ from lightning_genaug.models.stylegan2.configs import (
     build_networks,
     stylegan2_config,
 )
+from lightning_genaug.models.stylegan2.ema import ema_beta, update_ema
+from lightning_genaug.models.stylegan2.generation import generate
 from lightning_genaug.models.stylegan2.official import (
     OfficialNetworks,
     is_network_pickle,
-    load_official_weights,
     read_network_pickle,
 )
+from lightning_genaug.models.stylegan2.phases import check_finite, phase_schedule
+from lightning_genaug.models.stylegan2.precision import autocast_off, main_phase_autocast
+from lightning_genaug.models.stylegan2.transfer import (
+    copy_checkpoint_weights,
+    copy_pickle_weights,
+    shapes_from_pickle,
+)
 from lightning_genaug.regularizers import R1, BalancedConsistency, DiscriminatorRegularizer
-
-log = logging.getLogger(__name__)
 
 DEFAULT_AUGMENT: nn.Module = lazy_instance(AugmentPipe, preset="bgc")
 """The default ``augment``: ADA's ``bgc`` pipe at ``p = 0`` (a fresh one per module)."""
@@ -266,7 +263,7 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         official = None
         if initialize and is_network_pickle(self.hparams.init_from):
             official = read_network_pickle(self.hparams.init_from)
-            self._adopt_pickle_config(official)
+            self.hparams.update(shapes_from_pickle(self.hparams, official))
         if self.G is None:
             self.build(*self._shapes_from_datamodule())
         if initialize and stage in ("fit", "predict"):
@@ -290,29 +287,6 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
             num_classes = int(getattr(datamodule, "num_classes", 0) or 0)
         return resolution, channels, num_classes
 
-    def _adopt_pickle_config(self, official: OfficialNetworks) -> None:
-        """Take the network shapes from an official pickle for every shape argument left at ``None``."""
-        hp = self.hparams
-        hp.update(
-            resolution=official.resolution if hp.resolution is None else hp.resolution,
-            channels=official.channels if hp.channels is None else hp.channels,
-            num_classes=official.num_classes if hp.num_classes is None else hp.num_classes,
-            config_overrides={**official.config_overrides, **(hp.config_overrides or {})},
-        )
-
-    def _differences(self, checkpoint: dict[str, Any]) -> str:
-        """The shape arguments in which a checkpoint's model and this one differ, with the fix."""
-        saved = checkpoint.get("hyper_parameters") or {}
-        names = ("config", "config_overrides", "resolution", "channels", "num_classes")
-        differing = [
-            f"{name} is {saved[name]!r} there but {self.hparams.get(name)!r} here"
-            for name in names
-            if name in saved and saved[name] != self.hparams.get(name)
-        ]
-        if not differing:
-            return "the network shapes differ; build it with the checkpoint's config and sizes"
-        return "; ".join(differing) + "; set them to the checkpoint's values"
-
     def load_weights_from(self, path: str | os.PathLike, official: OfficialNetworks | None = None) -> None:
         """Copy G, D and G_ema weights from a ``StyleGAN2ADA`` checkpoint or an official ``.pkl``.
 
@@ -321,49 +295,19 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         A stylegan2-ada-pytorch network pickle (``.pkl``, read without running its code): every
         tensor must match, and ``p`` of the pickle's ``augment_pipe`` is written to this module's
         :attr:`augment_pipe` (its ``p`` buffer, which ``AdaptiveAugmentation`` adapts from there).
+        :mod:`~lightning_genaug.models.stylegan2.transfer` does the copying.
 
         Raises:
             FileNotFoundError: the file does not exist.
             ValueError: the file holds no StyleGAN2ADA weights, or tensors differ (named).
         """
         self._initialized = True
+        networks = {"G": self.G, "D": self.D, "G_ema": self.G_ema}
         if is_network_pickle(path):
             official = official or read_network_pickle(path)
-            load_official_weights({"G": self.G, "D": self.D, "G_ema": self.G_ema}, official, str(path))
-            if official.augment_p is not None and hasattr(self.augment_pipe, "p"):
-                self.augment_pipe.p.fill_(official.augment_p)
-            return
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"`init_from` checkpoint {str(path)!r} does not exist. Pass the path of a .ckpt written "
-                "by StyleGAN2ADA (e.g. runs/ada/lightning_logs/version_0/checkpoints/last.ckpt), or "
-                "`init_from: null` to train from scratch."
-            )
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        source = checkpoint.get("state_dict", checkpoint)
-        target = {k: v for k, v in self.state_dict().items() if k.split(".")[0] in ("G", "D", "G_ema")}
-        shared = [key for key in target if key in source]
-        if not shared:
-            raise ValueError(f"{str(path)!r} holds no StyleGAN2ADA G/D/G_ema weights (no matching keys).")
-        mismatched = [
-            f"{k}: {tuple(source[k].shape)} vs {tuple(target[k].shape)}"
-            for k in shared
-            if source[k].shape != target[k].shape
-        ]
-        if mismatched:
-            raise ValueError(
-                f"`init_from` {str(path)!r} does not fit this model ({self._differences(checkpoint)}): "
-                + "; ".join(mismatched[:5])
-            )
-        with torch.no_grad():
-            for key in shared:
-                target[key].copy_(source[key])
-        missing = sorted(set(target) - set(shared))
-        if missing:
-            log.info(
-                "init_from: %d tensors not in %s keep their initialisation: %s", len(missing), path, missing
-            )
+            copy_pickle_weights(networks, self.augment_pipe, official, str(path))
+        else:
+            copy_checkpoint_weights(networks, path, self.hparams)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         """Adam for G and D with lr and betas corrected for lazy regularisation."""
@@ -383,29 +327,13 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         return optimizers
 
     # ------------------------------------------------------------------ networks
-    @contextmanager
-    def _autocast(self) -> Iterator[None]:
-        """bf16 autocast on the module's device for the main phases, as ``autocast_bf16`` says."""
-        device_type = self.device.type
-        enabled = self.hparams.autocast_bf16
-        if enabled is None:
-            enabled = device_type == "cuda"
-        if enabled:
-            with torch.autocast(device_type, dtype=torch.bfloat16):
-                yield
-        else:  # leaves an enclosing autocast (Lightning's ``precision``) in charge
-            yield
+    def _autocast(self) -> AbstractContextManager:
+        """bf16 autocast for the main phases, as ``autocast_bf16`` says (:mod:`.precision`)."""
+        return main_phase_autocast(self.device.type, self.hparams.autocast_bf16)
 
     def _autocast_off(self) -> torch.autocast:
-        """No autocast, even inside Lightning's ``bf16-mixed``: for every backward and the regularisers.
-
-        torch advises against backward passes under autocast, and refuses them when a float16 block
-        (``num_fp16_res``) ran inside a bfloat16 autocast ("Unexpected floating ScalarType in
-        at::autocast::prioritize", from the backward of the blocks' convolutions). The regularisers'
-        double backward is also sensitive to rounding. The float16 blocks still run in float16 on CUDA,
-        as in the reference.
-        """
-        return torch.autocast(self.device.type, enabled=False)
+        """No autocast, even inside Lightning's ``bf16-mixed``: every backward and the regularisers."""
+        return autocast_off(self.device.type)
 
     def class_condition(self, labels: torch.Tensor | None, batch_size: int) -> torch.Tensor:
         """One-hot conditioning ``(B, num_classes)`` (``(B, 0)`` when unconditional)."""
@@ -585,14 +513,7 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         >>> model.phases(0), model.phases(4)
         (['Gmain', 'Greg', 'Dmain', 'Dreg'], ['Gmain', 'Greg', 'Dmain'])
         """
-        cfg = self.train_config
-        phases = ["Gmain"]
-        if cfg.pl_weight > 0 and batch_index % cfg.pl_interval == 0:
-            phases.append("Greg")
-        phases.append("Dmain")
-        if self.regularizer is not None and self.regularizer.is_due(batch_index):
-            phases.append("Dreg")
-        return phases
+        return phase_schedule(batch_index, self.train_config, self.regularizer)
 
     @contextmanager
     def _toggled(self, optimizer: Any) -> Iterator[None]:
@@ -620,13 +541,7 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         optimizer.step()
 
     def _check_finite(self, value: torch.Tensor, phase: str, what: str) -> None:
-        if not torch.isfinite(value):
-            raise FloatingPointError(
-                f"Non-finite {what} ({value.item()}) in phase {phase} at batch {int(self.num_batches)} "
-                f"(global step {self.global_step}); training stopped before the optimiser step, so the "
-                "weights and the last checkpoint are intact. Lower `lr`, raise `gamma`, or resume from "
-                "the last checkpoint."
-            )
+        check_finite(value, phase, what, int(self.num_batches), self.global_step)
 
     def _check_real_images(self, real: torch.Tensor) -> None:
         hp = self.hparams
@@ -637,18 +552,13 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
                 f"{expected} (channels, resolution, resolution); fix `resolution`/`channels` or the data."
             )
 
-    @torch.no_grad()
     def update_ema(self, batch_size: int) -> None:
-        """Move ``G_ema`` towards ``G``: ``w_ema <- beta w_ema + (1 - beta) w``, buffers copied.
+        """Move ``G_ema`` towards ``G`` (:func:`~.ema.update_ema`) for a batch of ``batch_size`` images.
 
-        ``beta`` is :func:`losses.ema_beta` for the images seen before this batch.
+        The decay is :func:`~.ema.ema_beta` for the images seen before this batch.
         """
         cfg = self.train_config
-        beta = losses.ema_beta(batch_size, int(self.cur_nimg), cfg.ema_kimg, cfg.ema_rampup)
-        ema_params = list(self.G_ema.parameters())
-        torch._foreach_lerp_(ema_params, [p.detach() for p in self.G.parameters()], 1.0 - beta)
-        for ema_buffer, buffer in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
-            ema_buffer.copy_(buffer)
+        update_ema(self.G_ema, self.G, ema_beta(batch_size, int(self.cur_nimg), cfg.ema_kimg, cfg.ema_rampup))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse to write a checkpoint from a non-finite state (last line of the NaN guard)."""
@@ -720,32 +630,8 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         if generator is not None and noise_mode == "random":
             noise_seed = int(torch.randint(2**62, (), generator=generator, device=source_device))
         labels = None if labels is None else labels.to(self.device)
-        return self._generate(z, labels, truncation_psi, noise_mode, noise_seed)
-
-    def _generate(
-        self,
-        z: torch.Tensor,
-        labels: torch.Tensor | None,
-        truncation_psi: float,
-        noise_mode: str = "const",
-        noise_seed: int | None = None,
-    ) -> torch.Tensor:
-        was_training = self.G_ema.training
-        self.G_ema.eval()
-        c = self.class_condition(labels, z.shape[0])
-        # Random noise is drawn from torch's global generator inside the synthesis layers: seed a fork.
-        devices = [self.device] if self.device.type == "cuda" else []
-        try:
-            with torch.random.fork_rng(devices=devices, enabled=noise_seed is not None):
-                if noise_seed is not None:
-                    torch.manual_seed(noise_seed)
-                chunks = [
-                    self.G_ema(z_chunk, c_chunk, truncation_psi=truncation_psi, noise_mode=noise_mode)
-                    for z_chunk, c_chunk in zip(z.split(64), c.split(64), strict=True)
-                ]
-        finally:
-            self.G_ema.train(was_training)
-        return torch.cat(chunks).float().clamp(-1, 1)
+        c = self.class_condition(labels, n)
+        return generate(self.G_ema, z, c, truncation_psi, noise_mode, noise_seed)
 
 
 def _frozen_copy(module: nn.Module) -> nn.Module:
