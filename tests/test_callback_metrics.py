@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_genaug.callbacks import GenerativeMetrics
 from lightning_genaug.data.batch import split_batch
 from lightning_genaug.metrics import INCEPTION_WEIGHTS_ENV, InceptionWeightsNotFoundError
+from lightning_genaug.metrics.extractors import INCEPTION_URL_ENV
 
 SIZE = 8
 
@@ -258,13 +259,32 @@ def test_state_survives_a_checkpoint(tmp_path):
     assert (resumed.images_seen, resumed.batches_seen) == (128, 8)
 
 
-def test_missing_inception_weights_fail_at_construction_fast(tmp_path, monkeypatch):
+def test_a_weights_path_that_names_no_file_fails_at_construction(tmp_path, monkeypatch):
+    monkeypatch.delenv(INCEPTION_WEIGHTS_ENV, raising=False)
+    with pytest.raises(InceptionWeightsNotFoundError, match="missing.pth"):
+        GenerativeMetrics(metrics="fid", feature_extractor_weights_path=tmp_path / "missing.pth")
+    monkeypatch.setenv(INCEPTION_WEIGHTS_ENV, str(tmp_path / "also-missing.pth"))
+    with pytest.raises(InceptionWeightsNotFoundError, match="also-missing.pth"):
+        GenerativeMetrics(metrics="fid")
+
+
+def test_the_constructor_never_downloads_setup_does_and_fails_clearly_offline(tmp_path, monkeypatch):
     monkeypatch.delenv(INCEPTION_WEIGHTS_ENV, raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setenv(INCEPTION_URL_ENV, "https://example.invalid/inception.pth")
+    downloads = []
+
+    def offline(destination, url):
+        downloads.append(url)
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr("lightning_genaug.metrics.extractors.download_inception_weights", offline)
+    callback = GenerativeMetrics(metrics="fid")
+    assert downloads == []
     start = time.perf_counter()
     with pytest.raises(InceptionWeightsNotFoundError, match="feature_extractor_weights_path"):
-        GenerativeMetrics(metrics="fid")
-    assert time.perf_counter() - start < 1.0
+        make_trainer(tmp_path, [callback]).fit(ToyGenerator(), train_dataloaders=real_loader())
+    assert len(downloads) == 1 and time.perf_counter() - start < 5.0
 
 
 @pytest.mark.parametrize(

@@ -113,7 +113,9 @@ class GenerativeMetrics(Callback):
             ``(N, C, H, W)`` in [-1, 1] to ``(N, D)`` features. A custom module receives the images
             unchanged; for ``"is"`` its output is read as class logits.
         feature_extractor_weights_path: the Inception weights file; default
-            ``$LIGHTNING_GENAUG_INCEPTION_WEIGHTS`` or torch-fidelity's hub cache.
+            ``$LIGHTNING_GENAUG_INCEPTION_WEIGHTS`` or torch-fidelity's hub cache. A path (or variable)
+            that names no file is an error at construction; the hub cache file, when missing, is
+            downloaded in ``setup`` (never in the constructor), with a clear error offline.
         real_data: a ``DataLoader``, a map-style ``Dataset`` or an image tensor ``(N, C, H, W)`` in
             [-1, 1]; ``None`` uses ``trainer.datamodule.train_dataloader()``.
         dataset_fingerprint: a string naming the real data for the cache (default: a hash of its
@@ -163,7 +165,8 @@ class GenerativeMetrics(Callback):
         self.at_fit_end = at_fit_end
         if isinstance(feature_extractor, str):
             feature_extractor = check_choice("feature_extractor", feature_extractor, [INCEPTION_NAME])
-            resolve_inception_weights(feature_extractor_weights_path)  # fail (or download) now
+            # A path that names no file fails now; the hub-cache download waits for `setup`.
+            resolve_inception_weights(feature_extractor_weights_path, download=False)
         elif not isinstance(feature_extractor, nn.Module):
             raise TypeError(
                 f"`feature_extractor` must be {INCEPTION_NAME!r} or an nn.Module, got "

@@ -81,7 +81,7 @@ def download_inception_weights(destination: Path, url: str) -> None:
         partial.unlink(missing_ok=True)
 
 
-def resolve_inception_weights(weights_path: str | os.PathLike | None = None) -> Path:
+def resolve_inception_weights(weights_path: str | os.PathLike | None = None, download: bool = True) -> Path:
     """Find the ``inception-v3-compat`` weights file, downloading it once into the hub cache if missing.
 
     Args:
@@ -91,9 +91,12 @@ def resolve_inception_weights(weights_path: str | os.PathLike | None = None) -> 
             An explicit path or variable that names no file is an error (never a download); the
             hub cache file is downloaded from :data:`INCEPTION_WEIGHTS_URL` (or
             ``$LIGHTNING_GENAUG_INCEPTION_URL``) when it is missing.
+        download: ``False`` checks without touching the network: an explicit path or variable must
+            name a file; the hub cache file may still be missing (it is fetched when the extractor is
+            built).
 
     Returns:
-        The path of an existing file.
+        The path of the file (with ``download=False``, of the hub cache file even when it is missing).
 
     Raises:
         InceptionWeightsNotFoundError: if no file is found and it cannot be downloaded (offline:
@@ -105,7 +108,7 @@ def resolve_inception_weights(weights_path: str | os.PathLike | None = None) -> 
         source, candidate = f"${INCEPTION_WEIGHTS_ENV}", Path(os.environ[INCEPTION_WEIGHTS_ENV]).expanduser()
     else:
         source, candidate = None, _hub_weights_file()
-    if candidate.is_file():
+    if candidate.is_file() or (source is None and not download):
         return candidate
     found = f"{source} points to {str(candidate)!r}, which is not a file. " if source else ""
     url = os.environ.get(INCEPTION_URL_ENV, INCEPTION_WEIGHTS_URL)
