@@ -35,6 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the setting modules beside this script
 
 import overfit  # noqa: E402  (beside this script)
+from overfit_data import DEFAULT_CIFAR_ROOT  # noqa: E402
 
 from lightning_genaug.augment import DistAugTransforms
 from lightning_genaug.callbacks.generative_metrics import GenerativeMetrics
@@ -49,7 +50,6 @@ log = logging.getLogger("limited_data")
 GAN_ARMS = ("no-augmentation", "ada", "fixed-p0.2", "scalegan")
 OVERFIT_SETTINGS = ("digits-overfit", "cifar-overfit")
 # The CIFAR-10 JPEG zips beside a checkout of this repository (a user passes --data-root).
-DEFAULT_CIFAR_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
 CIFAR_ZIPS = ("train-10k-jpeg.zip", "test-jpeg.zip")
 DISTAUG_ARMS = ("no-augmentation", "rotation-distaug")
 

@@ -274,12 +274,20 @@ def frozen_classifier(
     return extractor.eval().requires_grad_(False)
 
 
-def run_gan_job(arm: str, seed: int, setting: OverfitSetting, reals: Reals, out: Path) -> dict[str, Any]:
+def run_gan_job(
+    arm: str,
+    seed: int,
+    setting: OverfitSetting,
+    reals: Reals,
+    out: Path,
+    extra_callbacks: Sequence[pl.Callback] = (),
+) -> dict[str, Any]:
     """Train one arm with one seed; return its probe history and wall time; write a sample grid.
 
     Each evaluation is also appended to ``out/progress/gan-{arm}-seed{seed}.jsonl`` as it happens,
     and the training state to ``out/checkpoints/gan-{arm}-seed{seed}.ckpt``: a re-run of an
-    interrupted job continues from its last evaluation.
+    interrupted job continues from its last evaluation. ``extra_callbacks`` run after the arm's own
+    (diagnostics such as ``overfit_rt_trace.py``'s).
     """
     pl.seed_everything(seed, workers=True)
     progress = progress_path(out, "gan", arm, seed)
@@ -312,7 +320,7 @@ def run_gan_job(arm: str, seed: int, setting: OverfitSetting, reals: Reals, out:
         devices=1,
         max_epochs=-1,
         logger=False,
-        callbacks=[*callbacks, probe],
+        callbacks=[*callbacks, probe, *extra_callbacks],
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,

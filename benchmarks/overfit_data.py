@@ -9,6 +9,9 @@ import torch
 
 from lightning_genaug.images import from_uint8
 
+# Where this project's CIFAR-10 zips live beside a checkout (never on a user's machine: pass --data-root).
+DEFAULT_CIFAR_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"
+
 
 def digits(resolution: int, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
     """All 1,797 digits as uint8 ``(N, C, R, R)`` and their labels, as ``DigitsDataModule`` makes them."""

@@ -181,6 +181,21 @@ def test_cifar_overfit_quick_runs_on_zips_in_the_cifar_layout(limited_data, cifa
     assert list(partial["gan"]) == ["ada"] and partial["gan"]["ada"]["seeds"] == 2
     assert sorted(path.stat().st_mtime_ns for path in (out / "jobs").iterdir()) == finished
 
+    # what ADA's controller saw, continued from the finished job in a scratch folder
+    import overfit_rt_trace
+
+    scratch = tmp_path / "trace"
+    trace = overfit_rt_trace.main(
+        ["--out", str(out), "--data-root", str(root), "--quick", "--kimg", "0.125", "--scratch", str(scratch)]
+    )
+    rows = json.loads((scratch / "rt_trace.json").read_text())["rows"]
+    assert trace["steps"] == len(rows) == 1  # 4 batches of 32: one controller step
+    for row in rows:
+        assert -1 <= row["controller_rt"] <= 1 and 0 <= row["p"] <= 1
+        assert -1 <= row["subset_rt_augmented"] <= 1 and -1 <= row["subset_rt_clean"] <= 1
+    assert rows[0]["kimg"] > job["history"][-1]["kimg"]  # continued past the job's end
+    assert sorted(path.stat().st_mtime_ns for path in (out / "jobs").iterdir()) == finished  # read only
+
 
 def test_missing_cifar_zips_name_the_option(limited_data, tmp_path: Path, capsys):
     with pytest.raises(SystemExit):
