@@ -20,7 +20,6 @@ from lightning_genaug.models.stylegan2.official import OfficialNetworks, load_of
 
 log = logging.getLogger(__name__)
 
-NETWORKS = ("G", "D", "G_ema")
 SHAPE_ARGUMENTS = ("config", "config_overrides", "resolution", "channels", "num_classes")
 
 
