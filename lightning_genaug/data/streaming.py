@@ -110,16 +110,18 @@ def prepare_dataset(
     inputs = [(i, name, -1 if labels is None else int(labels[i])) for i, name in enumerate(names)]
     decoder = ImageDecoder(resolution, "center_crop" if center_crop else "resize", channels)
     caller_random_states = rng_states()  # litdata.optimize seeds torch, numpy and random with 42
-    litdata.optimize(
-        fn=_EncodeImage(files, decoder, skip_corrupt),
-        inputs=inputs,
-        output_dir=str(output_dir),
-        chunk_bytes=chunk_bytes,
-        num_workers=workers,
-        start_method="fork" if os.name == "posix" else None,
-        verbose=False,
-    )
-    set_rng_states(caller_random_states)
+    try:
+        litdata.optimize(
+            fn=_EncodeImage(files, decoder, skip_corrupt),
+            inputs=inputs,
+            output_dir=str(output_dir),
+            chunk_bytes=chunk_bytes,
+            num_workers=workers,
+            start_method="fork" if os.name == "posix" else None,
+            verbose=False,
+        )
+    finally:
+        set_rng_states(caller_random_states)
     index = json.loads((output_dir / "index.json").read_text())
     metadata = {
         "resolution": resolution,

@@ -31,7 +31,7 @@ from torch import nn
 from lightning_genaug.images import from_uint8, picture_grid, save_png
 from lightning_genaug.tools.arguments import add_class_argument, add_network_arguments, positive_int
 from lightning_genaug.tools.latents import class_condition
-from lightning_genaug.tools.video import check_video_path, write_animation
+from lightning_genaug.tools.video import write_animation
 
 NUM_W_SAMPLES = 10_000
 INITIAL_LR = 0.1
@@ -344,8 +344,6 @@ def run(options: argparse.Namespace, model: torch.nn.Module) -> str:
     G = model.G_ema
     target, target_message = load_target(options.target, G.img_channels, G.img_resolution)
     print(f"Projecting: {target_message}.")
-    if options.save_video:
-        check_video_path(options.outdir / "proj.mp4")
     result = project(
         G, model.D, target, options.steps, options.class_idx, options.w_plus, options.vgg16, options.seed
     )
