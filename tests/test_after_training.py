@@ -25,6 +25,7 @@ from lightning_genaug.models.stylegan2 import StyleGAN2ADA
 from lightning_genaug.tools import video
 from lightning_genaug.tools.generate import generate_stylegan
 from lightning_genaug.tools.interpolate import interpolation_frames
+from lightning_genaug.tools.project import load_target
 
 NUM_CLASSES = 3
 
@@ -383,9 +384,10 @@ def test_project_moves_towards_the_target_and_writes_its_results(cli, stylegan_c
         (
             "RGB",
             32,
-            r"is RGB \(3 channels\) but the network makes 1-channel images; convert it, .*convert\('L'\)",
+            r"is a 3-channel \(RGB\) image but the network makes 1-channel images; convert it, "
+            r".*convert\('L'\)",
         ),
-        ("RGBA", 32, r"is RGBA \(4 channels\)"),
+        ("RGBA", 32, r"is a 3-channel \(RGB\) image"),  # alpha dropped, as for training images
         ("L", 8, r"is 8x8, smaller than the network's 16x16"),
     ],
 )
@@ -405,6 +407,33 @@ def test_project_refuses_a_target_of_the_wrong_mode_or_size(
     )
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert re.search(message, err), err
+
+
+def test_project_target_is_decoded_as_training_images_are(tmp_path):
+    """16-bit grey reads by the shared bit-depth policy (high byte); EXIF orientation is applied."""
+    grey16 = np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 64  # 0 .. 65472
+    Image.fromarray(grey16).save(tmp_path / "grey16.png")
+    target, message = load_target(tmp_path / "grey16.png", channels=1, resolution=32)
+    assert target.shape == (1, 1, 32, 32) and message == "target 32x32"
+    np.testing.assert_array_equal(to_uint8(target[0]).numpy()[0], (grey16 >> 8).astype(np.uint8))
+
+    upright = np.zeros((24, 16, 3), dtype=np.uint8)  # portrait, bright top half
+    upright[:12] = 255
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned 90 degrees anticlockwise: viewers turn it back
+    Image.fromarray(np.rot90(upright).copy()).save(tmp_path / "rotated.png", exif=exif)
+    target, message = load_target(tmp_path / "rotated.png", channels=3, resolution=16)
+    assert message == "target 16x24 centre-cropped to 16x16"
+    rows = to_uint8(target[0]).float().mean(dim=(0, 2))
+    assert rows[0] > 200 and rows[-1] < 30  # bright at the top as viewers show it, dark at the bottom
+
+
+def test_project_target_that_is_not_an_image_is_a_clear_error(tmp_path):
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(ValueError, match=r"--target .*notes\.png' is not a readable image"):
+        load_target(tmp_path / "notes.png", channels=3, resolution=16)
+    with pytest.raises(ValueError, match=r"--target .*missing\.png' is not a readable image"):
+        load_target(tmp_path / "missing.png", channels=3, resolution=16)
 
 
 # ----------------------------------------------------------------------------------------------- export

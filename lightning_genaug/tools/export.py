@@ -12,6 +12,7 @@ from torch import nn
 
 from lightning_genaug.imports import require_onnx_export
 from lightning_genaug.tools.arguments import add_network_arguments, add_truncation_argument
+from lightning_genaug.tools.latents import generator_device
 
 FORMATS = ("torchscript", "onnx")
 EXAMPLE_BATCH = 2
@@ -39,7 +40,7 @@ class ExportableGenerator(nn.Module):
 
 def example_inputs(G: nn.Module, batch_size: int = EXAMPLE_BATCH) -> tuple[torch.Tensor, ...]:
     """``(z,)`` or ``(z, c)`` for ``G``: what the exported graph takes."""
-    device = G.mapping.fc0.weight.device
+    device = generator_device(G)
     z = torch.randn(batch_size, G.z_dim, generator=torch.Generator().manual_seed(0)).to(device)
     if G.c_dim == 0:
         return (z,)

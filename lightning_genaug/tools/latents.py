@@ -33,6 +33,11 @@ def seed_latents(seeds: Sequence[int], z_dim: int, device: torch.device | str = 
     return torch.from_numpy(np.stack(rows)).float().to(device)
 
 
+def generator_device(G: nn.Module) -> torch.device:
+    """The device a StyleGAN2 generator's weights are on (where its inputs must be made)."""
+    return G.mapping.fc0.weight.device
+
+
 def class_condition(G: nn.Module, class_idx: int | None, n: int) -> torch.Tensor:
     """One-hot labels ``(n, c_dim)`` for ``class_idx`` (``(n, 0)`` for an unconditional ``G``).
 
@@ -40,7 +45,7 @@ def class_condition(G: nn.Module, class_idx: int | None, n: int) -> torch.Tensor
         ValueError: a conditional ``G`` without a class, a class out of range, or a class for an
             unconditional ``G`` (each message says what to pass).
     """
-    device = G.mapping.fc0.weight.device
+    device = generator_device(G)
     check_class(class_idx, G.c_dim)
     if G.c_dim == 0:
         return torch.zeros(n, 0, device=device)
@@ -91,4 +96,4 @@ def synthesize(
     return torch.cat(images).float().clamp(-1, 1)
 
 
-__all__ = ["BATCH_SIZE", "class_condition", "map_seeds", "seed_latents", "synthesize"]
+__all__ = ["BATCH_SIZE", "class_condition", "generator_device", "map_seeds", "seed_latents", "synthesize"]

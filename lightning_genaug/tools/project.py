@@ -28,9 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lightning_genaug.data.files import CorruptImageError, ImageDecoder
 from lightning_genaug.images import from_uint8, picture_grid, save_png
 from lightning_genaug.tools.arguments import add_class_argument, add_network_arguments, positive_int
-from lightning_genaug.tools.latents import class_condition
+from lightning_genaug.tools.latents import class_condition, generator_device
 from lightning_genaug.tools.video import write_animation
 
 NUM_W_SAMPLES = 10_000
@@ -44,12 +45,15 @@ VGG_RESOLUTION = 256
 VIDEO_FRAMES = 100
 """At most this many steps are kept as frames of the progress video."""
 
-PIL_MODE_CHANNELS = {"L": 1, "RGB": 3}
-PIL_MODE_CONVERSIONS = {"1": "L", "P": "RGB"}
+IMAGE_MODES = {1: "grey", 3: "RGB"}
 
 
 def load_target(path: Path, channels: int, resolution: int) -> tuple[torch.Tensor, str]:
     """Read an image for projection: centre-cropped to a square and resized to ``resolution``.
+
+    Decoded as training images are (:class:`~lightning_genaug.data.files.ImageDecoder`: EXIF
+    orientation applied, 16-bit and float pixels read by the shared bit-depth policy, palette and
+    CMYK images made RGB, an alpha channel dropped with a warning).
 
     Returns:
         ``(1, channels, resolution, resolution)`` in [-1, 1], and a sentence saying what was done.
@@ -58,37 +62,34 @@ def load_target(path: Path, channels: int, resolution: int) -> tuple[torch.Tenso
         ValueError: not an image, another channel count than the network's, or smaller than the
             network's resolution (each message says how to fix the file).
     """
-    from PIL import Image, UnidentifiedImageError
-
+    name = str(path)
     try:
-        image = Image.open(path)
-        image.load()
-    except (FileNotFoundError, UnidentifiedImageError, OSError) as error:
-        raise ValueError(f"--target {str(path)!r} is not a readable image ({error})") from error
-    image = image.convert(PIL_MODE_CONVERSIONS[image.mode]) if image.mode in PIL_MODE_CONVERSIONS else image
-    wanted = "L" if channels == 1 else "RGB"
-    if PIL_MODE_CHANNELS.get(image.mode) != channels:
-        kind = f"{image.mode} ({len(image.getbands())} channels)"
+        data = path.read_bytes()
+        pixels = ImageDecoder(channels=None)(data, name)  # (H, W, C) at the file's own size
+    except (OSError, CorruptImageError) as error:
+        raise ValueError(f"--target {name!r} is not a readable image ({error})") from error
+    height, width, found_channels = pixels.shape
+    if found_channels != channels:
+        wanted = "L" if channels == 1 else "RGB"
         raise ValueError(
-            f"--target {str(path)!r} is {kind} but the network makes {channels}-channel images; convert it, "
+            f"--target {name!r} is a {found_channels}-channel ({IMAGE_MODES[found_channels]}) image but the "
+            f"network makes {channels}-channel images; convert it, "
             f"e.g. PIL.Image.open(path).convert({wanted!r}).save('target.png')"
         )
-    width, height = image.size
     if min(width, height) < resolution:
         raise ValueError(
-            f"--target {str(path)!r} is {width}x{height}, smaller than the network's "
+            f"--target {name!r} is {width}x{height}, smaller than the network's "
             f"{resolution}x{resolution}; give an image at least that large"
         )
     side = min(width, height)
-    left, top = (width - side) // 2, (height - side) // 2
-    image = image.crop((left, top, left + side, top + side)).resize((resolution, resolution), Image.LANCZOS)
+    if (width, height) != (resolution, resolution):
+        pixels = ImageDecoder(resolution, "center_crop", channels)(data, name)
     message = f"target {width}x{height}"
     if width != height:
         message += f" centre-cropped to {side}x{side}"
     if side != resolution:
         message += f"{' and' if width != height else ''} resized to {resolution}x{resolution}"
-    values = torch.from_numpy(np.asarray(image).copy()).reshape(resolution, resolution, channels)
-    return from_uint8(values.permute(2, 0, 1)).unsqueeze(0), message
+    return from_uint8(torch.from_numpy(pixels).permute(2, 0, 1)).unsqueeze(0), message
 
 
 class DiscriminatorFeatureDistance(nn.Module):
@@ -256,7 +257,7 @@ def project(
     """
     generator = torch.Generator().manual_seed(seed)
     G = copy.deepcopy(G).eval().requires_grad_(False)
-    device = G.mapping.fc0.weight.device
+    device = generator_device(G)
     target = target.to(device)
     distance, distance_name = image_distance(D, target, vgg16_path)
     with torch.no_grad():
