@@ -33,7 +33,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["average_gradients", "backward_and_sync"]
+__all__ = ["average_gradients", "backward_and_sync", "seed_per_rank"]
 
 
 def _whole_module_ddp(module: pl.LightningModule) -> DistributedDataParallel | None:
@@ -121,3 +121,22 @@ def average_gradients(
         if carries_extra:
             averaged_extra = flat[-1]
     return averaged_extra
+
+
+def seed_per_rank(rank: int, world_size: int) -> None:
+    """Give each of ``world_size`` processes its own stream of torch's global generator.
+
+    ``seed_everything`` seeds every rank alike, so a GAN drawing its latents, noise inputs and
+    augmentations from the global generator would draw the same ones on every rank: the global batch
+    of generated images would be ``world_size`` copies of one rank's. The reference seeds rank ``r``
+    with ``seed * num_gpus + r``; here every rank draws one number from its (still identical)
+    generator and re-seeds with that number plus its rank, so a run stays reproducible from its seed.
+    With one process nothing is drawn and nothing changes.
+
+    >>> _ = torch.manual_seed(0); seed_per_rank(0, 1); float(torch.rand(()))  # one process: untouched
+    0.49625658988952637
+    """
+    if world_size <= 1:
+        return
+    shared = int(torch.randint(2**62, ()))
+    torch.manual_seed(shared + rank)

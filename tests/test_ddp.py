@@ -48,6 +48,7 @@ def test_both_ranks_train_every_phase_and_end_with_identical_weights_and_p(resul
     assert rank0["moved"] == rank1["moved"] == {"G": True, "D": True}
     assert rank0["digests"] == rank1["digests"]  # gradients were averaged: the ranks saw different data
     assert rank0["p"] == rank1["p"] != rank0["initial_p"]  # the controller ran and the ranks agree
+    assert rank0["first_latents"] != rank1["first_latents"]  # each rank generates its own images
 
 
 def test_find_unused_parameters_changes_nothing_but_the_cost(results: Path) -> None:

@@ -6,8 +6,8 @@ Usage: ``python gan_ddp.py OUT_DIR RUN [RUN ...]`` with ``RUN`` = ``MODEL:STRATE
 once). Every run trains 4 batches of 8 random 8x8 images per rank with every phase scheduled
 (``r1_interval = pl_interval = 2``) and ``AdaptiveAugmentation`` adapting ``p``, then rank ``r``
 writes ``OUT_DIR/MODEL-STRATEGY-rank{r}.json``: a digest of every parameter of G, D and G_ema, whether
-they moved, the final ``p`` and the batches seen. Finally each rank averages toy gradients with
-``average_gradients`` and writes ``OUT_DIR/average-rank{r}.json``.
+they moved, the final ``p``, the batches seen and a digest of the first latents G drew. Finally each
+rank averages toy gradients with ``average_gradients`` and writes ``OUT_DIR/average-rank{r}.json``.
 
 Run by ``tests/test_ddp.py`` in a subprocess, because Lightning's DDP launcher re-runs the command line
 for rank 1.
@@ -60,6 +60,13 @@ def fit(model_name: str, strategy: str, out_dir: Path) -> None:
     model = build(model_name)
     initial = {name: digest(getattr(model, name)) for name in ("G", "D")}
     images = torch.rand(RANKS * BATCHES_PER_RANK * BATCH, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    first_latents: list[str] = []  # digest of the first z batch G's mapping sees in training
+
+    def record_latents(mapping: torch.nn.Module, inputs: tuple) -> None:
+        if mapping.training and not first_latents:
+            first_latents.append(hashlib.sha1(inputs[0].detach().cpu().numpy().tobytes()).hexdigest())
+
+    model.G.mapping.register_forward_pre_hook(record_latents)
     trainer = pl.Trainer(
         accelerator="cpu",
         devices=RANKS,
@@ -79,6 +86,7 @@ def fit(model_name: str, strategy: str, out_dir: Path) -> None:
         "initial_p": INITIAL_P[model_name],
         "num_batches": int(model.num_batches),
         "kimg": float(model.cur_nimg) / 1000,
+        "first_latents": first_latents[0],
     }
     (out_dir / f"{model_name}-{strategy}-rank{trainer.global_rank}.json").write_text(json.dumps(result))
 

@@ -35,7 +35,7 @@ from torch import nn
 from lightning_genaug._checks import check_positive_int, check_range
 from lightning_genaug.augment.ada_pipe import AugmentPipe
 from lightning_genaug.data.batch import split_batch
-from lightning_genaug.distributed import backward_and_sync
+from lightning_genaug.distributed import backward_and_sync, seed_per_rank
 from lightning_genaug.models.loading import load_checkpoint, ready_for_inference
 from lightning_genaug.models.predict import GeneratorPredictMixin, PredictOptions
 from lightning_genaug.models.stylegan2 import losses
@@ -168,7 +168,7 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         self._compiled: dict[str, Any] = {}
         self.train_config: StyleGAN2Config | None = None
         self._initialized = False  # init_from loaded into this instance
-        self._batch_size_checked = False  # the preset's batch compared with the real one (first batch)
+        self._fit_started = False  # the first batch of a fit has been seen
         if resolution is not None and channels is not None and num_classes is not None:
             self.build(resolution, channels, num_classes)
 
@@ -238,10 +238,16 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
             block.requires_grad_(False)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        """At the first batch of a fit, warn if the preset's batch-sized values meet another batch."""
-        if self._batch_size_checked:
+        """At the first batch of a fit: one random stream per DDP rank, and the preset's batch check.
+
+        Warns if the preset's batch-sized values meet another batch. The re-seeding waits for the
+        first batch because a resumed loader puts back the checkpoint's (rank 0's) random state when
+        it yields that batch.
+        """
+        if self._fit_started:
             return
-        self._batch_size_checked = True
+        self._fit_started = True
+        seed_per_rank(self.global_rank, self.trainer.world_size)
         config, overrides = self.train_config, self.hparams.config_overrides or {}
         from_preset = [
             name
