@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import pickle
+import struct
 import zipfile
 from pathlib import Path
 
@@ -247,6 +249,73 @@ def test_cifar10_pickles_and_image_folder(tmp_path: Path):
     for name in ["airplane", "truck"]:
         write_image(folder / "train" / name / "0001.png", size=(32, 32))
     assert CIFAR10DataModule(folder).num_classes == 2
+
+
+class _Python2Pickler(pickle._Pickler):
+    """Writes ``bytes`` as Python 2 strings (``BINSTRING``), as the cifar-10-python release holds them."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def save_python2_string(self, obj: bytes) -> None:
+        header = pickle.SHORT_BINSTRING + bytes([len(obj)]) if len(obj) < 256 else None
+        self.write((header or pickle.BINSTRING + struct.pack("<i", len(obj))) + obj)
+        self.memoize(obj)
+
+    dispatch[bytes] = save_python2_string
+
+
+def write_release_batch(path: Path, data: np.ndarray, labels: list[int]) -> None:
+    """A batch file laid out as the release's: a Python 2 pickle (protocol 2) of a dict of byte strings."""
+    batch = {b"batch_label": b"training batch 1 of 5", b"labels": labels, b"data": data}
+    batch[b"filenames"] = [b"img_%d.png" % i for i in range(len(labels))]
+    with path.open("wb") as handle:
+        _Python2Pickler(handle, protocol=2).dump(batch)
+
+
+def test_cifar10_batches_in_the_release_format_are_read_as_data(tmp_path: Path):
+    data = np.random.default_rng(0).integers(0, 256, (3, 3072), dtype=np.uint8)
+    for name in [f"data_batch_{i}" for i in range(1, 6)]:
+        write_release_batch(tmp_path / name, data, [3, 0, 9])
+    with (tmp_path / "batches.meta").open("wb") as handle:
+        _Python2Pickler(handle, protocol=2).dump({b"label_names": [b"airplane"], b"num_vis": 3072})
+    assert b"cnumpy" in (tmp_path / "data_batch_1").read_bytes()[:200]  # a numpy array, pickled as numpy does
+    images, labels = CIFAR10DataModule(tmp_path).load()
+    assert images.shape == (15, 3, 32, 32) and labels.tolist() == [3, 0, 9] * 5
+    np.testing.assert_array_equal(images[:3].numpy(), data.reshape(3, 3, 32, 32))
+
+
+class _RunsCode:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.makedirs, (str(self.marker),)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("code", r"is refused: the pickle refers to `os\.makedirs`, which a CIFAR-10 batch does not need"),
+        ("truncated", r"is refused: .*(EOF|truncated|ran out)"),
+        ("layout", r"does not hold the release's layout: .*'data' \(uint8, N x 3072\)"),
+    ],
+)
+def test_cifar10_batch_that_runs_code_or_is_not_a_batch_is_refused(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    batches = tmp_path / "cifar-10-batches-py"
+    batches.mkdir()
+    marker = tmp_path / "code-ran"
+    write_release_batch(batches / "test_batch", np.zeros((1, 3072), dtype=np.uint8), [0])
+    if content == "code":
+        (batches / "test_batch").write_bytes(pickle.dumps({b"data": _RunsCode(marker), b"labels": [0]}))
+    elif content == "truncated":
+        (batches / "test_batch").write_bytes((batches / "test_batch").read_bytes()[:-50])
+    else:
+        write_release_batch(batches / "test_batch", np.zeros((1, 100), dtype=np.uint8), [0])
+    with pytest.raises(ValueError, match=r"CIFAR-10 batch '.*test_batch' " + message):
+        CIFAR10DataModule(tmp_path, split="test").load()
+    assert not marker.exists()
 
 
 def test_cifar10_wrong_size_images(tmp_path: Path):

@@ -26,6 +26,7 @@ import pytest
 import torch
 from torch import nn
 
+from lightning_genaug import safe_pickle
 from lightning_genaug.callbacks import AdaptiveAugmentation
 from lightning_genaug.models.predict import PredictOptions
 from lightning_genaug.models.stylegan2 import StyleGAN2ADA, official
@@ -181,7 +182,7 @@ ARRAY_AND_DTYPE_GLOBALS = [("numpy", "dtype"), ("numpy._core.multiarray", "_reco
 
 def allowed_globals() -> dict[tuple[str, str], object]:
     """Every global a network pickle may name, resolved as the reader resolves it."""
-    reader = official._DataUnpickler(io.BytesIO(), official.DATA_GLOBALS)
+    reader = safe_pickle.DataUnpickler(io.BytesIO(), official.DATA_GLOBALS)
     names = [*official.DATA_GLOBALS, *ARRAY_AND_DTYPE_GLOBALS, ("torch", "float32")]
     return {name: reader.find_class(*name) for name in names}
 
@@ -207,10 +208,10 @@ def snapshot(obj: object) -> dict[str, object]:
 def unchanged_globals():
     """Fails the test if reading changed any allowed global, the allow-list or the reader's opcode table."""
     before = {name: snapshot(obj) for name, obj in allowed_globals().items()}
-    tables = dict(official.DATA_GLOBALS), dict(official._DataUnpickler.dispatch)
+    tables = dict(official.DATA_GLOBALS), dict(safe_pickle.DataUnpickler.dispatch)
     yield
     assert {name: snapshot(obj) for name, obj in allowed_globals().items()} == before
-    assert (dict(official.DATA_GLOBALS), dict(official._DataUnpickler.dispatch)) == tables
+    assert (dict(official.DATA_GLOBALS), dict(safe_pickle.DataUnpickler.dispatch)) == tables
 
 
 def assert_refused_fast(path: Path, reason: str) -> None:
@@ -282,7 +283,7 @@ def test_a_chain_of_modules_thousands_deep_is_refused_at_once(tmp_path, referenc
         (tmp_path / "deep.pkl").write_bytes(pickle.dumps({"G": chain, "D": chain, "G_ema": chain}))
     finally:
         sys.setrecursionlimit(limit)
-    assert_refused_fast(tmp_path / "deep.pkl", rf"nested more than {official.MAX_DEPTH} deep")
+    assert_refused_fast(tmp_path / "deep.pkl", rf"nested more than {safe_pickle.MAX_DEPTH} deep")
 
 
 @pytest.mark.parametrize(

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from lightning_genaug._checks import check_choice
 from lightning_genaug.data.images import ImageDataModule
+from lightning_genaug.safe_pickle import MALFORMED, NUMPY_GLOBALS, read_data, refusal_reason
 
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
@@ -70,11 +72,60 @@ class CIFAR10DataModule(ImageDataModule):
                 raise FileNotFoundError(
                     f"CIFAR-10 batch {str(file)!r} is missing; re-extract cifar-10-python.tar.gz."
                 )
-            with file.open("rb") as handle:
-                batch = pickle.load(handle, encoding="bytes")
-            images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            labels.extend(batch[b"labels"])
+            batch_images, batch_labels = read_cifar_batch(file)
+            images.append(batch_images)
+            labels.extend(batch_labels)
         return torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.int64)
+
+
+def _latin1_bytes(text: Any, encoding: Any = "latin1") -> bytes:
+    """``_codecs.encode`` as Python 3 pickles bytes at protocol 2: latin-1 text to bytes, nothing else."""
+    if not isinstance(text, str) or encoding != "latin1":
+        raise pickle.UnpicklingError("the pickle calls `_codecs.encode` other than to spell bytes")
+    return text.encode("latin1")
+
+
+# The release's batches are Python 2 pickles of a dict of strings, lists and one numpy array.
+CIFAR_BATCH_GLOBALS = {**NUMPY_GLOBALS, ("_codecs", "encode"): _latin1_bytes}
+
+
+def read_cifar_batch(file: Path) -> tuple[np.ndarray, list[int]]:
+    """One batch file of the ``cifar-10-python`` release, read as data (its bytes are never run as code).
+
+    Returns:
+        uint8 images ``(N, 3, 32, 32)`` and their ``N`` labels in 0-9.
+
+    Raises:
+        ValueError: the file is not such a batch: it names a global a batch does not need (a pickle
+            that would run code), is truncated, or holds another layout; the message names the file.
+    """
+    try:
+        raw = file.read_bytes()
+        batch = read_data(raw, CIFAR_BATCH_GLOBALS, encoding="latin1", expected="a CIFAR-10 batch")
+    except MALFORMED as error:
+        raise ValueError(
+            f"CIFAR-10 batch {str(file)!r} is refused: {refusal_reason(error)}. Batches are read as data, "
+            "never run; re-extract cifar-10-python.tar.gz."
+        ) from None
+    if isinstance(batch, dict):  # Python 2 strings arrive as str, Python 3 pickles may hold bytes keys
+        batch = {key.decode("latin1") if isinstance(key, bytes) else key: item for key, item in batch.items()}
+    data = batch.get("data") if isinstance(batch, dict) else None
+    labels = batch.get("labels") if isinstance(batch, dict) else None
+    if not (
+        isinstance(data, np.ndarray)
+        and data.dtype == np.uint8
+        and data.ndim == 2
+        and data.shape[1] == 3 * 32 * 32
+        and isinstance(labels, list)
+        and len(labels) == len(data)
+        and all(type(label) is int and 0 <= label < len(CIFAR10_CLASSES) for label in labels)
+    ):
+        found = sorted(map(str, batch))[:10] if isinstance(batch, dict) else type(batch).__name__
+        raise ValueError(
+            f"CIFAR-10 batch {str(file)!r} does not hold the release's layout: a dict with 'data' (uint8, "
+            f"N x 3072) and 'labels' (N integers in 0-9); found {found}. Re-extract cifar-10-python.tar.gz."
+        )
+    return data.reshape(-1, 3, 32, 32), labels
 
 
 def find_pickle_folder(root: Path) -> Path | None:

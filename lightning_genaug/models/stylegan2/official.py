@@ -7,7 +7,8 @@ each module pickles as a call ``_reconstruct_persistent_obj(meta)`` whose ``meta
 ``__dict__`` (``_parameters``, ``_buffers``, ``_modules``, ``_init_kwargs`` ...). Loading such a pickle
 with :func:`pickle.load` executes that source code.
 
-:func:`read_network_pickle` is a data reader. What it guarantees, for any file:
+:func:`read_network_pickle` is a data reader (:mod:`lightning_genaug.safe_pickle` with the
+constructors of tensors and persistent modules). What it guarantees, for any file:
 
 - **Only data is built.** The pickle may name only constructors of tensors, storages, containers
   and numpy scalars/arrays, and the persistent-object record (each persistent module becomes an
@@ -19,9 +20,9 @@ with :func:`pickle.load` executes that source code.
   the reader itself has just created for it, never on a function, class, module or allowed global;
   ``APPEND``/``SETITEM``/``ADDITEMS`` only on lists, dicts and sets.
 - **It ends fast.** Every object is walked once (shared sub-objects are memoised; a module that
-  appears twice, or inside itself, is refused), nesting is bounded by :data:`MAX_DEPTH`, and a
-  storage may not claim more elements than the bytes the file holds for it, so the tensor bytes
-  allocated never exceed the file's size.
+  appears twice, or inside itself, is refused), nesting is bounded by
+  :data:`~lightning_genaug.safe_pickle.MAX_DEPTH`, and a storage may not claim more elements than the
+  bytes the file holds for it, so the tensor bytes allocated never exceed the file's size.
 - **Every refusal is one** :class:`NetworkPickleError` naming the file and the reason.
 
 The weights map one to one onto our networks (same names and shapes); the reference's constant
@@ -35,9 +36,7 @@ import io
 import logging
 import os
 import pickle
-import struct
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,10 +45,14 @@ import numpy as np
 import torch
 from torch import nn
 
-try:  # numpy >= 2
-    from numpy._core import multiarray as _multiarray
-except ImportError:  # numpy 1.x
-    from numpy.core import multiarray as _multiarray
+from lightning_genaug.safe_pickle import (
+    DATA_LEAVES,
+    MALFORMED,
+    NUMPY_GLOBALS,
+    DataUnpickler,
+    read_data,
+    refusal_reason,
+)
 
 log = logging.getLogger(__name__)
 
@@ -57,9 +60,6 @@ OFFICIAL_SUFFIX = ".pkl"
 NETWORK_KEYS = ("G", "D", "G_ema")
 # Buffers the reference saves but our modules rebuild (constant resampling filters).
 SKIPPED_BUFFERS = ("resample_filter",)
-# Deepest nesting of containers accepted. A reference snapshot nests about 25 deep (dict -> module ->
-# state -> _modules -> module ...); a hostile chain thousands deep is refused before anything walks it.
-MAX_DEPTH = 100
 # Most dimensions of one tensor (network weights have at most 4).
 MAX_TENSOR_DIMS = 8
 
@@ -201,9 +201,9 @@ def _load_storage(data: Any) -> torch.storage.TypedStorage:
 
     stream = io.BytesIO(data)
     for _ in range(3):  # magic number, protocol version, system info: plain data
-        _DataUnpickler(stream, {}).load()
-    _DataUnpickler(stream, _STORAGE_TYPES, persistent_load=record).load()
-    _DataUnpickler(stream, {}).load()  # the storage keys
+        DataUnpickler(stream, {}).load()
+    DataUnpickler(stream, _STORAGE_TYPES, persistent_load=record).load()
+    DataUnpickler(stream, {}).load()  # the storage keys
     if sum(claimed) > len(data) - stream.tell():
         raise pickle.UnpicklingError(
             f"a storage claims {sum(claimed)} bytes but the pickle holds {len(data) - stream.tell()} for it"
@@ -226,21 +226,8 @@ _STORAGE_TYPES = {
     and name != "TypedStorage"
     and issubclass(getattr(torch, name), torch.storage._LegacyStorage)
 }
-_NUMPY_CORE = ("numpy.core.multiarray", "numpy._core.multiarray")
-
-
-class _ArrayClass:
-    """Stands for ``numpy.ndarray`` where a pickle names it as ``_reconstruct``'s first argument.
-
-    It cannot be called: an array comes only from ``_reconstruct`` (an empty array) plus ``BUILD``
-    (its data), so a pickle cannot ask for an array of any size it likes.
-    """
-
-
-_ARRAY_CLASS = _ArrayClass()
-
-# The globals a network pickle may name: constructors of data. ``_reconstruct`` and ``dtype`` are
-# bound per reader (see ``_DataUnpickler``) because their results are the only objects BUILD may set.
+# The globals a network pickle may name: constructors of data (numpy's arrays and dtypes are bound per
+# reader, see ``DataUnpickler``).
 DATA_GLOBALS: dict[tuple[str, str], Any] = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _rebuild_persistent,
     ("torch.storage", "_load_from_bytes"): _load_storage,
@@ -251,163 +238,13 @@ DATA_GLOBALS: dict[tuple[str, str], Any] = {
     ("dnnlib.util", "EasyDict"): dict,
     ("builtins", "set"): set,
     ("builtins", "frozenset"): frozenset,
-    ("numpy", "ndarray"): _ARRAY_CLASS,
-    **{(module, "scalar"): _multiarray.scalar for module in _NUMPY_CORE},
+    **NUMPY_GLOBALS,
+    **{("torch", name): dtype for name, dtype in vars(torch).items() if isinstance(dtype, torch.dtype)},
 }
-_ARRAY_CONSTRUCTORS = [(module, "_reconstruct") for module in _NUMPY_CORE] + [("numpy", "dtype")]
 
 
-def _target_below(depth: int) -> Callable[[_DataUnpickler], Any]:
-    return lambda unpickler: unpickler.stack[-depth]
-
-
-def _target_before_mark(unpickler: _DataUnpickler) -> Any:
-    return unpickler.metastack[-1][-1]
-
-
-class _DataUnpickler(pickle._Unpickler):
-    """pickle's own (pure-Python) unpickler with every opcode that could act on more than data guarded.
-
-    The C unpickler runs ``BUILD`` on whatever object is on the stack; this one dispatches through a
-    table that we can change, so the guards below see every opcode.
-    """
-
-    dispatch = dict(pickle._Unpickler.dispatch)
-
-    def __init__(
-        self,
-        file: io.BytesIO,
-        constructors: dict[tuple[str, str], Any],
-        persistent_load: Callable[[Any], Any] | None = None,
-    ) -> None:
-        super().__init__(file)
-        self._constructors = constructors
-        self._persistent_load = persistent_load
-        # The objects BUILD may set: numpy arrays and dtypes this reader has just created for it.
-        self._buildable: dict[int, Any] = {}
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._constructors:
-            return self._constructors[(module, name)]
-        if self._constructors and (module, name) in _ARRAY_CONSTRUCTORS:
-            return self._new_dtype if name == "dtype" else self._new_array
-        if self._constructors and module == "torch" and isinstance(getattr(torch, name, None), torch.dtype):
-            return getattr(torch, name)
-        raise pickle.UnpicklingError(
-            f"the pickle refers to `{module}.{name}`, which a stylegan2-ada-pytorch network pickle does "
-            "not need (this reader never runs code from a pickle)"
-        )
-
-    def persistent_load(self, pid: Any) -> Any:
-        if self._persistent_load is None:
-            raise pickle.UnpicklingError(
-                "the pickle refers to a persistent id, which a network pickle has none of"
-            )
-        return self._persistent_load(pid)
-
-    def _new_array(self, cls: Any, *_: Any) -> np.ndarray:
-        """``numpy.core.multiarray._reconstruct``: an empty array that BUILD then fills."""
-        if cls is not _ARRAY_CLASS:
-            raise pickle.UnpicklingError(f"an array of class {type(cls).__name__} is requested")
-        return self._may_build(_multiarray._reconstruct(np.ndarray, (0,), b"b"))
-
-    def _new_dtype(self, spec: Any, align: Any = False, copy: Any = True) -> np.dtype:
-        """``numpy.dtype``: always a new dtype (never numpy's shared ones), so that BUILD may set it."""
-        if not isinstance(spec, str):
-            raise pickle.UnpicklingError(f"a numpy dtype is requested from a {type(spec).__name__}")
-        return self._may_build(np.dtype(spec, bool(align), True))
-
-    def _may_build(self, obj: Any) -> Any:
-        self._buildable[id(obj)] = obj
-        return obj
-
-    def _load_build(self) -> None:
-        state, target = self.stack.pop(), self.stack[-1]
-        if self._buildable.get(id(target)) is not target:
-            raise pickle.UnpicklingError(
-                f"the pickle sets the state of a {type(target).__name__} ({_describe(target)}), which a data "
-                "pickle never does"
-            )
-        target.__setstate__(state)
-
-    dispatch[pickle.BUILD[0]] = _load_build
-
-
-def _describe(obj: Any) -> str:
-    return getattr(obj, "__qualname__", None) or type(obj).__qualname__
-
-
-def _guard(opcode: bytes, kinds: tuple[type, ...], target: Callable[[_DataUnpickler], Any]) -> None:
-    """Let ``opcode`` act only on objects of ``kinds`` (the containers the reader built)."""
-    load = _DataUnpickler.dispatch[opcode[0]]
-
-    def guarded(unpickler: _DataUnpickler) -> None:
-        obj = target(unpickler)
-        if type(obj) not in kinds:
-            raise pickle.UnpicklingError(
-                f"the pickle adds items to a {type(obj).__name__} ({_describe(obj)}), which a data pickle "
-                "never does"
-            )
-        load(unpickler)
-
-    _DataUnpickler.dispatch[opcode[0]] = guarded
-
-
-_guard(pickle.APPEND, (list,), _target_below(2))
-_guard(pickle.APPENDS, (list,), _target_before_mark)
-_guard(pickle.SETITEM, (dict, OrderedDict), _target_below(3))
-_guard(pickle.SETITEMS, (dict, OrderedDict), _target_before_mark)
-_guard(pickle.ADDITEMS, (set,), _target_before_mark)
-
-# The errors malformed or hostile bytes raise while being read; each becomes one NetworkPickleError.
-_MALFORMED = (
-    pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError,
-    RuntimeError, OverflowError, MemoryError, struct.error,
-)  # fmt: skip
-_LEAVES = (
-    str,
-    bytes,
-    int,
-    float,
-    complex,
-    bool,
-    type(None),
-    torch.Tensor,
-    torch.dtype,
-    torch.storage.TypedStorage,
-)
-
-
-def _check_structure(value: Any) -> None:
-    """Walk everything the pickle built once (memoised by identity), bounding depth; refuse non-data."""
-    pending: list[tuple[Any, int]] = [(value, 1)]
-    seen: set[int] = set()
-    while pending:
-        obj, depth = pending.pop()
-        if id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        if depth > MAX_DEPTH:
-            raise pickle.UnpicklingError(f"its data is nested more than {MAX_DEPTH} deep")
-        if isinstance(obj, dict):
-            children = [*obj.keys(), *obj.values()]
-        elif isinstance(obj, list | tuple | set | frozenset):
-            children = list(obj)
-        elif isinstance(obj, PersistentObject):
-            children = [obj.state]
-        elif isinstance(obj, _LEAVES) or (_is_numpy(obj) and not _dtype_of(obj).hasobject):
-            continue
-        else:
-            raise pickle.UnpicklingError(f"it holds a {type(obj).__name__}, which is not data")
-        pending.extend((child, depth + 1) for child in children)
-
-
-def _is_numpy(obj: Any) -> bool:
-    return isinstance(obj, np.ndarray | np.generic | np.dtype)
-
-
-def _dtype_of(obj: np.ndarray | np.generic | np.dtype) -> np.dtype:
-    return obj if isinstance(obj, np.dtype) else obj.dtype
+# What a network pickle holds as it is: plain data, and the tensors, dtypes and storages built above.
+_LEAVES = (*DATA_LEAVES, torch.Tensor, torch.dtype, torch.storage.TypedStorage)
 
 
 def load_data_pickle(path: str | os.PathLike) -> Any:
@@ -419,15 +256,19 @@ def load_data_pickle(path: str | os.PathLike) -> Any:
             more bytes than it holds; the message names the file and the reason.
     """
     try:
-        value = _DataUnpickler(io.BytesIO(Path(path).read_bytes()), DATA_GLOBALS).load()
-        _check_structure(value)
-        return value
-    except _MALFORMED as error:
+        return read_data(
+            Path(path).read_bytes(),
+            DATA_GLOBALS,
+            expected="a stylegan2-ada-pytorch network pickle",
+            leaves=_LEAVES,
+            children_of=lambda obj: [obj.state] if isinstance(obj, PersistentObject) else None,
+        )
+    except MALFORMED as error:
         raise _refusal(path, error) from None
 
 
 def _refusal(path: str | os.PathLike, error: BaseException) -> NetworkPickleError:
-    reason = str(error) if isinstance(error, pickle.UnpicklingError) else f"{type(error).__name__}: {error}"
+    reason = refusal_reason(error)
     return NetworkPickleError(
         f"Network pickle {str(path)!r} is refused: {reason}. Only stylegan2-ada-pytorch network snapshots "
         "(network-snapshot-*.pkl or the official pretrained .pkl files) are read."
@@ -490,7 +331,7 @@ def read_network_pickle(path: str | os.PathLike) -> OfficialNetworks:
         return _networks_from(data, str(path))
     except NetworkPickleError:
         raise
-    except _MALFORMED as error:
+    except MALFORMED as error:
         raise _refusal(path, error) from None
 
 
