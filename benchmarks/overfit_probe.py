@@ -121,6 +121,8 @@ class OverfitProbe(pl.Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         if not self.history or self.history[-1]["kimg"] != pl_module.cur_nimg.item() / 1000:
             self.record(pl_module)
+            if pl_module.cur_nimg.item() >= self._next_eval * self.eval_kimg * 1000:
+                self._next_eval += 1  # a larger kimg resuming this job must not measure this point again
         if self.checkpoint is not None:
             save_atomically(trainer, self.checkpoint)
 

@@ -219,7 +219,10 @@ def gan_plots(
     evaluations (an untrained generator, FIDs an order of magnitude higher) would flatten the rest.
     """
     last_kimg = max(run["history"][-1]["kimg"] for runs in gan.values() for run in runs)
-    seed = min(run["seed"] for runs in gan.values() for run in runs)  # the grids of the first seed
+    # The grids of the first seed whose every job ended at the reported length (see `reported_run`).
+    seeds = sorted({run["seed"] for runs in gan.values() for run in runs})
+    extended = {run["seed"] for runs in gan.values() for run in runs if "extended_to" in run}
+    seed = next((seed for seed in seeds if seed not in extended), seeds[0])
     return [
         band_plot(
             _curves(gan, "kimg", lambda p: p["fid_full"]),

@@ -256,6 +256,20 @@ def test_an_interrupted_gan_job_resumes_from_its_last_evaluation(limited_data, t
     extended = overfit.run_gan_job("ada", 0, longer, reals, straight)
     assert extended["resumes"] == 1 and extended["history"][-1]["kimg"] >= 0.4
     assert extended["history"][: len(uninterrupted["history"])] == uninterrupted["history"]
+    kimgs = [point["kimg"] for point in extended["history"]]
+    assert len(set(kimgs)) == len(kimgs)  # the finished run's last point is not measured again
+
+
+def test_the_report_reads_each_gan_job_up_to_the_settings_kimg(limited_data):
+    import overfit
+
+    run = {"seed": 0, "history": [{"kimg": kimg} for kimg in (0.0, 5.0, 5.0, 10.0, 10.032, 15.0, 15.064)]}
+    at_setting = overfit.reported_run(run, kimg=10.0, eval_kimg=5.0)
+    assert [point["kimg"] for point in at_setting["history"]] == [0.0, 5.0, 10.0, 10.032]
+    assert at_setting["extended_to"] == 15.064  # went further: its sample grid is not at 10 kimg
+    as_long = overfit.reported_run(run, kimg=15.0, eval_kimg=5.0)
+    assert [point["kimg"] for point in as_long["history"]] == [0.0, 5.0, 10.0, 10.032, 15.0, 15.064]
+    assert "extended_to" not in as_long
 
 
 def test_inception_fid_is_reported_when_a_weights_file_is_given(limited_data, tmp_path: Path, monkeypatch):
