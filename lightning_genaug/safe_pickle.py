@@ -47,12 +47,12 @@ class _ArrayClass:
     """
 
 
-ARRAY_CLASS = _ArrayClass()
+_ARRAY_CLASS = _ArrayClass()
 
 # Globals naming numpy arrays and scalars. ``_reconstruct`` and ``dtype`` are bound per reader (see
 # ``DataUnpickler``) because their results are the only objects BUILD may set.
 NUMPY_GLOBALS: dict[tuple[str, str], Any] = {
-    ("numpy", "ndarray"): ARRAY_CLASS,
+    ("numpy", "ndarray"): _ARRAY_CLASS,
     **{(module, "scalar"): _multiarray.scalar for module in NUMPY_CORE},
 }
 _ARRAY_CONSTRUCTORS = [(module, "_reconstruct") for module in NUMPY_CORE] + [("numpy", "dtype")]
@@ -73,7 +73,7 @@ def _target_before_mark(unpickler: DataUnpickler) -> Any:
     return unpickler.metastack[-1][-1]
 
 
-def describe(obj: Any) -> str:
+def _describe(obj: Any) -> str:
     """The qualified name of a class or function, else of the object's type."""
     return getattr(obj, "__qualname__", None) or type(obj).__qualname__
 
@@ -129,7 +129,7 @@ class DataUnpickler(pickle._Unpickler):
 
     def _new_array(self, cls: Any, *_: Any) -> np.ndarray:
         """``numpy.core.multiarray._reconstruct``: an empty array that BUILD then fills."""
-        if cls is not ARRAY_CLASS:
+        if cls is not _ARRAY_CLASS:
             raise pickle.UnpicklingError(f"an array of class {type(cls).__name__} is requested")
         return self._may_build(_multiarray._reconstruct(np.ndarray, (0,), b"b"))
 
@@ -147,7 +147,7 @@ class DataUnpickler(pickle._Unpickler):
         state, target = self.stack.pop(), self.stack[-1]
         if self._buildable.get(id(target)) is not target:
             raise pickle.UnpicklingError(
-                f"the pickle sets the state of a {type(target).__name__} ({describe(target)}), which a data "
+                f"the pickle sets the state of a {type(target).__name__} ({_describe(target)}), which a data "
                 "pickle never does"
             )
         target.__setstate__(state)
@@ -163,7 +163,7 @@ def _guard(opcode: bytes, kinds: tuple[type, ...], target: Callable[[DataUnpickl
         obj = target(unpickler)
         if type(obj) not in kinds:
             raise pickle.UnpicklingError(
-                f"the pickle adds items to a {type(obj).__name__} ({describe(obj)}), which a data pickle "
+                f"the pickle adds items to a {type(obj).__name__} ({_describe(obj)}), which a data pickle "
                 "never does"
             )
         load(unpickler)
@@ -181,7 +181,7 @@ _guard(pickle.ADDITEMS, (set,), _target_before_mark)
 def check_structure(
     value: Any,
     leaves: tuple[type, ...] = DATA_LEAVES,
-    children_of: Callable[[Any], list[Any] | None] = lambda obj: None,
+    children_of: Callable[[Any], list[Any] | None] | None = None,
 ) -> None:
     """Walk everything a pickle built once (memoised by identity), bounding depth; refuse non-data.
 
@@ -209,7 +209,7 @@ def check_structure(
         elif isinstance(obj, leaves) or (_is_numpy(obj) and not _dtype_of(obj).hasobject):
             continue
         else:
-            children = children_of(obj)
+            children = None if children_of is None else children_of(obj)
             if children is None:
                 raise pickle.UnpicklingError(f"it holds a {type(obj).__name__}, which is not data")
         pending.extend((child, depth + 1) for child in children)
@@ -235,7 +235,7 @@ def read_data(
     encoding: str = "ASCII",
     expected: str = "a data pickle",
     leaves: tuple[type, ...] = DATA_LEAVES,
-    children_of: Callable[[Any], list[Any] | None] = lambda obj: None,
+    children_of: Callable[[Any], list[Any] | None] | None = None,
 ) -> Any:
     """The value the pickle ``raw`` holds, built as data only, its structure checked.
 
@@ -252,7 +252,6 @@ def read_data(
 
 
 __all__ = [
-    "ARRAY_CLASS",
     "DATA_LEAVES",
     "MALFORMED",
     "MAX_DEPTH",
