@@ -6,12 +6,10 @@ Lightning's example) and plain ``ddp`` (the GAN syncs per network). The training
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from ddp_processes import Script, run_scripts
 
 from lightning_genaug.callbacks.ada import next_p
 
@@ -50,16 +48,7 @@ def single_process_p(signs: list[int]) -> float:
 def test_two_ranks_hold_the_same_p_as_one_process_on_their_signs(tmp_path: Path, strategy: str) -> None:
     signs = scripted_signs()
     (tmp_path / "signs.json").write_text(json.dumps(signs))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    completed = subprocess.run(
-        [sys.executable, str(SCRIPT), str(tmp_path / "signs.json"), str(tmp_path), strategy],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    run_scripts(Script(SCRIPT, [str(tmp_path / "signs.json"), str(tmp_path), strategy], tmp_path))
     results = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(RANKS)]
 
     expected = single_process_p(signs)

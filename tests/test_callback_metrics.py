@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -14,6 +11,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
+from ddp_processes import Script, run_scripts
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
@@ -357,10 +355,7 @@ def run_metrics_script(tmp_path: Path, devices: int) -> list[dict]:
     root.mkdir()
     script = root / "metrics_script.py"
     script.write_text(textwrap.dedent(DDP_SCRIPT.format(tests_dir=str(Path(__file__).parent))))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    completed = subprocess.run([sys.executable, str(script), str(devices), str(root)], cwd=root, env=env,
-                               capture_output=True, text=True, timeout=300)
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    run_scripts(Script(script, [str(devices), str(root)], root))
     return [json.loads((root / f"rank{rank}.json").read_text()) for rank in range(devices)]
 
 

@@ -9,12 +9,10 @@ launcher re-runs the command line for rank 1.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from ddp_processes import Script, run_scripts
 
 SCRIPT = Path(__file__).parent / "ddp_scripts" / "gan_ddp.py"
 RUNS = ("stylegan2:ddp", "scalegan:ddp", "stylegan2:ddp_find_unused_parameters_true")
@@ -23,16 +21,7 @@ RUNS = ("stylegan2:ddp", "scalegan:ddp", "stylegan2:ddp_find_unused_parameters_t
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ddp")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    completed = subprocess.run(
-        [sys.executable, str(SCRIPT), str(out), *RUNS],
-        cwd=out,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert completed.returncode == 0, completed.stderr[-3000:]
+    run_scripts(Script(SCRIPT, [str(out), *RUNS], out))
     return out
 
 

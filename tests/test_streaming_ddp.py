@@ -10,15 +10,12 @@ rank 1; the two runs go side by side.
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
 import torch
+from ddp_processes import Script, free_loopback_ports, run_scripts
 from streaming_data import write_indexed_images
 
 from lightning_genaug.data import prepare_dataset
@@ -28,25 +25,6 @@ COUNT, RANKS = 32, 2
 # Per-rank running averages, not synchronised (as in the reference, whose DDP consistency check
 # skips ``w_avg``): the tracked mean of W and the path-length EMA of each rank's own latents.
 RANK_LOCAL_BUFFERS = {"G.mapping.w_avg", "G_ema.mapping.w_avg", "pl_mean"}
-LOOPBACK = "127.0.0.1"
-
-
-def free_loopback_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((LOOPBACK, 0))
-        return probe.getsockname()[1]
-
-
-def start(chunks: Path, out: Path, num_nodes: int, **env: str) -> subprocess.Popen:
-    out.mkdir()
-    return subprocess.Popen(
-        [sys.executable, str(SCRIPT), str(chunks), str(out), str(num_nodes)],
-        cwd=out,
-        env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore", **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -56,24 +34,22 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[dict]]:
     write_indexed_images(root / "images", COUNT)
     chunks = root / "chunks"
     prepare_dataset(root / "images", chunks, resolution=8, workers=1, chunk_bytes="2KB")  # 4 chunks
-    # The "nodes" meet on the loopback interface only (gloo too). litdata counts nodes as world size
-    # / GPUs per node; without GPUs it is told (NNODES): its node-aware chunk assignment runs as on a cluster.
-    node = {
-        "MASTER_ADDR": LOOPBACK,
-        "MASTER_PORT": str(free_loopback_port()),
-        "GLOO_SOCKET_IFNAME": "lo",
-        "NNODES": "2",
-    }
-    processes = {
-        "one node": [start(chunks, root / "one_node", num_nodes=1)],
-        "two nodes": [
-            start(chunks, root / f"two_nodes_{rank}", num_nodes=2, NODE_RANK=str(rank), **node)
+    # litdata counts nodes as world size / GPUs per node; without GPUs it is told (NNODES): its
+    # node-aware chunk assignment runs as on a cluster.
+    one_node_port, two_nodes_port = free_loopback_ports(2)
+    run_scripts(
+        Script(SCRIPT, [str(chunks), str(root / "one_node"), "1"], root / "one_node", one_node_port),
+        *(
+            Script(
+                SCRIPT,
+                [str(chunks), str(root / f"two_nodes_{rank}"), "2"],
+                root / f"two_nodes_{rank}",
+                two_nodes_port,
+                env={"NODE_RANK": str(rank), "NNODES": "2"},
+            )
             for rank in range(2)
-        ],
-    }
-    for process in (p for group in processes.values() for p in group):
-        _, stderr = process.communicate(timeout=300)
-        assert process.returncode == 0, stderr[-3000:]
+        ),
+    )
     outs = {"one node": [root / "one_node"] * RANKS, "two nodes": [root / f"two_nodes_{n}" for n in range(2)]}
     return {
         run: [
