@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
+from types import SimpleNamespace
 
 import lightning as L
 import pytest
@@ -11,6 +13,7 @@ import torch
 
 from lightning_genaug.augment.distaug import DistAugTransforms, to_sequence
 from lightning_genaug.data import DigitsDataModule
+from lightning_genaug.distributed import seed_per_rank
 from lightning_genaug.models.sparse_transformer import (
     SPARSE_TRANSFORMER_PRESETS,
     SparseTransformer,
@@ -265,6 +268,32 @@ def test_validation_uses_the_identity_transform_and_the_ema_weights() -> None:
     assert abs(float(raw_bpd) - float(expected)) > 1e-3, (
         "the EMA copy, not the training weights, is evaluated"
     )
+
+
+def test_each_ddp_rank_draws_its_own_transforms_from_its_first_batch() -> None:
+    """``seed_everything`` seeds every rank alike; the module gives each rank its own stream, once a fit."""
+
+    def transforms_of_two_batches(rank: int, world_size: int) -> list[torch.Tensor]:
+        module = SparseTransformerDistAug(channels=1, resolution=4, augment=DistAugTransforms(["rotation"]))
+        module.trainer = SimpleNamespace(global_rank=rank, world_size=world_size)  # a rank of a DDP run
+        torch.manual_seed(0)  # seed_everything(0), alike on every rank
+        draws = []
+        for batch_idx in range(2):
+            module.on_train_batch_start(None, batch_idx)
+            draws.append(module.augment.sample_params(64)["transform_ids"])
+        return draws
+
+    def stream(reseed: Callable[[], None]) -> list[torch.Tensor]:
+        torch.manual_seed(0)
+        reseed()
+        return [DistAugTransforms(["rotation"]).sample_params(64)["transform_ids"] for _ in range(2)]
+
+    rank0, rank1 = transforms_of_two_batches(0, 2), transforms_of_two_batches(1, 2)
+    assert not torch.equal(rank0[0], rank1[0])
+    for rank, draws in enumerate((rank0, rank1)):  # re-seeded at the first batch only
+        assert all(map(torch.equal, draws, stream(lambda rank=rank: seed_per_rank(rank, 2))))
+    alone = transforms_of_two_batches(0, 1)  # one process: the stream is untouched
+    assert all(map(torch.equal, alone, stream(lambda: None)))
 
 
 @pytest.mark.parametrize("layers", [("strided", "local"), ("dense",)])

@@ -21,6 +21,7 @@ from jsonargparse import lazy_instance
 from lightning_genaug._checks import check_choice, check_positive_int, check_range
 from lightning_genaug.augment.distaug import DistAugTransforms, from_sequence, to_sequence
 from lightning_genaug.data.batch import split_batch
+from lightning_genaug.distributed import seed_per_rank
 from lightning_genaug.images import from_uint8, to_uint8
 from lightning_genaug.metrics.bpd import bits_per_dim_from_logits
 from lightning_genaug.models.loading import load_checkpoint
@@ -149,6 +150,7 @@ class SparseTransformerDistAug(GeneratorPredictMixin, L.LightningModule):
             check_positive_int("schedule_steps", schedule_steps)
         self.augment = augment
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
+        self._fit_started = False  # the first batch of a fit has been seen
         self.net: SparseTransformer | None = None
         self.ema_net: SparseTransformer | None = None
         if channels is not None or resolution is not None:
@@ -310,6 +312,16 @@ class SparseTransformerDistAug(GeneratorPredictMixin, L.LightningModule):
         if clip:
             algorithm = gradient_clip_algorithm or "norm"
             self.clip_gradients(optimizer, gradient_clip_val=clip, gradient_clip_algorithm=algorithm)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        """At the first batch of a fit: one random stream per DDP rank, so ranks draw their own transforms.
+
+        It waits for the first batch because a resumed loader puts back the checkpoint's (rank 0's)
+        random state when it yields that batch.
+        """
+        if not self._fit_started:
+            self._fit_started = True
+            seed_per_rank(self.global_rank, self.trainer.world_size)
 
     @torch.no_grad()
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
