@@ -134,7 +134,7 @@ class OverfitSetting:
 
 
 # The cifar-overfit defaults; every arm of the digits setting can be chosen with --arms/--distaug-arms.
-CIFAR_GAN_ARMS = ("no-augmentation", "ada", "diffaugment")
+CIFAR_GAN_ARMS = ("no-augmentation", "ada", "diffaugment", "fixed-p0.2")
 CIFAR_DISTAUG_ARMS = ("no-augmentation", "rotation")
 REALS_LABELS = {"digits": "1,797 digits", "cifar10": "10,000 CIFAR-10 train-zip images"}
 METRIC_LABELS = {
