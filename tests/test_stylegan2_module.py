@@ -216,9 +216,7 @@ def test_bcr_adds_a_consistency_loss(tmp_path):
 
 
 def test_ema_beta_formula_and_rampup():
-    assert ema_beta(batch_size=64, cur_nimg=10**9, ema_kimg=10, ema_rampup=None) == 0.5 ** (
-        64 / 10_000
-    )
+    assert ema_beta(batch_size=64, cur_nimg=10**9, ema_kimg=10, ema_rampup=None) == 0.5 ** (64 / 10_000)
     assert ema_beta(batch_size=64, cur_nimg=1000, ema_kimg=500, ema_rampup=0.05) == 0.5 ** (64 / 50)
     assert ema_beta(batch_size=64, cur_nimg=0, ema_kimg=500, ema_rampup=0.05) == 0.0
 
@@ -562,3 +560,16 @@ def test_a_batch_other_than_the_presets_is_named_at_the_first_batch(tmp_path):
         warnings.filterwarnings("error", message=".*preset sets.*")
         trainer(tmp_path, batches=2).fit(own_values, train_dataloaders=half_batch)
         trainer(tmp_path, batches=1).fit(tiny(), train_dataloaders=random_loader(1))  # the preset's batch
+
+
+def test_values_set_explicitly_are_never_called_the_presets_even_when_equal(tmp_path):
+    """`R1(gamma=0.05)` and `ema_kimg: 0.01` under `tiny` (whose values they equal) are the user's choice."""
+    half_batch = DataLoader(random_loader(1).dataset, batch_size=4)
+    equal_values = tiny(regularizer=R1(gamma=0.05), config_overrides={"ema_kimg": 0.01})
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*preset sets.*")
+        trainer(tmp_path, batches=1).fit(equal_values, train_dataloaders=half_batch)
+    only_gamma = tiny(regularizer=R1(gamma=0.05))  # ema_kimg still the preset's: named alone
+    with pytest.warns(UserWarning, match=r"preset sets ema_kimg = 0.01 for a global batch of 8") as record:
+        trainer(tmp_path, batches=1).fit(only_gamma, train_dataloaders=half_batch)
+    assert not any("gamma = 0.05" in str(warning.message) for warning in record)

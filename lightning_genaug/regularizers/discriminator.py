@@ -47,23 +47,33 @@ class DiscriminatorRegularizer(nn.Module):
     def __init__(self, gamma: float | None = None, every_n_batches: int | None = None) -> None:
         super().__init__()
         self.gamma = None if gamma is None else check_range("gamma", gamma, 0.0)
-        self.every_n_batches = None if every_n_batches is None else check_positive_int(
-            "every_n_batches", every_n_batches
+        self.every_n_batches = (
+            None if every_n_batches is None else check_positive_int("every_n_batches", every_n_batches)
         )
+        self.preset_fields: frozenset[str] = frozenset()
+        """The fields :meth:`fill_defaults` took from a model preset; a value given here never is one."""
 
     def fill_defaults(self, gamma: float, every_n_batches: int) -> None:
         """Take ``gamma`` and ``every_n_batches`` (a model preset's) for the fields left at ``None``.
 
+        The fields filled are recorded in :attr:`preset_fields`, so "taken from the preset" is known, not
+        guessed from the values: ``R1(gamma=0.05)`` sets its gamma explicitly even when the preset's is
+        0.05 as well.
+
         Example:
             >>> regularizer = R1(gamma=0.05)
-            >>> regularizer.fill_defaults(gamma=10.0, every_n_batches=16)
-            >>> regularizer.gamma, regularizer.every_n_batches
-            (0.05, 16)
+            >>> regularizer.fill_defaults(gamma=0.05, every_n_batches=16)
+            >>> regularizer.gamma, regularizer.every_n_batches, sorted(regularizer.preset_fields)
+            (0.05, 16, ['every_n_batches'])
         """
+        filled = set()
         if self.gamma is None:
             self.gamma = check_range("gamma", gamma, 0.0)
+            filled.add("gamma")
         if self.every_n_batches is None:
             self.every_n_batches = check_positive_int("every_n_batches", every_n_batches)
+            filled.add("every_n_batches")
+        self.preset_fields = self.preset_fields | filled
 
     def is_due(self, batch_index: int) -> bool:
         """Whether it runs at the ``batch_index``-th batch (from 0): ``gamma > 0`` and on the interval."""

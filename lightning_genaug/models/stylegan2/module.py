@@ -249,11 +249,13 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         self._fit_started = True
         seed_per_rank(self.global_rank, self.trainer.world_size)
         config, overrides = self.train_config, self.hparams.config_overrides or {}
+        # Explicitness is recorded, never guessed from values: `R1(gamma=0.05)` under a preset whose
+        # gamma is 0.05 is the user's choice, not the preset's.
         from_preset = [
             name
             for name, taken in (
-                ("gamma", self.regularizer is not None and self.regularizer.gamma == config.gamma),
-                ("ema_kimg", "ema_kimg" not in overrides),
+                ("gamma", self.regularizer is not None and "gamma" in self.regularizer.preset_fields),
+                ("ema_kimg", overrides.get("ema_kimg") is None),
             )
             if taken
         ]
