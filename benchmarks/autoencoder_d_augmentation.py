@@ -4,7 +4,7 @@ The autoencoder of ``examples/autoencoder_gan.py`` (L1 reconstruction + hinge Pa
 loss module, manual optimisation, nothing of ours in the model) is trained on a limited CIFAR-10
 subset, 32x32, in three arms, each with ``AdaptiveAugmentation`` as the only addition:
 
-- ``no-augmentation``: the callback with ``adapt=False`` at p = 0 (nothing augmented; r_t still measured);
+- ``no-augmentation``: ``FixedAugmentation`` at p = 0 (nothing augmented; r_t still measured);
 - ``ada``: the default ``AugmentPipe("bgc")`` with ``p`` adapted towards ``r_t = 0.6``;
 - ``diffaugment``: ``DiffAugment("color,translation,cutout")`` at a fixed ``p = 1``.
 
@@ -39,8 +39,9 @@ import lightning.pytorch as pl
 import torch
 from torch import nn
 
-from lightning_genaug import AdaptiveAugmentation
+from lightning_genaug import AdaptiveAugmentation, FixedAugmentation
 from lightning_genaug.augment import DiffAugment
+from lightning_genaug.callbacks import BaseAugmentationStrength
 from lightning_genaug.images import from_uint8, make_grid, save_png, to_uint8
 from lightning_genaug.metrics.functional import kernel_inception_distance
 from lightning_genaug.metrics.trained_extractor import ClassifierFeatures
@@ -80,14 +81,14 @@ class Setting:
 
 
 # ------------------------------------------------------------------------------------------ the run
-def ada_callback(arm: str, setting: Setting) -> AdaptiveAugmentation:
+def ada_callback(arm: str, setting: Setting) -> BaseAugmentationStrength:
     """The arm's only addition to the Trainer; every arm measures r_t the same way."""
     if arm == "no-augmentation":
-        return AdaptiveAugmentation(adapt=False)  # the default pipe at p = 0: nothing augmented
+        return FixedAugmentation()  # the default pipe at p = 0: nothing augmented
     if arm == "ada":
         return AdaptiveAugmentation(target=setting.ada_target, speed_kimg=setting.ada_speed_kimg)
     if arm == "diffaugment":
-        return AdaptiveAugmentation(pipe=DiffAugment("color,translation,cutout", p=1.0), adapt=False)
+        return FixedAugmentation(pipe=DiffAugment("color,translation,cutout", p=1.0))
     raise ValueError(f"unknown arm {arm!r}; choose from {ARMS}")
 
 

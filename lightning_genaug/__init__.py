@@ -21,6 +21,7 @@ _EXPORTS: dict[str, str] = {
     "PairedAugment": "lightning_genaug.augment.paired",
     "AdaptiveAugmentation": "lightning_genaug.callbacks.ada",
     "ScheduledAugmentation": "lightning_genaug.callbacks.scheduled_augmentation",
+    "FixedAugmentation": "lightning_genaug.callbacks.augmentation_strength",
     "GenerativeMetrics": "lightning_genaug.callbacks.generative_metrics",
     "SampleGrid": "lightning_genaug.callbacks.samples",
     "R1": "lightning_genaug.regularizers.discriminator",
@@ -46,6 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from lightning_genaug.augment.paired import PairedAugment
     from lightning_genaug.augment.scaling import DataScaling
     from lightning_genaug.callbacks.ada import AdaptiveAugmentation
+    from lightning_genaug.callbacks.augmentation_strength import FixedAugmentation
     from lightning_genaug.callbacks.generative_metrics import GenerativeMetrics
     from lightning_genaug.callbacks.samples import SampleGrid
     from lightning_genaug.callbacks.scheduled_augmentation import ScheduledAugmentation

@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_genaug.augment.protocol import SignAccumulator
+from lightning_genaug.callbacks import FixedAugmentation
 from lightning_genaug.callbacks.ada import AdaptiveAugmentation, next_p
 
 IMAGE_SHAPE = (1, 8, 8)
@@ -82,7 +83,7 @@ class Trajectory(pl.Callback):
 
 def expected_p(interval_stats: list[tuple[float, float, float]], p: float = 0.0, **controller) -> float:
     for sign_sum, count, images in interval_stats:
-        p, _ = next_p(p, sign_sum, count, images, **controller)
+        p = next_p(p, sign_sum / count, images, **controller)
     return p
 
 
@@ -243,32 +244,27 @@ def four_signs(step: int) -> list[float]:
 
 def test_step_is_images_over_speed_in_the_sign_of_rt_minus_target() -> None:
     controller = dict(target=0.6, speed_kimg=2.0, max_p=1.0)
-    p, rt = next_p(0.25, sign_sum=12.0, count=16.0, images_seen=64, **controller)
-    assert rt == 0.75
-    assert p == pytest.approx(0.25 + 64 / 2000)
-    p, rt = next_p(0.25, sign_sum=4.0, count=16.0, images_seen=64, **controller)
-    assert rt == 0.25
-    assert p == pytest.approx(0.25 - 64 / 2000)
+    assert next_p(0.25, 0.75, images_seen=64, **controller) == pytest.approx(0.25 + 64 / 2000)
+    assert next_p(0.25, 0.25, images_seen=64, **controller) == pytest.approx(0.25 - 64 / 2000)
 
 
 def test_p_is_clamped_to_zero_and_max_p() -> None:
-    assert next_p(0.01, -16.0, 16.0, 1000, target=0.6, speed_kimg=1.0, max_p=0.8) == (0.0, -1.0)
-    assert next_p(0.79, 16.0, 16.0, 1000, target=0.6, speed_kimg=1.0, max_p=0.8) == (0.8, 1.0)
+    assert next_p(0.01, -1.0, 1000, target=0.6, speed_kimg=1.0, max_p=0.8) == 0.0
+    assert next_p(0.79, 1.0, 1000, target=0.6, speed_kimg=1.0, max_p=0.8) == 0.8
 
 
 def test_up_then_down_through_a_float32_buffer_returns_exactly_zero() -> None:
     controller = dict(target=0.6, speed_kimg=1.0, max_p=1.0)  # float32(0.064) > 0.064
     p_buffer = torch.zeros((), dtype=torch.float32)
-    for sign_sum in (16.0, -16.0):  # one step up, one step down, p stored in float32 between
-        p, _ = next_p(float(p_buffer), sign_sum, 16.0, 64, **controller)
+    for rt in (1.0, -1.0):  # one step up, one step down, p stored in float32 between
+        p = next_p(float(p_buffer), rt, 64, **controller)
         p_buffer.fill_(p)
     assert p_buffer.item() == 0.0  # pipes keep their exact p == 0 fast path
 
 
 def test_rt_at_target_or_no_observation_leaves_p_unchanged() -> None:
-    assert next_p(0.3, 6.0, 10.0, 64, target=0.6, speed_kimg=1.0, max_p=1.0) == (0.3, 0.6)
-    p, rt = next_p(0.3, 0.0, 0.0, 64, target=0.6, speed_kimg=1.0, max_p=1.0)
-    assert p == 0.3 and math.isnan(rt)
+    assert next_p(0.3, 0.6, 64, target=0.6, speed_kimg=1.0, max_p=1.0) == 0.3
+    assert next_p(0.3, math.nan, 64, target=0.6, speed_kimg=1.0, max_p=1.0) == 0.3
 
 
 def test_synthetic_trajectory_rises_saturates_then_falls_to_zero() -> None:
@@ -276,7 +272,7 @@ def test_synthetic_trajectory_rises_saturates_then_falls_to_zero() -> None:
     controller = dict(target=0.6, speed_kimg=2.0, max_p=0.5)
     p, trajectory = 0.0, []
     for rt in [0.9] * 30 + [0.2] * 40:
-        p, _ = next_p(p, sign_sum=rt * 100, count=100, images_seen=100, **controller)
+        p = next_p(p, rt, images_seen=100, **controller)
         trajectory.append(p)
     assert trajectory[9] == pytest.approx(0.5)  # 10 steps of 0.05 reach max_p ...
     assert trajectory[29] == 0.5  # ... and stay clamped there
@@ -294,7 +290,6 @@ def test_synthetic_trajectory_rises_saturates_then_falls_to_zero() -> None:
         ({"speed_kimg": 0}, ValueError, "speed_kimg"),
         ({"max_p": 0.0}, ValueError, "max_p"),
         ({"heuristic": "rv"}, ValueError, "heuristic"),
-        ({"adapt": "no"}, TypeError, "adapt"),
         ({"preset": "bogus"}, ValueError, "preset"),
         ({"pipe": nn.Identity()}, TypeError, "pipe"),
         ({"discriminator_attr": ""}, TypeError, "discriminator_attr"),
@@ -332,10 +327,10 @@ def test_native_path_adapts_the_modules_pipe_from_its_observations(tmp_path: Pat
     assert not module.discriminator._forward_pre_hooks and module.d_calls == 20  # D never run nor hooked
 
 
-def test_adapt_false_holds_the_pipes_p_but_rt_is_still_measured(tmp_path: Path) -> None:
+def test_fixed_augmentation_holds_the_pipes_p_but_rt_is_still_measured(tmp_path: Path) -> None:
     module = ScriptedNative(four_signs)
     module.augment_pipe.set_p(0.3)
-    callback = AdaptiveAugmentation(every_n_batches=4, speed_kimg=0.1, adapt=False)
+    callback = FixedAugmentation(every_n_batches=4)
     make_trainer(tmp_path, [callback], max_epochs=2).fit(module, loader(16))
     assert callback.p == pytest.approx(0.3)
     assert float(module.augment_pipe.p) == pytest.approx(0.3)
@@ -390,7 +385,7 @@ def test_foreign_manual_gan_sees_augmented_inputs_in_training_only(tmp_path: Pat
 
 def test_foreign_automatic_gan_with_labels_passes_labels_through(tmp_path: Path) -> None:
     module = ConditionalGAN()
-    callback = AdaptiveAugmentation(pipe=MarkingPipe(p=0.5), adapt=False, every_n_batches=2)
+    callback = FixedAugmentation(pipe=MarkingPipe(p=0.5), every_n_batches=2)
     make_trainer(tmp_path, [callback], num_sanity_val_steps=1).fit(module, loader(16), loader(8))
     training_calls = [(images, labels) for training, images, labels in module.netD.seen if training]
     assert len(training_calls) == 2 + (1 + 1) + 2 + (1 + 1)  # D, G + measurement, D, G + measurement
@@ -477,13 +472,13 @@ def test_measurement_leaves_discriminator_buffers_untouched(tmp_path: Path) -> N
 
     module = BatchNormGAN()
     # p held at 0 with every_n_batches=1: measures r_t every batch
-    callback = AdaptiveAugmentation(pipe=MarkingPipe(), adapt=False, every_n_batches=1)
+    callback = FixedAugmentation(pipe=MarkingPipe(), every_n_batches=1)
     reference = BatchNormGAN()
     reference.load_state_dict(module.state_dict())
     torch.manual_seed(1)
     make_trainer(tmp_path, [callback]).fit(module, loader(8))
     torch.manual_seed(1)
-    no_measurement = AdaptiveAugmentation(pipe=MarkingPipe(), adapt=False, every_n_batches=100)
+    no_measurement = FixedAugmentation(pipe=MarkingPipe(), every_n_batches=100)
     make_trainer(tmp_path, [no_measurement]).fit(reference, loader(8))
     assert callback.rt is not None  # the measurement ran after every batch
     running_mean = module.discriminator.model[1].running_mean
@@ -493,7 +488,7 @@ def test_measurement_leaves_discriminator_buffers_untouched(tmp_path: Path) -> N
 def test_default_pipe_is_a_real_augment_pipe(tmp_path: Path) -> None:
     ada = pytest.importorskip("lightning_genaug.augment.ada_pipe")
     module = TemplateGAN()
-    callback = AdaptiveAugmentation(adapt=False, every_n_batches=2)
+    callback = FixedAugmentation(every_n_batches=2)
 
     class FullStrength(pl.Callback):
         def on_train_start(self, trainer, pl_module):
@@ -607,3 +602,110 @@ def test_callback_added_on_resume_continues_from_the_modules_own_p(tmp_path: Pat
         ScriptedNative(four_signs), loader(8), ckpt_path=tmp_path / "no_callback.ckpt"
     )
     assert callback.p == pytest.approx(0.3)
+
+
+# --------------------------------------------------------------------------- heuristic="rt_clean"
+
+
+class SplitVerdictD(nn.Module):
+    """Calls every clean image real (+1) and every marked, i.e. augmented, image fake (-1)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(()))  # for the template's optimiser and backward
+        self.probability = nn.Sigmoid()  # the template's loss takes probabilities
+
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
+        verdict = torch.where(img.flatten(1).amax(dim=1, keepdim=True) <= 1.0, 1.0, -1.0)
+        return self.probability(10.0 * verdict + 0.0 * (img.flatten(1).mean(1, keepdim=True) + self.unused))
+
+
+class SplitVerdictGAN(TemplateGAN):
+    def __init__(self) -> None:
+        super().__init__(lr=0.0)
+        self.discriminator = SplitVerdictD()
+
+
+@pytest.mark.parametrize(
+    ("heuristic", "reading", "direction"),
+    [("rt", -1.0, -1), ("rt_clean", 1.0, 1)],
+    ids=["augmented-reals-read-fake", "clean-reals-read-real"],
+)
+def test_each_heuristic_reads_its_own_reals_and_moves_p_its_way(
+    tmp_path: Path, heuristic: str, reading: float, direction: int
+) -> None:
+    """D memorised the clean pixels and rejects every augmented image: the two readings disagree."""
+    callback = AdaptiveAugmentation(
+        pipe=MarkingPipe(p=0.5), heuristic=heuristic, every_n_batches=2, speed_kimg=0.08
+    )
+    make_trainer(tmp_path, [callback]).fit(SplitVerdictGAN(), loader(16))  # 4 batches: 2 steps of 8 images
+    assert callback.p == pytest.approx(0.5 + direction * 2 * 8 / 80)
+    assert callback.rt == -1.0
+    assert (callback.rt_clean == reading) if heuristic == "rt_clean" else callback.rt_clean is None
+
+
+class CleanScoredNative(ScriptedNative):
+    """A native module whose ``score_reals`` answers ``clean_sign`` for every image, and counts its calls."""
+
+    def __init__(self, clean_sign: float) -> None:
+        super().__init__(lambda step: [-1.0, -1.0, -1.0, -1.0])  # augmented reals: all read fake
+        self.clean_sign = clean_sign
+        self.scored: list[torch.Tensor] = []
+
+    def score_reals(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        self.scored.append(images)
+        return torch.full((images.shape[0], 1), self.clean_sign)
+
+
+def test_native_clean_reading_scores_the_last_batch_of_each_interval_once(tmp_path: Path) -> None:
+    module = CleanScoredNative(clean_sign=1.0)
+    callback = AdaptiveAugmentation(heuristic="rt_clean", every_n_batches=4, speed_kimg=0.1)
+    make_trainer(tmp_path, [callback], max_epochs=2).fit(module, loader(16))  # 8 batches: 2 steps
+    assert len(module.scored) == 2 and all(images.shape[0] == BATCH for images in module.scored)
+    assert torch.equal(module.scored[0], make_images(16)[12:16])  # the 4th batch, un-augmented
+    assert callback.rt_clean == 1.0 and callback.rt == -1.0
+    assert callback.p == pytest.approx(2 * 16 / 100)  # up twice, whatever the augmented reals said
+
+
+def test_clean_reading_on_a_native_module_without_score_reals_fails_at_setup(tmp_path: Path) -> None:
+    callback = AdaptiveAugmentation(heuristic="rt_clean")
+    with pytest.raises(ValueError, match=r"score_reals.*heuristic='rt'"):
+        make_trainer(tmp_path, [callback]).fit(ScriptedNative(four_signs), loader(8))
+
+
+def test_an_unknown_heuristic_names_the_accepted_ones() -> None:
+    with pytest.raises(ValueError, match=r"heuristic. 'rv'; valid values are: rt, rt_clean\.") as error:
+        AdaptiveAugmentation(heuristic="rv")
+    assert "\n" not in str(error.value)
+
+
+def test_every_step_sums_its_readings_over_ranks_in_one_reduction(tmp_path: Path) -> None:
+    reductions: list[torch.Tensor] = []
+
+    class CountingReduce(pl.Callback):
+        def setup(self, trainer, pl_module, stage):
+            reduce = trainer.strategy.reduce
+
+            def counted(tensor, *args, **kwargs):
+                if tensor.dtype == torch.float64:  # the callback's (Lightning reduces its own counts too)
+                    reductions.append(tensor.clone())
+                return reduce(tensor, *args, **kwargs)
+
+            trainer.strategy.reduce = counted
+
+    callback = AdaptiveAugmentation(heuristic="rt_clean", every_n_batches=2, speed_kimg=0.1)
+    make_trainer(tmp_path, [CountingReduce(), callback]).fit(CleanScoredNative(-1.0), loader(16))
+    assert len(reductions) == 2  # 4 batches, 2 steps, one reduction each
+    # augmented sign sum, count, clean sign sum, count, images: everything the step decides on
+    assert reductions[0].tolist() == [-8.0, 8.0, -4.0, 4.0, 8.0]
+
+
+def test_native_resume_continues_the_clean_reading_exactly(tmp_path: Path) -> None:
+    def make_callback() -> AdaptiveAugmentation:
+        return AdaptiveAugmentation(heuristic="rt_clean", every_n_batches=4, speed_kimg=0.04)
+
+    uninterrupted, at_stop, resumed = _fit_and_resume(
+        tmp_path, lambda: CleanScoredNative(1.0), make_callback, lambda: loader(24)
+    )
+    assert at_stop == pytest.approx(0.4)  # one step up at batch 4
+    assert resumed == uninterrupted == pytest.approx(1.0)  # steps at 4, 8, 12, clamped at max_p

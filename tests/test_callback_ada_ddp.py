@@ -38,8 +38,8 @@ def single_process_p(signs: list[int]) -> float:
             signs[rank + RANKS * (measured_batch * BATCH + j)] for rank in range(RANKS) for j in range(BATCH)
         ]
         images_in_interval = RANKS * INTERVAL * BATCH
-        p, _ = next_p(
-            p, sum(measured), len(measured), images_in_interval, target=0.6, speed_kimg=SPEED_KIMG, max_p=1.0
+        p = next_p(
+            p, sum(measured) / len(measured), images_in_interval, target=0.6, speed_kimg=SPEED_KIMG, max_p=1.0
         )
     return p
 

@@ -1,4 +1,4 @@
-"""ScheduledAugmentation: a linear ramp of p that shares AdaptiveAugmentation's pipe, logs and checkpoints."""
+"""ScheduledAugmentation: a linear ramp of p over the strength callbacks' base (pipe, logs, checkpoints)."""
 
 from __future__ import annotations
 
@@ -78,14 +78,14 @@ def test_resume_continues_the_schedule_where_it_stopped(tmp_path: Path) -> None:
     trainer = make_trainer(tmp_path, [first], max_epochs=1, limit_train_batches=6)
     trainer.fit(ScriptedNative(always_confident), loader(24))
     trainer.save_checkpoint(tmp_path / "stop.ckpt")
-    assert first.p == pytest.approx(0.16) and first.images_seen == 16  # one update, at batch 4
+    assert first.p == pytest.approx(0.16) and first.images_total == 16  # one update, at batch 4
 
     resumed = make_callback()
     make_trainer(tmp_path, [resumed], max_epochs=2, limit_train_batches=6).fit(
         ScriptedNative(always_confident), loader(24), ckpt_path=tmp_path / "stop.ckpt"
     )
     # Updates at batches 4, 8 and 12 (the interval 5-8 straddles the checkpoint): 48 images.
-    assert resumed.images_seen == uninterrupted.images_seen == 48
+    assert resumed.images_total == uninterrupted.images_total == 48
     assert resumed.p == uninterrupted.p == pytest.approx(0.48)
     assert float(torch.as_tensor(resumed.pipe.p)) == pytest.approx(0.48)
 

@@ -153,9 +153,8 @@ def test_controller_moves_the_scaling_strength_with_rt(real_logit: float, direct
     chain_before = int(scaling.chain_length())
     scaling.observe(torch.full((64,), real_logit))
     sign_sum, count = scaling.pop_stats()
-    new_p, rt = next_p(
-        float(scaling.p), float(sign_sum), float(count), 64 * 4, target=0.6, speed_kimg=1.0, max_p=1.0
-    )
+    rt = float(sign_sum) / float(count)
+    new_p = next_p(float(scaling.p), rt, 64 * 4, target=0.6, speed_kimg=1.0, max_p=1.0)
     scaling.set_p(new_p)
     assert rt == real_logit
     assert float(scaling.p) == pytest.approx(0.5 + direction * 0.256)

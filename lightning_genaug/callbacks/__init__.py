@@ -1,19 +1,27 @@
-"""Lightning callbacks: the ADA controller and its scheduled sibling, sample grids and generative metrics.
+"""Lightning callbacks: augmentation strength (adaptive, scheduled, fixed), sample grids, generative metrics.
 
 Every callback schedules in training batches (``every_n_batches``), the unit of the D regularisers'
 lazy interval too (``R1(every_n_batches=...)``).
 """
 
 from lightning_genaug.callbacks.ada import AdaptiveAugmentation, next_p
+from lightning_genaug.callbacks.augmentation_strength import (
+    BaseAugmentationStrength,
+    FixedAugmentation,
+    StrengthReading,
+)
 from lightning_genaug.callbacks.generative_metrics import GenerativeMetrics
 from lightning_genaug.callbacks.samples import SampleGrid
 from lightning_genaug.callbacks.scheduled_augmentation import ScheduledAugmentation, scheduled_p
 
 __all__ = [
     "AdaptiveAugmentation",
+    "BaseAugmentationStrength",
+    "FixedAugmentation",
     "GenerativeMetrics",
     "SampleGrid",
     "ScheduledAugmentation",
+    "StrengthReading",
     "next_p",
     "scheduled_p",
 ]

@@ -3,7 +3,7 @@
 A module without ``augment_pipe`` (a "foreign" GAN) gets its discriminator found
 (:func:`find_discriminator`), a forward pre-hook that augments D's image input while the module trains
 (reals and fakes, in D and G steps: what ADA requires), and a probe that measures ``r_t`` by running D
-once more, under ``no_grad``, on augmented reals (:meth:`ForeignDiscriminator.observe_augmented_reals`).
+once more, under ``no_grad``, on augmented reals (:meth:`ForeignDiscriminator.real_scores`).
 The controller in :mod:`lightning_genaug.callbacks.ada` decides ``p``; this file only touches D.
 """
 
@@ -63,16 +63,22 @@ class ForeignDiscriminator:
             self._real_pair = None
 
     @torch.no_grad()
-    def observe_augmented_reals(self, images: torch.Tensor, labels: torch.Tensor | None) -> None:
-        """Run D (in its current mode) on augmented reals and feed its logits to the pipe.
+    def real_scores(
+        self, images: torch.Tensor, labels: torch.Tensor | None, *, augment: bool
+    ) -> torch.Tensor | list[torch.Tensor]:
+        """Run D (in its current mode) on the batch's reals, augmented or clean; return its signed scores.
 
-        D's buffers (e.g. BatchNorm running statistics) are restored afterwards, so the measurement
-        leaves no trace on training.
+        D's buffers (e.g. BatchNorm running statistics) are restored afterwards, so the reading leaves
+        no trace on training.
 
         Args:
             images: the current batch's reals ``(B, C, H, W)``; for a paired D, the real pair it was
                 last called with in this batch is used instead.
             labels: ``(B,)`` class ids, or ``None``; passed to D when its forward takes them.
+            augment: run the reals through the pipe first (the paper's ``r_t``) or not (``rt_clean``).
+
+        Returns:
+            Scores whose sign says "real" (see :func:`_signed_scores`), for ``pipe.observe``.
 
         Raises:
             ValueError: a paired D was not called on a recognisable real pair in this batch.
@@ -81,15 +87,15 @@ class ForeignDiscriminator:
         if self.condition_channels is not None:
             if self._real_pair is None:
                 raise ValueError(
-                    f"AdaptiveAugmentation saw no real pair go into `{type(discriminator).__name__}` in this "
-                    f"batch: with a paired pipe (condition_channels={self.condition_channels}) it recognises "
-                    "D's real input as cat([condition, image], dim=1) whose image channels equal an image "
-                    "tensor of the training batch. Feed the batch's target to D unchanged (normalise it in "
-                    "the DataModule), or give the module an `augment_pipe` it feeds with "
+                    f"The augmentation callback saw no real pair go into `{type(discriminator).__name__}` "
+                    f"in this batch: with a paired pipe (condition_channels={self.condition_channels}) it "
+                    "recognises D's real input as cat([condition, image], dim=1) whose image channels equal "
+                    "an image tensor of the training batch. Feed the batch's target to D unchanged "
+                    "(normalise it in the DataModule), or give the module an `augment_pipe` it feeds with "
                     "`observe(real_logits)` (the native path)."
                 )
             images = self._real_pair
-        args: tuple[torch.Tensor, ...] = (pipe(images),)
+        args: tuple[torch.Tensor, ...] = (pipe(images) if augment else images,)
         if self.takes_labels:
             if labels is None:
                 raise ValueError(
@@ -100,12 +106,11 @@ class ForeignDiscriminator:
         saved_buffers = [buffer.clone() for buffer in discriminator.buffers()]
         augmenting, self.augmenting = self.augmenting, False
         try:
-            logits = _signed_scores(discriminator, args)
+            return _signed_scores(discriminator, args)
         finally:
             self.augmenting = augmenting
             for buffer, saved in zip(discriminator.buffers(), saved_buffers, strict=True):
                 buffer.copy_(saved)
-        pipe.observe(logits)
 
     def remove(self) -> None:
         """Stop augmenting and take the hook off D (idempotent)."""

@@ -72,8 +72,9 @@ class SampleGrid(Callback):
         self.at_fit_end = at_fit_end
         self.seed = seed
         if temperatures is not None:
-            temperatures = [check_range("temperatures", float(t), 0.0, None, low_inclusive=False)
-                            for t in temperatures]
+            temperatures = [
+                check_range("temperatures", float(t), 0.0, None, low_inclusive=False) for t in temperatures
+            ]
             if not temperatures:
                 raise ValueError("`temperatures` must be None or a non-empty list of positive floats, got []")
         self.temperatures = temperatures
@@ -180,7 +181,9 @@ class SampleGrid(Callback):
 
         batch = f"batch {self.batches_seen}"
         captions = [batch + ("" if t is None else f", temperature {t:g}") for t in grids]
-        images = [wandb.Image(grid_to_uint8(grid), caption=caption)
-                  for grid, caption in zip(grids.values(), captions, strict=True)]
+        images = [
+            wandb.Image(grid_to_uint8(grid), caption=caption)
+            for grid, caption in zip(grids.values(), captions, strict=True)
+        ]
         kimg = images_shown(pl_module, self.images_seen) / 1000
         logger.log_metrics({self.key: images, "kimg": kimg}, step=step)

@@ -397,6 +397,14 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         discriminator = self.D if regularizing else self._compiled.get("D", self.D)
         return discriminator(self.augment_for_discriminator(images), c)
 
+    @torch.no_grad()
+    def score_reals(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """D's logits ``(B, 1)`` for un-augmented real ``images`` ``(B, C, H, W)``, without gradient.
+
+        The clean reading of the augmentation-strength callbacks (``heuristic="rt_clean"``).
+        """
+        return self.D(images, self.class_condition(labels, images.shape[0]))
+
     def _latents(self, batch_size: int) -> torch.Tensor:
         return torch.randn(batch_size, self.G.z_dim, device=self.device)
 

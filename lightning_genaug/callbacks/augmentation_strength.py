@@ -1,0 +1,397 @@
+"""The augmentation-strength callbacks' one base, and the simplest of them: a fixed ``p``.
+
+Every callback that sets the strength ``p`` of a GAN's discriminator augmentation does the same work
+around one decision, as Lightning's fine-tuning callbacks share ``BaseFinetuning``:
+
+* find the pipe: the module's own ``augment_pipe`` (the native path), or, on a module without one, its
+  discriminator, on whose image input a pipe is installed with a forward pre-hook (the foreign path,
+  :mod:`lightning_genaug.callbacks.foreign_discriminator`);
+* read D every ``every_n_batches`` batches: the signs of its logits for *augmented* reals (what the
+  module fed to ``pipe.observe``, or a no-grad probe on the foreign path) and, when the subclass asks
+  for it, for the current batch's *clean* reals (:attr:`BaseAugmentationStrength.reads_clean_reals`);
+* sum the readings over ranks in one reduction, so every rank computes the same ``p``;
+* write ``p`` to its one home, the pipe's ``p`` buffer; log ``ada/p``, ``ada/rt`` (and
+  ``ada/rt_clean``); checkpoint the counters.
+
+A subclass only says the next ``p`` from a :class:`StrengthReading`
+(:meth:`BaseAugmentationStrength.next_strength`):
+:class:`~lightning_genaug.callbacks.ada.AdaptiveAugmentation` (a controller),
+:class:`~lightning_genaug.callbacks.scheduled_augmentation.ScheduledAugmentation` (a ramp) and
+:class:`FixedAugmentation` (the pipe's own ``p``, held) are siblings.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import nn
+
+from lightning_genaug._checks import check_choice, check_images, check_positive_int
+from lightning_genaug.augment.ada_pipe import AUGMENT_PRESETS, AugmentPipe
+from lightning_genaug.augment.protocol import AugmentationStrength, SignAccumulator
+from lightning_genaug.callbacks.foreign_discriminator import ForeignDiscriminator, find_discriminator
+from lightning_genaug.data.batch import split_batch
+
+
+def measured_rt(sign_sum: float, count: float) -> float:
+    """The overfitting heuristic ``r_t = sum(sign(D(x_real))) / count``; NaN with no observation.
+
+    >>> measured_rt(10.0, 16.0), measured_rt(0.0, 0.0)
+    (0.625, nan)
+    """
+    return sign_sum / count if count > 0 else math.nan
+
+
+@dataclass(frozen=True)
+class StrengthReading:
+    """What D said over one interval of ``every_n_batches`` batches, summed over ranks.
+
+    Attributes:
+        rt: ``E[sign(D(augmented reals))]``, the paper's ``r_t`` (NaN without observations).
+        rt_clean: ``E[sign(D(clean reals))]`` over the interval's last batch, un-augmented (NaN unless
+            the callback :attr:`~BaseAugmentationStrength.reads_clean_reals`).
+        images_seen: training images in the interval, all ranks together.
+        images_total: training images since the start of the run, all ranks together, this interval's
+            included.
+    """
+
+    rt: float
+    rt_clean: float
+    images_seen: float
+    images_total: float
+
+
+class BaseAugmentationStrength(Callback):
+    """Sets the augmentation strength ``p`` of a GAN every ``every_n_batches`` batches.
+
+    Subclasses implement :meth:`next_strength`. Use one such callback per Trainer.
+
+    A module that owns ``augment_pipe`` (``StyleGAN2ADA``, ``ScaleGAN``, any module following the ADA
+    protocol) gets its pipe's ``p`` set. A module without one gets augmentation added to its
+    discriminator, found by ``discriminator_attr`` or as the first of ``discriminator``, ``netD``,
+    ``D``, ``disc``, ``critic``, with no code change: D's first positional argument (or the keyword
+    argument named ``image_key``, default ``"image"``) is augmented while the module is training; its
+    other arguments (labels) pass through untouched. D must then be callable as ``D(images)`` or
+    ``D(images, labels)`` for the ``r_t`` reading, which costs one extra no-grad D forward on the
+    current batch's reals every ``every_n_batches`` batches.
+
+    Logs ``ada/p`` (progress bar) and ``ada/rt`` (the latest reading) every training batch, and
+    ``ada/rt_clean`` when it is read. ``p`` lives in the pipe's ``p`` buffer only: the module's
+    checkpoint holds it on the native path, this callback's state holds the pipe it owns on the foreign
+    path, so a resumed run continues ``p`` exactly.
+
+    Args:
+        every_n_batches: read D and set ``p`` every this many training batches.
+        preset: preset of the ``AugmentPipe`` created for a module without ``augment_pipe`` (ignored when
+            ``pipe`` is given or the module owns a pipe).
+        pipe: a ready pipe implementing the ADA protocol (``AugmentPipe``, ``DiffAugment``,
+            ``DataScaling``, ...) to install on a module without ``augment_pipe``.
+        discriminator_attr: attribute of the module holding D (foreign path), or a dotted path to a nested
+            one (``"loss.discriminator"``). Default: the first of the names above on the module, else the
+            one submodule at any depth with such a name.
+        image_key: key of the images in dict batches, and keyword of D's image argument when D is
+            called with keywords only.
+    """
+
+    def __init__(
+        self,
+        every_n_batches: int = 4,
+        preset: str = "bgc",
+        pipe: nn.Module | None = None,
+        discriminator_attr: str | None = None,
+        image_key: str | None = None,
+    ) -> None:
+        self.every_n_batches = check_positive_int("every_n_batches", every_n_batches)
+        self.preset = check_choice("preset", preset, AUGMENT_PRESETS)
+        self.discriminator_attr = (
+            None if discriminator_attr is None else _check_name("discriminator_attr", discriminator_attr)
+        )
+        self.image_key = None if image_key is None else _check_name("image_key", image_key)
+        if pipe is not None:
+            _check_pipe(pipe, "pipe")
+        self._pipe_given = pipe is not None
+        self._foreign_pipe: nn.Module | None = pipe  # built in `setup` when the foreign path needs one
+
+        self._rt: float | None = None
+        self._rt_clean: float | None = None
+        self._batches_seen = 0
+        self._images_since_update = 0
+        self._images_total = 0.0
+        self._warned_no_signs = False
+        self._clean_signs = SignAccumulator()  # the clean reading's accumulator (its p is unused)
+
+        self._pipe: nn.Module | None = None
+        self._foreign: ForeignDiscriminator | None = None  # the hook on D, on the foreign path
+
+    # ------------------------------------------------------------------ what subclasses say
+
+    reads_clean_reals: bool = False
+    """Whether :meth:`next_strength` needs ``rt_clean``: D is then run, under ``no_grad``, on the clean
+    reals of every ``every_n_batches``-th batch (the module's ``score_reals`` on the native path)."""
+
+    def next_strength(self, p: float, reading: StrengthReading) -> float:
+        """The strength after an interval, from the current ``p`` and what D said during it."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ public state
+
+    @property
+    def p(self) -> float | None:
+        """The current strength, read from the pipe's ``p`` buffer (``None`` before ``setup``)."""
+        return None if self._pipe is None else float(self._pipe.p)
+
+    @property
+    def rt(self) -> float | None:
+        """The latest ``r_t`` on augmented reals (``None`` before the first reading)."""
+        return self._rt
+
+    @property
+    def rt_clean(self) -> float | None:
+        """The latest ``r_t`` on clean reals (``None`` unless :attr:`reads_clean_reals`)."""
+        return self._rt_clean
+
+    @property
+    def images_total(self) -> float:
+        """Training images seen at the last reading, all ranks together (checkpointed)."""
+        return self._images_total
+
+    @property
+    def pipe(self) -> nn.Module | None:
+        """The pipe whose ``p`` is set (known after ``setup``)."""
+        return self._pipe
+
+    @property
+    def is_foreign(self) -> bool:
+        """Whether the callback augments the discriminator itself (module without ``augment_pipe``)."""
+        return self._foreign is not None
+
+    @property
+    def state_key(self) -> str:
+        pipe_name = type(self._foreign_pipe).__name__ if self._pipe_given else self.preset
+        return self._generate_state_key(
+            discriminator_attr=self.discriminator_attr, image_key=self.image_key, pipe=pipe_name
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """The counters and readings, plus the state of the pipe it owns on the foreign path (its ``p``)."""
+        state: dict[str, Any] = {
+            "rt": self._rt,
+            "rt_clean": self._rt_clean,
+            "batches_seen": self._batches_seen,
+            "images_since_update": self._images_since_update,
+            "images_total": self._images_total,
+        }
+        if self.is_foreign:
+            state["pipe"] = self._foreign_pipe.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._rt = state_dict.get("rt")
+        self._rt_clean = state_dict.get("rt_clean")
+        self._batches_seen = int(state_dict.get("batches_seen", 0))
+        self._images_since_update = int(state_dict.get("images_since_update", 0))
+        # 0.3's ScheduledAugmentation kept the run's images as `images_seen`.
+        self._images_total = float(state_dict.get("images_total", state_dict.get("images_seen", 0)))
+        if "pipe" in state_dict:
+            self._require_foreign_pipe().load_state_dict(state_dict["pipe"])
+
+    # ------------------------------------------------------------------ hooks
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        self._remove_hook()
+        self._foreign = None
+        if hasattr(pl_module, "augment_pipe"):
+            self._pipe = self._module_pipe(pl_module)
+            if self.reads_clean_reals and not callable(getattr(pl_module, "score_reals", None)):
+                raise ValueError(
+                    f"{type(self).__name__} reads D on clean reals, and `{type(pl_module).__name__}` owns "
+                    "`augment_pipe` but has no `score_reals(images, labels)` returning D's logits for "
+                    "un-augmented images; add that method, or choose a reading of augmented reals "
+                    "(e.g. `heuristic='rt'`)."
+                )
+            return
+        discriminator = find_discriminator(pl_module, self.discriminator_attr)
+        self._pipe = self._require_foreign_pipe()
+        self._foreign = ForeignDiscriminator(pl_module, discriminator, self._pipe, self.image_key)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Start augmenting from the pipe's own ``p`` (a fresh run's, or the one a checkpoint restored)."""
+        pipe = self._require_pipe()
+        self._clean_signs.to(pl_module.device)
+        if self._foreign is not None:
+            pipe.to(pl_module.device)
+            self._foreign.augmenting = True
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        images, _ = self._split(batch)
+        self._images_since_update += images.shape[0]
+        if self._foreign is not None:
+            self._foreign.start_batch(batch)
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        self._batches_seen += 1
+        if self._batches_seen % self.every_n_batches == 0:
+            images, labels = self._split(batch)
+            if self._foreign is not None:
+                self._require_pipe().observe(self._foreign.real_scores(images, labels, augment=True))
+            if self.reads_clean_reals:
+                self._clean_signs.observe(self._clean_scores(pl_module, images, labels))
+            self._update(trainer)
+        p = self._require_pipe().p.detach().float()
+        pl_module.log("ada/p", p, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
+        for name, value in (("ada/rt", self._rt), ("ada/rt_clean", self._rt_clean)):
+            if value is not None and not math.isnan(value):
+                pl_module.log(name, value, on_step=True, on_epoch=False, batch_size=1)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._foreign is not None:
+            self._foreign.augmenting = False
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._remove_hook()
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        self._remove_hook()
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._remove_hook()
+
+    # ------------------------------------------------------------------ helpers
+
+    def _module_pipe(self, pl_module: pl.LightningModule) -> nn.Module:
+        """The native path's pipe, ``pl_module.augment_pipe``, checked."""
+        module_name, own_pipe = type(pl_module).__name__, pl_module.augment_pipe
+        if own_pipe is None:
+            raise ValueError(
+                f"`{module_name}.augment_pipe` is None: the module has its augmentation switched off, so "
+                f"there is no strength to set. Give the module an augmentation (e.g. `augment: "
+                f"{{class_path: AugmentPipe}}`) or remove {type(self).__name__}."
+            )
+        _check_pipe(own_pipe, f"{module_name}.augment_pipe")
+        if self._pipe_given and self._foreign_pipe is not own_pipe:
+            raise ValueError(
+                f"{module_name} already owns `augment_pipe`, and `pipe` was given too; drop `pipe=` (the "
+                "callback sets the module's own pipe)."
+            )
+        return own_pipe
+
+    @torch.no_grad()
+    def _clean_scores(
+        self, pl_module: pl.LightningModule, images: torch.Tensor, labels: torch.Tensor | None
+    ) -> torch.Tensor | list[torch.Tensor]:
+        """D's scores for the batch's un-augmented reals: the module's ``score_reals``, or the foreign D."""
+        if self._foreign is not None:
+            return self._foreign.real_scores(images, labels, augment=False)
+        return pl_module.score_reals(images, labels)
+
+    def _require_pipe(self) -> nn.Module:
+        if self._pipe is None:
+            raise RuntimeError(f"{type(self).__name__} has no pipe: `setup(stage='fit')` has not run.")
+        return self._pipe
+
+    def _split(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+        try:
+            images, labels = split_batch(batch, self.image_key)
+        except ValueError as error:
+            raise ValueError(f"{type(self).__name__} cannot find the batch's images: {error}") from None
+        return check_images(images, "batch images"), labels
+
+    def _require_foreign_pipe(self) -> nn.Module:
+        """The pipe of the foreign path: ``pipe=`` or an ``AugmentPipe(preset)``, built on first use."""
+        if self._foreign_pipe is None:
+            self._foreign_pipe = AugmentPipe(preset=self.preset)
+        return self._foreign_pipe
+
+    def _write_p(self, p: float) -> None:
+        with torch.no_grad():
+            self._require_pipe().p.fill_(p)
+
+    def _update(self, trainer: pl.Trainer) -> None:
+        """Sum the interval's readings over ranks (one reduction), ask the subclass for ``p``, write it."""
+        sign_sum, count = self._require_pipe().pop_stats()
+        clean_sum, clean_count = self._clean_signs.pop_stats()
+        device = sign_sum.device
+        local = torch.stack(
+            [
+                sign_sum.to(torch.float64),
+                count.to(torch.float64),
+                clean_sum.to(device, torch.float64),
+                clean_count.to(device, torch.float64),
+                torch.tensor(float(self._images_since_update), dtype=torch.float64, device=device),
+            ]
+        )
+        totals = trainer.strategy.reduce(local, reduce_op="sum").tolist()
+        total_signs, total_count, total_clean, total_clean_count, total_images = totals
+        self._images_since_update = 0
+        self._images_total += total_images
+        reading = StrengthReading(
+            rt=measured_rt(total_signs, total_count),
+            rt_clean=measured_rt(total_clean, total_clean_count),
+            images_seen=total_images,
+            images_total=self._images_total,
+        )
+        self._rt = reading.rt
+        if self.reads_clean_reals:
+            self._rt_clean = reading.rt_clean
+        if total_count <= 0 and not self._warned_no_signs:
+            self._warned_no_signs = True
+            rank_zero_warn(
+                f"{type(self).__name__}: the pipe observed no discriminator logits during the last "
+                f"{self.every_n_batches} batches, so r_t cannot be measured. The module must call "
+                "`self.augment_pipe.observe(real_logits)` on D's logits for augmented reals."
+            )
+        self._write_p(self.next_strength(float(self._require_pipe().p), reading))
+
+    def _remove_hook(self) -> None:
+        if self._foreign is not None:
+            self._foreign.remove()
+
+
+class FixedAugmentation(BaseAugmentationStrength):
+    """Hold the pipe's own ``p`` all run, and read D's ``r_t`` the way the adaptive callback does.
+
+    The paper's fixed-p baselines, Scale-GAN's constant scaling strength, or any augmentation at full
+    strength (``DiffAugment(p=1)``) with ``r_t`` logged to watch over-fitting; on a module without
+    ``augment_pipe`` it also installs the augmentation on D (the pipe at the ``p`` it was built with).
+    Takes the arguments of :class:`BaseAugmentationStrength`; ``p`` is the pipe's (``AugmentPipe(p=0.2)``).
+
+    Example:
+        >>> callback = FixedAugmentation(pipe=AugmentPipe("bgc", p=0.2))
+        >>> callback.next_strength(0.2, StrengthReading(rt=0.9, rt_clean=math.nan, images_seen=128,
+        ...     images_total=1280))
+        0.2
+    """
+
+    def next_strength(self, p: float, reading: StrengthReading) -> float:
+        return p
+
+
+def _check_name(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise TypeError(f"`{name}` must be a non-empty string, got {type(value).__name__} {value!r}.")
+    return value
+
+
+def _check_pipe(pipe: Any, name: str) -> None:
+    if not isinstance(pipe, nn.Module) or not isinstance(pipe, AugmentationStrength):
+        raise TypeError(
+            f"`{name}` must be an nn.Module implementing the ADA protocol (a `p` buffer, `observe()`, "
+            f"`pop_stats()`; see lightning_genaug.augment.protocol), got {type(pipe).__name__}."
+        )
+    if not isinstance(pipe.p, torch.Tensor) or pipe.p.ndim != 0:
+        raise TypeError(f"`{name}.p` must be a 0-d tensor buffer, got {pipe.p!r}.")
