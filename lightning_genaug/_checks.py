@@ -96,3 +96,33 @@ def check_images(images: Any, name: str = "images", *, channels: Iterable[int] |
                 "Use `x.permute(0, 3, 1, 2)`."
             )
     return images
+
+
+class MismatchError(ValueError):
+    """Two parts of a run (data, model, metrics) disagree on the images or the classes.
+
+    Raised in ``setup``, before the first training step; the message is one line naming both values
+    and the option to change. ``lightning-genaug`` prints it as one ``error:`` line (exit code 2).
+    """
+
+
+def check_same(quantity: str, first: tuple[str, Any], second: tuple[str, Any], fix: str) -> None:
+    """Raise :class:`MismatchError` when two parts of a run give ``quantity`` different values.
+
+    Args:
+        quantity: what is compared, e.g. ``"channels"``.
+        first: ``(who, value)``, e.g. ``("StyleGAN2ADA (`model.channels`)", 3)``.
+        second: the same for the other part.
+        fix: the sentence that says which option to change.
+
+    >>> check_same("channels", ("the model", 1), ("the data", 1), "set them equal.")
+    >>> check_same("channels", ("the model", 3), ("the data", 1), "set them equal.")
+    Traceback (most recent call last):
+    ...
+    lightning_genaug._checks.MismatchError: channels differ: the model has 3, the data has 1; set them equal.
+    """
+    (first_name, first_value), (second_name, second_value) = first, second
+    if first_value != second_value:
+        raise MismatchError(
+            f"{quantity} differ: {first_name} has {first_value}, {second_name} has {second_value}; {fix}"
+        )

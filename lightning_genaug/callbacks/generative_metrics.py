@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchmetrics import Metric
 from tqdm.auto import tqdm
 
-from lightning_genaug._checks import check_choice, check_images, check_positive_int
+from lightning_genaug._checks import MismatchError, check_choice, check_images, check_positive_int, check_same
 from lightning_genaug.callbacks._progress import images_shown
 from lightning_genaug.data.batch import split_batch
 from lightning_genaug.metrics.cache import RealStatistics, RealStatisticsCache, default_cache_dir
@@ -159,8 +159,8 @@ class GenerativeMetrics(Callback):
         self.metrics = _normalise_metrics(metrics)
         self.num_gen = check_positive_int("num_gen", num_gen)
         self.num_real = None if num_real is None else check_positive_int("num_real", num_real)
-        self.every_n_batches = None if every_n_batches is None else check_positive_int(
-            "every_n_batches", every_n_batches
+        self.every_n_batches = (
+            None if every_n_batches is None else check_positive_int("every_n_batches", every_n_batches)
         )
         self.at_fit_end = at_fit_end
         if isinstance(feature_extractor, str):
@@ -226,6 +226,70 @@ class GenerativeMetrics(Callback):
             weights_path = self.feature_extractor_weights_path
             self._extractor = build_feature_extractor(self.feature_extractor, weights_path)
             self._extractor.eval().requires_grad_(False)
+        self._check_extractor_agrees(trainer, pl_module)
+
+    def _images_checked(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[str, tuple] | None:
+        """``(whose images, (C, H, W))`` the extractor will see: ``real_data``'s, the data's, the model's."""
+        if isinstance(self.real_data, torch.Tensor) and self.real_data.ndim == 4:
+            return "`real_data`", tuple(self.real_data.shape[1:])
+        datamodule = getattr(trainer, "datamodule", None)
+        shape = getattr(datamodule, "image_shape", None) if self.real_data is None else None
+        if shape is not None:
+            return f"{type(datamodule).__name__}'s images", tuple(int(size) for size in shape)
+        hparams = getattr(pl_module, "hparams", {})
+        channels, resolution = hparams.get("channels"), hparams.get("resolution")
+        if isinstance(channels, int) and isinstance(resolution, int):
+            return f"{type(pl_module).__name__}'s images", (channels, resolution, resolution)
+        return None
+
+    def _check_extractor_agrees(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Stop in ``setup``, in one line, when the extractor cannot take the run's images or classes.
+
+        The extractor's declared ``in_channels`` (``ClassifierFeatures``) must be the images' channels;
+        any extractor must run on two blank images of the run's shape (a shape error now, not after
+        training); a declared ``num_classes`` must be the data's when the data is labelled.
+
+        Raises:
+            MismatchError: the extractor and the run's images or classes disagree.
+        """
+        found = self._images_checked(trainer, pl_module)
+        if found is None:
+            return
+        whose, (channels, height, width) = found
+        extractor = self._extractor
+        name = f"GenerativeMetrics' `feature_extractor` ({type(extractor).__name__})"
+        declared_channels = getattr(extractor, "in_channels", None)
+        if isinstance(declared_channels, int):
+            check_same(
+                "Image channels",
+                (f"{name} `in_channels`", declared_channels),
+                (whose, channels),
+                f"set the feature_extractor's `in_channels: {channels}` "
+                "(`init_args.in_channels` in a config).",
+            )
+        parameter = next(extractor.parameters(), None)
+        device = None if parameter is None else parameter.device
+        blank = torch.zeros(2, channels, height, width, device=device)
+        try:
+            extract_features(extractor, blank)
+        except RuntimeError as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise MismatchError(
+                f"{name} cannot take {whose} ({channels}x{height}x{width}): {reason}; give it an extractor "
+                f"for {channels}-channel {height}x{width} images."
+            ) from error
+        datamodule = getattr(trainer, "datamodule", None)
+        data_classes = getattr(datamodule, "num_classes", None) if self.real_data is None else None
+        data_classes = int(data_classes) if isinstance(data_classes, int | torch.Tensor) else None
+        declared_classes = getattr(extractor, "num_classes", None)
+        if isinstance(declared_classes, int) and isinstance(data_classes, int) and data_classes > 0:
+            check_same(
+                "Classes",
+                (f"{name} `num_classes`", declared_classes),
+                (f"{type(datamodule).__name__}'s labels", data_classes),
+                f"set the feature_extractor's `num_classes: {data_classes}` "
+                "(`init_args.num_classes` in a config).",
+            )
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
@@ -306,8 +370,12 @@ class GenerativeMetrics(Callback):
     @staticmethod
     def _compute(metrics: dict[str, Metric]) -> dict[str, float]:
         """Each metric's synced value(s) under the logged names."""
-        names = {"fid": ("fid",), "kid": ("kid", "kid_std"), "is": ("is", "is_std"),
-                 "pr": ("precision", "recall")}
+        names = {
+            "fid": ("fid",),
+            "kid": ("kid", "kid_std"),
+            "is": ("is", "is_std"),
+            "pr": ("precision", "recall"),
+        }
         values: dict[str, float] = {}
         for key, metric in metrics.items():
             result = metric.compute()
@@ -318,7 +386,10 @@ class GenerativeMetrics(Callback):
 
     def _progress(self, trainer: pl.Trainer, total: int, description: str) -> tqdm:
         return tqdm(
-            total=total, desc=description, unit="img", leave=False,
+            total=total,
+            desc=description,
+            unit="img",
+            leave=False,
             disable=not (self.progress_bar and trainer.is_global_zero),
         )
 

@@ -36,6 +36,8 @@ class ClassifierFeatures(nn.Module):
     def __init__(self, in_channels: int, num_classes: int, width: int = 32, feature_dim: int = 128) -> None:
         super().__init__()
         self.feature_dim = feature_dim  # read by the torchmetrics classes to size their states
+        self.in_channels = in_channels  # read by GenerativeMetrics to check the run's images in `setup`
+        self.num_classes = num_classes  # likewise, against the data's classes
         layers: list[nn.Module] = []
         channels = in_channels
         for block in range(3):

@@ -32,7 +32,7 @@ from jsonargparse import lazy_instance
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
-from lightning_genaug._checks import check_positive_int, check_range
+from lightning_genaug._checks import check_positive_int, check_range, check_same
 from lightning_genaug.augment.ada_pipe import AugmentPipe
 from lightning_genaug.data.batch import split_batch
 from lightning_genaug.distributed import backward_and_sync, seed_per_rank
@@ -274,6 +274,8 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
             self.hparams.update(shapes_from_pickle(self.hparams, official))
         if self.G is None:
             self.build(*self._shapes_from_datamodule())
+        if stage != "predict":  # predict draws from G alone; the datamodule's images are not used
+            self._check_datamodule_agrees()
         if initialize and stage in ("fit", "predict"):
             self.load_weights_from(self.hparams.init_from, official)
         self.lend_predict_dataloader(stage)
@@ -294,6 +296,50 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         else:
             num_classes = int(getattr(datamodule, "num_classes", 0) or 0)
         return resolution, channels, num_classes
+
+    def _check_datamodule_agrees(self) -> None:
+        """The networks' channels, resolution and classes against the datamodule's, before any step.
+
+        A value the model was given (``channels: 3``, a checkpoint's or ``init_from``'s shapes) that the
+        data does not have stops the run here, in one line naming both values and the option to change,
+        instead of as a shape error at the first batch (or silently, for classes). A model left at
+        ``num_classes: 0`` trains unconditionally on labelled data; that is a choice, not a mismatch.
+
+        Raises:
+            MismatchError: channels, resolution or classes differ.
+        """
+        datamodule = self.trainer.datamodule
+        if datamodule is None:
+            return
+        hp = self.hparams
+        source = " (set by `model.init_from`)" if hp.init_from else ""
+        image_shape = getattr(datamodule, "image_shape", None)
+        data = f"{type(datamodule).__name__}'s images"
+        if image_shape is not None:
+            channels, height, width = (int(size) for size in image_shape)
+            check_same(
+                "Image channels",
+                (f"StyleGAN2ADA (`model.channels`{source})", hp.channels),
+                (data, channels),
+                f"set `model.channels: {channels}` (or null: the data's), or the data's "
+                f"`channels: {hp.channels}`.",
+            )
+            check_same(
+                "Image sizes",
+                (f"StyleGAN2ADA (`model.resolution`{source})", f"{hp.resolution}x{hp.resolution}"),
+                (data, f"{height}x{width}"),
+                f"set `model.resolution: {height}` (or null: the data's), or the data's "
+                f"`resolution: {hp.resolution}`.",
+            )
+        data_classes = getattr(datamodule, "num_classes", None)
+        if data_classes is not None and hp.num_classes > 0:
+            check_same(
+                "Classes",
+                (f"StyleGAN2ADA (`model.num_classes`{source})", hp.num_classes),
+                (f"{type(datamodule).__name__}'s labels", int(data_classes)),
+                f"set `model.num_classes: {int(data_classes)}` (or null: the data's; 0: unconditional), or "
+                "give the data that many classes (class sub-folders, `use_labels: true`).",
+            )
 
     def load_weights_from(self, path: str | os.PathLike, official: OfficialNetworks | None = None) -> None:
         """Copy G, D and G_ema weights from a ``StyleGAN2ADA`` checkpoint or an official ``.pkl``.
