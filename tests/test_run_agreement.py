@@ -7,17 +7,20 @@ crashed after training).
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_genaug._checks import MismatchError
 from lightning_genaug.callbacks import GenerativeMetrics
-from lightning_genaug.data import DigitsDataModule
+from lightning_genaug.data import DigitsDataModule, ImageDataModule
 from lightning_genaug.metrics.trained_extractor import ClassifierFeatures
 from lightning_genaug.models.stylegan2 import StyleGAN2ADA
 
@@ -171,3 +174,45 @@ def test_unlabelled_data_leaves_the_extractors_classes_unchecked(tmp_path):
     trainer(tmp_path, [callback]).fit(model, datamodule=digits(use_labels=False))
     assert int(model.num_batches) == 1
     assert "metrics/kid" in callback.last_values
+
+
+# --------------------------------------------------------------------- what the data converts
+
+
+def photos(folder: Path, colour: bool) -> Path:
+    """Four 8x8 RGB PNGs: colour noise, or grey levels stored as RGB (R = G = B)."""
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(4):
+        pixels = rng.integers(0, 256, (8, 8, 3 if colour else 1), dtype=np.uint8)
+        Image.fromarray(pixels if colour else pixels.repeat(3, axis=2)).save(folder / f"{index}.png")
+    return folder
+
+
+def test_colour_images_read_with_channels_1_say_they_turn_grey(tmp_path, caplog):
+    """The issue's silent case: the digits config's `channels: 1` kept while `--data.path` swapped."""
+    folder = photos(tmp_path / "photos", colour=True)
+    with caplog.at_level(logging.INFO, logger="lightning_genaug.data.images"):
+        assert ImageDataModule(folder, channels=1).image_shape == (1, 8, 8)  # converted, as configured
+    warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+    assert warnings == [
+        f"{str(folder)!r} holds colour images (e.g. '0.png') and `channels: 1` converts them to grey; set "
+        "`channels: 3` (--data.channels 3) to train in colour, or store the images in grey to train in grey."
+    ]
+    assert "colour images converted to grey (ITU-R 601 luma)" in caplog.text  # the rule, logged at INFO
+
+
+@pytest.mark.parametrize(("colour", "channels"), [(False, 1), (True, 3), (True, None)])
+def test_no_colour_is_lost_no_warning(tmp_path, caplog, colour, channels):
+    folder = photos(tmp_path / "photos", colour=colour)
+    with caplog.at_level(logging.WARNING, logger="lightning_genaug.data.images"):
+        ImageDataModule(folder, channels=channels).image_shape
+    assert caplog.records == []
+
+
+def test_a_colour_array_read_with_channels_1_says_it_turns_grey(tmp_path, caplog):
+    path = tmp_path / "photos.npy"
+    np.save(path, np.random.default_rng(0).integers(0, 256, (4, 8, 8, 3), dtype=np.uint8))
+    with caplog.at_level(logging.WARNING, logger="lightning_genaug.data.images"):
+        assert ImageDataModule(path, channels=1).image_shape == (1, 8, 8)
+    assert "holds colour images (e.g. 'the first images') and `channels: 1` converts them" in caplog.text

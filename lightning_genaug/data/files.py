@@ -110,6 +110,22 @@ class ImageDecoder:
             ) from error
         return self._to_array(upright, name)
 
+    @staticmethod
+    def is_colour(data: bytes) -> bool | None:
+        """Whether encoded image ``data`` has channels that differ somewhere (grey stored as RGB has not).
+
+        Decoding such an image with ``channels=1`` discards its colour (PIL's ``L``: ITU-R 601 luma).
+        ``None`` when the bytes are not a readable image.
+        """
+        try:
+            with Image.open(io.BytesIO(data)) as pil_image:
+                if pil_image.mode in ("1", "L", "LA", *HIGH_DEPTH_MODES):
+                    return False
+                rgb = np.asarray(pil_image.convert("RGB"))
+        except _UNREADABLE:
+            return None
+        return bool((rgb[..., :1] != rgb[..., 1:]).any())
+
     def _to_array(self, pil_image: Image.Image, name: str) -> np.ndarray:
         if pil_image.mode in HIGH_DEPTH_MODES:
             pil_image = Image.fromarray(pixels_to_uint8(_samples(pil_image, name), name))

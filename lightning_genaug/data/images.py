@@ -23,6 +23,12 @@ from lightning_genaug.data.files import (
 
 log = logging.getLogger(__name__)
 
+COLOUR_TO_GREY = (
+    "%r holds colour images (e.g. %r) and `channels: 1` converts them to grey; set `channels: 3` "
+    "(--data.channels 3) to train in colour, or store the images in grey to train in grey."
+)
+"""The warning of a colour source read with ``channels=1`` (a grey config kept for colour data)."""
+
 # Decode up front when the uint8 images take at most this much RAM (ImageDataModule's `memory_budget_gb`).
 DEFAULT_MEMORY_BUDGET_GB = 2.0
 
@@ -106,12 +112,21 @@ class ImageDataModule(InMemoryImageDataModule):
         return self.decoder.channels
 
     def load(self) -> tuple[torch.Tensor | LazyImages, torch.Tensor | None]:
+        if self.channels is not None:
+            log.info(
+                "Images are read with %d channel(s) (`channels: %d`): grey images are replicated to RGB, "
+                "colour images converted to grey (ITU-R 601 luma), alpha dropped.",
+                self.channels,
+                self.channels,
+            )
         if self.path.suffix.lower() in (".npy", ".npz") and self.path.is_file():
             images, labels = load_array_file(self.path)
             return self._fit_array(images), labels
         files = open_image_files(self.path)
         names = files.names()
         first_shape = self._first_shape(files, names)
+        if self.channels == 1:
+            self._warn_if_colour(files, names)
         if not self._fits_in_memory(len(names), first_shape):
             if self.num_workers == 0:
                 log.warning(
@@ -134,6 +149,20 @@ class ImageDataModule(InMemoryImageDataModule):
             f"No readable image found in {files.source!r} (looked for {', '.join(IMAGE_SUFFIXES)}); "
             "check `path`."
         )
+
+    def _warn_if_colour(self, files: ImageFiles, names: list[str]) -> None:
+        """Say so when ``channels=1`` turns colour images grey (the first readable image is looked at).
+
+        A config written for grey data (the digits' ``channels: 1``) kept while only ``path`` changes
+        would otherwise train colour photographs in grey without a word.
+        """
+        for name in names:
+            colour = ImageDecoder.is_colour(files.read(name))
+            if colour is None:  # unreadable: `_first_shape` has skipped it or stopped
+                continue
+            if colour:
+                log.warning(COLOUR_TO_GREY, files.source, name)
+            return
 
     def _fits_in_memory(self, count: int, shape: tuple[int, int, int]) -> bool:
         if self.in_memory is not None:
@@ -186,6 +215,9 @@ class ImageDataModule(InMemoryImageDataModule):
         if channels == 1 and target_channels == 3:
             tensor = tensor.expand(-1, 3, -1, -1)
         elif channels == 3 and target_channels == 1:
+            sample = tensor[:64]
+            if bool((sample[:, :1] != sample[:, 1:]).any()):
+                log.warning(COLOUR_TO_GREY, str(self.path), "the first images")
             luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
             tensor = (tensor.float() * luma).sum(1, keepdim=True).round().clamp(0, 255).to(torch.uint8)
         size = self.resolution
