@@ -348,7 +348,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="default",
         help="digits-overfit / cifar-overfit: the regimes in which the un-augmented GAN over-fits "
         "(benchmarks/overfit.py); every other option but --quick, --out, --jobs, --plots, --arms, "
-        "--distaug-arms, --conditional, --data-root and --inception-weights is then ignored",
+        "--distaug-arms, --seeds, --until-kimg, --conditional, --data-root and --inception-weights is "
+        "then ignored",
     )
     parser.add_argument(
         "--data-root",
@@ -365,6 +366,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="overfit settings: run nothing; tables and plots of the jobs finished so far",
     )
     parser.add_argument("--plots", type=Path, default=None, help="digits-overfit: folder for the PNG plots")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=None, help="overfit settings: the seeds (default: 0 1 2)"
+    )
+    parser.add_argument(
+        "--until-kimg",
+        type=float,
+        default=None,
+        help="overfit settings: train the GAN jobs to this kimg (default: the setting's); a later run with "
+        "a larger value extends them from their checkpoints",
+    )
     parser.add_argument(
         "--conditional",
         action="store_true",
@@ -438,6 +449,8 @@ def run_overfit_setting(args: argparse.Namespace) -> dict[str, Any]:
         conditional=args.conditional,
         gan_arms=tuple(args.arms),
         distaug_arms=tuple(args.distaug_arms),
+        seeds=setting.seeds if args.seeds is None else tuple(args.seeds),
+        kimg=setting.kimg if args.until_kimg is None else args.until_kimg,
     )
     summary = overfit.run_overfit(setting, args.out, args.plots, report_only=args.report_only)
     print((args.out / "results.md").read_text())

@@ -59,7 +59,7 @@ from lightning_genaug.metrics.trained_extractor import (
 
 log = logging.getLogger("limited_data.overfit")
 
-OVERFIT_GAN_ARMS = ("no-augmentation", "ada", "fixed-p0.2", "diffaugment", "scalegan")
+OVERFIT_GAN_ARMS = ("no-augmentation", "ada", "fixed-p0.2", "diffaugment", "scalegan", "ada-clean")
 OVERFIT_DISTAUG_ARMS = ("no-augmentation", "rotation", "rotation+transposition")
 
 
@@ -212,6 +212,9 @@ def build_gan_arm(
         return StyleGAN2ADA(augment=None, **module_kwargs), []
     if arm == "ada":
         return StyleGAN2ADA(augment=AugmentPipe("bgc"), **module_kwargs), controller
+    if arm == "ada-clean":  # the controller reads D on clean training reals instead of augmented ones
+        clean = AdaptiveAugmentation(speed_kimg=ada_speed_kimg, heuristic="rt_clean")
+        return StyleGAN2ADA(augment=AugmentPipe("bgc"), **module_kwargs), [clean]
     if arm == "fixed-p0.2":
         return StyleGAN2ADA(augment=AugmentPipe("bgc", p=fixed_p), **module_kwargs), []
     if arm == "diffaugment":
