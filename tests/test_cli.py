@@ -95,8 +95,13 @@ TINY_FIT = ["fit", "--model", "StyleGAN2ADA", "--model.config", "tiny", "--data"
             ["--trainer.callbacks+", "AdaptiveAugmentation", "--trainer.callbacks.target", "1.5"],
             "error: --trainer.callbacks[0].target: `target` must be in [0.0, 1.0), got 1.5.",
         ),
+        (
+            ["--trainer.callbacks+", "AdaptiveAugmentation", "--trainer.callbacks.heuristic", "rv"],
+            "error: --trainer.callbacks[0].heuristic: Unknown `heuristic` 'rv'; valid values are: rt, "
+            "rt_clean.",
+        ),
     ],
-    ids=["model", "nested", "data", "callback"],
+    ids=["model", "nested", "data", "callback", "heuristic"],
 )
 def test_a_bad_value_is_one_line_naming_the_option_and_exit_code_2(cli, args, line):
     code, output = cli([*TINY_FIT, *args])
@@ -105,6 +110,21 @@ def test_a_bad_value_is_one_line_naming_the_option_and_exit_code_2(cli, args, li
     assert [text for text in output.splitlines() if text.startswith("error:")] == [
         next(text for text in output.splitlines() if text.startswith(line))
     ]
+
+
+def test_the_heuristic_and_the_fixed_strength_are_reachable_from_yaml(cli, tmp_path: Path):
+    config = tmp_path / "strength.yaml"
+    config.write_text(
+        "trainer:\n  callbacks:\n    - class_path: AdaptiveAugmentation\n"
+        "      init_args: {heuristic: rt_clean, target: 0.6}\n"
+        "    - class_path: FixedAugmentation\n"
+    )
+    code, output = cli([*TINY_FIT, "--config", str(config), "--print_config"])
+    assert code == 0
+    adaptive, fixed = yaml.safe_load(output)["trainer"]["callbacks"]
+    assert adaptive["class_path"].endswith("AdaptiveAugmentation")
+    assert adaptive["init_args"]["heuristic"] == "rt_clean"
+    assert fixed["class_path"].endswith("FixedAugmentation")
 
 
 def test_jsonargparse_debug_shows_the_traceback_of_a_bad_value(monkeypatch):

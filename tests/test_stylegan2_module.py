@@ -177,6 +177,20 @@ def test_discriminator_sees_augmented_images_and_feeds_the_ada_statistics(tmp_pa
     assert all(not torch.equal(images, real) for images in seen)
 
 
+def test_score_reals_is_d_on_the_clean_images_and_drives_the_clean_heuristic(tmp_path):
+    from lightning_genaug.callbacks import AdaptiveAugmentation
+
+    model = tiny(augment=AugmentPipe(p=0.5))
+    callback = AdaptiveAugmentation(heuristic="rt_clean", every_n_batches=2, speed_kimg=0.1)
+    trainer(tmp_path, batches=2, callbacks=[callback]).fit(model, train_dataloaders=random_loader(2))
+    last_batch = random_loader(2).dataset.tensors[0][BATCH:]
+    logits = model.score_reals(last_batch)
+    assert logits.shape == (BATCH, 1) and not logits.requires_grad
+    torch.testing.assert_close(logits, model.D(last_batch, torch.zeros(BATCH, 0)), rtol=0, atol=0)
+    assert callback.rt_clean is not None and -1.0 <= callback.rt_clean <= 1.0
+    assert callback.p == pytest.approx(0.5 + math.copysign(0.16, callback.rt_clean - 0.6))
+
+
 def test_conditional_training_reads_classes_from_the_datamodule(tmp_path):
     data = DigitsDataModule(resolution=8, batch_size=BATCH, max_images=32)
     model = StyleGAN2ADA("tiny", augment=None)
