@@ -25,15 +25,19 @@ they are listed beside its subcommands in ``lightning-genaug --help``.
 from __future__ import annotations
 
 import importlib
+import logging
 import re
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
 from jsonargparse import ArgumentParser, Namespace
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 
+from lightning_genaug._checks import MismatchError
 from lightning_genaug.models.stylegan2.official import is_network_pickle
 from lightning_genaug.tools.commands import TOOLS, run_tool
 
@@ -53,6 +57,40 @@ PREPARE_SUMMARY = "Convert a folder or zip of images into litdata chunks for Str
 DEFAULT_LOGGER = "lightning.pytorch.loggers.CSVLogger"
 """The logger of a config that names none: versioned folders under ``trainer.default_root_dir``."""
 
+log = logging.getLogger(__name__)
+
+# Messages of the libraries underneath that no option of a run can change, silenced for the run only:
+# Lightning's advertisement for its LitLogger (an INFO record at every fit), and the deprecation torch
+# (2.14 here) raises from Lightning's own pytree code (`LeafSpec`) at every dataloader it combines.
+_LIBRARY_NOISE = {
+    "lightning_info": ("💡 Tip: For seamless cloud logging",),
+    "warnings": (r"`isinstance\(treespec, LeafSpec\)` is deprecated",),
+}
+_RANK_ZERO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+
+
+class _DropLibraryTips(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(message.startswith(tip) for tip in _LIBRARY_NOISE["lightning_info"])
+
+
+@contextmanager
+def _quiet_libraries() -> Iterator[None]:
+    """Within the block, the messages of :data:`_LIBRARY_NOISE` are not shown; everything else is."""
+    tips = _DropLibraryTips()
+    loggers = [logging.getLogger(name) for name in _RANK_ZERO_LOGGERS]
+    with warnings.catch_warnings():
+        for pattern in _LIBRARY_NOISE["warnings"]:
+            warnings.filterwarnings("ignore", message=pattern, category=FutureWarning)
+        for logger in loggers:
+            logger.addFilter(tips)
+        try:
+            yield
+        finally:
+            for logger in loggers:
+                logger.removeFilter(tips)
+
 
 class GenAugCLI(LightningCLI):
     """LightningCLI in subclass mode for models and datamodules.
@@ -65,21 +103,45 @@ class GenAugCLI(LightningCLI):
     def __init__(self, args: ArgsType = None, run: bool = True) -> None:
         for module in PROJECT_MODULES:
             importlib.import_module(module)
-        super().__init__(
-            subclass_mode_model=True,
-            subclass_mode_data=True,
-            auto_configure_optimizers=False,
-            save_config_kwargs={"overwrite": True},
-            parser_kwargs={
-                "description": (
-                    "Train and evaluate generative image models with non-leaking augmentation "
-                    "(StyleGAN2-ADA, DistAug, Scale-GAN) on Lightning. Run `lightning-genaug fit --help` "
-                    "for the options of a subcommand."
-                ),
-            },
-            args=args,
-            run=run,
-        )
+        with _quiet_libraries():
+            super().__init__(
+                subclass_mode_model=True,
+                subclass_mode_data=True,
+                auto_configure_optimizers=False,
+                save_config_kwargs={"overwrite": True},
+                parser_kwargs={
+                    "description": (
+                        "Train and evaluate generative image models with non-leaking augmentation "
+                        "(StyleGAN2-ADA, DistAug, Scale-GAN) on Lightning. Run `lightning-genaug fit --help` "
+                        "for the options of a subcommand."
+                    ),
+                },
+                args=args,
+                run=run,
+            )
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run it; data, model and metrics that disagree (found in ``setup``) stop with one line, exit code 2.
+
+        ``JSONARGPARSE_DEBUG=1`` raises the :class:`~lightning_genaug._checks.MismatchError` with its
+        traceback instead, as for a bad value.
+        """
+        try:
+            super()._run_subcommand(subcommand)
+        except MismatchError as error:
+            self.parser.error(str(error), ex=error)
+
+    def before_fit(self) -> None:
+        """A datamodule without validation data (``val_fraction: 0``, no ``val_dir``) turns validation off.
+
+        Lightning would otherwise ask for the empty loader and warn that its length is zero at every fit.
+        An explicit ``trainer.limit_val_batches`` is left as it is.
+        """
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        has_validation = getattr(self.datamodule, "has_validation_data", None)
+        if has_validation is False and config.trainer.get("limit_val_batches") is None:
+            log.info("%s has no validation data: validation is off.", type(self.datamodule).__name__)
+            self.trainer.limit_val_batches = 0
 
     def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
         """Lightning's subcommands, then ``prepare`` and the after-training tools (for ``--help`` only).
@@ -127,6 +189,8 @@ class GenAugCLI(LightningCLI):
             config = self.config[self.subcommand] if self.subcommand else self.config
             option = _option_of(config, _constructed_class(cause.__traceback__), str(cause))
             self.parser.error(f"{option}: {cause}" if option else str(cause), ex=error)
+        for logger in self.trainer.loggers:
+            _leave_wandb_anonymous_unset(logger)
 
     def _parse_ckpt_path(self) -> None:
         """``--ckpt_path net.pkl``: an official network pickle becomes the model's ``init_from``.
@@ -145,6 +209,17 @@ class GenAugCLI(LightningCLI):
                 )
             init_args.init_from, self.config[subcommand].ckpt_path = str(ckpt_path), None
         super()._parse_ckpt_path()
+
+
+def _leave_wandb_anonymous_unset(logger: Any) -> None:
+    """Drop the ``anonymous=None`` that Lightning's ``WandbLogger`` passes to ``wandb.init``.
+
+    Recent wandb (0.31 here) answers it with "The anonymous setting has no effect" at every run;
+    passing nothing starts the same run without the warning.
+    """
+    init_kwargs = getattr(logger, "_wandb_init", None)
+    if isinstance(init_kwargs, dict) and "anonymous" in init_kwargs and init_kwargs["anonymous"] is None:
+        del init_kwargs["anonymous"]
 
 
 def _innermost(error: BaseException) -> BaseException:

@@ -147,12 +147,23 @@ class InMemoryImageDataModule(pl.LightningDataModule):
         self._ensure_loaded()
         return self._class_names
 
+    @property
+    def has_validation_data(self) -> bool:
+        """Whether :meth:`val_dataloader` yields images (``val_fraction`` holds at least one out).
+
+        ``lightning-genaug fit`` turns validation off when it does not (no empty-loader warning).
+        """
+        return self._num_val() > 0
+
+    def _num_val(self) -> int:
+        self._ensure_loaded()
+        return int(round(len(self._images) * self.val_fraction))  # type: ignore[arg-type]
+
     def setup(self, stage: str | None = None) -> None:
         if self.train_dataset is not None:
             return
-        self._ensure_loaded()
+        num_val = self._num_val()
         images, labels = self._images, self._labels
-        num_val = int(round(len(images) * self.val_fraction))
         if num_val == len(images):
             raise ValueError(
                 f"`val_fraction={self.val_fraction}` leaves no training image out of {len(images)}; lower it."

@@ -284,6 +284,11 @@ class StreamingImageDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> Any:
         return self._loader(self.input_dir, shuffle=self.shuffle)
 
+    @property
+    def has_validation_data(self) -> bool:
+        """Whether :meth:`val_dataloader` yields images (a ``val_dir`` is given)."""
+        return self.val_dir is not None
+
     def val_dataloader(self) -> Any:
         return [] if self.val_dir is None else self._loader(self.val_dir, shuffle=False)
 
