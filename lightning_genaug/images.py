@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +110,26 @@ def save_png(grid: torch.Tensor, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid_to_uint8(grid)).save(path)
     return path
+
+
+def seed_file_name(seed: int) -> str:
+    """File name of the image of ``seed``, as ``predict`` and ``generate`` write it.
+
+    >>> seed_file_name(42)
+    'seed000042.png'
+    """
+    return f"seed{int(seed):06d}.png"
+
+
+def save_seed_images(images: torch.Tensor, seeds: Sequence[int], folder: Path) -> None:
+    """Write image ``i`` of ``images`` ``(N, C, H, W)`` in [-1, 1] as ``seed_file_name(seeds[i])``."""
+    for seed, image in zip(seeds, images.detach().cpu(), strict=True):
+        save_png((image + 1) / 2, folder / seed_file_name(seed))
+
+
+def save_picture_grid(images: torch.Tensor, path: Path) -> Path:
+    """Write ``images`` ``(N, C, H, W)`` in [-1, 1] as one :func:`picture_grid`, ``ceil(sqrt(N))`` a row.
+
+    The ``grid.png`` of ``predict`` and ``generate``.
+    """
+    return save_png(picture_grid(images, math.ceil(math.sqrt(len(images)))), path)

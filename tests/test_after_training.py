@@ -20,10 +20,12 @@ from test_official_pickle import CHANNELS, RESOLUTION, register_reference_module
 from lightning_genaug.augment import DistAugTransforms
 from lightning_genaug.cli import main
 from lightning_genaug.images import picture_grid, to_uint8
+from lightning_genaug.models import PredictOptions
 from lightning_genaug.models.sparse_transformer import SparseTransformerDistAug
 from lightning_genaug.models.stylegan2 import StyleGAN2ADA
 from lightning_genaug.tools import video
-from lightning_genaug.tools.generate import generate_stylegan
+from lightning_genaug.tools.arguments import ToolArgumentError
+from lightning_genaug.tools.generate import generate_sparse_transformer, generate_stylegan
 from lightning_genaug.tools.interpolate import interpolation_frames
 from lightning_genaug.tools.project import load_target
 
@@ -78,6 +80,19 @@ def cli(capsys, monkeypatch):
         return code, captured.out, captured.err
 
     return run
+
+
+def predict(model: pl.LightningModule, outdir: Path, **options) -> torch.Tensor:
+    """``trainer.predict(model)`` writing to ``outdir`` with ``PredictOptions(**options)``; the images."""
+    model.predict_options = PredictOptions(output_dir=str(outdir), **options)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    return torch.cat(trainer.predict(model))
 
 
 def read_png(path: Path) -> np.ndarray:
@@ -166,15 +181,86 @@ def test_generate_writes_one_png_per_seed_and_each_image_depends_only_on_its_see
     )
 
 
-def test_generate_draws_the_latent_of_a_seed_as_the_reference_scripts(cli, official_pkl, tmp_path):
+def test_predict_generate_and_sample_seeds_draw_a_seed_as_the_reference_scripts(cli, official_pkl, tmp_path):
+    """Seed 5 of an official pickle is NVlabs' image: ``z = RandomState(5).randn(1, z_dim)``, in all three."""
     code, _, err = cli(
-        "generate", official_pkl, "--seeds", "5", "--truncation-psi", "0.7", "--outdir", tmp_path
+        "generate", official_pkl, "--seeds", "5", "--truncation-psi", "0.7", "--outdir", tmp_path / "generate"
     )
     assert code == 0, err
-    G = StyleGAN2ADA.load(official_pkl).G_ema
+    model = StyleGAN2ADA.load(official_pkl)
+    predict(model, tmp_path / "predict", seed=5, num_images=1, sample_kwargs={"truncation_psi": 0.7})
+    sampled = model.sample_seeds([5], truncation_psi=0.7)
+
+    G = model.G_ema
     z = torch.from_numpy(np.random.RandomState(5).randn(1, G.z_dim)).float()
     expected = G(z, None, truncation_psi=0.7, noise_mode="const").clamp(-1, 1)[0]
-    np.testing.assert_array_equal(read_png(tmp_path / "seed000005.png"), as_png_array(expected))
+    np.testing.assert_array_equal(read_png(tmp_path / "generate/seed000005.png"), as_png_array(expected))
+    np.testing.assert_array_equal(read_png(tmp_path / "predict/seed000005.png"), as_png_array(expected))
+    torch.testing.assert_close(sampled[0], expected, atol=1e-5, rtol=0)
+
+
+def test_predict_generate_and_sample_seeds_give_the_same_image_for_a_seed_and_class(
+    cli, stylegan_ckpt, tmp_path
+):
+    """Predict draws class ``seed % 3`` (seed 4: class 1); generate and sample_seeds are told class 1."""
+    model = StyleGAN2ADA.load(stylegan_ckpt)
+    predicted = predict(
+        model, tmp_path / "predict", seed=3, num_images=3, sample_kwargs={"truncation_psi": 0.7}
+    )
+    code, _, err = cli(
+        "generate",
+        stylegan_ckpt,
+        "--seeds",
+        "4",
+        "--class",
+        "1",
+        "--trunc",
+        "0.7",
+        "--outdir",
+        tmp_path / "gen",
+    )
+    assert code == 0, err
+    sampled = model.sample_seeds([4], labels=torch.tensor([1]), truncation_psi=0.7)
+
+    generated = read_png(tmp_path / "gen/seed000004.png")
+    np.testing.assert_array_equal(read_png(tmp_path / "predict/seed000004.png"), generated)
+    np.testing.assert_array_equal(as_png_array(sampled[0]), generated)
+    torch.testing.assert_close(predicted[1], sampled[0], atol=1e-5, rtol=0)
+    other_class = model.sample_seeds([4], labels=torch.tensor([2]), truncation_psi=0.7)
+    assert not np.array_equal(as_png_array(other_class[0]), generated)  # the class is part of the image
+
+
+def test_sample_seeds_draws_each_image_from_its_own_seed_alone(stylegan_ckpt):
+    model = StyleGAN2ADA.load(stylegan_ckpt)
+    model.G_ema.synthesis.b16.conv1.noise_strength.fill_(1.0)  # untrained: noise would have no effect
+    for noise_mode in ("const", "random"):
+        together = model.sample_seeds([4, 9, 4], labels=torch.tensor([1, 0, 1]), noise_mode=noise_mode)
+        alone = model.sample_seeds([9], labels=torch.tensor([0]), noise_mode=noise_mode)
+        torch.testing.assert_close(together[1], alone[0], atol=1e-5, rtol=0)
+        torch.testing.assert_close(together[0], together[2], rtol=0, atol=0)
+    const, noisy = (
+        model.sample_seeds([9], torch.tensor([0]), noise_mode=mode) for mode in ("const", "random")
+    )
+    assert not torch.equal(const, noisy)
+
+
+def test_python_callers_get_errors_naming_python_arguments(stylegan_ckpt, official_pkl, tmp_path):
+    model = StyleGAN2ADA.load(stylegan_ckpt)
+    with pytest.raises(
+        ValueError, match=r"`labels`: .*class-conditional, pass one class in \[0, 2\] per seed"
+    ):
+        model.sample_seeds([0, 1])
+    with pytest.raises(ToolArgumentError, match=r"pass `class_idx` with a class in \[0, 2\] \(none given\)"):
+        generate_stylegan(model.G_ema, [0])
+    with pytest.raises(ToolArgumentError, match=r"unconditional: leave out `class_idx`"):
+        generate_stylegan(StyleGAN2ADA.load(official_pkl).G_ema, [0], class_idx=1)
+    distaug = SparseTransformerDistAug(
+        "tiny", channels=1, resolution=4, augment=DistAugTransforms(["rotation"])
+    )
+    with pytest.raises(ToolArgumentError, match=r"^`transform` 'rot45': 'rot45' is not an option"):
+        generate_sparse_transformer(distaug, [0], transform="rot45")
+    with pytest.raises(ToolArgumentError, match=r"^`temperature` must be > 0, got 0"):
+        generate_sparse_transformer(distaug, [0], temperature=0)
 
 
 @pytest.mark.parametrize(
@@ -246,6 +332,19 @@ def test_sparse_transformer_generates_under_a_distaug_condition(cli, tmp_path):
     loaded = SparseTransformerDistAug.load(path)
     expected = loaded.sample(1, generator=torch.Generator().manual_seed(4), temperature=0.9, transform=[1, 0])
     np.testing.assert_array_equal(read_png(tmp_path / "out/seed000004.png"), as_png_array(expected[0]))
+    # predict writes the same images for the same seeds and sample_kwargs (its own seed path: a
+    # torch.Generator seeded with the seed, on the module's device)
+    predict(
+        loaded,
+        tmp_path / "predict",
+        seed=3,
+        num_images=2,
+        sample_kwargs={"temperature": 0.9, "transform": [1, 0]},
+    )
+    for name in ("seed000003.png", "seed000004.png"):
+        np.testing.assert_array_equal(
+            read_png(tmp_path / "predict" / name), read_png(tmp_path / "out" / name)
+        )
 
     code, _, err = cli("generate", path, "--seeds", "0", "--transform", "rot45", "--outdir", tmp_path / "out")
     assert (

@@ -9,15 +9,18 @@ A module mixes in :class:`GeneratorPredictMixin`, implements the generator proto
 
 or from Python (``trainer.predict(model)``), the module writes ``seed000000.png``, ... (one image per
 seed, at the data's resolution) and ``grid.png`` (every image, upscaled with gaps, see
-:func:`lightning_genaug.images.picture_grid`) to ``output_dir``. Image ``i`` is
-``sample(1, generator=Generator(device).manual_seed(seed_i), **sample_kwargs)``: it depends only on
-its seed, whatever the batch size.
+:func:`lightning_genaug.images.picture_grid`) to ``output_dir``, with the writer ``lightning-genaug
+generate`` uses. The image of a seed is ``sample_seeds([seed], labels, **sample_kwargs)``, the one
+function of the model family that draws a seed's image (``generate`` calls it too): the reference's
+latents ``numpy.random.RandomState(seed).randn(1, z_dim)`` for StyleGAN2, and by default (the Sparse
+Transformer's) ``sample(1, generator=torch.Generator(device).manual_seed(seed))``. It depends only on
+its seed and class, whatever the batch size.
 """
 
 from __future__ import annotations
 
 import inspect
-import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,7 @@ from torch.utils.data import DataLoader
 
 from lightning_genaug._checks import check_positive_int
 from lightning_genaug.data.batch import split_batch
-from lightning_genaug.images import picture_grid, save_png
+from lightning_genaug.images import save_picture_grid, save_seed_images
 
 
 @dataclass
@@ -61,13 +64,43 @@ class PredictOptions:
 
 
 class GeneratorPredictMixin:
-    """``predict_dataloader``, ``predict_step`` and the grid, on top of ``sample()``.
+    """``predict_dataloader``, ``predict_step`` and the grid, on top of :meth:`sample_seeds`.
 
     The mixing class sets ``self.predict_options`` in ``__init__`` and calls
-    :meth:`lend_predict_dataloader` from ``setup``.
+    :meth:`lend_predict_dataloader` from ``setup``; it overrides :meth:`sample_seeds` when its family
+    draws a seed's image its own way (StyleGAN2: the reference's latents).
     """
 
     predict_options: PredictOptions
+
+    def sample_seeds(
+        self, seeds: Sequence[int], labels: torch.Tensor | None = None, **sample_kwargs: Any
+    ) -> torch.Tensor:
+        """The image of each seed: ``sample(1, generator=torch.Generator(device).manual_seed(seed))``.
+
+        What a seed means for a model family without its own rule (the Sparse Transformer's): image
+        ``i`` is drawn alone from a generator seeded with ``seeds[i]`` on the module's device, so it
+        depends only on its seed and class (CPU and CUDA generators draw different numbers).
+
+        Args:
+            seeds: non-negative ints, one image each.
+            labels: int64 ``(len(seeds),)`` classes; ``None``: as ``sample`` draws them.
+            **sample_kwargs: further arguments of ``sample`` (``temperature``, ``transform``, ...).
+
+        Returns:
+            ``(len(seeds), C, H, W)`` in [-1, 1] on the module's device.
+        """
+        return torch.cat(
+            [
+                self.sample(
+                    1,
+                    labels=None if labels is None else labels[index : index + 1].to(self.device),
+                    generator=torch.Generator(device=self.device).manual_seed(int(seed)),
+                    **sample_kwargs,
+                )
+                for index, seed in enumerate(seeds)
+            ]
+        )
 
     def lend_predict_dataloader(self, stage: str) -> None:
         """Give a datamodule without predict data this module's seed loader.
@@ -100,7 +133,8 @@ class GeneratorPredictMixin:
         with seed ``seed + k`` (batches of any size, a short last one included; under DDP ``k``
         counts the items of Lightning's non-shuffling distributed sampler, rank ``r`` taking items
         ``r, r + world_size, ...``), classes taken from its labels. A class-conditional model without
-        labels draws class ``seed % num_classes``.
+        labels draws class ``seed % num_classes``. Image ``i`` is :meth:`sample_seeds` of its seed and
+        class: the image ``lightning-genaug generate`` writes for them.
 
         Returns:
             ``(B, C, H, W)`` images in [-1, 1].
@@ -109,29 +143,15 @@ class GeneratorPredictMixin:
         num_classes = int(self.hparams.get("num_classes") or 0)
         if labels is None and num_classes > 0:
             labels = torch.as_tensor(seeds) % num_classes
-        images = torch.cat(
-            [
-                self.sample(
-                    1,
-                    labels=None if labels is None else labels[index : index + 1].to(self.device),
-                    generator=torch.Generator(device=self.device).manual_seed(int(seed)),
-                    **self.predict_options.sample_kwargs,
-                )
-                for index, seed in enumerate(seeds)
-            ]
-        )
-        folder = self.predict_folder()
-        for seed, image in zip(seeds, images.cpu(), strict=True):
-            save_png((image + 1) / 2, folder / f"seed{int(seed):06d}.png")
+        images = self.sample_seeds(seeds, labels, **self.predict_options.sample_kwargs)
+        save_seed_images(images, seeds, self.predict_folder())
         self._predicted.append(images.cpu())
         return images
 
     def on_predict_epoch_end(self) -> None:
         """Write ``grid.png``: every predicted image of this process, in seed order."""
         if self._predicted:
-            images = torch.cat(self._predicted)
-            grid = picture_grid(images, math.ceil(math.sqrt(len(images))))
-            save_png(grid, self.predict_folder() / "grid.png")
+            save_picture_grid(torch.cat(self._predicted), self.predict_folder() / "grid.png")
             self._predicted = []
 
     def predict_folder(self) -> Path:
@@ -153,11 +173,17 @@ class GeneratorPredictMixin:
         return [self.predict_options.seed + item * world_size + rank for item in items], labels
 
     def _check_sample_kwargs(self) -> None:
-        accepted = set(inspect.signature(self.sample).parameters) - {"n", "labels", "generator"}
+        parameters = inspect.signature(self.sample_seeds).parameters
+        method = "sample_seeds"
+        if any(parameter.kind is inspect.Parameter.VAR_KEYWORD for parameter in parameters.values()):
+            parameters, method = inspect.signature(self.sample).parameters, "sample"  # passed on to it
+        named = {name for name, parameter in parameters.items() if parameter.kind != parameter.VAR_KEYWORD}
+        accepted = named - {"n", "seeds", "labels", "generator"}
         unknown = sorted(set(self.predict_options.sample_kwargs) - accepted)
         if unknown:
             raise ValueError(
-                f"`predict.sample_kwargs` has {unknown}, which {type(self).__name__}.sample() does not take; "
+                f"`predict.sample_kwargs` has {unknown}, which {type(self).__name__}.{method}() does not "
+                "take; "
                 f"valid keys are: {', '.join(sorted(accepted)) or 'none'}."
             )
 

@@ -1,4 +1,8 @@
-"""Command-line values of the after-training tools: seed ranges, grids, options, one-line errors."""
+"""Command-line values of the after-training tools: seed ranges, grids, options, one-line errors.
+
+The tools' Python functions name a bad argument as Python spells it (:class:`ToolArgumentError`:
+``class_idx``); the command line says the same with its option (``--class``).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,35 @@ import argparse
 import sys
 from typing import NoReturn
 
+import torch
+
 MAX_TRUNCATION_PSI = 2.0
 """``--truncation-psi`` is refused above this (1 is no truncation; > 1 extrapolates away from w_avg)."""
+
+
+class ToolArgumentError(ValueError):
+    """A bad argument of an after-training tool's Python function, named the way its caller wrote it.
+
+    ``str(error)`` names the Python argument (``class_idx``); :meth:`naming` puts the command line's
+    option (``--class``) in its place.
+
+    Args:
+        argument: the Python argument (the ``dest`` of its command-line option).
+        template: the message, with ``{name}`` where the argument's name goes.
+
+    >>> error = ToolArgumentError("class_idx", "pass {name} with a class in [0, 9]")
+    >>> str(error), error.naming("--class")
+    ('pass `class_idx` with a class in [0, 9]', 'pass --class with a class in [0, 9]')
+    """
+
+    def __init__(self, argument: str, template: str) -> None:
+        self.argument = argument
+        self.template = template
+        super().__init__(self.naming(f"`{argument}`"))
+
+    def naming(self, name: str) -> str:
+        """The message with ``name`` for the argument."""
+        return self.template.format(name=name)
 
 
 class ToolParser(argparse.ArgumentParser):
@@ -16,6 +47,13 @@ class ToolParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print(f"{self.prog}: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
         raise SystemExit(2)
+
+    def option_message(self, error: ToolArgumentError) -> str:
+        """``error`` naming the option whose ``dest`` is its argument (``--class`` for ``class_idx``)."""
+        for action in self._actions:
+            if action.dest == error.argument and action.option_strings:
+                return error.naming(action.option_strings[0])
+        return str(error)
 
 
 def parse_int_list(text: str) -> list[int]:
@@ -77,20 +115,32 @@ def positive_int(text: str) -> int:
 
 
 def check_class(class_idx: int | None, num_classes: int) -> None:
-    """``--class`` against the network: required and in range when conditional, absent otherwise.
+    """``class_idx`` (``--class``) against the network: required and in range when conditional, else absent.
 
     Raises:
-        ValueError: naming the valid classes (or saying to leave ``--class`` out).
+        ToolArgumentError: naming the valid classes (or saying to leave ``class_idx`` out).
     """
     if num_classes == 0:
         if class_idx is not None:
-            raise ValueError("the network is unconditional: leave out --class")
+            raise ToolArgumentError("class_idx", "the network is unconditional: leave out {name}")
         return
     if class_idx is None or not 0 <= class_idx < num_classes:
         given = "none given" if class_idx is None else f"got {class_idx}"
-        raise ValueError(
-            f"the network is class-conditional: pass --class with a class in [0, {num_classes - 1}] ({given})"
+        raise ToolArgumentError(
+            "class_idx",
+            "the network is class-conditional: pass {name} with a class in "
+            f"[0, {num_classes - 1}] ({given})",
         )
+
+
+def class_labels(class_idx: int | None, num_classes: int, n: int) -> torch.Tensor | None:
+    """``n`` labels of class ``class_idx``; ``None`` for an unconditional network (see :func:`check_class`).
+
+    >>> class_labels(2, 3, 2)
+    tensor([2, 2])
+    """
+    check_class(class_idx, num_classes)
+    return None if num_classes == 0 else torch.full((n,), class_idx, dtype=torch.long)
 
 
 def add_network_arguments(parser: argparse.ArgumentParser) -> None:
@@ -140,10 +190,12 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
 
 __all__ = [
     "MAX_TRUNCATION_PSI",
+    "ToolArgumentError",
     "ToolParser",
     "add_generation_arguments",
     "add_network_arguments",
     "check_class",
+    "class_labels",
     "parse_grid",
     "parse_int_list",
     "parse_truncation_psi",

@@ -15,7 +15,7 @@ from types import ModuleType
 
 from lightning_genaug.models.loading import load_network
 from lightning_genaug.tools import export, generate, interpolate, project, style_mix
-from lightning_genaug.tools.arguments import ToolParser
+from lightning_genaug.tools.arguments import ToolArgumentError, ToolParser
 
 PROG = "lightning-genaug"
 
@@ -94,6 +94,8 @@ def run_tool(name: str, argv: list[str]) -> str:
                 f"{name} needs a StyleGAN2 network, {options.network} holds a {type(model).__name__}"
             )
         message = TOOLS[name].module.run(options, model)
+    except ToolArgumentError as error:
+        parser.error(parser.option_message(error).rstrip("."))
     except (ValueError, FileNotFoundError, ModuleNotFoundError, pickle.UnpicklingError) as error:
         parser.error(str(error).rstrip("."))
     print(message)

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from lightning_genaug.imports import require_onnx_export
+from lightning_genaug.models.stylegan2.generation import generator_device
 from lightning_genaug.tools.arguments import add_network_arguments, add_truncation_argument
-from lightning_genaug.tools.latents import generator_device
 
 FORMATS = ("torchscript", "onnx")
 EXAMPLE_BATCH = 2

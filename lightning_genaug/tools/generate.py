@@ -1,22 +1,28 @@
-"""``lightning-genaug generate``: one PNG per seed (and a grid) from a StyleGAN2 or Sparse Transformer."""
+"""``lightning-genaug generate``: one PNG per seed (and a grid) from a StyleGAN2 or Sparse Transformer.
+
+The image of a seed is the one ``predict`` writes for the same seed and class, drawn by the model
+family's one function: :func:`~lightning_genaug.models.stylegan2.generation.seed_images` (the reference
+scripts' latents) for StyleGAN2, ``sample_seeds`` of the module for the Sparse Transformer; the PNG
+files and ``grid.png`` come from the same writer as ``predict``'s.
+"""
 
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
-from lightning_genaug.images import picture_grid, save_png
+from lightning_genaug.images import save_picture_grid, save_seed_images
+from lightning_genaug.models.stylegan2.generation import seed_images
 from lightning_genaug.tools.arguments import (
+    ToolArgumentError,
     add_generation_arguments,
     add_network_arguments,
-    check_class,
+    class_labels,
     parse_int_list,
 )
-from lightning_genaug.tools.latents import map_seeds, synthesize
 
 TRANSFORM_ALIASES: dict[str, tuple[str, int]] = {
     "rot90": ("rotation", 1),
@@ -28,24 +34,18 @@ TRANSFORM_ALIASES: dict[str, tuple[str, int]] = {
 """Short names of single DistAug options for ``--transform`` (``KIND=ID`` names any option)."""
 
 
-def image_name(seed: int) -> str:
-    """File name of the image of ``seed`` (the same as ``predict`` writes)."""
-    return f"seed{seed:06d}.png"
-
-
-def write_images(images: torch.Tensor, names: Sequence[str], outdir: Path, grid: bool) -> None:
-    """One PNG per image and, with ``grid``, ``grid.png`` (rows of ``ceil(sqrt(N))``).
+def write_images(images: torch.Tensor, seeds: Sequence[int], outdir: Path, grid: bool) -> None:
+    """``seedNNNNNN.png`` per image and, with ``grid``, ``grid.png``: what ``predict`` writes.
 
     Args:
         images: ``(N, C, H, W)`` in [-1, 1].
-        names: ``N`` file names.
+        seeds: the ``N`` images' seeds.
         outdir: folder (created).
         grid: also write ``grid.png``.
     """
-    for image, name in zip(images.cpu(), names, strict=True):
-        save_png((image + 1) / 2, outdir / name)
+    save_seed_images(images, seeds, outdir)
     if grid:
-        save_png(picture_grid(images, math.ceil(math.sqrt(len(images)))), outdir / "grid.png")
+        save_picture_grid(images, outdir / "grid.png")
 
 
 @torch.no_grad()
@@ -56,13 +56,19 @@ def generate_stylegan(
     truncation_psi: float = 1.0,
     noise_mode: str = "const",
 ) -> torch.Tensor:
-    """The image of each seed (latents as the reference's ``generate.py`` draws them).
+    """The image of each seed, of class ``class_idx`` (latents as the reference's ``generate.py`` draws them).
+
+    :func:`~lightning_genaug.models.stylegan2.generation.seed_images` with one class for every seed.
 
     Returns:
         ``(len(seeds), C, H, W)`` in [-1, 1].
+
+    Raises:
+        ToolArgumentError: ``class_idx`` missing for a conditional ``G``, out of range, or given to an
+            unconditional one.
     """
-    ws = map_seeds(G, seeds, class_idx, truncation_psi)
-    return synthesize(G, ws, noise_mode, noise_seeds=seeds)
+    labels = class_labels(class_idx, G.c_dim, len(seeds))
+    return seed_images(G, seeds, labels, truncation_psi, noise_mode)
 
 
 def parse_transform(text: str, kinds: Sequence[str], counts: Sequence[int]) -> list[int]:
@@ -86,9 +92,10 @@ def parse_transform(text: str, kinds: Sequence[str], counts: Sequence[int]) -> l
         if kind not in kinds or not str(option).isdigit() or int(option) >= counts[list(kinds).index(kind)]:
             choices = [name for name, (alias_kind, _) in TRANSFORM_ALIASES.items() if alias_kind in kinds]
             ranges = [f"{name}=0..{count - 1}" for name, count in zip(kinds, counts, strict=True)]
-            raise ValueError(
-                f"--transform {text!r}: {part!r} is not an option of this model; use identity, "
-                f"{', '.join(choices + ranges)}"
+            raise ToolArgumentError(
+                "transform",
+                f"{{name}} {text!r}: {part!r} is not an option of this model; use identity, "
+                f"{', '.join(choices + ranges)}",
             )
         ids[list(kinds).index(kind)] = int(option)
     return ids
@@ -104,28 +111,26 @@ def generate_sparse_transformer(
 ) -> torch.Tensor:
     """One image per seed from a ``SparseTransformerDistAug``, under the DistAug condition ``transform``.
 
+    The module's ``sample_seeds`` (what ``predict`` writes for the same seed, class and
+    ``sample_kwargs``): image ``i`` is ``sample(1, generator=torch.Generator(device).manual_seed(seed))``.
+
     Returns:
         ``(len(seeds), C, H, W)`` in [-1, 1], in the transform's frame (``rot90`` gives rotated images).
+
+    Raises:
+        ToolArgumentError: a bad ``class_idx``, ``temperature`` or ``transform``, named.
     """
-    check_class(class_idx, int(model.hparams.num_classes or 0))
+    labels = class_labels(class_idx, int(model.hparams.num_classes or 0), len(seeds))
+    if not temperature > 0:
+        raise ToolArgumentError("temperature", f"{{name}} must be > 0, got {temperature}")
     ids = None
     if model.augment is not None:
         ids = parse_transform(transform, model.augment.transforms, model.augment.num_options)
     elif transform != "identity":
-        raise ValueError(f"--transform {transform!r}: the network was trained without DistAug; leave it out")
-    labels = None if class_idx is None else torch.tensor([class_idx], device=model.device)
-    return torch.cat(
-        [
-            model.sample(
-                1,
-                labels=labels,
-                generator=torch.Generator(model.device).manual_seed(seed),
-                temperature=temperature,
-                transform=ids,
-            )
-            for seed in seeds
-        ]
-    )
+        raise ToolArgumentError(
+            "transform", f"{{name}} {transform!r}: the network was trained without DistAug; leave it out"
+        )
+    return model.sample_seeds(seeds, labels, temperature=temperature, transform=ids)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -153,12 +158,10 @@ def run(options: argparse.Namespace, model: torch.nn.Module) -> str:
             model.G_ema, options.seeds, options.class_idx, options.truncation_psi, options.noise_mode
         )
     else:
-        if not options.temperature > 0:
-            raise ValueError(f"--temperature must be > 0, got {options.temperature}")
         images = generate_sparse_transformer(
             model, options.seeds, options.class_idx, options.temperature, options.transform
         )
-    write_images(images, [image_name(seed) for seed in options.seeds], options.outdir, options.grid)
+    write_images(images, options.seeds, options.outdir, options.grid)
     shape = "x".join(map(str, images.shape[1:]))
     return (
         f"Wrote {len(images)} images ({shape}){' and grid.png' if options.grid else ''} to {options.outdir}"

@@ -15,14 +15,20 @@ from pathlib import Path
 import torch
 
 from lightning_genaug.images import picture_grid, save_png
+from lightning_genaug.models.stylegan2.generation import (
+    class_condition,
+    generator_device,
+    seed_latents,
+    synthesize,
+)
 from lightning_genaug.tools.arguments import (
     add_generation_arguments,
     add_network_arguments,
+    class_labels,
     parse_grid,
     parse_int_list,
     positive_int,
 )
-from lightning_genaug.tools.latents import class_condition, seed_latents, synthesize
 from lightning_genaug.tools.video import check_video_path, write_animation
 
 SPACES = ("w", "z")
@@ -90,7 +96,8 @@ def interpolation_frames(
     if space not in SPACES:
         raise ValueError(f"--space must be one of {', '.join(SPACES)}, got {space!r}")
     num_keys = len(seeds) // cells
-    c = class_condition(G, class_idx, len(seeds))
+    labels = class_labels(class_idx, G.c_dim, len(seeds))
+    c = class_condition(labels, G.c_dim, len(seeds), generator_device(G))
     z = seed_latents(seeds, G.z_dim, c.device).view(num_keys, cells, -1)  # (K, cells, z_dim)
     start, end, fraction = walk_positions(num_keys, frames_per_seed)
     fraction = fraction.to(z.device).view(-1, 1)  # (T, 1)

@@ -30,8 +30,13 @@ from torch import nn
 
 from lightning_genaug.data.files import CorruptImageError, ImageDecoder
 from lightning_genaug.images import from_uint8, picture_grid, save_png
-from lightning_genaug.tools.arguments import add_class_argument, add_network_arguments, positive_int
-from lightning_genaug.tools.latents import class_condition, generator_device
+from lightning_genaug.models.stylegan2.generation import class_condition, generator_device
+from lightning_genaug.tools.arguments import (
+    add_class_argument,
+    add_network_arguments,
+    class_labels,
+    positive_int,
+)
 from lightning_genaug.tools.video import write_animation
 
 NUM_W_SAMPLES = 10_000
@@ -261,7 +266,8 @@ def project(
     target = target.to(device)
     distance, distance_name = image_distance(D, target, vgg16_path)
     with torch.no_grad():
-        w_avg, w_std = w_statistics(G, class_condition(G, class_idx, 1))
+        c = class_condition(class_labels(class_idx, G.c_dim, 1), G.c_dim, 1, device)
+        w_avg, w_std = w_statistics(G, c)
     noise = {name: buffer for name, buffer in G.synthesis.named_buffers() if name.endswith("noise_const")}
     for buffer in noise.values():
         buffer.copy_(torch.randn(buffer.shape, generator=generator))

@@ -14,8 +14,13 @@ from pathlib import Path
 import torch
 
 from lightning_genaug.images import picture_grid, save_png
-from lightning_genaug.tools.arguments import add_generation_arguments, add_network_arguments, parse_int_list
-from lightning_genaug.tools.latents import map_seeds, synthesize
+from lightning_genaug.models.stylegan2.generation import seed_ws, synthesize
+from lightning_genaug.tools.arguments import (
+    add_generation_arguments,
+    add_network_arguments,
+    class_labels,
+    parse_int_list,
+)
 
 REFERENCE_STYLES = range(7)
 """The reference's default mixed layers, ``0-6``: coarse and middle styles of its 18-layer 1024px networks."""
@@ -73,7 +78,8 @@ def style_mixing_grid(
         ``((R + 1) * (K + 1), C, H, W)`` in [-1, 1]: cell ``(0, 0)`` is white, row 0 the column
         seeds, column 0 the row seeds, cell ``(r + 1, k + 1)`` row ``r`` mixed with column ``k``.
     """
-    ws = map_seeds(G, [*row_seeds, *col_seeds], class_idx, truncation_psi)
+    seeds = [*row_seeds, *col_seeds]
+    ws = seed_ws(G, seeds, class_labels(class_idx, G.c_dim, len(seeds)), truncation_psi)
     row_ws, col_ws = ws[: len(row_seeds)], ws[len(row_seeds) :]
     if styles is None:
         styles = default_styles(ws.shape[1])

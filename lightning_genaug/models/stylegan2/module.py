@@ -21,13 +21,12 @@ import copy
 import inspect
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 from jsonargparse import lazy_instance
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
@@ -47,7 +46,7 @@ from lightning_genaug.models.stylegan2.configs import (
     stylegan2_config,
 )
 from lightning_genaug.models.stylegan2.ema import ema_beta, update_ema
-from lightning_genaug.models.stylegan2.generation import generate
+from lightning_genaug.models.stylegan2.generation import class_condition, generate, seed_images
 from lightning_genaug.models.stylegan2.official import (
     OfficialNetworks,
     is_network_pickle,
@@ -390,20 +389,8 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         return autocast_off(self.device.type)
 
     def class_condition(self, labels: torch.Tensor | None, batch_size: int) -> torch.Tensor:
-        """One-hot conditioning ``(B, num_classes)`` (``(B, 0)`` when unconditional)."""
-        num_classes = self.hparams.num_classes
-        if num_classes == 0:
-            return torch.zeros(batch_size, 0, device=self.device)
-        if labels is None:
-            raise ValueError(
-                f"The model is class-conditional (num_classes={num_classes}) but the batch has no labels; "
-                "use a datamodule that yields (images, labels) or set `num_classes: 0`."
-            )
-        if labels.min() < 0 or labels.max() >= num_classes:
-            raise ValueError(
-                f"Labels must be in [0, {num_classes - 1}], got [{labels.min()}, {labels.max()}]."
-            )
-        return F.one_hot(labels.long(), num_classes).to(self.device, torch.float32)
+        """One-hot labels ``(B, num_classes)``, ``(B, 0)`` when unconditional: :func:`.class_condition`."""
+        return class_condition(labels, self.hparams.num_classes, batch_size, self.device)
 
     def _generated_condition(self, real_labels: torch.Tensor | None, batch_size: int) -> torch.Tensor:
         """Conditioning for generated images: labels resampled from the batch's real labels."""
@@ -694,6 +681,36 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         labels = None if labels is None else labels.to(self.device)
         c = self.class_condition(labels, n)
         return generate(self.G_ema, z, c, truncation_psi, noise_mode, noise_seed)
+
+    @torch.no_grad()
+    def sample_seeds(
+        self,
+        seeds: Sequence[int],
+        labels: torch.Tensor | None = None,
+        truncation_psi: float = 1.0,
+        noise_mode: str = "const",
+    ) -> torch.Tensor:
+        """The image of each seed, as NVlabs' ``generate.py`` draws it; ``predict`` and ``generate`` write it.
+
+        Seed ``s`` is the latent ``numpy.random.RandomState(s).randn(1, z_dim)`` (:func:`.seed_images`):
+        an official pickle gives the reference's image for the same seed, class and truncation, and an
+        image depends only on its own seed and class, on any device.
+
+        Args:
+            seeds: non-negative ints, one image each.
+            labels: int64 ``(len(seeds),)`` classes; required by a class-conditional model.
+            truncation_psi: truncation towards the average ``w`` (``1`` = none).
+            noise_mode: ``"const"`` (the stored noise maps), ``"random"`` (noise drawn after
+                ``torch.manual_seed(seed)``) or ``"none"``.
+
+        Returns:
+            ``(len(seeds), C, H, W)`` float in [-1, 1] on the module's device.
+
+        Example:
+            >>> model = StyleGAN2ADA.load("network-snapshot.pkl")  # doctest: +SKIP
+            >>> images = model.sample_seeds(range(8), truncation_psi=0.7)  # doctest: +SKIP
+        """
+        return seed_images(self.G_ema, seeds, labels, truncation_psi, noise_mode)
 
 
 def _frozen_copy(module: nn.Module) -> nn.Module:
