@@ -387,7 +387,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if args.setting == "cifar-overfit":  # fewer default arms: each costs ~4x a digits arm
             default_gan, default_distaug = overfit.CIFAR_GAN_ARMS, overfit.CIFAR_DISTAUG_ARMS
         else:
-            default_gan, default_distaug = gan_arms, distaug_arms
+            default_gan, default_distaug = overfit.DIGITS_GAN_ARMS, distaug_arms
     else:
         gan_arms, distaug_arms = GAN_ARMS, DISTAUG_ARMS
         default_gan, default_distaug = gan_arms, distaug_arms

@@ -54,6 +54,9 @@ PROJECT_MODULES: Sequence[str] = (
 
 PREPARE_SUMMARY = "Convert a folder or zip of images into litdata chunks for StreamingImageDataModule."
 
+KIMG_PROGRESS_BAR = "lightning_genaug.callbacks.KimgProgressBar"
+"""The progress bar of ``fit`` unless the config names one or turns the bar off."""
+
 DEFAULT_LOGGER = "lightning.pytorch.loggers.CSVLogger"
 """The logger of a config that names none: versioned folders under ``trainer.default_root_dir``."""
 
@@ -155,13 +158,20 @@ class GenAugCLI(LightningCLI):
             parser._subcommands_action.add_subcommand(name, ArgumentParser(description=summary), help=summary)
 
     def before_instantiate_classes(self) -> None:
-        """Keep every output of a run under ``trainer.default_root_dir``.
+        """Keep every output of a run under ``trainer.default_root_dir``; show the run's pace when fitting.
 
         A config without a logger gets the versioned ``CSVLogger`` there; a ``WandbLogger`` left at
-        its default ``save_dir`` (``"."``) writes there too.
+        its default ``save_dir`` (``"."``) writes there too. ``fit`` with the progress bar on and no
+        progress bar of the config's own gets :class:`~lightning_genaug.callbacks.KimgProgressBar`
+        (``s/kimg`` and the run's time left); so does a ``run=False`` CLI (a script building a Trainer).
         """
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
+        if self.subcommand in (None, "fit") and trainer.get("enable_progress_bar") is not False:
+            callbacks = trainer.get("callbacks") or []
+            callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
+            if not any("ProgressBar" in str(getattr(callback, "class_path", "")) for callback in callbacks):
+                trainer.callbacks = [*callbacks, Namespace(class_path=KIMG_PROGRESS_BAR)]
         save_dir = trainer.default_root_dir or "."
         if trainer.logger is None or trainer.logger is True:
             trainer.logger = Namespace(class_path=DEFAULT_LOGGER, init_args=Namespace(save_dir=save_dir))

@@ -11,6 +11,7 @@ from lightning_genaug.callbacks.augmentation_strength import (
     StrengthReading,
 )
 from lightning_genaug.callbacks.generative_metrics import GenerativeMetrics
+from lightning_genaug.callbacks.progress_bar import KimgProgressBar
 from lightning_genaug.callbacks.samples import SampleGrid
 from lightning_genaug.callbacks.scheduled_augmentation import ScheduledAugmentation, scheduled_p
 
@@ -19,6 +20,7 @@ __all__ = [
     "BaseAugmentationStrength",
     "FixedAugmentation",
     "GenerativeMetrics",
+    "KimgProgressBar",
     "SampleGrid",
     "ScheduledAugmentation",
     "StrengthReading",

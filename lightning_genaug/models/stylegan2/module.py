@@ -28,7 +28,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from jsonargparse import lazy_instance
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from lightning_genaug._checks import check_positive_int, check_range, check_same
@@ -529,8 +529,10 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         self.cur_nimg += global_batch
         self.log("kimg", self.cur_nimg.item() / 1000, prog_bar=True)
         max_kimg = self.hparams.max_kimg
-        if max_kimg is not None and self.cur_nimg.item() >= max_kimg * 1000:
+        if max_kimg is not None and self.cur_nimg.item() >= max_kimg * 1000 and not self.trainer.should_stop:
             self.trainer.should_stop = True
+            kimg = self.cur_nimg.item() / 1000
+            rank_zero_info(f"Stopping: {kimg:g} kimg reached `max_kimg` ({max_kimg:g}).")
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         """Log D's response to held-out reals: ``val/scores_real`` and ``val/sign_real``.
