@@ -25,9 +25,11 @@ from lightning_genaug.models.sparse_transformer import SparseTransformerDistAug
 from lightning_genaug.models.stylegan2 import StyleGAN2ADA
 from lightning_genaug.tools import video
 from lightning_genaug.tools.arguments import ToolArgumentError
+from lightning_genaug.tools.export import export_generator
 from lightning_genaug.tools.generate import generate_sparse_transformer, generate_stylegan
 from lightning_genaug.tools.interpolate import interpolation_frames
 from lightning_genaug.tools.project import load_target
+from lightning_genaug.tools.style_mix import style_mixing_grid
 
 NUM_CLASSES = 3
 
@@ -261,6 +263,14 @@ def test_python_callers_get_errors_naming_python_arguments(stylegan_ckpt, offici
         generate_sparse_transformer(distaug, [0], transform="rot45")
     with pytest.raises(ToolArgumentError, match=r"^`temperature` must be > 0, got 0"):
         generate_sparse_transformer(distaug, [0], temperature=0)
+    with pytest.raises(ToolArgumentError, match=r"^`styles` must name layers in \[0, 5\]"):
+        style_mixing_grid(model.G_ema, [0], [1], styles=[9], class_idx=0)
+    with pytest.raises(ToolArgumentError, match=r"^`seeds` must give every one of the 2 grid cells"):
+        interpolation_frames(model.G_ema, [0, 1, 2], grid=(2, 1), class_idx=0)
+    with pytest.raises(ToolArgumentError, match=r"^`space` must be one of w, z, got 'x'"):
+        interpolation_frames(model.G_ema, [0, 1], space="x", class_idx=0)
+    with pytest.raises(ToolArgumentError, match=r"^`export_format` must be one of torchscript, onnx"):
+        export_generator(model.G_ema, tmp_path / "G.pt", "tflite")
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from torch import nn
 
 from lightning_genaug.imports import require_onnx_export
 from lightning_genaug.models.stylegan2.generation import generator_device
-from lightning_genaug.tools.arguments import add_network_arguments, add_truncation_argument
+from lightning_genaug.tools.arguments import ToolArgumentError, add_network_arguments, add_truncation_argument
 
 FORMATS = ("torchscript", "onnx")
 EXAMPLE_BATCH = 2
@@ -62,7 +62,9 @@ def export_generator(G: nn.Module, path: Path, export_format: str, truncation_ps
         ``path``.
     """
     if export_format not in FORMATS:
-        raise ValueError(f"--format must be one of {', '.join(FORMATS)}, got {export_format!r}")
+        raise ToolArgumentError(
+            "export_format", f"{{name}} must be one of {', '.join(FORMATS)}, got {export_format!r}"
+        )
     wrapper = ExportableGenerator(G.eval(), truncation_psi).eval()
     inputs = example_inputs(G)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,7 @@ from lightning_genaug.models.stylegan2.generation import (
     synthesize,
 )
 from lightning_genaug.tools.arguments import (
+    ToolArgumentError,
     add_generation_arguments,
     add_network_arguments,
     class_labels,
@@ -89,12 +90,13 @@ def interpolation_frames(
     """
     cells = grid[0] * grid[1]
     if len(seeds) % cells or len(seeds) // cells < 2:
-        raise ValueError(
-            f"--seeds must give every one of the {cells} grid cells the same number (at least 2) of seeds "
-            f"to walk through, i.e. a multiple of {cells} from {2 * cells}; got {len(seeds)}"
+        raise ToolArgumentError(
+            "seeds",
+            f"{{name}} must give every one of the {cells} grid cells the same number (at least 2) of "
+            f"seeds to walk through, i.e. a multiple of {cells} from {2 * cells}; got {len(seeds)}",
         )
     if space not in SPACES:
-        raise ValueError(f"--space must be one of {', '.join(SPACES)}, got {space!r}")
+        raise ToolArgumentError("space", f"{{name}} must be one of {', '.join(SPACES)}, got {space!r}")
     num_keys = len(seeds) // cells
     labels = class_labels(class_idx, G.c_dim, len(seeds))
     c = class_condition(labels, G.c_dim, len(seeds), generator_device(G))

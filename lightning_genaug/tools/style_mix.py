@@ -16,6 +16,7 @@ import torch
 from lightning_genaug.images import picture_grid, save_png
 from lightning_genaug.models.stylegan2.generation import seed_ws, synthesize
 from lightning_genaug.tools.arguments import (
+    ToolArgumentError,
     add_generation_arguments,
     add_network_arguments,
     class_labels,
@@ -54,8 +55,9 @@ def mix_styles(row_ws: torch.Tensor, col_ws: torch.Tensor, styles: Sequence[int]
     """
     num_ws = row_ws.shape[1]
     if not styles or min(styles) < 0 or max(styles) >= num_ws:
-        raise ValueError(
-            f"--styles must name layers in [0, {num_ws - 1}] (this network has {num_ws}), got {list(styles)}"
+        raise ToolArgumentError(
+            "styles",
+            f"{{name}} must name layers in [0, {num_ws - 1}] (this network has {num_ws}), got {list(styles)}",
         )
     mixed = row_ws.unsqueeze(1).repeat(1, col_ws.shape[0], 1, 1)
     mixed[:, :, list(styles)] = col_ws[:, list(styles)].unsqueeze(0)
