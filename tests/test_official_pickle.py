@@ -262,8 +262,15 @@ def test_a_module_listing_the_same_child_twice_at_every_level_is_refused_at_once
     child = as_persistent(nn.Linear(1, 1))
     for _ in range(30):  # 2**30 paths (within the depth bound), a few kilobytes on disk
         child = _Persistent(
-            {**child.meta, "state": {**child.meta["state"], "_modules": OrderedDict(a=child, b=child)}}
-        )
+            {
+                **child.meta,
+                "state": {
+                    **child.meta["state"],
+                    "_parameters": {},
+                    "_modules": OrderedDict(a=child, b=child),
+                },
+            }
+        )  # each level its own (empty) parameter table: only the child is shared
     (tmp_path / "shared.pkl").write_bytes(pickle.dumps({"G": child, "D": child, "G_ema": child}))
     assert (tmp_path / "shared.pkl").stat().st_size < 16_000
     assert_refused_fast(

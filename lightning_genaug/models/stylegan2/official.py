@@ -19,11 +19,15 @@ constructors of tensors and persistent modules). What it guarantees, for any fil
   ``BUILD`` opcode (``__setstate__`` / ``__dict__`` update) is honoured only on a numpy array or dtype
   the reader itself has just created for it, never on a function, class, module or allowed global;
   ``APPEND``/``SETITEM``/``ADDITEMS`` only on lists, dicts and sets.
-- **It ends fast.** Every object is walked once (shared sub-objects are memoised; a module that
-  appears twice, or inside itself, is refused), nesting is bounded by
-  :data:`~lightning_genaug.safe_pickle.MAX_DEPTH`, and a storage may not claim more elements than the
-  bytes the file holds for it, so the tensor bytes allocated never exceed the file's size.
-- **Every refusal is one** :class:`NetworkPickleError` naming the file and the reason.
+- **It ends fast.** Every object is walked once (shared sub-objects are memoised; a module, or a
+  module's table of parameters, buffers or sub-modules, that appears twice, or inside itself, is
+  refused), nesting is bounded by :data:`~lightning_genaug.safe_pickle.MAX_DEPTH`, dict keys are plain
+  short values (hashing is bounded), and names are strings of at most :data:`MAX_NAME` characters.
+- **Tensor memory never exceeds the file's size.** A storage may not claim more elements than the
+  bytes the file holds for it, each storage is materialised once however often the file refers to it,
+  and all storages together may not exceed the file's size.
+- **Every refusal is one** :class:`NetworkPickleError` naming the file and the reason, which describes
+  the file's values by type, count and short names, never by formatting them.
 
 The weights map one to one onto our networks (same names and shapes); the reference's constant
 ``resample_filter`` buffers (the ``[1, 3, 3, 1]`` low-pass filter, not learned) are skipped because our
@@ -52,6 +56,7 @@ from lightning_genaug.safe_pickle import (
     DataUnpickler,
     read_data,
     refusal_reason,
+    short_names,
 )
 
 log = logging.getLogger(__name__)
@@ -62,6 +67,8 @@ NETWORK_KEYS = ("G", "D", "G_ema")
 SKIPPED_BUFFERS = ("resample_filter",)
 # Most dimensions of one tensor (network weights have at most 4).
 MAX_TENSOR_DIMS = 8
+# Longest module, tensor or class name accepted (the reference's are under 30 characters).
+MAX_NAME = 200
 
 
 class NetworkPickleError(pickle.UnpicklingError, ValueError):
@@ -98,28 +105,49 @@ class PersistentObject:
         """
         out: dict[str, torch.Tensor] = {}
         pending: list[tuple[str, PersistentObject]] = [(prefix, self)]
-        seen: dict[int, str] = {}
+        seen: dict[int, str] = {}  # modules and their tables, each listed once
         while pending:
             path, module = pending.pop()
-            if id(module) in seen:
-                raise pickle.UnpicklingError(
-                    f"the module at {path.rstrip('.') or 'the top'!r} is the same object as the one at "
-                    f"{seen[id(module)].rstrip('.') or 'the top'!r}; a network's modules form a tree"
-                )
-            seen[id(module)] = path
-            for group in ("_parameters", "_buffers"):
-                for name, tensor in _as_dict(module.state.get(group), f"{path}{group}").items():
-                    if tensor is not None:
-                        out[path + str(name)] = tensor
-            for name, child in reversed(_as_dict(module.state.get("_modules"), f"{path}_modules").items()):
+            tables = [_as_dict(module.state.get(group), f"{_where(path)}.{group}") for group in _TABLES]
+            for obj, what in ((module, ""), *zip(tables, _TABLES, strict=True)):
+                if obj and id(obj) in seen:  # (an empty table holds nothing to list twice)
+                    same = f"shares its {what} with" if what else "is the same object as"
+                    raise pickle.UnpicklingError(
+                        f"the module at {_where(path)!r} {same} the one at {_where(seen[id(obj)])!r}; a "
+                        "network's modules form a tree"
+                    )
+                seen[id(obj)] = path
+            parameters, buffers, modules = tables
+            for name, tensor in (*parameters.items(), *buffers.items()):
+                if tensor is not None:
+                    out[path + _check_name(name, path)] = tensor
+            for name, child in reversed(modules.items()):
                 if isinstance(child, PersistentObject):
-                    pending.append((f"{path}{name}.", child))
+                    pending.append((f"{path}{_check_name(name, path)}.", child))
                 elif child is not None:
                     raise pickle.UnpicklingError(
-                        f"sub-module {path + str(name)!r} is a {type(child).__name__}, not a persistent "
-                        "module"
+                        f"sub-module {_where(path + _check_name(name, path))!r} is a {type(child).__name__}, "
+                        "not a persistent module"
                     )
         return out
+
+
+_TABLES = ("_parameters", "_buffers", "_modules")
+
+
+def _where(path: str) -> str:
+    """A module path for a message: its last 100 characters."""
+    path = path.rstrip(".") or "the top"
+    return path if len(path) <= 100 else "..." + path[-97:]
+
+
+def _check_name(name: Any, path: str | None) -> str:
+    """A name of a module or tensor below ``path`` (``None``: a class name), at most :data:`MAX_NAME` long."""
+    if isinstance(name, str) and len(name) <= MAX_NAME:
+        return name
+    what = f"a string of {len(name)} characters" if isinstance(name, str) else f"a {type(name).__name__}"
+    where = "a class name" if path is None else f"a name in the module at {_where(path)!r}"
+    raise pickle.UnpicklingError(f"{where} is {what}, not a name of at most {MAX_NAME} characters")
 
 
 def _as_dict(value: Any, where: str) -> dict:
@@ -134,7 +162,8 @@ def _rebuild_persistent(meta: Any) -> PersistentObject:
     """Stand-in for ``torch_utils.persistence._reconstruct_persistent_obj``: records, never executes."""
     if not isinstance(meta, dict) or meta.get("type") != "class" or "class_name" not in meta:
         raise pickle.UnpicklingError("a persistent object in the pickle has no class record")
-    return PersistentObject(str(meta["class_name"]), _as_dict(meta.get("state"), "state").copy())
+    # Not copied: a state shared by two objects is refused when their tensors are listed.
+    return PersistentObject(_check_name(meta["class_name"], None), _as_dict(meta.get("state"), "state"))
 
 
 def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_: Any) -> torch.Tensor:
@@ -144,12 +173,18 @@ def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_: Any) 
     shape = _int_tuple(size, "size")
     strides = _int_tuple(stride, "stride")
     if (
-        not isinstance(offset, int)
-        or offset < 0
+        type(offset) is not int
+        or not 0 <= offset < _MAX_INDEX
         or len(shape) != len(strides)
         or len(shape) > MAX_TENSOR_DIMS
     ):
-        raise pickle.UnpicklingError(f"a tensor has offset {offset!r}, size {size!r} and stride {stride!r}")
+        offset_text = (
+            offset if type(offset) is int and abs(offset) < _MAX_INDEX else f"a {type(offset).__name__}"
+        )
+        raise pickle.UnpicklingError(
+            f"a tensor has offset {offset_text}, {len(shape)} sizes and {len(strides)} strides (at most "
+            f"{MAX_TENSOR_DIMS}, as many strides as sizes)"
+        )
     available = storage._untyped_storage.nbytes() // storage._dtype.itemsize
     numel = int(np.prod(shape, dtype=object))
     extent = offset + sum((n - 1) * s for n, s in zip(shape, strides, strict=True)) + 1 if numel else 0
@@ -162,9 +197,21 @@ def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any, *_: Any) 
     return tensor.set_(storage._untyped_storage, offset, shape, strides)
 
 
+# Sizes, strides and offsets are below 2**63 (what torch indexes with).
+_MAX_INDEX = 2**63
+
+
 def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
-    if not isinstance(value, tuple | list) or not all(type(n) is int and n >= 0 for n in value):
-        raise pickle.UnpicklingError(f"a tensor's {what} is {value!r}, not a tuple of non-negative integers")
+    if (
+        not isinstance(value, tuple | list)
+        or len(value) > MAX_TENSOR_DIMS
+        or not all(type(n) is int and 0 <= n < _MAX_INDEX for n in value)
+    ):
+        count = f" of {len(value)}" if isinstance(value, tuple | list) else ""
+        raise pickle.UnpicklingError(
+            f"a tensor's {what} is a {type(value).__name__}{count}, not a tuple of at most {MAX_TENSOR_DIMS} "
+            "non-negative integers below 2**63"
+        )
     return tuple(value)
 
 
@@ -175,28 +222,57 @@ def _rebuild_parameter(data: Any, *_: Any) -> torch.Tensor:
     return data
 
 
-def _load_storage(data: Any) -> torch.storage.TypedStorage:
-    """Stand-in for ``torch.storage._load_from_bytes``: checks the size claims, then ``weights_only``.
+class _StorageLoader:
+    """Stand-in for ``torch.storage._load_from_bytes``, one per file read.
 
     The bytes are a legacy ``torch.save`` of one storage: three small header pickles (magic number,
     protocol, system info), the pickled storage record ``("storage", type, key, location, numel, view)``,
     the pickled list of keys, then each storage's element count and raw bytes. ``torch.load``
     allocates ``numel`` elements before it reads them, so a record that claims more than the bytes
-    that follow is refused first.
+    that follow is refused first. Each bytes object is materialised once (a file that refers to it
+    again through the memo gets the same storage), and all storages together may not exceed
+    ``limit`` bytes (the file's size).
     """
-    if not isinstance(data, bytes):
-        raise pickle.UnpicklingError(f"a storage is given as a {type(data).__name__}, not bytes")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.total = 0
+        self._loaded: dict[int, tuple[bytes, torch.storage.TypedStorage]] = {}
+
+    def __call__(self, data: Any) -> torch.storage.TypedStorage:
+        if not isinstance(data, bytes):
+            raise pickle.UnpicklingError(f"a storage is given as a {type(data).__name__}, not bytes")
+        if id(data) in self._loaded:  # the same bytes again: the storage already made from them
+            return self._loaded[id(data)][1]
+        claimed = _claimed_bytes(data)
+        if self.total + claimed > self.limit:
+            raise pickle.UnpicklingError(
+                f"its storages claim {self.total + claimed} bytes, more than the file's {self.limit}"
+            )
+        storage = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        self.total += storage.nbytes() if isinstance(storage, torch.storage.TypedStorage) else claimed
+        self._loaded[id(data)] = (data, storage)  # the bytes are kept so that their id stays theirs
+        return storage
+
+
+def _claimed_bytes(data: bytes) -> int:
+    """The bytes the storage record in ``data`` claims, refused when more than the bytes that follow."""
     claimed: list[int] = []
 
     def record(pid: Any) -> None:
         if not (
-            isinstance(pid, tuple)
+            type(pid) is tuple
             and len(pid) >= 5
             and pid[0] == "storage"
+            and isinstance(pid[1], _StorageType)
             and type(pid[4]) is int
             and pid[4] >= 0
         ):
-            raise pickle.UnpicklingError(f"a storage record is {pid!r}")
+            count = f" of {len(pid)} items" if type(pid) is tuple else ""
+            raise pickle.UnpicklingError(
+                f"a storage record is a {type(pid).__name__}{count}, not ('storage', type, key, location, "
+                "numel, ...)"
+            )
         claimed.append(pid[4] * pid[1].itemsize)
 
     stream = io.BytesIO(data)
@@ -208,7 +284,7 @@ def _load_storage(data: Any) -> torch.storage.TypedStorage:
         raise pickle.UnpicklingError(
             f"a storage claims {sum(claimed)} bytes but the pickle holds {len(data) - stream.tell()} for it"
         )
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    return sum(claimed)
 
 
 class _StorageType:
@@ -227,10 +303,10 @@ _STORAGE_TYPES = {
     and issubclass(getattr(torch, name), torch.storage._LegacyStorage)
 }
 # The globals a network pickle may name: constructors of data (numpy's arrays and dtypes are bound per
-# reader, see ``DataUnpickler``).
+# reader, see ``DataUnpickler``; ``torch.storage._load_from_bytes`` per file, see ``_StorageLoader``).
 DATA_GLOBALS: dict[tuple[str, str], Any] = {
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _rebuild_persistent,
-    ("torch.storage", "_load_from_bytes"): _load_storage,
+    ("torch.storage", "_load_from_bytes"): _StorageLoader(limit=0),  # admits none; bound per file
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
@@ -255,10 +331,12 @@ def load_data_pickle(path: str | os.PathLike) -> Any:
             of anything but a fresh array, is truncated, nested too deep, shares a module or claims
             more bytes than it holds; the message names the file and the reason.
     """
+    raw = Path(path).read_bytes()
+    constructors = {**DATA_GLOBALS, ("torch.storage", "_load_from_bytes"): _StorageLoader(len(raw))}
     try:
         return read_data(
-            Path(path).read_bytes(),
-            DATA_GLOBALS,
+            raw,
+            constructors,
             expected="a stylegan2-ada-pytorch network pickle",
             leaves=_LEAVES,
             children_of=lambda obj: [obj.state] if isinstance(obj, PersistentObject) else None,
@@ -321,7 +399,7 @@ def read_network_pickle(path: str | os.PathLike) -> OfficialNetworks:
         )
     data = load_data_pickle(path)
     if not isinstance(data, dict) or any(not isinstance(data.get(k), PersistentObject) for k in NETWORK_KEYS):
-        found = sorted(map(str, data))[:10] if isinstance(data, dict) else type(data).__name__
+        found = f"keys {short_names(data)}" if isinstance(data, dict) else f"a {type(data).__name__}"
         raise NetworkPickleError(
             f"{str(path)!r} is not a stylegan2-ada-pytorch network pickle: expected a dict with "
             f"persistent modules {list(NETWORK_KEYS)}, found {found}. TensorFlow-era pickles must first be "
@@ -339,14 +417,16 @@ def _networks_from(data: dict[str, Any], source: str) -> OfficialNetworks:
     generator, discriminator = data["G"].init_kwargs, data["D"].init_kwargs
     augment_pipe = data.get("augment_pipe")
     augment_p = None
-    if isinstance(augment_pipe, PersistentObject) and "p" in augment_pipe.tensors():
-        augment_p = float(augment_pipe.tensors()["p"])
+    if isinstance(augment_pipe, PersistentObject):
+        p = augment_pipe.tensors().get("p")
+        if isinstance(p, torch.Tensor) and p.numel() == 1:
+            augment_p = float(p)
     training_set_kwargs = data.get("training_set_kwargs")
     return OfficialNetworks(
         weights={key: _strip_constant_buffers(data[key].tensors()) for key in NETWORK_KEYS},
-        resolution=int(generator["img_resolution"]),
-        channels=int(generator["img_channels"]),
-        num_classes=int(generator.get("c_dim", 0)),
+        resolution=_number(generator, "img_resolution", None, int),
+        channels=_number(generator, "img_channels", None, int),
+        num_classes=_number(generator, "c_dim", 0, int),
         config_overrides=network_config(generator, discriminator, source),
         augment_p=augment_p,
         training_set_kwargs=training_set_kwargs if isinstance(training_set_kwargs, dict) else None,
@@ -367,34 +447,93 @@ def network_config(generator: dict[str, Any], discriminator: dict[str, Any], sou
         NetworkPickleError: G and D disagree on the channel schedule, or G uses an architecture we do
             not build.
     """
-    mapping = dict(generator.get("mapping_kwargs") or {})
-    synthesis = dict(generator.get("synthesis_kwargs") or {})
-    epilogue = dict(discriminator.get("epilogue_kwargs") or {})
-    if synthesis.get("architecture", "skip") != "skip":
+    mapping = _as_dict(generator.get("mapping_kwargs"), "G.mapping_kwargs")
+    synthesis = _as_dict(generator.get("synthesis_kwargs"), "G.synthesis_kwargs")
+    epilogue = _as_dict(discriminator.get("epilogue_kwargs"), "D.epilogue_kwargs")
+    architecture = synthesis.get("architecture", "skip")
+    if architecture != "skip":
+        shown = (
+            repr(architecture[:40]) if isinstance(architecture, str) else f"a {type(architecture).__name__}"
+        )
         raise NetworkPickleError(
-            f"{source!r}: the generator uses synthesis architecture {synthesis['architecture']!r}; only "
+            f"{source!r}: the generator uses synthesis architecture {shown}; only "
             "'skip' (the reference's default and every official network) is supported."
         )
+    d_architecture = discriminator.get("architecture", "resnet")
+    if not isinstance(d_architecture, str) or len(d_architecture) > MAX_NAME:
+        raise NetworkPickleError(
+            f"{source!r}: D's architecture is a {type(d_architecture).__name__}, not a name."
+        )
     config = {
-        "z_dim": int(generator["z_dim"]),
-        "w_dim": int(generator["w_dim"]),
-        "mapping_layers": int(mapping.get("num_layers", 8)),
-        "mapping_lr_multiplier": float(mapping.get("lr_multiplier", 0.01)),
-        "channel_base": int(synthesis.get("channel_base", 32768)),
-        "channel_max": int(synthesis.get("channel_max", 512)),
-        "num_fp16_res": int(synthesis.get("num_fp16_res", 0)),
-        "conv_clamp": synthesis.get("conv_clamp"),
-        "d_architecture": str(discriminator.get("architecture", "resnet")),
-        "mbstd_num_channels": int(epilogue.get("mbstd_num_channels", 1)),
+        "z_dim": _number(generator, "z_dim", None, int),
+        "w_dim": _number(generator, "w_dim", None, int),
+        "mapping_layers": _number(mapping, "num_layers", 8, int),
+        "mapping_lr_multiplier": _number(mapping, "lr_multiplier", 0.01, float),
+        "channel_base": _number(synthesis, "channel_base", 32768, int),
+        "channel_max": _number(synthesis, "channel_max", 512, int),
+        "num_fp16_res": _number(synthesis, "num_fp16_res", 0, int),
+        "conv_clamp": _number(synthesis, "conv_clamp", None, float, optional=True),
+        "d_architecture": d_architecture,
+        "mbstd_num_channels": _number(epilogue, "mbstd_num_channels", 1, int),
     }
     for name in ("channel_base", "channel_max"):
-        d_value = int(discriminator.get(name, 32768 if name == "channel_base" else 512))
+        d_value = _number(discriminator, name, 32768 if name == "channel_base" else 512, int)
         if d_value != config[name]:
             raise NetworkPickleError(
                 f"{source!r}: G has {name}={config[name]} but D has {name}={d_value}; one config field "
                 "builds both networks here, so such a pickle is not supported."
             )
     return config
+
+
+def _number(
+    kwargs: dict[str, Any], name: str, default: Any, kind: type, optional: bool = False
+) -> int | float | None:
+    """``kwargs[name]`` (or ``default`` when absent) as a ``kind``; a refusal naming it when not a number.
+
+    Raises:
+        pickle.UnpicklingError: the value is not an int (``kind=int``) or a real number (``float``).
+    """
+    if name not in kwargs:
+        if default is None and not optional:
+            raise pickle.UnpicklingError(f"the constructor argument {name!r} is missing")
+        return default
+    value = kwargs[name]
+    if value is None and optional:
+        return None
+    numbers = (int, np.integer) if kind is int else (int, float, np.integer, np.floating)
+    if not isinstance(value, numbers) or isinstance(value, bool):
+        raise pickle.UnpicklingError(
+            f"the constructor argument {name!r} is a {type(value).__name__}, not a number"
+        )
+    return kind(value)
+
+
+def weight_problems(modules: dict[str, nn.Module], networks: OfficialNetworks) -> list[str]:
+    """Every tensor of ``modules`` missing from the pickle, unexpected, or of another shape (names cut short).
+
+    ``modules`` may live on the meta device: only names and shapes are compared.
+    """
+    problems: list[str] = []
+    for key, module in modules.items():
+        target, weights = module.state_dict(), networks.weights[key]
+        problems += [f"{key}.{_where(name)}: not in the pickle" for name in target if name not in weights]
+        problems += [f"{key}.{_where(name)}: not in this model" for name in weights if name not in target]
+        problems += [
+            f"{key}.{_where(name)}: pickle {tuple(weights[name].shape)} vs model {tuple(tensor.shape)}"
+            for name, tensor in target.items()
+            if name in weights and weights[name].shape != tensor.shape
+        ]
+    return problems
+
+
+def misfit_error(problems: list[str], source: str) -> ValueError:
+    """The one error naming the first tensors that do not fit (see :func:`weight_problems`)."""
+    shown = "; ".join(problems[:8]) + (f"; ... ({len(problems)} in all)" if len(problems) > 8 else "")
+    return ValueError(
+        f"Network pickle {source!r} does not fit this model: {shown}. Leave resolution, channels, "
+        "num_classes and config_overrides unset so that they are read from the pickle."
+    )
 
 
 def load_official_weights(modules: dict[str, nn.Module], networks: OfficialNetworks, source: str) -> None:
@@ -408,22 +547,9 @@ def load_official_weights(modules: dict[str, nn.Module], networks: OfficialNetwo
     Raises:
         ValueError: names every tensor that is missing, unexpected or of another shape.
     """
-    problems: list[str] = []
-    for key, module in modules.items():
-        target, weights = module.state_dict(), networks.weights[key]
-        problems += [f"{key}.{name}: not in the pickle" for name in target if name not in weights]
-        problems += [f"{key}.{name}: not in this model" for name in weights if name not in target]
-        problems += [
-            f"{key}.{name}: pickle {tuple(weights[name].shape)} vs model {tuple(tensor.shape)}"
-            for name, tensor in target.items()
-            if name in weights and weights[name].shape != tensor.shape
-        ]
+    problems = weight_problems(modules, networks)
     if problems:
-        shown = "; ".join(problems[:8]) + (f"; ... ({len(problems)} in all)" if len(problems) > 8 else "")
-        raise ValueError(
-            f"Network pickle {source!r} does not fit this model: {shown}. Leave resolution, channels, "
-            "num_classes and config_overrides unset so that they are read from the pickle."
-        )
+        raise misfit_error(problems, source)
     with torch.no_grad():
         for key, module in modules.items():
             for name, tensor in module.state_dict().items():
