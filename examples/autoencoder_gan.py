@@ -210,11 +210,20 @@ def fit(
     return trainer
 
 
+def optimiser_steps(text: str) -> int:
+    """``--max-steps``: at least 2, one batch (an autoencoder step and a discriminator step)."""
+    if not text.isdigit() or int(text) < 2:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of optimiser steps >= 2 (each batch takes 2: autoencoder, then D)"
+        )
+    return int(text)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--max-steps",
-        type=int,
+        type=optimiser_steps,
         default=300,
         help="optimiser steps (Trainer.max_steps): 2 per batch, AE then D",
     )

@@ -12,9 +12,9 @@ from torch import nn
 
 from lightning_genaug.imports import require_onnx_export
 from lightning_genaug.models.stylegan2.generation import generator_device
-from lightning_genaug.tools.arguments import ToolArgumentError, add_network_arguments, add_truncation_argument
+from lightning_genaug.tools.arguments import ToolArgumentError
+from lightning_genaug.tools.parsers import EXPORT_FORMATS as FORMATS
 
-FORMATS = ("torchscript", "onnx")
 EXAMPLE_BATCH = 2
 
 
@@ -94,13 +94,6 @@ def export_generator(G: nn.Module, path: Path, export_format: str, truncation_ps
             verbose=False,
         )
     return path
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_network_arguments(parser)
-    parser.add_argument("--format", dest="export_format", choices=FORMATS, required=True, help="graph format")
-    parser.add_argument("--out", type=Path, required=True, metavar="FILE", help="e.g. G.onnx or G.pt")
-    add_truncation_argument(parser, "truncation psi in [0, 2] fixed into the graph (default: %(default)s)")
 
 
 def run(options: argparse.Namespace, model: torch.nn.Module) -> str:

@@ -16,13 +16,7 @@ import torch
 
 from lightning_genaug.images import save_picture_grid, save_seed_images
 from lightning_genaug.models.stylegan2.generation import seed_images
-from lightning_genaug.tools.arguments import (
-    ToolArgumentError,
-    add_generation_arguments,
-    add_network_arguments,
-    class_labels,
-    parse_int_list,
-)
+from lightning_genaug.tools.arguments import ToolArgumentError, class_labels
 
 TRANSFORM_ALIASES: dict[str, tuple[str, int]] = {
     "rot90": ("rotation", 1),
@@ -133,34 +127,55 @@ def generate_sparse_transformer(
     return model.sample_seeds(seeds, labels, temperature=temperature, transform=ids)
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_network_arguments(parser)
-    parser.add_argument("--seeds", type=parse_int_list, required=True, help="seeds, e.g. 0-99 or 0,1,4-6")
-    parser.add_argument("--outdir", type=Path, required=True, metavar="DIR", help="where to save the images")
-    parser.add_argument("--grid", action="store_true", help="also write grid.png with every image")
-    add_generation_arguments(parser)
-    distaug = parser.add_argument_group("SparseTransformerDistAug networks")
-    distaug.add_argument(
-        "--temperature", type=float, default=1.0, help="softmax temperature (default: %(default)s)"
-    )
-    distaug.add_argument(
-        "--transform",
-        default="identity",
-        help="DistAug condition to sample under: identity (default), rot90, rot180, rot270, transpose, "
-        "reverse, or KIND=ID",
-    )
+STYLEGAN_OPTIONS = {"truncation_psi": "--truncation-psi", "noise_mode": "--noise-mode"}
+"""Options of ``generate`` that only a StyleGAN2 network takes (``None`` unless given)."""
+
+DISTAUG_OPTIONS = {"temperature": "--temperature", "transform": "--transform"}
+"""Options of ``generate`` that only a Sparse Transformer takes (``None`` unless given)."""
+
+
+def check_family_options(options: argparse.Namespace, model: torch.nn.Module) -> None:
+    """Refuse an option the network's family does not use, rather than ignore it.
+
+    Raises:
+        ValueError: naming the option, the network's class and what to leave out.
+    """
+    foreign = DISTAUG_OPTIONS if hasattr(model, "G_ema") else STYLEGAN_OPTIONS
+    given = [option for dest, option in foreign.items() if getattr(options, dest, None) is not None]
+    if given:
+        family = "SparseTransformerDistAug" if hasattr(model, "G_ema") else "StyleGAN2"
+        raise ValueError(
+            f"{' and '.join(given)} only apply to {family} networks and {options.network} holds a "
+            f"{type(model).__name__}; leave {'them' if len(given) > 1 else 'it'} out"
+        )
+
+
+def check_finite_images(images: torch.Tensor, network: str) -> None:
+    """Refuse to write images with NaN or infinite pixels (they would be saved black).
+
+    Raises:
+        ValueError: how many images are not finite.
+    """
+    finite = torch.isfinite(images.flatten(1)).all(dim=1)
+    if not bool(finite.all()):
+        raise ValueError(
+            f"{int((~finite).sum())} of the {len(images)} images of {network} have NaN or infinite pixels, "
+            "so nothing was written; the network's weights are broken: use an earlier checkpoint"
+        )
 
 
 def run(options: argparse.Namespace, model: torch.nn.Module) -> str:
     """Write the images of ``options.seeds``; returns the summary line."""
+    check_family_options(options, model)
     if hasattr(model, "G_ema"):
-        images = generate_stylegan(
-            model.G_ema, options.seeds, options.class_idx, options.truncation_psi, options.noise_mode
-        )
+        psi = 1.0 if options.truncation_psi is None else options.truncation_psi
+        noise_mode = options.noise_mode or "const"
+        images = generate_stylegan(model.G_ema, options.seeds, options.class_idx, psi, noise_mode)
     else:
-        images = generate_sparse_transformer(
-            model, options.seeds, options.class_idx, options.temperature, options.transform
-        )
+        temperature = 1.0 if options.temperature is None else options.temperature
+        transform = options.transform or "identity"
+        images = generate_sparse_transformer(model, options.seeds, options.class_idx, temperature, transform)
+    check_finite_images(images, options.network)
     write_images(images, options.seeds, options.outdir, options.grid)
     shape = "x".join(map(str, images.shape[1:]))
     return (
@@ -168,4 +183,11 @@ def run(options: argparse.Namespace, model: torch.nn.Module) -> str:
     )
 
 
-__all__ = ["generate_sparse_transformer", "generate_stylegan", "parse_transform", "write_images"]
+__all__ = [
+    "check_family_options",
+    "check_finite_images",
+    "generate_sparse_transformer",
+    "generate_stylegan",
+    "parse_transform",
+    "write_images",
+]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
@@ -21,18 +20,9 @@ from lightning_genaug.models.stylegan2.generation import (
     seed_latents,
     synthesize,
 )
-from lightning_genaug.tools.arguments import (
-    ToolArgumentError,
-    add_generation_arguments,
-    add_network_arguments,
-    class_labels,
-    parse_grid,
-    parse_int_list,
-    positive_int,
-)
+from lightning_genaug.tools.arguments import ToolArgumentError, class_labels
+from lightning_genaug.tools.parsers import SPACES, strip_path
 from lightning_genaug.tools.video import check_video_path, write_animation
-
-SPACES = ("w", "z")
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -114,55 +104,6 @@ def interpolation_frames(
     return images.unflatten(0, (len(start), cells))
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_network_arguments(parser)
-    parser.add_argument(
-        "--seeds",
-        type=parse_int_list,
-        required=True,
-        help="seeds to walk through (cell i of the grid takes seeds i, i + cells, ...), e.g. 0-3",
-    )
-    parser.add_argument(
-        "--out",
-        type=Path,
-        required=True,
-        metavar="FILE",
-        help="walk.mp4 (needs imageio-ffmpeg, else a GIF is written beside it) or walk.gif",
-    )
-    parser.add_argument(
-        "--frames-per-seed",
-        "--w-frames",
-        dest="frames_per_seed",
-        type=positive_int,
-        default=30,
-        help="frames from one seed to the next (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--grid",
-        type=parse_grid,
-        default=(1, 1),
-        metavar="COLSxROWS",
-        help="several walks side by side (default: 1x1)",
-    )
-    parser.add_argument(
-        "--space",
-        choices=SPACES,
-        default="w",
-        help="w: lerp between the seeds' w (default); z: slerp between their z, then map",
-    )
-    parser.add_argument(
-        "--fps", type=positive_int, default=30, help="frames per second (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--strip",
-        type=int,
-        default=8,
-        metavar="N",
-        help="also write FILE-strip.png with N evenly spaced frames (0: none; default: %(default)s)",
-    )
-    add_generation_arguments(parser)
-
-
 def run(options: argparse.Namespace, model: torch.nn.Module) -> str:
     """Write the animation (and the strip); returns the summary line."""
     check_video_path(options.out)
@@ -181,9 +122,9 @@ def run(options: argparse.Namespace, model: torch.nn.Module) -> str:
     if options.strip > 0:
         picks = torch.linspace(0, len(frames) - 1, min(options.strip, len(frames))).round().long()
         strip = frames[picks, 0] if options.grid == (1, 1) else frames[picks].flatten(0, 1)
-        strip_path = options.out.with_name(f"{options.out.stem}-strip.png")
-        save_png(picture_grid(strip, len(picks) if options.grid == (1, 1) else frames.shape[1]), strip_path)
-        message += f" and {strip_path}"
+        strip_file = strip_path(options.out)
+        save_png(picture_grid(strip, len(picks) if options.grid == (1, 1) else frames.shape[1]), strip_file)
+        message += f" and {strip_file}"
     return message[0].upper() + message[1:]
 
 

@@ -31,12 +31,8 @@ from torch import nn
 from lightning_genaug.data.files import CorruptImageError, ImageDecoder
 from lightning_genaug.images import from_uint8, picture_grid, save_png
 from lightning_genaug.models.stylegan2.generation import class_condition, generator_device
-from lightning_genaug.tools.arguments import (
-    add_class_argument,
-    add_network_arguments,
-    class_labels,
-    positive_int,
-)
+from lightning_genaug.tools.arguments import ToolArgumentError, class_labels
+from lightning_genaug.tools.parsers import check_vgg16_file
 from lightning_genaug.tools.video import write_animation
 
 NUM_W_SAMPLES = 10_000
@@ -159,11 +155,15 @@ def image_distance(
         return DiscriminatorFeatureDistance(
             D, target
         ), "pixels + discriminator features (no --vgg16 file given)"
-    if not vgg16_path.is_file():
-        raise ValueError(
-            f"--vgg16 {str(vgg16_path)!r} does not exist; give the path of a TorchScript vgg16.pt"
-        )
-    vgg16 = torch.jit.load(str(vgg16_path), map_location=target.device).eval()
+    check_vgg16_file(vgg16_path)
+    try:
+        vgg16 = torch.jit.load(str(vgg16_path), map_location=target.device).eval()
+    except RuntimeError as error:  # a zip archive that is not a TorchScript module
+        raise ToolArgumentError(
+            "vgg16",
+            f"{{name}} {str(vgg16_path)!r} cannot be read by torch.jit.load ({str(error).splitlines()[0]}); "
+            "give the reference's vgg16.pt, or leave --vgg16 out for the discriminator-feature distance",
+        ) from error
     return VGGFeatureDistance(vgg16, target), "VGG16 LPIPS features"
 
 
@@ -308,41 +308,6 @@ def project(
         frames=torch.cat(frames),
         frame_steps=frame_steps,
         distance_name=distance_name,
-    )
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_network_arguments(parser)
-    parser.add_argument(
-        "--target", type=Path, required=True, metavar="FILE", help="target image file to project to"
-    )
-    parser.add_argument("--outdir", type=Path, required=True, metavar="DIR", help="where to save the results")
-    parser.add_argument(
-        "--steps",
-        "--num-steps",
-        dest="steps",
-        type=positive_int,
-        default=1000,
-        help="number of optimisation steps (default: %(default)s)",
-    )
-    parser.add_argument("--seed", type=int, default=303, help="random seed (default: %(default)s)")
-    add_class_argument(parser)
-    parser.add_argument(
-        "--w-plus", action="store_true", help="optimise one w per layer (W+) instead of one w"
-    )
-    parser.add_argument(
-        "--vgg16",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="TorchScript VGG16 (the reference's vgg16.pt) for an LPIPS distance; default: pixels + "
-        "discriminator features (nothing is downloaded)",
-    )
-    parser.add_argument(
-        "--save-video",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="write proj.mp4 (GIF without imageio-ffmpeg): target | projection (default: on)",
     )
 
 

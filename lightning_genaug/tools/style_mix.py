@@ -9,19 +9,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 
 from lightning_genaug.images import picture_grid, save_png
 from lightning_genaug.models.stylegan2.generation import seed_ws, synthesize
-from lightning_genaug.tools.arguments import (
-    ToolArgumentError,
-    add_generation_arguments,
-    add_network_arguments,
-    class_labels,
-    parse_int_list,
-)
+from lightning_genaug.tools.arguments import ToolArgumentError, class_labels
 
 REFERENCE_STYLES = range(7)
 """The reference's default mixed layers, ``0-6``: coarse and middle styles of its 18-layer 1024px networks."""
@@ -93,21 +86,6 @@ def style_mixing_grid(
     top = torch.cat([blank, cols])
     body = torch.cat([rows.unsqueeze(1), cells], dim=1).flatten(0, 1)
     return torch.cat([top, body])
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_network_arguments(parser)
-    parser.add_argument("--rows", type=parse_int_list, required=True, help="row seeds, e.g. 85,100,75")
-    parser.add_argument("--cols", type=parse_int_list, required=True, help="column seeds, e.g. 55,821,1789")
-    parser.add_argument(
-        "--styles",
-        type=parse_int_list,
-        default=None,
-        help="layers to take from the column seeds (default: 0-6, or the first half of the layers of "
-        "networks with fewer than 14)",
-    )
-    parser.add_argument("--outdir", type=Path, required=True, metavar="DIR", help="where to save the images")
-    add_generation_arguments(parser)
 
 
 def run(options: argparse.Namespace, model: torch.nn.Module) -> str:

@@ -9,14 +9,25 @@ import torch
 
 from lightning_genaug.images import grid_to_uint8
 from lightning_genaug.imports import IMAGEIO_FFMPEG_AVAILABLE, TOOLS_EXTRA
-
-VIDEO_SUFFIXES = (".mp4", ".gif")
+from lightning_genaug.tools.parsers import VIDEO_SUFFIXES
 
 
 def check_video_path(path: Path) -> Path:
-    """``path`` if it ends in ``.mp4`` or ``.gif``, else a ``ValueError`` saying so."""
+    """``path`` if it ends in ``.mp4`` or ``.gif`` and is not a folder, else a ``ValueError`` saying so."""
     if path.suffix.lower() not in VIDEO_SUFFIXES:
         raise ValueError(f"{str(path)!r} must end in .mp4 or .gif (the format is taken from the suffix)")
+    if path.is_dir():
+        raise ValueError(f"{str(path)!r} is a folder; give a file name such as walk.mp4")
+    return path
+
+
+def check_written(path: Path, writer: str) -> Path:
+    """``path`` if ``writer`` left a non-empty file there, else an ``OSError``: never say a file was written
+    when it was not (ffmpeg can fail without raising)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        raise OSError(
+            f"{writer} wrote nothing to {str(path)!r}; check that the folder is writable and has space"
+        )
     return path
 
 
@@ -50,6 +61,7 @@ def write_animation(frames: list[torch.Tensor], path: Path, fps: float) -> tuple
         import imageio.v3 as iio
 
         iio.imwrite(path, array, fps=fps, codec="libx264", macro_block_size=1)
+        check_written(path, "ffmpeg")
         return path, f"wrote {path} (MP4, {len(array)} frames at {fps:g} fps)"
     note = ""
     if path.suffix.lower() == ".mp4":
@@ -60,7 +72,8 @@ def write_animation(frames: list[torch.Tensor], path: Path, fps: float) -> tuple
     pictures = [Image.fromarray(frame) for frame in array]
     duration_ms = round(1000 / fps)
     pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=duration_ms, loop=0)
+    check_written(path, "Pillow")
     return path, f"wrote {path} (GIF, {len(array)} frames at {fps:g} fps){note}"
 
 
-__all__ = ["check_video_path", "frames_to_uint8", "write_animation"]
+__all__ = ["check_video_path", "check_written", "frames_to_uint8", "write_animation"]

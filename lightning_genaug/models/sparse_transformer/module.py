@@ -24,6 +24,7 @@ from lightning_genaug.data.batch import split_batch
 from lightning_genaug.distributed import seed_per_rank
 from lightning_genaug.images import from_uint8, to_uint8
 from lightning_genaug.metrics.bpd import bits_per_dim_from_logits
+from lightning_genaug.models.families import check_checkpoint_family
 from lightning_genaug.models.loading import load_checkpoint
 from lightning_genaug.models.predict import GeneratorPredictMixin, PredictOptions
 from lightning_genaug.models.sparse_transformer.model import (
@@ -346,7 +347,11 @@ class SparseTransformerDistAug(GeneratorPredictMixin, L.LightningModule):
         Args:
             path: a checkpoint written while training this module.
             map_location: device for the weights; ``None``: where they were saved.
+
+        Raises:
+            ValueError: ``path`` is a checkpoint of another module (``StyleGAN2ADA``), named.
         """
+        check_checkpoint_family(cls, path)
         return load_checkpoint(cls, path, map_location)
 
     def _transform_ids(self, n: int, transform: Any) -> torch.Tensor | None:

@@ -35,6 +35,7 @@ from lightning_genaug._checks import check_positive_int, check_range, check_same
 from lightning_genaug.augment.ada_pipe import AugmentPipe
 from lightning_genaug.data.batch import split_batch
 from lightning_genaug.distributed import backward_and_sync, seed_per_rank
+from lightning_genaug.models.families import check_checkpoint_family
 from lightning_genaug.models.loading import load_checkpoint, ready_for_inference
 from lightning_genaug.models.predict import GeneratorPredictMixin, PredictOptions
 from lightning_genaug.models.stylegan2 import losses
@@ -638,6 +639,7 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
             >>> images = model.sample(16, truncation_psi=0.7)  # doctest: +SKIP
         """
         if not is_network_pickle(path):
+            check_checkpoint_family(cls, path)
             return load_checkpoint(cls, path, map_location)
         official = read_network_pickle(path)
         model = cls(
