@@ -17,7 +17,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_genaug.callbacks import GenerativeMetrics
+from lightning_genaug.callbacks import GenerativeMetrics, training_progress
 from lightning_genaug.data.batch import split_batch
 from lightning_genaug.metrics import INCEPTION_WEIGHTS_ENV, InceptionWeightsNotFoundError
 from lightning_genaug.metrics.extractors import INCEPTION_URL_ENV
@@ -183,20 +183,22 @@ def test_dict_batches_with_an_image_key(tmp_path):
             return super().training_step(batch["img"], batch_idx)
 
     callback = metrics_callback(tmp_path, image_key="img", num_real=20)
-    make_trainer(tmp_path, [callback]).fit(DictGenerator(), DataLoader(DictDataset(), batch_size=8))
-    assert callback.images_seen == 32 and callback._real_stats.num_images == 20
+    trainer = make_trainer(tmp_path, [callback])
+    model = DictGenerator()
+    trainer.fit(model, DataLoader(DictDataset(), batch_size=8))
+    assert training_progress(trainer).images(model) == 32 and callback._real_stats.num_images == 20
     assert callback.feature_extractor.images_seen == 20 + 32
 
 
 def test_honours_the_batch_interval(tmp_path):
     callback = metrics_callback(tmp_path, every_n_batches=2, at_fit_end=False)
     extractor = callback.feature_extractor
-    make_trainer(tmp_path, [callback], max_epochs=2).fit(ToyGenerator(), train_dataloaders=real_loader())
+    trainer = make_trainer(tmp_path, [callback], max_epochs=2)
+    trainer.fit(ToyGenerator(), train_dataloaders=real_loader())
     # 8 batches of 16: evaluations after batches 2, 4, 6 and 8
     assert extractor.images_seen == 64 + 4 * 32
-    assert callback.state_dict() == {
-        "images_seen": 128, "batches_seen": 8, "last_eval_batches": 8
-    }
+    assert callback.state_dict() == {"last_eval_batches": 8}  # the run's count is the Trainer's one
+    assert training_progress(trainer).batches == 8
 
 
 @pytest.mark.parametrize("with_validation", [False, True])
@@ -253,8 +255,11 @@ def test_state_survives_a_checkpoint(tmp_path):
     resumed = metrics_callback(tmp_path, every_n_batches=100)
     trainer = make_trainer(tmp_path, [resumed, ModelCheckpoint(dirpath=tmp_path / "ckpt2")], max_epochs=2)
     checkpoint = next((tmp_path / "ckpt").glob("*.ckpt"))
-    trainer.fit(ToyGenerator(), train_dataloaders=real_loader(), ckpt_path=checkpoint)
-    assert (resumed.images_seen, resumed.batches_seen) == (128, 8)
+    model = ToyGenerator()
+    trainer.fit(model, train_dataloaders=real_loader(), ckpt_path=checkpoint)
+    progress = training_progress(trainer)
+    assert (progress.images(model), progress.batches) == (128, 8)
+    assert resumed.last_eval_batches == 8  # at the end of each fit
 
 
 def test_a_weights_path_that_names_no_file_fails_at_construction(tmp_path, monkeypatch):
@@ -315,7 +320,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 sys.path.insert(0, {tests_dir!r})
 from test_callback_metrics import CountingExtractor, ToyGenerator
-from lightning_genaug.callbacks import GenerativeMetrics
+from lightning_genaug.callbacks import GenerativeMetrics, training_progress
 
 
 class Frozen(ToyGenerator):
@@ -339,7 +344,8 @@ trainer = pl.Trainer(
 )
 trainer.fit(Frozen(), DataLoader(TensorDataset(images), batch_size=10))
 result = dict(
-    values=callback.last_values, mu=callback._real_stats.mu.tolist(), images_seen=callback.images_seen,
+    values=callback.last_values, mu=callback._real_stats.mu.tolist(),
+    images_seen=training_progress(trainer).images(trainer.lightning_module),
     extracted=callback.feature_extractor.images_seen,
 )
 with open(root + f"/rank{{trainer.global_rank}}.json", "w") as handle:

@@ -1,9 +1,11 @@
 """Lightning callbacks: augmentation strength (adaptive, scheduled, fixed), sample grids, generative metrics.
 
 Every callback schedules in training batches (``every_n_batches``), the unit of the D regularisers'
-lazy interval too (``R1(every_n_batches=...)``).
+lazy interval too (``R1(every_n_batches=...)``), and reads the run's batches and images from the
+Trainer's one :class:`TrainingProgress` (:func:`training_progress`); each keeps only when it last acted.
 """
 
+from lightning_genaug.callbacks._progress import TrainingProgress, training_progress
 from lightning_genaug.callbacks.ada import AdaptiveAugmentation, next_p
 from lightning_genaug.callbacks.augmentation_strength import (
     BaseAugmentationStrength,
@@ -24,6 +26,8 @@ __all__ = [
     "SampleGrid",
     "ScheduledAugmentation",
     "StrengthReading",
+    "TrainingProgress",
     "next_p",
     "scheduled_p",
+    "training_progress",
 ]

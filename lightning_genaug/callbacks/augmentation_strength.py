@@ -35,6 +35,7 @@ from torch import nn
 from lightning_genaug._checks import check_choice, check_images, check_positive_int
 from lightning_genaug.augment.ada_pipe import AUGMENT_PRESETS, AugmentPipe
 from lightning_genaug.augment.protocol import AugmentationStrength, SignAccumulator
+from lightning_genaug.callbacks._progress import TrainingProgress, training_progress
 from lightning_genaug.callbacks.foreign_discriminator import ForeignDiscriminator, find_discriminator
 from lightning_genaug.data.batch import split_batch
 
@@ -120,9 +121,8 @@ class BaseAugmentationStrength(Callback):
 
         self._rt: float | None = None
         self._rt_clean: float | None = None
-        self._batches_seen = 0
-        self._images_since_update = 0
-        self._images_total = 0.0
+        self._images_at_last_step: int | None = None  # the run's images when p was last set
+        self._progress: TrainingProgress | None = None  # the Trainer's count (``setup``)
         self._warned_no_signs = False
         self._clean_signs = SignAccumulator()  # the clean reading's accumulator (its p is unused)
 
@@ -157,9 +157,9 @@ class BaseAugmentationStrength(Callback):
         return self._rt_clean
 
     @property
-    def images_total(self) -> float:
-        """Training images seen at the last reading, all ranks together (checkpointed)."""
-        return self._images_total
+    def images_total(self) -> int:
+        """Training images, all ranks together, when ``p`` was last set (0 before the first step)."""
+        return self._images_at_last_step or 0
 
     @property
     def pipe(self) -> nn.Module | None:
@@ -183,9 +183,7 @@ class BaseAugmentationStrength(Callback):
         state: dict[str, Any] = {
             "rt": self._rt,
             "rt_clean": self._rt_clean,
-            "batches_seen": self._batches_seen,
-            "images_since_update": self._images_since_update,
-            "images_total": self._images_total,
+            "images_at_last_step": self._images_at_last_step,
         }
         if self.is_foreign:
             state["pipe"] = self._foreign_pipe.state_dict()
@@ -194,10 +192,7 @@ class BaseAugmentationStrength(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._rt = state_dict.get("rt")
         self._rt_clean = state_dict.get("rt_clean")
-        self._batches_seen = int(state_dict.get("batches_seen", 0))
-        self._images_since_update = int(state_dict.get("images_since_update", 0))
-        # 0.3's ScheduledAugmentation kept the run's images as `images_seen`.
-        self._images_total = float(state_dict.get("images_total", state_dict.get("images_seen", 0)))
+        self._images_at_last_step = state_dict.get("images_at_last_step")
         if "pipe" in state_dict:
             self._require_foreign_pipe().load_state_dict(state_dict["pipe"])
 
@@ -206,6 +201,7 @@ class BaseAugmentationStrength(Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
             return
+        self._progress = training_progress(trainer, self.image_key)
         self._remove_hook()
         self._foreign = None
         if hasattr(pl_module, "augment_pipe"):
@@ -225,6 +221,8 @@ class BaseAugmentationStrength(Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Start augmenting from the pipe's own ``p`` (a fresh run's, or the one a checkpoint restored)."""
         pipe = self._require_pipe()
+        if self._images_at_last_step is None:  # a fresh run, or this callback added on resume
+            self._images_at_last_step = self._require_progress().images(pl_module)
         self._clean_signs.to(pl_module.device)
         if self._foreign is not None:
             pipe.to(pl_module.device)
@@ -233,22 +231,20 @@ class BaseAugmentationStrength(Callback):
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        images, _ = self._split(batch)
-        self._images_since_update += images.shape[0]
+        self._split(batch)  # the batch's images must be found before the first training step
         if self._foreign is not None:
             self._foreign.start_batch(batch)
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        self._batches_seen += 1
-        if self._batches_seen % self.every_n_batches == 0:
+        if self._require_progress().batches % self.every_n_batches == 0:
             images, labels = self._split(batch)
             if self._foreign is not None:
                 self._require_pipe().observe(self._foreign.real_scores(images, labels, augment=True))
             if self.reads_clean_reals:
                 self._clean_signs.observe(self._clean_scores(pl_module, images, labels))
-            self._update(trainer)
+            self._update(trainer, pl_module)
         p = self._require_pipe().p.detach().float()
         pl_module.log("ada/p", p, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
         for name, value in (("ada/rt", self._rt), ("ada/rt_clean", self._rt_clean)):
@@ -299,6 +295,11 @@ class BaseAugmentationStrength(Callback):
             return self._foreign.real_scores(images, labels, augment=False)
         return pl_module.score_reals(images, labels)
 
+    def _require_progress(self) -> TrainingProgress:
+        if self._progress is None:
+            raise RuntimeError(f"{type(self).__name__} has no progress: `setup(stage='fit')` has not run.")
+        return self._progress
+
     def _require_pipe(self) -> nn.Module:
         if self._pipe is None:
             raise RuntimeError(f"{type(self).__name__} has no pipe: `setup(stage='fit')` has not run.")
@@ -321,30 +322,29 @@ class BaseAugmentationStrength(Callback):
         with torch.no_grad():
             self._require_pipe().p.fill_(p)
 
-    def _update(self, trainer: pl.Trainer) -> None:
+    def _update(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Sum the interval's readings over ranks (one reduction), ask the subclass for ``p``, write it."""
         sign_sum, count = self._require_pipe().pop_stats()
         clean_sum, clean_count = self._clean_signs.pop_stats()
-        device = sign_sum.device
         local = torch.stack(
             [
                 sign_sum.to(torch.float64),
                 count.to(torch.float64),
-                clean_sum.to(device, torch.float64),
-                clean_count.to(device, torch.float64),
-                torch.tensor(float(self._images_since_update), dtype=torch.float64, device=device),
+                clean_sum.to(sign_sum.device, torch.float64),
+                clean_count.to(sign_sum.device, torch.float64),
             ]
         )
-        totals = trainer.strategy.reduce(local, reduce_op="sum").tolist()
-        total_signs, total_count, total_clean, total_clean_count, total_images = totals
-        self._images_since_update = 0
-        self._images_total += total_images
+        total_signs, total_count, total_clean, total_clean_count = trainer.strategy.reduce(
+            local, reduce_op="sum"
+        ).tolist()
+        images = self._require_progress().images(pl_module)  # all ranks already
         reading = StrengthReading(
             rt=measured_rt(total_signs, total_count),
             rt_clean=measured_rt(total_clean, total_clean_count),
-            images_seen=total_images,
-            images_total=self._images_total,
+            images_seen=images - (self._images_at_last_step or 0),
+            images_total=images,
         )
+        self._images_at_last_step = images
         self._rt = reading.rt
         if self.reads_clean_reals:
             self._rt_clean = reading.rt_clean

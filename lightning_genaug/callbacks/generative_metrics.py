@@ -19,7 +19,7 @@ from torchmetrics import Metric
 from tqdm.auto import tqdm
 
 from lightning_genaug._checks import MismatchError, check_choice, check_images, check_positive_int, check_same
-from lightning_genaug.callbacks._progress import images_shown
+from lightning_genaug.callbacks._progress import TrainingProgress, images_shown, training_progress
 from lightning_genaug.data.batch import split_batch
 from lightning_genaug.metrics.cache import RealStatistics, RealStatisticsCache, default_cache_dir
 from lightning_genaug.metrics.extractors import (
@@ -191,9 +191,8 @@ class GenerativeMetrics(Callback):
         self.seed = seed
         self.progress_bar = progress_bar
 
-        self.images_seen = 0
-        self.batches_seen = 0
-        self.last_eval_batches: int | None = None
+        self.last_eval_batches: int | None = None  # the run's batches at the last evaluation
+        self._progress: TrainingProgress | None = None  # the Trainer's count (``setup``)
         self.last_values: dict[str, float] = {}
         self._extractor: nn.Module | None = None
         self._real_stats: RealStatistics | None = None
@@ -204,15 +203,9 @@ class GenerativeMetrics(Callback):
         return self._generate_state_key(metrics=self.metrics, num_gen=self.num_gen)
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "images_seen": self.images_seen,
-            "batches_seen": self.batches_seen,
-            "last_eval_batches": self.last_eval_batches,
-        }
+        return {"last_eval_batches": self.last_eval_batches}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.images_seen = int(state_dict.get("images_seen", 0))
-        self.batches_seen = int(state_dict.get("batches_seen", 0))
         self.last_eval_batches = state_dict.get("last_eval_batches")
 
     # ----------------------------------------------------------------------------------- hooks
@@ -222,6 +215,8 @@ class GenerativeMetrics(Callback):
                 f"GenerativeMetrics needs the generator protocol: {type(pl_module).__name__} must define "
                 "`sample(n, labels=None, generator=None) -> Tensor (n, C, H, W)` in [-1, 1]."
             )
+        if stage == "fit":
+            self._progress = training_progress(trainer, self.image_key)
         if self._extractor is None:
             weights_path = self.feature_extractor_weights_path
             self._extractor = build_feature_extractor(self.feature_extractor, weights_path)
@@ -294,16 +289,17 @@ class GenerativeMetrics(Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        images, _ = split_batch(batch, self.image_key)
-        images_in_batch = images.shape[0] * trainer.world_size
-        self.images_seen += images_in_batch
-        self.batches_seen += 1
-        if self.every_n_batches is not None and self.batches_seen % self.every_n_batches == 0:
+        if self.every_n_batches is not None and self._require_progress().batches % self.every_n_batches == 0:
             self._evaluate_while_fitting(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.at_fit_end and self.last_eval_batches != self.batches_seen:
+        if self.at_fit_end and self.last_eval_batches != self._require_progress().batches:
             self._evaluate_while_fitting(trainer, pl_module)
+
+    def _require_progress(self) -> TrainingProgress:
+        if self._progress is None:
+            raise RuntimeError("GenerativeMetrics has no progress: `setup(stage='fit')` has not run.")
+        return self._progress
 
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.state.fn == TrainerFn.VALIDATING:
@@ -315,9 +311,10 @@ class GenerativeMetrics(Callback):
     # --------------------------------------------------------------------------------- logging
     def _evaluate_while_fitting(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         values = self.evaluate(trainer, pl_module)
-        self.last_eval_batches = self.batches_seen
+        progress = self._require_progress()
+        self.last_eval_batches = progress.batches
         trainer.callback_metrics.update({name: torch.tensor(value) for name, value in values.items()})
-        row = {**values, "kimg": images_shown(pl_module, self.images_seen) / 1000}
+        row = {**values, "kimg": progress.kimg(pl_module)}
         for logger in trainer.loggers:
             logger.log_metrics(row, step=trainer.global_step)
 
@@ -342,7 +339,9 @@ class GenerativeMetrics(Callback):
         values = self._compute(metrics)
         self.last_values = values
         if trainer.is_global_zero:
-            log.info("kimg %.1f: %s", images_shown(pl_module, self.images_seen) / 1000, values)
+            progress = self._progress
+            kimg = images_shown(pl_module, 0) / 1000 if progress is None else progress.kimg(pl_module)
+            log.info("kimg %.1f: %s", kimg, values)
         return values
 
     def _build_metrics(self, real: RealStatistics, device: torch.device) -> dict[str, Metric]:
@@ -384,7 +383,7 @@ class GenerativeMetrics(Callback):
                 values[f"metrics/{name}"] = float(value)
         return values
 
-    def _progress(self, trainer: pl.Trainer, total: int, description: str) -> tqdm:
+    def _generation_bar(self, trainer: pl.Trainer, total: int, description: str) -> tqdm:
         return tqdm(
             total=total,
             desc=description,
@@ -418,7 +417,7 @@ class GenerativeMetrics(Callback):
         was_training = pl_module.training
         pl_module.eval()
         try:
-            with self._progress(trainer, self.num_gen, "metrics: generated images") as bar:
+            with self._generation_bar(trainer, self.num_gen, "metrics: generated images") as bar:
                 for chunk in mine:
                     count = min(chunk_size, self.num_gen - chunk * chunk_size)
                     images = _sample(pl_module, count, num_classes, generator.manual_seed(int(seeds[chunk])))

@@ -22,8 +22,7 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import TQDMProgressBar
 
 from lightning_genaug._checks import check_positive_int
-from lightning_genaug.callbacks._progress import images_shown
-from lightning_genaug.data.batch import split_batch
+from lightning_genaug.callbacks._progress import TrainingProgress, training_progress
 
 
 def format_duration(seconds: float) -> str:
@@ -54,7 +53,7 @@ class KimgProgressBar(TQDMProgressBar):
         super().__init__(refresh_rate=refresh_rate, leave=leave)
         self.window = check_positive_int("window", window)
         self._marks: deque[tuple[float, int, int]] = deque(maxlen=self.window + 1)  # (time, images, batches)
-        self._images = 0  # images of a module without its own counter (all ranks)
+        self._progress: TrainingProgress | None = None  # the Trainer's count (``setup``)
 
     @property
     def seconds_per_kimg(self) -> float | None:
@@ -64,19 +63,26 @@ class KimgProgressBar(TQDMProgressBar):
         (start, start_images, _), (end, end_images, _) = self._marks[0], self._marks[-1]
         return (end - start) / (end_images - start_images) * 1000 if end_images > start_images else None
 
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        super().setup(trainer, pl_module, stage)
+        if stage == "fit":
+            self._progress = training_progress(trainer)
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
         self._marks.clear()
-        self._marks.append((time.perf_counter(), images_shown(pl_module, self._images), 0))
+        self._mark(pl_module)
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        images, _ = split_batch(batch)
-        self._images += images.shape[0] * trainer.world_size
-        batches = self._marks[-1][2] + 1 if self._marks else 1
-        self._marks.append((time.perf_counter(), images_shown(pl_module, self._images), batches))
+        self._mark(pl_module)
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def _mark(self, pl_module: pl.LightningModule) -> None:
+        progress = self._progress
+        if progress is not None:
+            self._marks.append((time.perf_counter(), progress.images(pl_module), progress.batches))
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, int | str | float]:
         items = super().get_metrics(trainer, pl_module)
@@ -92,7 +98,7 @@ class KimgProgressBar(TQDMProgressBar):
         """Time to the end of the run at ``pace``: to ``max_kimg``, else to the end of ``max_epochs``."""
         max_kimg = getattr(pl_module, "hparams", {}).get("max_kimg")
         if max_kimg is not None:
-            images_left = max_kimg * 1000 - images_shown(pl_module, self._images)
+            images_left = max_kimg * 1000 - self._marks[-1][1]
             return max(images_left, 0) / 1000 * pace
         per_epoch = trainer.num_training_batches
         if trainer.max_epochs is None or trainer.max_epochs < 0 or not math.isfinite(per_epoch):

@@ -14,9 +14,8 @@ from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from torch import nn
 
 from lightning_genaug._checks import check_images, check_positive_int, check_range
-from lightning_genaug.callbacks._progress import images_shown
+from lightning_genaug.callbacks._progress import TrainingProgress, training_progress
 from lightning_genaug.callbacks.generative_metrics import generator_num_classes
-from lightning_genaug.data.batch import split_batch
 from lightning_genaug.images import grid_to_uint8, make_grid, picture_grid, save_png
 
 __all__ = ["SampleGrid", "make_grid"]
@@ -80,24 +79,17 @@ class SampleGrid(Callback):
         self.temperatures = temperatures
         self.key = key
         self.image_key = image_key
-        self.images_seen = 0
-        self.batches_seen = 0
-        self.last_logged_batch: int | None = None
+        self.last_logged_batch: int | None = None  # the run's batches at the last grid
+        self._progress: TrainingProgress | None = None  # the Trainer's count (``setup``)
 
     @property
     def state_key(self) -> str:
         return self._generate_state_key(key=self.key)
 
     def state_dict(self) -> dict[str, Any]:
-        return {
-            "images_seen": self.images_seen,
-            "batches_seen": self.batches_seen,
-            "last_logged_batch": self.last_logged_batch,
-        }
+        return {"last_logged_batch": self.last_logged_batch}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.images_seen = int(state_dict.get("images_seen", 0))
-        self.batches_seen = int(state_dict.get("batches_seen", 0))
         self.last_logged_batch = state_dict.get("last_logged_batch")
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -112,19 +104,23 @@ class SampleGrid(Callback):
                 f"`temperatures` {self.temperatures} was given but {type(pl_module).__name__}.sample() has "
                 "no `temperature` argument; remove `temperatures` or add the argument."
             )
+        if stage == "fit":
+            self._progress = training_progress(trainer, self.image_key)
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        images, _ = split_batch(batch, self.image_key)
-        self.images_seen += images.shape[0] * trainer.world_size
-        self.batches_seen += 1
-        if self.every_n_batches is not None and self.batches_seen % self.every_n_batches == 0:
+        if self.every_n_batches is not None and self._require_progress().batches % self.every_n_batches == 0:
             self.log_grids(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.at_fit_end and self.last_logged_batch != self.batches_seen:
+        if self.at_fit_end and self.last_logged_batch != self._require_progress().batches:
             self.log_grids(trainer, pl_module)
+
+    def _require_progress(self) -> TrainingProgress:
+        if self._progress is None:
+            raise RuntimeError("SampleGrid has no progress: `setup(stage='fit')` has not run.")
+        return self._progress
 
     def _labels(self, pl_module: nn.Module) -> torch.Tensor | None:
         """``(num_classes * nrow,)``: one grid row per class, or ``None`` for an unconditional module."""
@@ -154,14 +150,15 @@ class SampleGrid(Callback):
     def log_grids(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Sample, save the PNG(s) and send the grid(s) to the loggers (rank 0 does the work)."""
         step = trainer.global_step
-        self.last_logged_batch = self.batches_seen
+        batches = self._require_progress().batches
+        self.last_logged_batch = batches
         run_dir = Path(trainer.log_dir or trainer.default_root_dir)  # log_dir must be read on every rank
         if not trainer.is_global_zero:
             return
         grids = self.make_grids(pl_module)
         for temperature, grid in grids.items():
             suffix = "" if temperature is None else f"_t{temperature:g}"
-            save_png(grid, run_dir / "samples" / f"batch_{self.batches_seen:07d}{suffix}.png")
+            save_png(grid, run_dir / "samples" / f"batch_{batches:07d}{suffix}.png")
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 self._log_wandb(logger, pl_module, grids, step)
@@ -179,11 +176,11 @@ class SampleGrid(Callback):
     ) -> None:
         import wandb
 
-        batch = f"batch {self.batches_seen}"
+        progress = self._require_progress()
+        batch = f"batch {progress.batches}"
         captions = [batch + ("" if t is None else f", temperature {t:g}") for t in grids]
         images = [
             wandb.Image(grid_to_uint8(grid), caption=caption)
             for grid, caption in zip(grids.values(), captions, strict=True)
         ]
-        kimg = images_shown(pl_module, self.images_seen) / 1000
-        logger.log_metrics({self.key: images, "kimg": kimg}, step=step)
+        logger.log_metrics({self.key: images, "kimg": progress.kimg(pl_module)}, step=step)

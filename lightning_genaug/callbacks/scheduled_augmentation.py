@@ -63,7 +63,7 @@ class ScheduledAugmentation(BaseAugmentationStrength):
     Example:
         >>> callback = ScheduledAugmentation(ramp_kimg=500, max_p=0.6)
         >>> callback.ramp_kimg, callback.max_p, callback.images_total
-        (500, 0.6, 0.0)
+        (500, 0.6, 0)
     """
 
     def __init__(
