@@ -315,3 +315,64 @@ def test_the_autoencoder_example_refuses_zero_steps_in_one_line(capsys):
         module.main(["--max-steps", "0"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "--max-steps: '0' is not a number of optimiser steps >= 2" in err
+
+
+# ------------------------------------------------------------------------------- item 8: prepare
+
+
+@pytest.fixture
+def image_folder(tmp_path) -> Path:
+    """Two readable 8x8 PNGs and one file that is not an image."""
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for index in range(2):
+        Image.new("RGB", (8, 8), (index * 100, 0, 0)).save(folder / f"{index}.png")
+    (folder / "2.png").write_bytes(b"not a png")
+    return folder
+
+
+def test_prepare_names_an_unreadable_image_in_one_line_with_the_right_flag(cli, image_folder, tmp_path):
+    out = tmp_path / "chunks"
+    result = cli("prepare", image_folder, out, "--resolution", "8", "--workers", "1")
+    assert_one_line(
+        result, "prepare", r"Cannot read image '.*2.png' .*; remove or replace it, or pass --skip-corrupt"
+    )
+    assert "--skip_corrupt" not in result[2] and not out.exists()
+
+    assert cli("prepare", image_folder, out, "--resolution", "8", "--workers", "1", "--skip-corrupt")[0] == 0
+    assert (out / "genaug.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("options", "pattern"),
+    [
+        (["{images}", "{full}"], r"OUT '.*full' is not empty; choose a new directory"),
+        (["{images}", "{new}", "--resolution", "0"], r"--resolution: '0' is not a positive integer"),
+        (["{images}", "{new}", "--workers", "0"], r"--workers: '0' is not a positive integer"),
+        (
+            ["{images}", "{new}", "--chunk-bytes", "abc"],
+            r"--chunk-bytes: 'abc' is not a size; write it like 64MB",
+        ),
+        (["{missing}", "{new}"], r"SOURCE '.*missing' does not exist; give a folder or .zip of images"),
+    ],
+)
+def test_prepare_refuses_a_bad_value_or_path_in_one_line(cli, image_folder, tmp_path, options, pattern):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "old.bin").write_bytes(b"")
+    paths = {
+        "images": image_folder,
+        "full": tmp_path / "full",
+        "new": tmp_path / "new",
+        "missing": tmp_path / "missing",
+    }
+    args = [option.format(**paths) for option in options]
+    if "--resolution" not in args:
+        args += ["--resolution", "8"]
+    assert_one_line(
+        cli("prepare", *args, "--workers", "1") if "--workers" not in args else cli("prepare", *args),
+        "prepare",
+        pattern,
+    )
+    assert not (tmp_path / "new").exists()

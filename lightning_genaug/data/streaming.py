@@ -49,20 +49,29 @@ METADATA_FILE = "genaug.json"
 
 @dataclass(frozen=True)
 class _EncodeImage:
-    """litdata ``optimize`` function: one ``(index, name, label)`` input -> zero or one chunk item."""
+    """litdata ``optimize`` function: one ``(index, name, label)`` input -> zero or one chunk item.
+
+    An unreadable image without ``skip_corrupt`` is not raised in the worker (litdata would print the
+    worker's traceback and its own): its message goes to a file in ``failures``, later inputs are
+    passed over, and :func:`prepare_dataset` raises it as one error once ``optimize`` returns.
+    """
 
     files: ImageFiles
     decoder: ImageDecoder
     skip_corrupt: bool
+    failures: str
 
     def __call__(self, item: tuple[int, str, int]) -> Iterator[dict[str, Any]]:
         index, name, label = item
+        if not self.skip_corrupt and any(Path(self.failures).iterdir()):
+            return  # the data set is refused already: decode nothing more
         try:
             array = self.decoder(self.files.read(name), name)
         except CorruptImageError as error:
             if not self.skip_corrupt:
-                raise ValueError(f"{error} Remove or replace it, or pass `--skip_corrupt`.") from error
-            log.warning("%s Skipping it (`--skip_corrupt`).", error)
+                (Path(self.failures) / f"{index:012d}.txt").write_text(str(error))
+                return
+            log.warning("%s Skipping it (`--skip-corrupt`).", error)
             return
         yield {"image": torch.from_numpy(array).permute(2, 0, 1).contiguous(), "label": label, "index": index}
 
@@ -95,6 +104,7 @@ def prepare_dataset(
 
     Raises:
         FileExistsError: ``output_dir`` is not empty.
+        ValueError: an unreadable image without ``skip_corrupt`` (nothing is left in ``output_dir``).
     """
     litdata = require_litdata()
     check_positive_int("resolution", resolution)
@@ -110,18 +120,27 @@ def prepare_dataset(
     inputs = [(i, name, -1 if labels is None else int(labels[i])) for i, name in enumerate(names)]
     decoder = ImageDecoder(resolution, "center_crop" if center_crop else "resize", channels)
     caller_random_states = rng_states()  # litdata.optimize seeds torch, numpy and random with 42
-    try:
-        litdata.optimize(
-            fn=_EncodeImage(files, decoder, skip_corrupt),
-            inputs=inputs,
-            output_dir=str(output_dir),
-            chunk_bytes=chunk_bytes,
-            num_workers=workers,
-            start_method="fork" if os.name == "posix" else None,
-            verbose=False,
-        )
-    finally:
-        set_rng_states(caller_random_states)
+    created = not output_dir.exists()
+    with tempfile.TemporaryDirectory(prefix="genaug-prepare-") as failures:
+        try:
+            litdata.optimize(
+                fn=_EncodeImage(files, decoder, skip_corrupt, failures),
+                inputs=inputs,
+                output_dir=str(output_dir),
+                chunk_bytes=chunk_bytes,
+                num_workers=workers,
+                start_method="fork" if os.name == "posix" else None,
+                verbose=False,
+            )
+        finally:
+            set_rng_states(caller_random_states)
+        reports = sorted(Path(failures).iterdir())
+        if reports:
+            _remove_output(output_dir, created)
+            raise ValueError(
+                f"{reports[0].read_text().rstrip('.')}; remove or replace it, or pass --skip-corrupt "
+                "(skip_corrupt=True) to leave unreadable files out."
+            )
     index = json.loads((output_dir / "index.json").read_text())
     metadata = {
         "resolution": resolution,
@@ -133,6 +152,14 @@ def prepare_dataset(
     (output_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
     log.info("Wrote %d images to %s", metadata["num_images"], output_dir)
     return metadata
+
+
+def _remove_output(output_dir: Path, created: bool) -> None:
+    """Remove what ``optimize`` wrote to ``output_dir`` (empty before), and the folder if it made it."""
+    for path in sorted(output_dir.rglob("*"), reverse=True):
+        path.rmdir() if path.is_dir() else path.unlink()
+    if created:
+        output_dir.rmdir()
 
 
 def read_metadata(input_dir: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -297,32 +324,48 @@ class StreamingImageDataModule(pl.LightningDataModule):
         return self._loader(self.val_dir or self.input_dir, shuffle=False)
 
 
-def prepare_command(argv: list[str]) -> dict[str, Any]:
-    """``lightning-genaug prepare SRC OUT --resolution R [--center-crop] [--workers N] ...``."""
-    parser = argparse.ArgumentParser(
-        prog="lightning-genaug prepare",
-        description="Convert a folder or zip of images into litdata chunks for StreamingImageDataModule.",
-    )
-    parser.add_argument("source", help="folder of images (class sub-folders give labels) or a .zip of one")
-    parser.add_argument("output_dir", help="new or empty local directory for the chunks")
-    parser.add_argument("--resolution", type=int, required=True, help="output side in pixels")
-    parser.add_argument("--center-crop", action="store_true", help="crop to the central square, then resize")
-    parser.add_argument("--channels", type=int, choices=(1, 3), default=3)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="decoding processes")
-    parser.add_argument("--skip-corrupt", action="store_true", help="leave unreadable files out")
-    parser.add_argument("--chunk-bytes", default="64MB", help="target chunk size")
-    options = parser.parse_args(argv)
+def prepare_parser() -> argparse.ArgumentParser:
+    """The parser of ``lightning-genaug prepare`` (its errors are one line, exit code 2)."""
+    from lightning_genaug.tools.arguments import ToolParser
+    from lightning_genaug.tools.parsers import PREPARE_SUMMARY, add_prepare_arguments
+
+    parser = ToolParser(prog="lightning-genaug prepare", description=PREPARE_SUMMARY)
+    add_prepare_arguments(parser)
+    return parser
+
+
+def prepare_command(argv: list[str], options: argparse.Namespace | None = None) -> dict[str, Any]:
+    """``lightning-genaug prepare SRC OUT --resolution R [--center-crop] [--workers N] ...``.
+
+    A bad value, a missing source, a non-empty ``OUT``, an unreadable image (without
+    ``--skip-corrupt``) or a missing litdata end the command with one line, exit code 2.
+
+    Args:
+        argv: the arguments after ``prepare``.
+        options: ``argv`` parsed already (by the caller, before torch was imported).
+    """
+    from lightning_genaug.tools.arguments import ToolArgumentError
+    from lightning_genaug.tools.parsers import check_prepare_paths
+
+    parser = prepare_parser()
+    options = parser.parse_args(argv) if options is None else options
     start = time.perf_counter()
-    metadata = prepare_dataset(
-        options.source,
-        options.output_dir,
-        options.resolution,
-        center_crop=options.center_crop,
-        channels=options.channels,
-        workers=options.workers,
-        skip_corrupt=options.skip_corrupt,
-        chunk_bytes=options.chunk_bytes,
-    )
+    try:
+        check_prepare_paths(options)
+        metadata = prepare_dataset(
+            options.source,
+            options.output_dir,
+            options.resolution,
+            center_crop=options.center_crop,
+            channels=options.channels,
+            workers=options.workers,
+            skip_corrupt=options.skip_corrupt,
+            chunk_bytes=options.chunk_bytes,
+        )
+    except ToolArgumentError as error:
+        parser.error(parser.option_message(error).rstrip("."))
+    except (ValueError, OSError, ModuleNotFoundError) as error:
+        parser.error(str(error).rstrip("."))
     seconds = time.perf_counter() - start
     print(
         f"Wrote {metadata['num_images']} images ({options.resolution}x{options.resolution}, "

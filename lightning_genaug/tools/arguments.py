@@ -68,8 +68,12 @@ class ToolParser(argparse.ArgumentParser):
     def option_message(self, error: ToolArgumentError) -> str:
         """``error`` naming the option whose ``dest`` is its argument (``--class`` for ``class_idx``)."""
         for action in self._actions:
-            if action.dest == error.argument and action.option_strings:
-                return error.naming(action.option_strings[0])
+            if action.dest == error.argument:
+                return error.naming(
+                    action.option_strings[0]
+                    if action.option_strings
+                    else action.metavar or action.dest.upper()
+                )
         return str(error)
 
 

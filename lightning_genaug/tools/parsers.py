@@ -9,6 +9,8 @@ refuses to replace a file it would write unless ``--overwrite`` is given.
 from __future__ import annotations
 
 import argparse
+import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -248,12 +250,61 @@ def check_export_paths(options: argparse.Namespace) -> None:
     check_output_file(options.out, "out", options.overwrite)
 
 
+# ---------------------------------------------------------------------------------------------- prepare
+PREPARE_SUMMARY = "Convert a folder or zip of images into litdata chunks for StreamingImageDataModule."
+
+_BYTES = re.compile(r"^\s*\d+(\.\d+)?\s*([kmgt]?b|[kmgt])?\s*$", re.IGNORECASE)
+
+
+def parse_chunk_bytes(text: str) -> str:
+    """``--chunk-bytes``: a size as litdata reads it, a number with an optional unit (B, KB, MB, GB, TB).
+
+    >>> parse_chunk_bytes("64MB")
+    '64MB'
+    """
+    if not _BYTES.match(text) or float(re.sub(r"[^\d.]", "", text)) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size; write it like 64MB, 256KB or 1GB")
+    return text.strip()
+
+
+def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="folder of images (class sub-folders give labels) or a .zip of one")
+    parser.add_argument("output_dir", metavar="OUT", help="new or empty local directory for the chunks")
+    parser.add_argument("--resolution", type=positive_int, required=True, help="output side in pixels")
+    parser.add_argument("--center-crop", action="store_true", help="crop to the central square, then resize")
+    parser.add_argument("--channels", type=int, choices=(1, 3), default=3)
+    parser.add_argument(
+        "--workers",
+        type=positive_int,
+        default=os.cpu_count() or 1,
+        help="decoding processes (default: %(default)s)",
+    )
+    parser.add_argument("--skip-corrupt", action="store_true", help="leave unreadable files out")
+    parser.add_argument("--chunk-bytes", type=parse_chunk_bytes, default="64MB", help="target chunk size")
+
+
+def check_prepare_paths(options: argparse.Namespace) -> None:
+    source = Path(options.source).expanduser()
+    if not source.exists():
+        raise ToolArgumentError(
+            "source", f"{{name}} {str(source)!r} does not exist; give a folder or .zip of images"
+        )
+    output_dir = Path(options.output_dir).expanduser()
+    if output_dir.is_dir() and any(output_dir.iterdir()):
+        raise ToolArgumentError(
+            "output_dir", f"{{name}} {str(output_dir)!r} is not empty; choose a new directory"
+        )
+    check_output_dir(output_dir, "output_dir")
+
+
 __all__ = [
     "EXPORT_FORMATS",
+    "PREPARE_SUMMARY",
     "PROJECT_FILES",
     "SPACES",
     "VIDEO_SUFFIXES",
     "add_export_arguments",
+    "add_prepare_arguments",
     "add_generate_arguments",
     "add_interpolate_arguments",
     "add_project_arguments",
@@ -261,8 +312,10 @@ __all__ = [
     "check_export_paths",
     "check_generate_paths",
     "check_interpolate_paths",
+    "check_prepare_paths",
     "check_project_paths",
     "check_style_mix_paths",
     "check_vgg16_file",
+    "parse_chunk_bytes",
     "strip_path",
 ]
