@@ -14,7 +14,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_genaug.callbacks import GenerativeMetrics
-from lightning_genaug.callbacks.samples import SampleGrid, make_grid
+from lightning_genaug.callbacks.samples import SampleGrid
+from lightning_genaug.images import make_grid
 
 SIZE = 8
 CELL = 64 + 2  # 8 px images upscaled x8 (nearest) to 64 px cells, plus a 2 px gap

@@ -35,6 +35,12 @@ from lightning_genaug.metrics import (
 )
 
 
+def statistics_of(features: torch.Tensor, keep_features: bool) -> RealStatistics:
+    """The cache's entry for ``features`` ``(N, D)``, as the metrics build it."""
+    mu, sigma = gaussian_statistics(features)
+    return RealStatistics(mu, sigma, features if keep_features else None, int(features.shape[0]))
+
+
 def scipy_frechet(mu1, sigma1, mu2, sigma2) -> float:
     """The original FID formula with scipy's general matrix square root."""
     covmean = scipy.linalg.sqrtm(sigma1 @ sigma2).real
@@ -279,7 +285,7 @@ class TestCache:
 
     def test_round_trip_and_key_mismatch(self, tmp_path):
         cache = RealStatisticsCache(tmp_path)
-        stats = RealStatistics.from_features(torch.randn(10, 3), keep_features=True)
+        stats = statistics_of(torch.randn(10, 3), keep_features=True)
         key = cache.make_key("data", "extractor", (1, 8, 8), None)
         cache.save(key, stats)
         loaded = cache.load(key, need_features=True)
@@ -290,6 +296,6 @@ class TestCache:
     def test_entry_without_features_is_not_used_when_features_are_needed(self, tmp_path):
         cache = RealStatisticsCache(tmp_path)
         key = cache.make_key("data", "extractor", (1, 8, 8), 10)
-        cache.save(key, RealStatistics.from_features(torch.randn(10, 3), keep_features=False))
+        cache.save(key, statistics_of(torch.randn(10, 3), keep_features=False))
         assert cache.load(key, need_features=False) is not None
         assert cache.load(key, need_features=True) is None

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from lightning_genaug.augment.protocol import AugmentationStrength
+from lightning_genaug.augment.protocol import AugmentationStrength, DelegatedStrength
 
 
-class Chain(nn.Module):
+class Chain(DelegatedStrength, nn.Module):
     """Apply ``augmentations`` in order; the first one's ``p`` is the chain's ``p``.
 
     A controller (``AdaptiveAugmentation``) adapts the chain through its ``p``, :meth:`observe` and
@@ -48,18 +48,9 @@ class Chain(nn.Module):
             )
         self.augmentations = nn.ModuleList(augmentations)
 
-    @property
-    def p(self) -> torch.Tensor:
-        """The first augmentation's strength buffer (0-d), the one a controller adapts."""
-        return self.augmentations[0].p
-
-    def observe(self, real_logits: torch.Tensor | Sequence[torch.Tensor]) -> None:
-        """Feed D's logits for augmented reals to the first augmentation's r_t accumulator."""
-        self.augmentations[0].observe(real_logits)
-
-    def pop_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(sign_sum, count)`` of the first augmentation, reset to zero."""
-        return self.augmentations[0].pop_stats()
+    def strength_owner(self) -> nn.Module:
+        """The first augmentation: its ``p``, ``observe`` and ``pop_stats`` are the chain's."""
+        return self.augmentations[0]
 
     def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """``(B, C, H, W)`` through every augmentation in order, each drawing from ``generator``."""

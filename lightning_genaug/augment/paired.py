@@ -17,19 +17,20 @@ pairs from the generated one, and the generator gains nothing by producing augme
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 
 from lightning_genaug._checks import check_images, check_positive_int
 from lightning_genaug.augment.ada_pipe import COLOR_CHANNELS, COLOR_PARAMS, GEOMETRY_PARAMS, AugmentPipe
+from lightning_genaug.augment.protocol import DelegatedStrength
 
 TRANSLATION_PARAMS: tuple[str, ...] = ("xint", "xfrac")
 """Geometric parameters measured in pixels (rescaled for a condition of another resolution)."""
 
 
-class PairedAugment(nn.Module):
+class PairedAugment(DelegatedStrength, nn.Module):
     """Augment a (condition, image) pair for a paired discriminator, with the ADA strength of ``pipe``.
 
     Called with one tensor, it is D's input with the condition's channels first, ``cat([condition,
@@ -78,18 +79,9 @@ class PairedAugment(nn.Module):
     def extra_repr(self) -> str:
         return f"condition_channels={self.condition_channels}, condition_color={self.condition_color}"
 
-    @property
-    def p(self) -> torch.Tensor:
-        """``pipe``'s strength buffer (0-d), the one a controller adapts."""
-        return self.pipe.p
-
-    def observe(self, real_logits: torch.Tensor | Sequence[torch.Tensor]) -> None:
-        """Feed D's logits for augmented real pairs to ``pipe``'s r_t accumulator."""
-        self.pipe.observe(real_logits)
-
-    def pop_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(sign_sum, count)`` of ``pipe``, reset to zero."""
-        return self.pipe.pop_stats()
+    def strength_owner(self) -> AugmentPipe:
+        """``pipe``: its ``p``, ``observe`` and ``pop_stats`` are the pair's."""
+        return self.pipe
 
     def forward(
         self,

@@ -47,6 +47,31 @@ class AugmentationStrength(Protocol):
     def pop_stats(self) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
+class DelegatedStrength:
+    """The ADA protocol of a wrapper, delegated to the augmentation inside it that owns the strength.
+
+    A wrapper (``Chain``, ``PairedAugment``) mixes this in and says which of its parts holds ``p`` and the
+    r_t accumulator (:meth:`strength_owner`); a controller then adapts the wrapper as it would that part.
+    """
+
+    def strength_owner(self) -> AugmentationStrength:
+        """The augmentation whose ``p``, ``observe`` and ``pop_stats`` are the wrapper's."""
+        raise NotImplementedError
+
+    @property
+    def p(self) -> torch.Tensor:
+        """The owner's strength buffer (0-d), the one a controller adapts."""
+        return self.strength_owner().p
+
+    def observe(self, real_logits: torch.Tensor | Sequence[torch.Tensor]) -> None:
+        """Feed D's logits for augmented reals to the owner's r_t accumulator."""
+        self.strength_owner().observe(real_logits)
+
+    def pop_stats(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(sign_sum, count)`` of the owner, reset to zero."""
+        return self.strength_owner().pop_stats()
+
+
 class SignAccumulator(nn.Module):
     """Holds the strength ``p`` and accumulates ``sign(D(real))`` for the r_t heuristic.
 

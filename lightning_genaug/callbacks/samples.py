@@ -16,9 +16,9 @@ from torch import nn
 from lightning_genaug._checks import check_images, check_positive_int, check_range
 from lightning_genaug.callbacks._progress import TrainingProgress, training_progress
 from lightning_genaug.callbacks.generative_metrics import generator_num_classes
-from lightning_genaug.images import grid_to_uint8, make_grid, picture_grid, save_png
+from lightning_genaug.images import grid_to_uint8, picture_grid, save_png
 
-__all__ = ["SampleGrid", "make_grid"]
+__all__ = ["SampleGrid"]
 
 
 class SampleGrid(Callback):

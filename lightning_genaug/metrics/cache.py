@@ -19,8 +19,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from lightning_genaug.metrics.functional import gaussian_statistics
-
 log = logging.getLogger(__name__)
 
 CACHE_DIR_ENV = "LIGHTNING_GENAUG_CACHE"
@@ -92,13 +90,6 @@ class RealStatistics:
     sigma: torch.Tensor
     features: torch.Tensor | None
     num_images: int
-
-    @classmethod
-    def from_features(cls, features: torch.Tensor, keep_features: bool) -> RealStatistics:
-        """Statistics of ``features`` ``(N, D)``; the rows are kept only if ``keep_features``."""
-        mu, sigma = gaussian_statistics(features)
-        kept = features.detach().to("cpu", torch.float32) if keep_features else None
-        return cls(mu.cpu(), sigma.cpu(), kept, int(features.shape[0]))
 
 
 class RealStatisticsCache:

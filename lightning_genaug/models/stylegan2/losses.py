@@ -1,4 +1,4 @@
-"""StyleGAN2 losses and schedules as pure functions (no Lightning, no module state).
+"""StyleGAN2 losses as pure functions (no Lightning, no module state).
 
 Everything :class:`~lightning_genaug.models.stylegan2.StyleGAN2ADA` optimises is written here so that
 each formula can be read, tested and reused (the regularisers of D, R1, the variance regulariser and

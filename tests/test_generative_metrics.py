@@ -319,7 +319,7 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 sys.path.insert(0, {tests_dir!r})
-from test_callback_metrics import CountingExtractor, ToyGenerator
+from test_generative_metrics import CountingExtractor, ToyGenerator
 from lightning_genaug.callbacks import GenerativeMetrics, training_progress
 
 
