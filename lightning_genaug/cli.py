@@ -24,272 +24,52 @@ they are listed beside its subcommands in ``lightning-genaug --help``.
 
 from __future__ import annotations
 
-import importlib
-import logging
-import re
 import sys
-import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from types import TracebackType
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from jsonargparse import ArgumentParser, Namespace
-from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
-
-from lightning_genaug._checks import MismatchError
-from lightning_genaug.models.stylegan2.official import is_network_pickle
 from lightning_genaug.tools.commands import TOOLS, run_tool
 
-# Imported so that their classes can be named by their short names (``--model StyleGAN2ADA``,
-# ``class_path: AdaptiveAugmentation``); any other importable class path works too.
-PROJECT_MODULES: Sequence[str] = (
-    "lightning_genaug.augment",
-    "lightning_genaug.callbacks",
-    "lightning_genaug.data",
-    "lightning_genaug.metrics.trained_extractor",
-    "lightning_genaug.models",
-    "lightning_genaug.regularizers",
-)
+if TYPE_CHECKING:  # pragma: no cover
+    from lightning_genaug.fit_cli import GenAugCLI
 
-PREPARE_SUMMARY = "Convert a folder or zip of images into litdata chunks for StreamingImageDataModule."
-
-KIMG_PROGRESS_BAR = "lightning_genaug.callbacks.KimgProgressBar"
-"""The progress bar of ``fit`` unless the config names one or turns the bar off."""
-
-DEFAULT_LOGGER = "lightning.pytorch.loggers.CSVLogger"
-"""The logger of a config that names none: versioned folders under ``trainer.default_root_dir``."""
-
-log = logging.getLogger(__name__)
-
-# Messages of the libraries underneath that no option of a run can change, silenced for the run only:
-# Lightning's advertisement for its LitLogger (an INFO record at every fit), and the deprecation torch
-# (2.14 here) raises from Lightning's own pytree code (`LeafSpec`) at every dataloader it combines.
-_LIBRARY_NOISE = {
-    "lightning_info": ("💡 Tip: For seamless cloud logging",),
-    "warnings": (r"`isinstance\(treespec, LeafSpec\)` is deprecated",),
-}
-_RANK_ZERO_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+_FIT_CLI_NAMES = ("GenAugCLI", "PROJECT_MODULES", "PREPARE_SUMMARY", "KIMG_PROGRESS_BAR", "DEFAULT_LOGGER")
+"""Names of :mod:`lightning_genaug.fit_cli` also reachable here (imported when first used)."""
 
 
-class _DropLibraryTips(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return not any(message.startswith(tip) for tip in _LIBRARY_NOISE["lightning_info"])
+def __getattr__(name: str) -> Any:
+    if name in _FIT_CLI_NAMES:
+        from lightning_genaug import fit_cli
+
+        return getattr(fit_cli, name)
+    raise AttributeError(f"module 'lightning_genaug.cli' has no attribute {name!r}")
 
 
-@contextmanager
-def _quiet_libraries() -> Iterator[None]:
-    """Within the block, the messages of :data:`_LIBRARY_NOISE` are not shown; everything else is."""
-    tips = _DropLibraryTips()
-    loggers = [logging.getLogger(name) for name in _RANK_ZERO_LOGGERS]
-    with warnings.catch_warnings():
-        for pattern in _LIBRARY_NOISE["warnings"]:
-            warnings.filterwarnings("ignore", message=pattern, category=FutureWarning)
-        for logger in loggers:
-            logger.addFilter(tips)
-        try:
-            yield
-        finally:
-            for logger in loggers:
-                logger.removeFilter(tips)
+def main(args: Sequence[str] | dict[str, Any] | None = None) -> None:
+    """Entry point of the ``lightning-genaug`` console script; ``prepare`` and the tools skip LightningCLI.
 
-
-class GenAugCLI(LightningCLI):
-    """LightningCLI in subclass mode for models and datamodules.
-
-    GAN modules configure their own optimisers, so no ``--optimizer`` group is added. A config
-    without ``trainer.logger`` gets a ``CSVLogger`` in ``trainer.default_root_dir`` (see the module
-    docstring); the config is saved in the run's own versioned folder.
+    Their ``--help`` and argument errors answer before torch is imported; ``fit`` and the other
+    LightningCLI subcommands import :mod:`lightning_genaug.fit_cli`.
     """
-
-    def __init__(self, args: ArgsType = None, run: bool = True) -> None:
-        for module in PROJECT_MODULES:
-            importlib.import_module(module)
-        with _quiet_libraries():
-            super().__init__(
-                subclass_mode_model=True,
-                subclass_mode_data=True,
-                auto_configure_optimizers=False,
-                save_config_kwargs={"overwrite": True},
-                parser_kwargs={
-                    "description": (
-                        "Train and evaluate generative image models with non-leaking augmentation "
-                        "(StyleGAN2-ADA, DistAug, Scale-GAN) on Lightning. Run `lightning-genaug fit --help` "
-                        "for the options of a subcommand."
-                    ),
-                },
-                args=args,
-                run=run,
-            )
-
-    def _run_subcommand(self, subcommand: str) -> None:
-        """Run it; data, model and metrics that disagree (found in ``setup``) stop with one line, exit code 2.
-
-        ``JSONARGPARSE_DEBUG=1`` raises the :class:`~lightning_genaug._checks.MismatchError` with its
-        traceback instead, as for a bad value.
-        """
-        try:
-            super()._run_subcommand(subcommand)
-        except MismatchError as error:
-            self.parser.error(str(error), ex=error)
-
-    def before_fit(self) -> None:
-        """A datamodule without validation data (``val_fraction: 0``, no ``val_dir``) turns validation off.
-
-        Lightning would otherwise ask for the empty loader and warn that its length is zero at every fit.
-        An explicit ``trainer.limit_val_batches`` is left as it is.
-        """
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        has_validation = getattr(self.datamodule, "has_validation_data", None)
-        if has_validation is False and config.trainer.get("limit_val_batches") is None:
-            log.info("%s has no validation data: validation is off.", type(self.datamodule).__name__)
-            self.trainer.limit_val_batches = 0
-
-    def _add_subcommands(self, parser: LightningArgumentParser, **kwargs: Any) -> None:
-        """Lightning's subcommands, then ``prepare`` and the after-training tools (for ``--help`` only).
-
-        :func:`main` runs those before LightningCLI parses anything; here they only get their line under
-        "Available subcommands".
-        """
-        super()._add_subcommands(parser, **kwargs)
-        summaries = {"prepare": PREPARE_SUMMARY, **{name: tool.summary for name, tool in TOOLS.items()}}
-        for name, summary in summaries.items():
-            parser._subcommands_action.add_subcommand(name, ArgumentParser(description=summary), help=summary)
-
-    def before_instantiate_classes(self) -> None:
-        """Keep every output of a run under ``trainer.default_root_dir``; show the run's pace when fitting.
-
-        A config without a logger gets the versioned ``CSVLogger`` there; a ``WandbLogger`` left at
-        its default ``save_dir`` (``"."``) writes there too. ``fit`` with the progress bar on and no
-        progress bar of the config's own gets :class:`~lightning_genaug.callbacks.KimgProgressBar`
-        (``s/kimg`` and the run's time left); so does a ``run=False`` CLI (a script building a Trainer).
-        """
-        config = self.config[self.subcommand] if self.subcommand else self.config
-        trainer = config.trainer
-        if self.subcommand in (None, "fit") and trainer.get("enable_progress_bar") is not False:
-            callbacks = trainer.get("callbacks") or []
-            callbacks = callbacks if isinstance(callbacks, list) else [callbacks]
-            if not any("ProgressBar" in str(getattr(callback, "class_path", "")) for callback in callbacks):
-                trainer.callbacks = [*callbacks, Namespace(class_path=KIMG_PROGRESS_BAR)]
-        save_dir = trainer.default_root_dir or "."
-        if trainer.logger is None or trainer.logger is True:
-            trainer.logger = Namespace(class_path=DEFAULT_LOGGER, init_args=Namespace(save_dir=save_dir))
-        loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]
-        for logger in loggers:
-            if (
-                isinstance(logger, Namespace)
-                and str(logger.get("class_path", "")).endswith("WandbLogger")
-                and logger.get("init_args") is not None
-                and logger.init_args.get("save_dir") in (None, ".")
-            ):
-                logger.init_args.save_dir = save_dir
-
-    def instantiate_classes(self) -> None:
-        """Build the configured classes; a bad value stops with one line, like jsonargparse's own errors.
-
-        A ``ValueError`` or ``TypeError`` raised by a class while it is built (an unknown preset, a
-        negative batch size, ``target: 1.5``) is printed as ``error: --option: message`` with the
-        usage line, exit code 2. ``JSONARGPARSE_DEBUG=1`` raises it with its full traceback instead.
-        """
-        try:
-            super().instantiate_classes()
-        except (ValueError, TypeError) as error:
-            cause = _innermost(error)
-            config = self.config[self.subcommand] if self.subcommand else self.config
-            option = _option_of(config, _constructed_class(cause.__traceback__), str(cause))
-            self.parser.error(f"{option}: {cause}" if option else str(cause), ex=error)
-        for logger in self.trainer.loggers:
-            _leave_wandb_anonymous_unset(logger)
-
-    def _parse_ckpt_path(self) -> None:
-        """``--ckpt_path net.pkl``: an official network pickle becomes the model's ``init_from``.
-
-        Lightning reads ``ckpt_path`` with ``torch.load``, which cannot (and must not) read such a
-        pickle; the module reads it without running its code in ``setup`` instead.
-        """
-        subcommand = self.config.get("subcommand")
-        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if is_network_pickle(ckpt_path):
-            init_args = self.config[subcommand].model.init_args
-            if "init_from" not in init_args:
-                raise ValueError(
-                    f"`--ckpt_path {ckpt_path}` is a network pickle, which only a model with an `init_from` "
-                    "argument (StyleGAN2ADA) can read."
-                )
-            init_args.init_from, self.config[subcommand].ckpt_path = str(ckpt_path), None
-        super()._parse_ckpt_path()
-
-
-def _leave_wandb_anonymous_unset(logger: Any) -> None:
-    """Drop the ``anonymous=None`` that Lightning's ``WandbLogger`` passes to ``wandb.init``.
-
-    Recent wandb (0.31 here) answers it with "The anonymous setting has no effect" at every run;
-    passing nothing starts the same run without the warning.
-    """
-    init_kwargs = getattr(logger, "_wandb_init", None)
-    if isinstance(init_kwargs, dict) and "anonymous" in init_kwargs and init_kwargs["anonymous"] is None:
-        del init_kwargs["anonymous"]
-
-
-def _innermost(error: BaseException) -> BaseException:
-    """The first error of a chain (jsonargparse wraps a constructor's error in its own)."""
-    while isinstance(error.__cause__, ValueError | TypeError):
-        error = error.__cause__
-    return error
-
-
-def _constructed_class(traceback: TracebackType | None) -> str | None:
-    """The name of the class whose ``__init__`` raised, from the outermost ``__init__`` frame."""
-    while traceback is not None:
-        frame = traceback.tb_frame
-        if frame.f_code.co_name == "__init__" and "self" in frame.f_locals:
-            return type(frame.f_locals["self"]).__name__
-        traceback = traceback.tb_next
-    return None
-
-
-def _option_of(config: Namespace, class_name: str | None, message: str) -> str | None:
-    """The command-line option of the argument a message names (``--model.augment.preset``).
-
-    The first configured ``class_path`` that names ``class_name`` gives the option's prefix; the first
-    backquoted name in the message, when it is one of that class's arguments, its last part.
-    """
-    named = re.search(r"`(\w+)`", message)
-    for prefix, entry in _class_entries(config, ""):
-        if class_name is not None and str(entry.class_path).rsplit(".", 1)[-1] == class_name:
-            init_args = entry.get("init_args") or Namespace()
-            argument = named.group(1) if named and named.group(1) in init_args else None
-            return f"--{prefix}.{argument}" if argument else f"--{prefix}"
-    return None
-
-
-def _class_entries(value: Any, prefix: str) -> Iterator[tuple[str, Namespace]]:
-    """Every ``class_path`` entry of a config, with its dotted option (``init_args`` left out)."""
-    if isinstance(value, Namespace):
-        if "class_path" in value:
-            yield prefix, value
-            value = value.get("init_args") or Namespace()
-        for key, child in vars(value).items():
-            yield from _class_entries(child, f"{prefix}.{key}" if prefix else key)
-    elif isinstance(value, list):
-        for index, child in enumerate(value):
-            yield from _class_entries(child, f"{prefix}[{index}]")
-
-
-def main(args: ArgsType = None) -> None:
-    """Entry point of the ``lightning-genaug`` console script; ``prepare`` and the tools skip LightningCLI."""
     command_line = sys.argv[1:] if args is None else args
     name = command_line[0] if isinstance(command_line, (list, tuple)) and command_line else None
     if name == "prepare":
+        from lightning_genaug.tools.parsers import prepare_parser
+
+        options = prepare_parser().parse_args(list(command_line[1:]))  # before torch is imported
         from lightning_genaug.data.streaming import prepare_command
 
-        prepare_command(list(command_line[1:]))
+        prepare_command(list(command_line[1:]), options)
         return
     if name in TOOLS:
         run_tool(name, list(command_line[1:]))
         return
+    from lightning_genaug.fit_cli import GenAugCLI
+
     GenAugCLI(args=args)
+
+
+__all__ = ["GenAugCLI", "main"]
 
 
 if __name__ == "__main__":

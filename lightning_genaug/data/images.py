@@ -88,6 +88,11 @@ class ImageDataModule(InMemoryImageDataModule):
     ) -> None:
         super().__init__(batch_size, num_workers, val_fraction, max_images, xflip, use_labels, seed)
         self.path = Path(path).expanduser()
+        if not self.path.exists():  # now, not in `setup` after the model and the trainer are built
+            raise ValueError(
+                f"`path` {str(path)!r} does not exist; give a folder of images, a .zip of one, or an "
+                ".npz/.npy array file"
+            )
         if resolution is not None:
             check_positive_int("resolution", resolution)
         if channels is not None:

@@ -324,16 +324,6 @@ class StreamingImageDataModule(pl.LightningDataModule):
         return self._loader(self.val_dir or self.input_dir, shuffle=False)
 
 
-def prepare_parser() -> argparse.ArgumentParser:
-    """The parser of ``lightning-genaug prepare`` (its errors are one line, exit code 2)."""
-    from lightning_genaug.tools.arguments import ToolParser
-    from lightning_genaug.tools.parsers import PREPARE_SUMMARY, add_prepare_arguments
-
-    parser = ToolParser(prog="lightning-genaug prepare", description=PREPARE_SUMMARY)
-    add_prepare_arguments(parser)
-    return parser
-
-
 def prepare_command(argv: list[str], options: argparse.Namespace | None = None) -> dict[str, Any]:
     """``lightning-genaug prepare SRC OUT --resolution R [--center-crop] [--workers N] ...``.
 
@@ -345,7 +335,7 @@ def prepare_command(argv: list[str], options: argparse.Namespace | None = None) 
         options: ``argv`` parsed already (by the caller, before torch was imported).
     """
     from lightning_genaug.tools.arguments import ToolArgumentError
-    from lightning_genaug.tools.parsers import check_prepare_paths
+    from lightning_genaug.tools.parsers import check_prepare_paths, prepare_parser
 
     parser = prepare_parser()
     options = parser.parse_args(argv) if options is None else options

@@ -283,6 +283,15 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-bytes", type=parse_chunk_bytes, default="64MB", help="target chunk size")
 
 
+def prepare_parser() -> argparse.ArgumentParser:
+    """The parser of ``lightning-genaug prepare`` (its errors are one line, exit code 2)."""
+    from lightning_genaug.tools.arguments import ToolParser
+
+    parser = ToolParser(prog="lightning-genaug prepare", description=PREPARE_SUMMARY)
+    add_prepare_arguments(parser)
+    return parser
+
+
 def check_prepare_paths(options: argparse.Namespace) -> None:
     source = Path(options.source).expanduser()
     if not source.exists():
@@ -317,5 +326,6 @@ __all__ = [
     "check_style_mix_paths",
     "check_vgg16_file",
     "parse_chunk_bytes",
+    "prepare_parser",
     "strip_path",
 ]
