@@ -7,18 +7,33 @@ and names the problem, never quoting the file's data. See ``docs/guarantees.md``
 
 from __future__ import annotations
 
+import os
 import pickle
 import struct
+import sys
 import time
 from collections import OrderedDict
+from pathlib import Path
 
+import lightning
 import numpy as np
 import pytest
 import torch
-from test_official_pickle import _Call, assert_refused_fast, storage_bytes, tensor_pickle
+from test_official_pickle import (
+    _Call,
+    _EasyDict,
+    _Persistent,
+    assert_refused_fast,
+    register_reference_modules,
+    storage_bytes,
+    tensor_pickle,
+)
 
 from lightning_genaug import safe_pickle
-from lightning_genaug.models.stylegan2 import official
+from lightning_genaug.augment import DistAugTransforms
+from lightning_genaug.models.loading import checkpoint_class, load_network
+from lightning_genaug.models.sparse_transformer import SparseTransformerDistAug
+from lightning_genaug.models.stylegan2 import StyleGAN2ADA, official
 from lightning_genaug.models.stylegan2.official import NetworkPickleError, read_network_pickle
 
 MAX_MESSAGE = 1_000
@@ -218,3 +233,217 @@ def test_a_copy_heavy_call_on_one_value_reused_through_the_memo_is_refused():
     assert len(hostile) < 60_000
     with pytest.raises(pickle.UnpicklingError, match=r"passes more data to its constructors"):
         safe_pickle.read_data(hostile, {("builtins", "set"): set})
+
+
+# ------------------------------------------------------------- 2. checkpoints that name classes
+HOSTILE_MODULE = """
+import os
+from torch import nn
+
+os.environ["GENAUG_HOSTILE_IMPORTED"] = "1"
+
+
+class Boom(nn.Module):
+    def __init__(self, size: int = 3) -> None:
+        super().__init__()
+        os.environ["GENAUG_HOSTILE_BUILT"] = "1"
+"""
+
+
+@pytest.fixture
+def hostile_module(tmp_path, monkeypatch) -> str:
+    """An importable module whose import, and whose class's construction, leave a trace; its class path."""
+    (tmp_path / "genaug_hostile_module.py").write_text(HOSTILE_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("GENAUG_HOSTILE_IMPORTED", "GENAUG_HOSTILE_BUILT"):
+        monkeypatch.delenv(name, raising=False)
+    yield "genaug_hostile_module.Boom"
+    sys.modules.pop("genaug_hostile_module", None)
+
+
+@pytest.fixture
+def linear_constructions(monkeypatch) -> list[tuple[int, int]]:
+    """Records every ``torch.nn.Linear`` built while the test runs."""
+    built: list[tuple[int, int]] = []
+    real_init = torch.nn.Linear.__init__
+
+    def recording_init(self, in_features, out_features, *args, **kwargs):
+        built.append((in_features, out_features))
+        real_init(self, in_features, out_features, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.Linear, "__init__", recording_init)
+    return built
+
+
+def assert_nothing_of_the_file_ran() -> None:
+    assert "GENAUG_HOSTILE_IMPORTED" not in os.environ and "GENAUG_HOSTILE_BUILT" not in os.environ
+    assert "genaug_hostile_module" not in sys.modules
+
+
+LEFT_OUT = object()  # a hyper-parameter that write_checkpoint leaves out
+
+
+def write_checkpoint(path: Path, model: torch.nn.Module, **hparams: object) -> Path:
+    """``model`` as Lightning writes it (state dict and hyper-parameters), with ``hparams`` replaced."""
+    hyper_parameters = {
+        **dict(model.hparams),
+        "_class_path": f"{type(model).__module__}.{type(model).__name__}",
+    }
+    checkpoint = {
+        "pytorch-lightning_version": lightning.__version__,
+        "state_dict": model.state_dict(),
+        "hyper_parameters": {
+            key: value for key, value in {**hyper_parameters, **hparams}.items() if value is not LEFT_OUT
+        },
+    }
+    torch.save(checkpoint, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def distaug_model() -> SparseTransformerDistAug:
+    torch.manual_seed(0)
+    return SparseTransformerDistAug("tiny", channels=1, resolution=4, augment=DistAugTransforms(["rotation"]))
+
+
+@pytest.fixture(scope="module")
+def stylegan_model() -> StyleGAN2ADA:
+    torch.manual_seed(0)
+    return StyleGAN2ADA("tiny", resolution=16, channels=1, num_classes=0)
+
+
+def test_a_checkpoint_naming_an_importable_class_is_refused_before_importing_it(
+    tmp_path, hostile_module, distaug_model
+):
+    augment = {"class_path": hostile_module, "init_args": {"size": 3}}
+    path = write_checkpoint(tmp_path / "hostile.ckpt", distaug_model, augment=augment)
+    for load in (SparseTransformerDistAug.load, load_network):  # the module's load and every tool's
+        with pytest.raises(ValueError) as refusal:
+            load(path)
+        message = str(refusal.value)
+        assert (
+            "hyper-parameter 'augment' names the class 'genaug_hostile_module.Boom', which loading never"
+            in message
+        )
+        assert "\n" not in message and len(message) < MAX_MESSAGE
+    assert_nothing_of_the_file_ran()
+
+
+def test_a_checkpoint_naming_a_torch_module_is_refused_without_building_it(
+    tmp_path, distaug_model, linear_constructions
+):
+    augment = {"class_path": "torch.nn.Linear", "init_args": {"in_features": 3, "out_features": 5}}
+    path = write_checkpoint(tmp_path / "linear.ckpt", distaug_model, augment=augment)
+    with pytest.raises(ValueError, match=r"names the class 'torch\.nn\.Linear', which loading never builds"):
+        SparseTransformerDistAug.load(path)
+    assert (3, 5) not in linear_constructions
+
+
+def test_stylegan2_training_objects_named_by_a_checkpoint_are_never_built(
+    tmp_path, hostile_module, stylegan_model, linear_constructions
+):
+    path = write_checkpoint(
+        tmp_path / "gan.ckpt",
+        stylegan_model,
+        augment={"class_path": hostile_module},
+        regularizer={"class_path": "torch.nn.Linear", "init_args": {"in_features": 3, "out_features": 5}},
+        consistency={"class_path": hostile_module},
+    )
+    model = StyleGAN2ADA.load(path)
+    assert_nothing_of_the_file_ran()
+    assert (3, 5) not in linear_constructions
+    assert (model.augment_pipe, model.regularizer, model.consistency) == (None, None, None)
+    for key, value in stylegan_model.G_ema.state_dict().items():
+        torch.testing.assert_close(model.G_ema.state_dict()[key], value, rtol=0, atol=0)
+
+
+def test_a_class_path_elsewhere_in_the_hyper_parameters_is_refused(tmp_path, hostile_module, stylegan_model):
+    path = write_checkpoint(
+        tmp_path / "gan.ckpt", stylegan_model, config_overrides={"class_path": hostile_module}
+    )
+    with pytest.raises(ValueError, match=r"hyper-parameter 'config_overrides' names a class \(class_path\)"):
+        StyleGAN2ADA.load(path)
+    assert_nothing_of_the_file_ran()
+
+
+def test_the_class_a_checkpoint_names_is_only_ever_one_of_the_loadable_modules(tmp_path, stylegan_model):
+    path = write_checkpoint(
+        tmp_path / "gan.ckpt", stylegan_model, _class_path="lightning_genaug.data.cifar10.CIFAR10DataModule"
+    )
+    assert checkpoint_class(path) is StyleGAN2ADA  # told apart by its weights, the named class ignored
+
+
+# ------------------------------------------------------ 4. shapes checked before they are built
+@pytest.fixture
+def reference_modules(monkeypatch):
+    register_reference_modules(monkeypatch)
+
+
+def empty_module(class_name: str, init_kwargs: dict) -> _Persistent:
+    """A persistent module with constructor arguments and no tensors at all."""
+    state = {"_parameters": {}, "_buffers": {}, "_modules": {}, "_init_kwargs": _EasyDict(init_kwargs)}
+    return _Persistent(dict(type="class", version=6, module_src="", class_name=class_name, state=state))
+
+
+def tensorless_pickle(path: Path, z_dim: int, resolution: int, channel_base: int) -> Path:
+    """A network snapshot of a few hundred bytes whose G and D arguments describe networks, no tensors."""
+    common = dict(img_resolution=resolution, img_channels=3, c_dim=0)
+    synthesis = _EasyDict(channel_base=channel_base, channel_max=512)
+    G = empty_module("Generator", dict(z_dim=z_dim, w_dim=512, synthesis_kwargs=synthesis, **common))
+    D = empty_module("Discriminator", dict(channel_base=channel_base, channel_max=512, **common))
+    path.write_bytes(pickle.dumps({"G": G, "D": D, "G_ema": G}))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("z_dim", "resolution", "channel_base", "reason"),
+    [
+        (512, 16_384, 2**20, r"would allocate at least [\d.]+ [kMG]?B of tensors, but the file holds 0 B"),
+        (10**7, 16, 2**10, r"would allocate at least [\d.]+ [kMG]?B of tensors, but the file holds 0 B"),
+        (32, 16, 2**8, r"does not hold the tensors of the networks its own configuration describes"),
+    ],
+    ids=["16384 px, channel_base 2**20", "z_dim 10**7", "tiny"],
+)
+def test_a_pickle_whose_arguments_describe_networks_it_does_not_hold_is_refused_before_allocating(
+    tmp_path, reference_modules, z_dim, resolution, channel_base, reason
+):
+    path = tensorless_pickle(tmp_path / "empty.pkl", z_dim, resolution, channel_base)
+    assert path.stat().st_size < 1_000
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=reason) as refusal:
+        StyleGAN2ADA.load(path)
+    assert time.perf_counter() - start < 2.0
+    assert "\n" not in str(refusal.value) and len(str(refusal.value)) < MAX_MESSAGE
+
+
+@pytest.mark.parametrize(
+    ("hparams", "reason"),
+    [
+        (dict(resolution=16_384, config_overrides={"channel_base": 2**20}), r"would allocate at least"),
+        (dict(config_overrides={"z_dim": 10**7}), r"would allocate at least"),
+        (
+            dict(resolution=32),
+            r"does not fit the StyleGAN2ADA its hyper-parameters describe \(G\.\S+: not in",
+        ),
+    ],
+    ids=["16384 px, channel_base 2**20", "z_dim 10**7", "32 px"],
+)
+def test_checkpoint_hyper_parameters_that_describe_another_network_are_refused_before_allocating(
+    tmp_path, stylegan_model, hparams, reason
+):
+    path = write_checkpoint(tmp_path / "gan.ckpt", stylegan_model, **hparams)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=reason) as refusal:
+        StyleGAN2ADA.load(path)
+    assert time.perf_counter() - start < 2.0
+    assert "\n" not in str(refusal.value) and len(str(refusal.value)) < MAX_MESSAGE
+
+
+def test_a_distaug_augment_asking_for_a_huge_embedding_is_refused_before_allocating(tmp_path, distaug_model):
+    augment = {**distaug_model.hparams["augment"]}
+    augment["init_args"] = {**augment["init_args"], "transforms": ["randaugment"], "randaugment_n": 12}
+    path = write_checkpoint(tmp_path / "huge.ckpt", distaug_model, augment=augment)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=r"would allocate at least|cannot be built"):
+        SparseTransformerDistAug.load(path)
+    assert time.perf_counter() - start < 2.0

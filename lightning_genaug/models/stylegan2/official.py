@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lightning_genaug.models.loading import NetworkFileError, held_bytes, plan_on_meta
 from lightning_genaug.safe_pickle import (
     DATA_LEAVES,
     MALFORMED,
@@ -250,7 +251,9 @@ class _StorageLoader:
                 f"its storages claim {self.total + claimed} bytes, more than the file's {self.limit}"
             )
         storage = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        self.total += storage.nbytes() if isinstance(storage, torch.storage.TypedStorage) else claimed
+        self.total += (
+            storage._untyped_storage.nbytes() if isinstance(storage, torch.storage.TypedStorage) else claimed
+        )
         self._loaded[id(data)] = (data, storage)  # the bytes are kept so that their id stays theirs
         return storage
 
@@ -406,11 +409,48 @@ def read_network_pickle(path: str | os.PathLike) -> OfficialNetworks:
             "converted with the reference's legacy.py."
         )
     try:
-        return _networks_from(data, str(path))
+        networks = _networks_from(data, str(path))
+        check_networks_fit(networks, str(path))
     except NetworkPickleError:
         raise
     except MALFORMED as error:
         raise _refusal(path, error) from None
+    return networks
+
+
+def check_networks_fit(networks: OfficialNetworks, source: str) -> None:
+    """The networks a pickle's own configuration describes hold exactly its tensors; checked on meta.
+
+    The configuration (``img_resolution``, ``z_dim``, ``channel_base`` ...) is what ``load`` builds, so
+    it is planned on the meta device first (:func:`~lightning_genaug.models.loading.plan_on_meta`):
+    refused as soon as it would allocate more than twice the bytes of the file's tensors (plus 16 MiB),
+    then every tensor name and shape must match. A file cannot make ``load`` allocate more than it holds.
+
+    Raises:
+        NetworkPickleError: the configuration describes other or larger networks than the tensors held.
+    """
+    from lightning_genaug.models.stylegan2.configs import build_networks, stylegan2_config
+
+    def build() -> nn.ModuleDict:
+        config = stylegan2_config("auto", networks.resolution, **networks.config_overrides)
+        generator, discriminator = build_networks(
+            config, networks.resolution, networks.channels, networks.num_classes
+        )
+        return nn.ModuleDict({"G": generator, "D": discriminator})
+
+    tensors = [tensor for weights in networks.weights.values() for tensor in weights.values()]
+    try:
+        planned = plan_on_meta(build, held_bytes(tensors), source)
+    except NetworkFileError as error:
+        raise NetworkPickleError(str(error)) from None
+    problems = weight_problems({"G": planned.G, "D": planned.D, "G_ema": planned.G}, networks)
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; ... ({len(problems)} in all)" if len(problems) > 5 else "")
+        raise NetworkPickleError(
+            f"Network pickle {source!r} is refused: it does not hold the tensors of the networks its own "
+            f"configuration describes ({shown}); nothing was allocated. Only unaltered stylegan2-ada-pytorch "
+            "network snapshots are read."
+        )
 
 
 def _networks_from(data: dict[str, Any], source: str) -> OfficialNetworks:
