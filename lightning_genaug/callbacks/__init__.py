@@ -1,8 +1,9 @@
-"""Lightning callbacks: augmentation strength (adaptive, scheduled, fixed), sample grids, generative metrics.
+"""Lightning callbacks: augmentation strength, sample grids, generative metrics, checkpoints in kimg.
 
 Every callback schedules in training batches (``every_n_batches``), the unit of the D regularisers'
-lazy interval too (``R1(every_n_batches=...)``), and reads the run's batches and images from the
-Trainer's one :class:`TrainingProgress` (:func:`training_progress`); each keeps only when it last acted.
+lazy interval too (``R1(every_n_batches=...)``; ``KimgCheckpoint`` also in thousands of images), and
+reads the run's batches and images from the Trainer's one :class:`TrainingProgress`
+(:func:`training_progress`); each keeps only when it last acted.
 """
 
 from lightning_genaug.callbacks._progress import TrainingProgress, training_progress
@@ -12,6 +13,7 @@ from lightning_genaug.callbacks.augmentation_strength import (
     FixedAugmentation,
     StrengthReading,
 )
+from lightning_genaug.callbacks.checkpoints import KimgCheckpoint
 from lightning_genaug.callbacks.generative_metrics import GenerativeMetrics
 from lightning_genaug.callbacks.progress_bar import KimgProgressBar
 from lightning_genaug.callbacks.samples import SampleGrid
@@ -22,6 +24,7 @@ __all__ = [
     "BaseAugmentationStrength",
     "FixedAugmentation",
     "GenerativeMetrics",
+    "KimgCheckpoint",
     "KimgProgressBar",
     "SampleGrid",
     "ScheduledAugmentation",
