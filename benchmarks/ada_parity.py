@@ -314,10 +314,15 @@ def run_reference(args: argparse.Namespace) -> None:
 
 # -------------------------------------------------------------------------------------------- report
 def load_runs(out: Path) -> dict[str, dict[int, list[dict[str, float]]]]:
+    """Every job's rows by side and seed; a reference job still running is read from its ``stats.jsonl``."""
     runs: dict[str, dict[int, list[dict[str, float]]]] = {"ours": {}, "reference": {}}
     for side in runs:
         for path in sorted(out.glob(f"{side}-seed*.json")):
             runs[side][int(path.stem.split("seed")[1])] = json.loads(path.read_text())["rows"]
+    for stats in sorted((out / "reference").glob("run-seed*/stats.jsonl")):
+        seed = int(stats.parent.name.split("seed")[1])
+        if seed not in runs["reference"]:
+            runs["reference"][seed] = reference_rows(stats)
     return runs
 
 

@@ -207,7 +207,7 @@ def discriminator_mean(
     usable = len(images) - len(images) % group
     totals = []
     for image_chunk, label_chunk in zip(images[:usable].split(256), labels[:usable].split(256), strict=True):
-        seen = module.augment_for_discriminator(image_chunk) if augment else image_chunk
+        seen = module.loss.augment_images(image_chunk) if augment else image_chunk
         logits = module.D(seen, module.class_condition(label_chunk, len(label_chunk))).float()
         totals.append((logits.sign() if sign else logits).sum())
     return float(torch.stack(totals).sum() / usable)

@@ -189,7 +189,7 @@ def test_autocast_follows_the_module_device_and_defaults_to_cuda_only() -> None:
         train(build("stylegan2-ada"))  # autocast_bf16=None: off on CPU
     assert set(default_dtypes) == {torch.float32}
     model = build("stylegan2-ada", autocast_bf16=True)
-    with model._autocast():
+    with model.loss.main_autocast():
         assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
 
 

@@ -143,24 +143,24 @@ def test_scalegan_is_stylegan2ada_with_scalegans_parts() -> None:
 def test_d_sees_the_scaled_images() -> None:
     model = StyleGAN2ADA(augment=DataScaling("fixed", p=1.0, scale=0.5), **TINY)
     images = torch.rand(4, 1, 8, 8)
-    assert torch.allclose(model.augment_for_discriminator(images), 0.5 * images)
+    assert torch.allclose(model.loss.augment_images(images), 0.5 * images)
 
 
 def test_a_chain_puts_ada_before_the_scaling_and_exposes_adas_p() -> None:
     ada = AugmentPipe(p=0.0)
     model = StyleGAN2ADA(augment=Chain([ada, DataScaling("fixed", p=1.0, scale=0.25)]), **TINY)
     images = torch.rand(4, 1, 8, 8)
-    assert torch.allclose(model.augment_for_discriminator(images), 0.25 * images)  # ADA at p = 0
+    assert torch.allclose(model.loss.augment_images(images), 0.25 * images)  # ADA at p = 0
     assert model.augment_pipe.p is ada.p  # the strength a controller adapts is ADA's
     ada.forward = lambda x, *args, **kwargs: x + 1.0  # a visible stand-in for ADA
-    assert torch.allclose(model.augment_for_discriminator(images), 0.25 * (images + 1.0))
+    assert torch.allclose(model.loss.augment_images(images), 0.25 * (images + 1.0))
 
 
 def test_without_augmentation_d_sees_the_images() -> None:
     model = ScaleGAN(augment=None, **TINY)
     assert model.augment_pipe is None
     images = torch.rand(2, 1, 8, 8)
-    assert torch.equal(model.augment_for_discriminator(images), images)
+    assert torch.equal(model.loss.augment_images(images), images)
 
 
 @pytest.mark.parametrize(("regularizer", "logged"), [(VarianceRegularizer, "loss/variance"), (R1, "loss/r1")])

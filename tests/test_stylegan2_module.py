@@ -64,13 +64,21 @@ class PhaseRecorder(StyleGAN2ADA):
         super().__init__(*args, **kwargs)
         self.calls: dict[str, list[int]] = {"Greg": [], "Dreg": []}
 
-    def g_regularization_loss(self, batch_size, gen_c):
-        self.calls["Greg"].append(int(self.num_batches))
-        return super().g_regularization_loss(batch_size, gen_c)
+    @property
+    def loss(self):
+        loss, batch = super().loss, int(self.num_batches)
+        for phase, name in (
+            ("Greg", "generator_regularization_loss"),
+            ("Dreg", "discriminator_regularization_loss"),
+        ):
+            compute = getattr(loss, name)
 
-    def d_regularization_loss(self, real, real_c):
-        self.calls["Dreg"].append(int(self.num_batches))
-        return super().d_regularization_loss(real, real_c)
+            def recorded(*args, phase=phase, compute=compute):
+                self.calls[phase].append(batch)
+                return compute(*args)
+
+            setattr(loss, name, recorded)
+        return loss
 
 
 # ---------------------------------------------------------------------------------------- training
@@ -152,7 +160,7 @@ def test_r1_is_taken_on_unaugmented_reals_through_the_augment_pipe():
     real = torch.rand(BATCH, 1, 8, 8) * 2 - 1
     c = torch.zeros(BATCH, 0)
     torch.manual_seed(0)
-    loss = model.d_regularization_loss(real, c)
+    loss = model.loss.discriminator_regularization_loss(real, c)
 
     torch.manual_seed(0)  # replay the same augmentation draw
     leaf = real.clone().requires_grad_(True)
@@ -160,7 +168,7 @@ def test_r1_is_taken_on_unaugmented_reals_through_the_augment_pipe():
     assert loss.item() == pytest.approx(grad.square().sum((1, 2, 3)).mean().item() * 2.0 / 2, rel=1e-5)
 
     model.augment_pipe.set_p(0.0)
-    loss_without_pipe = model.d_regularization_loss(real, c)
+    loss_without_pipe = model.loss.discriminator_regularization_loss(real, c)
     assert not math.isclose(loss.item(), loss_without_pipe.item(), rel_tol=1e-3)
     loss.backward()  # the penalty back-propagates into D (double backward through the pipe)
     assert model.D.discriminator_blocks()[0].conv0.weight.grad.abs().sum() > 0
@@ -219,10 +227,10 @@ def test_bcr_adds_a_consistency_loss(tmp_path):
     real = torch.rand(BATCH, 1, 8, 8) * 2 - 1
     c = torch.zeros(BATCH, 0)
     torch.manual_seed(0)
-    with_bcr = model.discriminator_main_loss(real, c, c)
+    with_bcr = model.loss.discriminator_main_loss(real, c, c)
     model.consistency = None
     torch.manual_seed(0)
-    without = model.discriminator_main_loss(real, c, c)
+    without = model.loss.discriminator_main_loss(real, c, c)
     assert with_bcr.item() > without.item()
 
 
@@ -351,20 +359,20 @@ def test_init_from_a_checkpoint_of_other_channels_says_that_channels_differ(tmp_
     ("phase", "method"),
     [
         ("Gmain", "generator_main_loss"),
-        ("Greg", "g_regularization_loss"),
+        ("Greg", "generator_regularization_loss"),
         ("Dmain", "discriminator_main_loss"),
-        ("Dreg", "d_regularization_loss"),
+        ("Dreg", "discriminator_regularization_loss"),
     ],
 )
 def test_nan_loss_stops_before_the_step_and_the_last_checkpoint_stays_good(tmp_path, phase, method):
     class Poisoned(StyleGAN2ADA):
-        pass
+        @property
+        def loss(self):
+            loss, batch = super().loss, int(self.num_batches)
+            compute = getattr(loss, method)
+            setattr(loss, method, lambda *args: compute(*args) * (float("nan") if batch == 2 else 1.0))
+            return loss
 
-    def poisoned(self, *args):
-        loss = getattr(StyleGAN2ADA, method)(self, *args)
-        return loss * float("nan") if int(self.num_batches) == 2 else loss
-
-    setattr(Poisoned, method, poisoned)
     model = Poisoned(
         config="tiny",
         resolution=8,

@@ -22,7 +22,7 @@ import inspect
 import os
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 from typing import Any
 
 import lightning.pytorch as pl
@@ -48,13 +48,14 @@ from lightning_genaug.models.stylegan2.configs import (
 )
 from lightning_genaug.models.stylegan2.ema import ema_beta, update_ema
 from lightning_genaug.models.stylegan2.generation import class_condition, generate, seed_images
+from lightning_genaug.models.stylegan2.loss import StyleGAN2Loss
 from lightning_genaug.models.stylegan2.official import (
     OfficialNetworks,
     is_network_pickle,
     read_network_pickle,
 )
-from lightning_genaug.models.stylegan2.phases import check_finite, phase_schedule
-from lightning_genaug.models.stylegan2.precision import autocast_off, main_phase_autocast
+from lightning_genaug.models.stylegan2.phases import check_finite
+from lightning_genaug.models.stylegan2.precision import autocast_off
 from lightning_genaug.models.stylegan2.transfer import (
     copy_checkpoint_weights,
     copy_pickle_weights,
@@ -70,6 +71,9 @@ DEFAULT_REGULARIZER: DiscriminatorRegularizer = lazy_instance(R1)
 
 # Set on the regulariser object, not in the config: each value has one home.
 _REGULARIZER_FIELDS = ("gamma", "r1_interval")
+
+PROGRESS_BAR_LOSSES = ("loss/G", "loss/D")
+"""The phase losses shown in the progress bar (every logged value is in the loggers)."""
 
 
 class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
@@ -370,10 +374,9 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
                 "configure_optimizers() was called before the networks were built (see setup)."
             )
         cfg = self.train_config
-        # Without a regulariser D's Adam is still corrected for the preset's interval, as the reference.
-        d_interval = cfg.r1_interval if self.regularizer is None else self.regularizer.every_n_batches
+        intervals = self.loss.intervals()
         optimizers = []
-        for net, interval in ((self.G, cfg.pl_interval), (self.D, d_interval)):
+        for net, interval in ((self.G, intervals["G"]), (self.D, intervals["D"])):
             # As the reference: corrected even when the regulariser's weight is 0 (``cifar``'s G).
             lr, betas = losses.lazy_regularization_adam(cfg.lr, tuple(cfg.betas), interval)
             params = [p for p in net.parameters() if p.requires_grad]
@@ -381,55 +384,28 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         return optimizers
 
     # ------------------------------------------------------------------ networks
-    def _autocast(self) -> AbstractContextManager:
-        """bf16 autocast for the main phases, as ``autocast_bf16`` says (:mod:`.precision`)."""
-        return main_phase_autocast(self.device.type, self.hparams.autocast_bf16)
+    loss_type: type[StyleGAN2Loss] = StyleGAN2Loss
+    """The class of :attr:`loss`: a subclass changes a phase's loss without copying the loop."""
 
-    def _autocast_off(self) -> torch.autocast:
-        """No autocast, even inside Lightning's ``bf16-mixed``: every backward and the regularisers."""
-        return autocast_off(self.device.type)
+    @property
+    def loss(self) -> StyleGAN2Loss:
+        """Every phase's loss over the module's current networks and parts (:class:`.StyleGAN2Loss`)."""
+        return self.loss_type(
+            G=self.G,
+            D=self.D,
+            config=self.train_config,
+            augment=self.augment_pipe,
+            regularizer=self.regularizer,
+            consistency=self.consistency,
+            pl_mean=self.pl_mean,
+            num_classes=self.hparams.num_classes,
+            autocast_bf16=self.hparams.autocast_bf16,
+            compiled=self._compiled,
+        )
 
     def class_condition(self, labels: torch.Tensor | None, batch_size: int) -> torch.Tensor:
         """One-hot labels ``(B, num_classes)``, ``(B, 0)`` when unconditional: :func:`.class_condition`."""
         return class_condition(labels, self.hparams.num_classes, batch_size, self.device)
-
-    def _generated_condition(self, real_labels: torch.Tensor | None, batch_size: int) -> torch.Tensor:
-        """Conditioning for generated images: labels resampled from the batch's real labels."""
-        if self.hparams.num_classes == 0 or real_labels is None:
-            return self.class_condition(real_labels, batch_size)
-        picks = torch.randint(len(real_labels), (batch_size,), device=real_labels.device)
-        return self.class_condition(real_labels[picks], batch_size)
-
-    def run_G(
-        self, z: torch.Tensor, c: torch.Tensor, *, regularizing: bool = False
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Generate images with style mixing.
-
-        Args:
-            z: latents ``(B, z_dim)``.
-            c: conditioning ``(B, c_dim)``.
-            regularizing: ``True`` in regularisation phases (never compiled, never autocast).
-
-        Returns:
-            ``(images (B, C, H, W), ws (B, num_ws, w_dim))``.
-        """
-        ws = self.G.mapping(z, c, update_emas=True)
-        prob = self.train_config.style_mixing_prob
-        if prob > 0 and torch.rand(()) < prob:
-            cutoff = int(torch.randint(1, ws.shape[1], ()))
-            mixed = self.G.mapping(torch.randn_like(z), c, update_emas=False)
-            ws = torch.cat([ws[:, :cutoff], mixed[:, cutoff:]], dim=1)
-        synthesis = self.G.synthesis if regularizing else self._compiled.get("synthesis", self.G.synthesis)
-        return synthesis(ws), ws
-
-    def augment_for_discriminator(self, images: torch.Tensor) -> torch.Tensor:
-        """What D sees: ``images`` through :attr:`augment_pipe` (identity without one)."""
-        return images if self.augment_pipe is None else self.augment_pipe(images)
-
-    def run_D(self, images: torch.Tensor, c: torch.Tensor, *, regularizing: bool = False) -> torch.Tensor:
-        """D's logits ``(B, 1)`` for ``images`` after :meth:`augment_for_discriminator`."""
-        discriminator = self.D if regularizing else self._compiled.get("D", self.D)
-        return discriminator(self.augment_for_discriminator(images), c)
 
     @torch.no_grad()
     def score_reals(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -439,92 +415,25 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         """
         return self.D(images, self.class_condition(labels, images.shape[0]))
 
-    def _latents(self, batch_size: int) -> torch.Tensor:
-        return torch.randn(batch_size, self.G.z_dim, device=self.device)
-
-    # ------------------------------------------------------------------ losses per phase
-    def generator_main_loss(self, batch_size: int, gen_c: torch.Tensor) -> torch.Tensor:
-        """``Gmain``: non-saturating loss on a fresh batch of generated images."""
-        with self._autocast():
-            fake, _ = self.run_G(self._latents(batch_size), gen_c)
-            fake_logits = self.run_D(fake, gen_c).float()
-        self.log("scores/fake", fake_logits.mean().detach())
-        return losses.generator_loss(fake_logits)
-
-    def g_regularization_loss(self, batch_size: int, gen_c: torch.Tensor) -> torch.Tensor:
-        """``Greg``: path-length penalty times ``pl_weight`` (before the interval gain)."""
-        shrunk = max(1, batch_size // self.train_config.pl_batch_shrink)
-        fake, ws = self.run_G(self._latents(shrunk), gen_c[:shrunk], regularizing=True)
-        lengths = losses.path_lengths(fake, ws)
-        penalty, new_mean = losses.path_length_penalty(lengths, self.pl_mean, self.train_config.pl_decay)
-        self.pl_mean.copy_(new_mean)
-        self.log("loss/pl", penalty.mean().detach())
-        return penalty.mean() * self.train_config.pl_weight
-
-    def discriminator_main_loss(
-        self, real: torch.Tensor, real_c: torch.Tensor, gen_c: torch.Tensor
-    ) -> torch.Tensor:
-        """``Dmain``: logistic loss on augmented reals and fakes, plus ``consistency`` when given.
-
-        Feeds the augment pipe's r_t accumulator with D's logits for the augmented reals.
-        """
-        with self._autocast():
-            with torch.no_grad():
-                fake, _ = self.run_G(self._latents(real.shape[0]), gen_c)
-            fake_logits = self.run_D(fake, gen_c).float()
-            real_logits = self.run_D(real, real_c).float()
-        if self.augment_pipe is not None and hasattr(self.augment_pipe, "observe"):
-            self.augment_pipe.observe(real_logits)
-        self.log("scores/real", real_logits.mean().detach())
-        loss = losses.discriminator_loss(real_logits, fake_logits)
-        self.log("loss/D", loss.detach(), prog_bar=True)
-        if self.consistency is not None:
-            with self._autocast():
-                term = self.consistency(self.run_D, real, real_c, real_logits, fake, gen_c, fake_logits)
-            self.log("loss/consistency", term.detach())
-            loss = loss + term
-        return loss
-
-    def d_regularization_loss(self, real: torch.Tensor, real_c: torch.Tensor) -> torch.Tensor:
-        """``Dreg``: ``gamma / 2 * mean(regularizer.penalty(...))`` (before the interval gain).
-
-        The penalty gets D on images as given and the module's augmentation apart, so R1 takes its
-        gradient w.r.t. the *un-augmented* reals through the augmentation, as in the reference.
-        """
-        loss, penalty = self.regularizer.loss(self.D, self.augment_for_discriminator, real, real_c)
-        self.log(f"loss/{self.regularizer.log_name}", penalty.detach())
-        return loss
-
     # ------------------------------------------------------------------ the training loop
     def training_step(self, batch: Any, batch_idx: int) -> None:
-        """Run Gmain, Greg (every ``pl_interval``), Dmain, Dreg (when the regulariser is due), then EMA."""
+        """Run the batch's phases (Gmain, Greg, Dmain, Dreg as :meth:`phases` says) with G's and D's
+        optimisers, then the EMA; :attr:`loss` computes each phase's loss."""
         real, labels = split_batch(batch)
         self._check_real_images(real)
-        batch_size = real.shape[0]
-        real_c = self.class_condition(labels, batch_size)
-        opt_g, opt_d = self.optimizers()
-        cfg = self.train_config
-        phases = self.phases(int(self.num_batches))
+        real_c = self.class_condition(labels, real.shape[0])
+        optimizers = dict(zip(("G", "D"), self.optimizers(), strict=True))
+        networks = {"G": self.G, "D": self.D}
+        loss = self.loss
+        for phase in loss.phases(int(self.num_batches)):
+            network = phase[0]
+            with self._toggled(optimizers[network]):
+                value = loss.phase_loss(phase, real, real_c, labels)
+                for name, logged in loss.logged.items():
+                    self.log(name, logged, prog_bar=name in PROGRESS_BAR_LOSSES)
+                self._optimize(optimizers[network], value, phase, networks[network])
 
-        with self._toggled(opt_g):
-            loss = self.generator_main_loss(batch_size, self._generated_condition(labels, batch_size))
-            self.log("loss/G", loss.detach(), prog_bar=True)
-            self._optimize(opt_g, loss, "Gmain", self.G)
-            if "Greg" in phases:
-                gen_c = self._generated_condition(labels, batch_size)
-                with self._autocast_off():
-                    loss = self.g_regularization_loss(batch_size, gen_c)
-                self._optimize(opt_g, loss * cfg.pl_interval, "Greg", self.G)
-
-        with self._toggled(opt_d):
-            loss = self.discriminator_main_loss(real, real_c, self._generated_condition(labels, batch_size))
-            self._optimize(opt_d, loss, "Dmain", self.D)
-            if "Dreg" in phases:
-                with self._autocast_off():
-                    loss = self.d_regularization_loss(real, real_c)
-                self._optimize(opt_d, loss * self.regularizer.every_n_batches, "Dreg", self.D)
-
-        global_batch = batch_size * self.trainer.world_size
+        global_batch = real.shape[0] * self.trainer.world_size
         self.update_ema(global_batch)
         self.num_batches += 1
         self.cur_nimg += global_batch
@@ -565,7 +474,7 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         >>> model.phases(0), model.phases(4)
         (['Gmain', 'Greg', 'Dmain', 'Dreg'], ['Gmain', 'Greg', 'Dmain'])
         """
-        return phase_schedule(batch_index, self.train_config, self.regularizer)
+        return self.loss.phases(batch_index)
 
     @contextmanager
     def _toggled(self, optimizer: Any) -> Iterator[None]:
@@ -584,7 +493,7 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         process shares, so all of them stop together.
         """
         optimizer.zero_grad(set_to_none=True)
-        with self._autocast_off():
+        with autocast_off(self.device.type):
             mean_loss = backward_and_sync(self, loss, network)
         self._check_finite(mean_loss, phase, "loss")
         grads = [p.grad for p in network.parameters() if p.grad is not None]
