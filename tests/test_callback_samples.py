@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 
 import lightning.pytorch as pl
@@ -15,7 +16,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_genaug.callbacks import GenerativeMetrics
 from lightning_genaug.callbacks.samples import SampleGrid
-from lightning_genaug.images import make_grid
+from lightning_genaug.images import grid_to_uint8, make_grid, picture_grid
 
 SIZE = 8
 CELL = 64 + 2  # 8 px images upscaled x8 (nearest) to 64 px cells, plus a 2 px gap
@@ -60,9 +61,16 @@ def loader() -> DataLoader:
 
 def fit(tmp_path, model, callbacks, logger=False, max_epochs=1) -> pl.Trainer:
     trainer = pl.Trainer(
-        default_root_dir=tmp_path, max_epochs=max_epochs, callbacks=callbacks, logger=logger,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        accelerator="cpu", devices=1, log_every_n_steps=1,
+        default_root_dir=tmp_path,
+        max_epochs=max_epochs,
+        callbacks=callbacks,
+        logger=logger,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        log_every_n_steps=1,
     )
     trainer.fit(model, train_dataloaders=loader())
     return trainer
@@ -98,6 +106,51 @@ def test_without_logger_pngs_are_saved_at_the_interval_and_at_fit_end(tmp_path):
     assert model.training
 
 
+def test_reals_png_is_a_grid_of_the_first_training_images(tmp_path):
+    fit(
+        tmp_path / "some",
+        ToyGenerator(),
+        [SampleGrid(num_samples=20, nrow=5, every_n_batches=None, reals=True)],
+    )
+    images = loader().dataset.tensors[0]  # not shuffled: the first two batches hold the first 20 images
+    expected = grid_to_uint8(picture_grid(images[:20], 5))
+    np.testing.assert_array_equal(read_png(tmp_path / "some" / "samples" / "reals.png"), expected)
+    fit(
+        tmp_path / "all",
+        ToyGenerator(),
+        [SampleGrid(num_samples=100, nrow=8, every_n_batches=None, reals=True)],
+    )
+    expected = grid_to_uint8(picture_grid(images, 8))  # a set smaller than num_samples: all of it
+    np.testing.assert_array_equal(read_png(tmp_path / "all" / "samples" / "reals.png"), expected)
+
+
+def test_at_fit_start_logs_the_untrained_samples_as_batch_0(tmp_path):
+    untrained = ToyGenerator()
+    expected = SampleGrid(num_samples=4).make_grids(copy.deepcopy(untrained))[None]
+    fit(tmp_path, untrained, [SampleGrid(num_samples=4, every_n_batches=None, at_fit_start=True)])
+    assert sorted(path.name for path in (tmp_path / "samples").glob("*.png")) == [
+        "batch_0000000.png",
+        "batch_0000004.png",
+    ]
+    np.testing.assert_array_equal(
+        read_png(tmp_path / "samples" / "batch_0000000.png"), grid_to_uint8(expected)
+    )
+
+
+def test_the_start_grids_draw_nothing_from_the_global_generators(tmp_path):
+    """A run trains the same with the reals and at-start grids as without them."""
+    weights = []
+    for name, grid in [
+        ("plain", SampleGrid(every_n_batches=None)),
+        ("start", SampleGrid(reals=True, at_fit_start=True)),
+    ]:
+        torch.manual_seed(0)
+        model = ToyGenerator()
+        fit(tmp_path / name, model, [grid])
+        weights.append(model.net.weight.detach().clone())
+    torch.testing.assert_close(weights[0], weights[1], rtol=0, atol=0)
+
+
 def test_latents_are_fixed_across_grids(tmp_path):
     # lr 0: the weights never change
     fit(tmp_path, ToyGenerator(lr=0.0), [SampleGrid(num_samples=4, every_n_batches=2)])
@@ -118,7 +171,8 @@ def test_temperatures_give_one_grid_each(tmp_path):
     fit(tmp_path, model, [SampleGrid(num_samples=4, every_n_batches=None, temperatures=[1.0, 0.5])])
     assert [call["temperature"] for call in model.calls if "temperature" in call] == [1.0, 0.5]
     assert {path.name for path in (tmp_path / "samples").glob("*.png")} == {
-        "batch_0000004_t1.png", "batch_0000004_t0.5.png"
+        "batch_0000004_t1.png",
+        "batch_0000004_t0.5.png",
     }
 
 
@@ -131,11 +185,11 @@ def test_tensorboard_gets_the_image_and_the_metric(tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     logger = TensorBoardLogger(tmp_path, name="tb")
-    callbacks = [SampleGrid(num_samples=4, every_n_batches=2), tiny_metrics(tmp_path)]
+    callbacks = [SampleGrid(num_samples=4, every_n_batches=2, reals=True), tiny_metrics(tmp_path)]
     fit(tmp_path, ToyGenerator(), callbacks, logger=logger)
     events = EventAccumulator(logger.log_dir, size_guidance={"images": 0})
     events.Reload()
-    assert "samples" in events.Tags()["images"]
+    assert {"samples", "samples/reals"} <= set(events.Tags()["images"])
     assert [event.step for event in events.Images("samples")] == [2, 4]
     assert {"metrics/fid", "kimg", "train/loss"} <= set(events.Tags()["scalars"])
     assert (tmp_path / "tb" / "version_0" / "samples" / "batch_0000004.png").is_file()
@@ -149,7 +203,8 @@ def test_csv_logger_run_gets_metrics_and_pngs(tmp_path):
         rows = list(csv.DictReader(handle))
     assert any(row.get("metrics/fid") for row in rows) and any(row.get("train/loss") for row in rows)
     assert sorted(path.name for path in (tmp_path / "csv" / "version_0" / "samples").glob("*.png")) == [
-        "batch_0000002.png", "batch_0000004.png"
+        "batch_0000002.png",
+        "batch_0000004.png",
     ]
 
 

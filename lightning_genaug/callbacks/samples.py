@@ -1,4 +1,4 @@
-"""SampleGrid: fixed-seed image grids, saved as PNG and sent to every attached logger."""
+"""SampleGrid: fixed-seed image grids and one of the training images, as PNG files and to every logger."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from torch import nn
 from lightning_genaug._checks import check_images, check_positive_int, check_range
 from lightning_genaug.callbacks._progress import TrainingProgress, training_progress
 from lightning_genaug.callbacks.generative_metrics import generator_num_classes
+from lightning_genaug.data.batch import split_batch
 from lightning_genaug.images import grid_to_uint8, picture_grid, save_png
 
 __all__ = ["SampleGrid"]
@@ -35,16 +36,26 @@ class SampleGrid(Callback):
     (nearest neighbour, at least 64 px per cell) with a thin gap between cells, in the PNG file, W&B
     and TensorBoard alike.
 
+    To watch a run from its first minute (the reference's ``reals.png`` and ``fakes_init.png``):
+    ``reals=True`` writes a grid of the first ``num_samples`` training images the module is given (after
+    the datamodule's mirroring, before any augmentation of D's inputs), collected from the first
+    batches; ``at_fit_start=True`` logs the samples before the first batch trains (``batch_0000000.png``
+    for a fresh run). Neither draws from the global random generators, so a run trains the same with
+    them or without.
+
     Outputs, on rank 0: ``<trainer.log_dir>/samples/batch_0001000.png`` (``..._t0.94.png`` per
-    temperature) always; ``WandbLogger``: a ``wandb.Image`` list under ``key`` with ``kimg`` in the
-    same row; ``TensorBoardLogger``: ``add_image(key, ...)`` (``key/t0.94`` per temperature). ``kimg``
-    is the module's own image counter (``cur_nimg``) when it has one, else this callback's count.
+    temperature) and ``samples/reals.png`` always; ``WandbLogger``: a ``wandb.Image`` list under ``key``
+    (the reals under ``key/reals``) with ``kimg`` in the same row; ``TensorBoardLogger``:
+    ``add_image(key, ...)`` (``key/t0.94`` per temperature, ``key/reals``). ``kimg`` is the module's own
+    image counter (``cur_nimg``) when it has one, else the Trainer's count of images.
 
     Args:
-        num_samples: images in an unconditional grid.
+        num_samples: images in an unconditional grid (and in the grid of training images).
         nrow: images per row.
         every_n_batches: log after every this many training batches (``None``: only at fit end).
         at_fit_end: also log when fitting ends.
+        at_fit_start: also log before the first training batch of a fit.
+        reals: write ``reals.png``, a grid of the first ``num_samples`` training images.
         seed: seed of the fixed latents.
         temperatures: sampling temperatures for modules whose ``sample`` accepts ``temperature``.
         key: the logged image's name.
@@ -57,6 +68,8 @@ class SampleGrid(Callback):
         nrow: int = 8,
         every_n_batches: int | None = 500,
         at_fit_end: bool = True,
+        at_fit_start: bool = False,
+        reals: bool = False,
         seed: int = 0,
         temperatures: Sequence[float] | None = None,
         key: str = "samples",
@@ -69,6 +82,8 @@ class SampleGrid(Callback):
             check_positive_int("every_n_batches", every_n_batches)
         self.every_n_batches = every_n_batches
         self.at_fit_end = at_fit_end
+        self.at_fit_start = at_fit_start
+        self.reals = reals
         self.seed = seed
         if temperatures is not None:
             temperatures = [
@@ -81,6 +96,8 @@ class SampleGrid(Callback):
         self.image_key = image_key
         self.last_logged_batch: int | None = None  # the run's batches at the last grid
         self._progress: TrainingProgress | None = None  # the Trainer's count (``setup``)
+        self._reals: list[torch.Tensor] | None = None  # training images collected for reals.png (rank 0)
+        self._run_dir: Path | None = None  # the run's folder (``on_train_start``, read on every rank)
 
     @property
     def state_key(self) -> str:
@@ -107,6 +124,27 @@ class SampleGrid(Callback):
         if stage == "fit":
             self._progress = training_progress(trainer, self.image_key)
 
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._run_dir = Path(trainer.log_dir or trainer.default_root_dir)  # a collective: every rank reads it
+        self._reals = [] if self.reals and trainer.is_global_zero else None
+        if self.at_fit_start:
+            self.log_grids(trainer, pl_module)
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if self._reals is None:
+            return
+        images, _ = split_batch(batch, self.image_key)
+        collected = sum(len(chunk) for chunk in self._reals)
+        self._reals.append(images[: self.num_samples - collected].detach().cpu())
+        if collected + len(self._reals[-1]) >= self.num_samples:
+            self._write_reals(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._reals:  # a training set smaller than ``num_samples``: all of it
+            self._write_reals(trainer, pl_module)
+
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
@@ -114,8 +152,17 @@ class SampleGrid(Callback):
             self.log_grids(trainer, pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._reals:
+            self._write_reals(trainer, pl_module)
         if self.at_fit_end and self.last_logged_batch != self._require_progress().batches:
             self.log_grids(trainer, pl_module)
+
+    def _write_reals(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Save ``reals.png`` from the collected training images and send it to the loggers (rank 0)."""
+        images, self._reals = torch.cat(self._reals or []), None
+        grid = picture_grid(check_images(images, "training images"), self.nrow)
+        save_png(grid, Path(self._run_dir or trainer.default_root_dir) / "samples" / "reals.png")
+        self._send(trainer, pl_module, {None: grid}, f"{self.key}/reals", "training images")
 
     def _require_progress(self) -> TrainingProgress:
         if self._progress is None:
@@ -149,7 +196,6 @@ class SampleGrid(Callback):
 
     def log_grids(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Sample, save the PNG(s) and send the grid(s) to the loggers (rank 0 does the work)."""
-        step = trainer.global_step
         batches = self._require_progress().batches
         self.last_logged_batch = batches
         run_dir = Path(trainer.log_dir or trainer.default_root_dir)  # log_dir must be read on every rank
@@ -159,12 +205,24 @@ class SampleGrid(Callback):
         for temperature, grid in grids.items():
             suffix = "" if temperature is None else f"_t{temperature:g}"
             save_png(grid, run_dir / "samples" / f"batch_{batches:07d}{suffix}.png")
+        self._send(trainer, pl_module, grids, self.key, f"batch {batches}")
+
+    def _send(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        grids: dict[float | None, torch.Tensor],
+        key: str,
+        caption: str,
+    ) -> None:
+        """Log ``grids`` (one per temperature) under ``key`` to every W&B and TensorBoard logger."""
+        step = trainer.global_step
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
-                self._log_wandb(logger, pl_module, grids, step)
+                self._log_wandb(logger, pl_module, grids, key, caption, step)
             elif isinstance(logger, TensorBoardLogger):
                 for temperature, grid in grids.items():
-                    tag = self.key if temperature is None else f"{self.key}/t{temperature:g}"
+                    tag = key if temperature is None else f"{key}/t{temperature:g}"
                     logger.experiment.add_image(tag, grid, global_step=step)
 
     def _log_wandb(
@@ -172,15 +230,15 @@ class SampleGrid(Callback):
         logger: WandbLogger,
         pl_module: pl.LightningModule,
         grids: dict[float | None, torch.Tensor],
+        key: str,
+        caption: str,
         step: int,
     ) -> None:
         import wandb
 
-        progress = self._require_progress()
-        batch = f"batch {progress.batches}"
-        captions = [batch + ("" if t is None else f", temperature {t:g}") for t in grids]
+        captions = [caption + ("" if t is None else f", temperature {t:g}") for t in grids]
         images = [
-            wandb.Image(grid_to_uint8(grid), caption=caption)
-            for grid, caption in zip(grids.values(), captions, strict=True)
+            wandb.Image(grid_to_uint8(grid), caption=text)
+            for grid, text in zip(grids.values(), captions, strict=True)
         ]
-        logger.log_metrics({self.key: images, "kimg": progress.kimg(pl_module)}, step=step)
+        logger.log_metrics({key: images, "kimg": self._require_progress().kimg(pl_module)}, step=step)
