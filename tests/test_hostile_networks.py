@@ -31,7 +31,8 @@ from test_official_pickle import (
 
 from lightning_genaug import safe_pickle
 from lightning_genaug.augment import DistAugTransforms
-from lightning_genaug.models.loading import checkpoint_class, load_network
+from lightning_genaug.models import load_network
+from lightning_genaug.models.loading import checkpoint_class
 from lightning_genaug.models.sparse_transformer import SparseTransformerDistAug
 from lightning_genaug.models.stylegan2 import StyleGAN2ADA, official
 from lightning_genaug.models.stylegan2.official import NetworkPickleError, read_network_pickle

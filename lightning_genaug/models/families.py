@@ -16,15 +16,14 @@ from lightning_genaug.models.loading import checkpoint_class
 
 
 def family_root(cls: type[pl.LightningModule]) -> type[pl.LightningModule]:
-    """The family ``cls`` belongs to: ``StyleGAN2ADA`` (``ScaleGAN`` too), ``SparseTransformerDistAug``, or
-    ``cls`` itself."""
-    from lightning_genaug.models.sparse_transformer import SparseTransformerDistAug
-    from lightning_genaug.models.stylegan2 import StyleGAN2ADA
+    """The family ``cls`` belongs to: the class of its lineage that defines ``load`` (``StyleGAN2ADA`` for
+    ``ScaleGAN`` too, ``SparseTransformerDistAug``), or ``cls`` itself.
 
-    for root in (StyleGAN2ADA, SparseTransformerDistAug):
-        if issubclass(cls, root):
-            return root
-    return cls
+    >>> from lightning_genaug.models import ScaleGAN, StyleGAN2ADA
+    >>> family_root(ScaleGAN) is family_root(StyleGAN2ADA) is StyleGAN2ADA
+    True
+    """
+    return next((base for base in cls.__mro__ if "load" in vars(base)), cls)
 
 
 def check_checkpoint_family(cls: type[pl.LightningModule], path: str | os.PathLike) -> None:
@@ -39,7 +38,7 @@ def check_checkpoint_family(cls: type[pl.LightningModule], path: str | os.PathLi
     if family_root(found) is not family_root(cls):
         raise ValueError(
             f"{str(path)!r} is a {found.__name__} checkpoint, not a {cls.__name__} one; load it with "
-            f"{found.__name__}.load(path) or lightning_genaug.models.loading.load_network(path)."
+            f"{found.__name__}.load(path) or lightning_genaug.models.load_network(path)."
         )
 
 

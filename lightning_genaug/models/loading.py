@@ -477,31 +477,6 @@ def load_checkpoint(
     return ready_for_inference(model, map_location)
 
 
-def load_network(
-    path: str | os.PathLike, map_location: str | torch.device | None = None
-) -> pl.LightningModule:
-    """Any network this package can use after training, ready for inference.
-
-    Args:
-        path: a ``.ckpt`` of ``StyleGAN2ADA`` (or ``ScaleGAN``) or ``SparseTransformerDistAug``, or a
-            stylegan2-ada-pytorch network pickle (``.pkl``, read without running its code).
-        map_location: device for the weights; ``None``: where they were saved (CPU for pickles).
-
-    Returns:
-        The module, in eval mode with gradients off.
-    """
-    from lightning_genaug.models.stylegan2.official import is_network_pickle
-
-    if is_network_pickle(path):
-        from lightning_genaug.models.stylegan2 import StyleGAN2ADA
-
-        return StyleGAN2ADA.load(path, map_location)
-    cls = checkpoint_class(path)
-    if not hasattr(cls, "load"):
-        raise ValueError(f"{str(path)!r} is a {cls.__name__} checkpoint, which has no after-training tools.")
-    return cls.load(path, map_location)
-
-
 __all__ = [
     "ALLOCATION_FACTOR",
     "ALLOCATION_SLACK",
@@ -516,7 +491,6 @@ __all__ = [
     "held_bytes",
     "module_factory",
     "load_checkpoint",
-    "load_network",
     "module_bytes",
     "plan_on_meta",
     "ready_for_inference",

@@ -2,7 +2,7 @@
 
 ``lightning-genaug generate|style-mix|interpolate|project|export NETWORK ...`` check their arguments and
 output paths, load ``NETWORK`` (a ``.ckpt`` or an official ``.pkl``) with
-:func:`~lightning_genaug.models.loading.load_network`, run the tool and print one line saying what was
+:func:`~lightning_genaug.models.load_network`, run the tool and print one line saying what was
 written. A bad argument, path or network file ends the command with one line naming the problem and
 the fix (exit code 2), never a traceback, and before any work: the options and paths are checked
 before torch is imported (:mod:`~lightning_genaug.tools.parsers`), the device and the network's
@@ -143,13 +143,13 @@ def run_tool(name: str, argv: list[str]) -> str:
 
 
 def load_tool_network(path: str, device: str) -> Any:
-    """:func:`~lightning_genaug.models.loading.load_network`, its errors made one line naming the file.
+    """:func:`~lightning_genaug.models.load_network`, its errors made one line naming the file.
 
     Raises:
         ValueError: the file names a class that cannot be imported, or its weights do not fit the
             network its hyper-parameters describe (missing, unexpected or mis-shaped tensors).
     """
-    from lightning_genaug.models.loading import load_network
+    from lightning_genaug.models.any_network import load_network
 
     try:
         return load_network(path, map_location=device)
