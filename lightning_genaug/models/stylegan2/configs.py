@@ -30,8 +30,9 @@ Sparse Transformer's :func:`~lightning_genaug.models.sparse_transformer.sparse_t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from lightning_genaug._checks import check_choice, check_positive_int, check_range
 from lightning_genaug.models.presets import overrides_type, replace_fields
@@ -190,6 +191,57 @@ def stylegan2_config(name: str, img_resolution: int, *, world_size: int = 1, **o
     check_positive_int("world_size", world_size)
     config = _auto_config(img_resolution, world_size) if name == "auto" else STYLEGAN2_PRESETS[name]
     return replace_fields(config, overrides, frozen=("name",))
+
+
+REGULARIZER_FIELDS = ("gamma", "r1_interval")
+"""Preset fields whose home is the D regulariser object (``R1(gamma=..., every_n_batches=...)``)."""
+
+
+def check_module_arguments(hparams: Mapping[str, Any]) -> None:
+    """``StyleGAN2ADA``'s arguments, checked at construction (before any shape is known) and at build.
+
+    The preset name and every override are checked now, not when ``setup`` builds the networks.
+
+    Raises:
+        ValueError, TypeError: the argument, the allowed values and the value given, in one line.
+    """
+    overrides = dict(hparams["config_overrides"] or {})
+    misplaced = sorted(set(overrides) & set(REGULARIZER_FIELDS))
+    if misplaced:
+        raise ValueError(
+            f"`config_overrides` sets {misplaced}, which belong to the D regulariser; set them "
+            "there, e.g. `regularizer: {class_path: R1, init_args: {gamma: 0.05, every_n_batches: 16}}`."
+        )
+    for name in ("resolution", "channels"):
+        if hparams[name] is not None:
+            check_positive_int(name, hparams[name])
+    resolution = hparams["resolution"]
+    if resolution is not None and resolution & (resolution - 1):
+        raise ValueError(f"`resolution` must be a power of 2 (e.g. 32), got {resolution}.")
+    stylegan2_config(hparams["config"], resolution or 32, **overrides)
+    if hparams["num_classes"] is not None:
+        check_positive_int("num_classes", hparams["num_classes"], allow_zero=True)
+    check_positive_int("freeze_d", hparams["freeze_d"], allow_zero=True)
+    if hparams["max_kimg"] is not None:
+        check_range("max_kimg", hparams["max_kimg"], 0.0, low_inclusive=False)
+
+
+def preset_batch_warning(
+    config: StyleGAN2Config,
+    config_overrides: Mapping[str, Any] | None,
+    regularizer_preset_fields: Collection[str],
+    global_batch: int,
+) -> str | None:
+    """:func:`batch_size_mismatch` for the values a run really takes from its preset.
+
+    Explicitness is recorded, never guessed from values: ``R1(gamma=0.05)`` under a preset whose gamma
+    is 0.05 is the user's choice, not the preset's (the regulariser's ``preset_fields`` lists what
+    ``fill_defaults`` filled; ``ema_kimg`` is the preset's unless ``config_overrides`` sets it).
+    """
+    from_preset = [name for name in ("gamma",) if name in regularizer_preset_fields]
+    if (config_overrides or {}).get("ema_kimg") is None:
+        from_preset.append("ema_kimg")
+    return batch_size_mismatch(config, global_batch, from_preset)
 
 
 def batch_size_mismatch(

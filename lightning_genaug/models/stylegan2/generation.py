@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_genaug._checks import check_choice
+from lightning_genaug._checks import check_choice, check_positive_int
 from lightning_genaug.models.stylegan2.networks import NOISE_MODES
 
 BATCH_SIZE = 64
@@ -229,8 +229,81 @@ def seed_images(
     return synthesize(G, seed_ws(G, seeds, labels, truncation_psi), noise_mode, noise_seeds=list(seeds))
 
 
+class StyleGAN2Sampling:
+    """``sample`` (the generator protocol) and ``sample_seeds`` of a module holding ``G_ema``.
+
+    Mixed into :class:`~lightning_genaug.models.stylegan2.StyleGAN2ADA`: it reads ``G_ema``,
+    ``hparams.num_classes``, ``device`` and ``class_condition`` of the module.
+    """
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        labels: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        truncation_psi: float = 1.0,
+        noise_mode: str = "const",
+    ) -> torch.Tensor:
+        """Generate ``n`` images with the EMA generator in eval mode (generator protocol).
+
+        Args:
+            n: number of images.
+            labels: int64 ``(n,)`` classes for a conditional model; ``None``: uniformly random.
+            generator: random generator for the latents, labels and random noise (reproducible samples).
+            truncation_psi: truncation towards the average ``w`` (``1`` = none).
+            noise_mode: per-pixel noise of the synthesis layers: ``"const"`` (the stored noise maps),
+                ``"random"`` (fresh noise, drawn from ``generator`` when one is given) or ``"none"``.
+
+        Returns:
+            ``(n, C, H, W)`` float in [-1, 1] on the module's device.
+        """
+        check_positive_int("n", n)
+        source_device = generator.device if generator is not None else self.device
+        z = torch.randn(n, self.G_ema.z_dim, generator=generator, device=source_device).to(self.device)
+        if labels is None and self.hparams.num_classes > 0:
+            labels = torch.randint(self.hparams.num_classes, (n,), generator=generator, device=source_device)
+        noise_seed = None
+        if generator is not None and noise_mode == "random":
+            noise_seed = int(torch.randint(2**62, (), generator=generator, device=source_device))
+        labels = None if labels is None else labels.to(self.device)
+        c = self.class_condition(labels, n)
+        return generate(self.G_ema, z, c, truncation_psi, noise_mode, noise_seed)
+
+    @torch.no_grad()
+    def sample_seeds(
+        self,
+        seeds: Sequence[int],
+        labels: torch.Tensor | None = None,
+        truncation_psi: float = 1.0,
+        noise_mode: str = "const",
+    ) -> torch.Tensor:
+        """The image of each seed, as NVlabs' ``generate.py`` draws it; ``predict`` and ``generate`` write it.
+
+        Seed ``s`` is the latent ``numpy.random.RandomState(s).randn(1, z_dim)`` (:func:`.seed_images`):
+        an official pickle gives the reference's image for the same seed, class and truncation, and an
+        image depends only on its own seed and class, on any device.
+
+        Args:
+            seeds: non-negative ints, one image each.
+            labels: int64 ``(len(seeds),)`` classes; required by a class-conditional model.
+            truncation_psi: truncation towards the average ``w`` (``1`` = none).
+            noise_mode: ``"const"`` (the stored noise maps), ``"random"`` (noise drawn after
+                ``torch.manual_seed(seed)``) or ``"none"``.
+
+        Returns:
+            ``(len(seeds), C, H, W)`` float in [-1, 1] on the module's device.
+
+        Example:
+            >>> model = StyleGAN2ADA.load("network-snapshot.pkl")  # doctest: +SKIP
+            >>> images = model.sample_seeds(range(8), truncation_psi=0.7)  # doctest: +SKIP
+        """
+        return seed_images(self.G_ema, seeds, labels, truncation_psi, noise_mode)
+
+
 __all__ = [
     "BATCH_SIZE",
+    "StyleGAN2Sampling",
     "check_seed_labels",
     "class_condition",
     "generate",

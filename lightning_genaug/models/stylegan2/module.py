@@ -1,10 +1,12 @@
 """``StyleGAN2ADA``: StyleGAN2 trained with adaptive discriminator augmentation, as a LightningModule.
 
 One training batch runs the reference's four phases, ``Gmain``, ``Greg`` (path length), ``Dmain`` and
-``Dreg`` (D's regulariser), each with its own optimiser step; :mod:`.phases` has the table of their
-losses and intervals and :mod:`.losses` the formulas. The module's neighbours each hold one job:
-:mod:`.ema` the EMA generator, :mod:`.precision` where bf16 autocast applies, :mod:`.transfer` weights
-from a ``.ckpt`` or an official ``.pkl``, :mod:`.generation` sampling.
+``Dreg`` (D's regulariser), each with its own optimiser step. The module keeps construction, the
+optimisers, the phase loop and sampling; its neighbours each hold one job: :mod:`.loss` every phase's
+loss with its gain (:class:`~.loss.StyleGAN2Loss`), :mod:`.losses` the formulas, :mod:`.phases` which
+phases a batch runs and the NaN guard of each step, :mod:`.ema` the EMA generator, :mod:`.precision`
+where bf16 autocast applies, :mod:`.transfer` weights from a ``.ckpt`` or an official ``.pkl`` (and
+Freeze-D), :mod:`.generation` sampling, :mod:`lightning_genaug.models.agreement` the data checks.
 
 The module is composed from objects, each given in YAML as ``class_path``/``init_args``: ``A`` is
 ``augment`` (stored as :attr:`StyleGAN2ADA.augment_pipe`: an ``AugmentPipe``, ``DiffAugment``,
@@ -21,8 +23,6 @@ import copy
 import inspect
 import os
 import warnings
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from typing import Any
 
 import lightning.pytorch as pl
@@ -31,34 +31,34 @@ from jsonargparse import lazy_instance
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
-from lightning_genaug._checks import check_positive_int, check_range, check_same
 from lightning_genaug.augment.ada_pipe import AugmentPipe
 from lightning_genaug.data.batch import split_batch
-from lightning_genaug.distributed import backward_and_sync, seed_per_rank
-from lightning_genaug.models.families import check_checkpoint_family
-from lightning_genaug.models.loading import load_checkpoint, ready_for_inference
+from lightning_genaug.distributed import seed_per_rank
+from lightning_genaug.models.agreement import check_datamodule_agrees, check_real_images
 from lightning_genaug.models.predict import GeneratorPredictMixin, PredictOptions
 from lightning_genaug.models.stylegan2 import losses
 from lightning_genaug.models.stylegan2.configs import (
     StyleGAN2Config,
     StyleGAN2Overrides,
-    batch_size_mismatch,
     build_networks,
+    check_module_arguments,
+    preset_batch_warning,
     stylegan2_config,
 )
 from lightning_genaug.models.stylegan2.ema import ema_beta, update_ema
-from lightning_genaug.models.stylegan2.generation import class_condition, generate, seed_images
+from lightning_genaug.models.stylegan2.generation import StyleGAN2Sampling, class_condition
 from lightning_genaug.models.stylegan2.loss import StyleGAN2Loss
 from lightning_genaug.models.stylegan2.official import (
     OfficialNetworks,
     is_network_pickle,
     read_network_pickle,
 )
-from lightning_genaug.models.stylegan2.phases import check_finite
-from lightning_genaug.models.stylegan2.precision import autocast_off
+from lightning_genaug.models.stylegan2.phases import check_finite_state, guarded_step
 from lightning_genaug.models.stylegan2.transfer import (
     copy_checkpoint_weights,
     copy_pickle_weights,
+    freeze_discriminator_blocks,
+    load_for_use,
     shapes_from_pickle,
 )
 from lightning_genaug.regularizers import R1, BalancedConsistency, DiscriminatorRegularizer
@@ -69,14 +69,11 @@ DEFAULT_AUGMENT: nn.Module = lazy_instance(AugmentPipe, preset="bgc")
 DEFAULT_REGULARIZER: DiscriminatorRegularizer = lazy_instance(R1)
 """The default ``regularizer``: R1 with the preset's ``gamma`` and ``r1_interval``."""
 
-# Set on the regulariser object, not in the config: each value has one home.
-_REGULARIZER_FIELDS = ("gamma", "r1_interval")
-
 PROGRESS_BAR_LOSSES = ("loss/G", "loss/D")
 """The phase losses shown in the progress bar (every logged value is in the loggers)."""
 
 
-class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
+class StyleGAN2ADA(StyleGAN2Sampling, GeneratorPredictMixin, pl.LightningModule):
     """StyleGAN2 with ADA (Karras et al., NeurIPS 2020) under manual optimisation.
 
     Hyperparameters come from a named preset (``configs.py``: ``auto``, ``stylegan2``, ``paper256``,
@@ -152,7 +149,7 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         self._save_hyperparameters()
         self.predict_options = predict if predict is not None else PredictOptions()
         self.automatic_optimization = False
-        self._check_arguments()
+        check_module_arguments(self.hparams)
         if augment is DEFAULT_AUGMENT:
             augment = AugmentPipe(preset="bgc")
         if regularizer is DEFAULT_REGULARIZER:
@@ -190,28 +187,6 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
             if isinstance(self.hparams.get(name), nn.Module):
                 del self.hparams[name]
 
-    def _check_arguments(self) -> None:
-        hp = self.hparams
-        overrides = dict(hp.config_overrides or {})
-        misplaced = sorted(set(overrides) & set(_REGULARIZER_FIELDS))
-        if misplaced:
-            raise ValueError(
-                f"`config_overrides` sets {misplaced}, which belong to the D regulariser; set them "
-                "there, e.g. `regularizer: {class_path: R1, init_args: {gamma: 0.05, every_n_batches: 16}}`."
-            )
-        for name in ("resolution", "channels"):
-            if hp[name] is not None:
-                check_positive_int(name, hp[name])
-        if hp.resolution is not None and hp.resolution & (hp.resolution - 1):
-            raise ValueError(f"`resolution` must be a power of 2 (e.g. 32), got {hp.resolution}.")
-        # The preset name and every override are checked now, not when `setup` builds the networks.
-        stylegan2_config(hp.config, hp.resolution or 32, **overrides)
-        if hp.num_classes is not None:
-            check_positive_int("num_classes", hp.num_classes, allow_zero=True)
-        check_positive_int("freeze_d", hp.freeze_d, allow_zero=True)
-        if hp.max_kimg is not None:
-            check_range("max_kimg", hp.max_kimg, 0.0, low_inclusive=False)
-
     def build(self, resolution: int, channels: int, num_classes: int) -> None:
         """Build G, D and G_ema for images ``(channels, resolution, resolution)``.
 
@@ -219,7 +194,7 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         datamodule's values. Records them in ``hparams`` so checkpoints rebuild the same networks.
         """
         self.hparams.update(resolution=resolution, channels=channels, num_classes=num_classes)
-        self._check_arguments()
+        check_module_arguments(self.hparams)
         hp = self.hparams
         config = stylegan2_config(hp.config, resolution, **(hp.config_overrides or {}))
         self.train_config = config
@@ -227,19 +202,9 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
             self.regularizer.fill_defaults(config.gamma, config.r1_interval)
         self.G, self.D = build_networks(self.train_config, resolution, channels, num_classes)
         self.G_ema = _frozen_copy(self.G)
-        self._freeze_discriminator_blocks(hp.freeze_d)
+        freeze_discriminator_blocks(self.D, hp.freeze_d)
         if hp.compile:
             self._compiled = {"synthesis": torch.compile(self.G.synthesis), "D": torch.compile(self.D)}
-
-    def _freeze_discriminator_blocks(self, count: int) -> None:
-        blocks = self.D.discriminator_blocks()
-        if count > len(blocks):
-            raise ValueError(
-                f"`freeze_d` must be at most the number of D blocks ({len(blocks)}) at this resolution, "
-                f"got {count}."
-            )
-        for block in blocks[:count]:
-            block.requires_grad_(False)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         """At the first batch of a fit: one random stream per DDP rank, and the preset's batch check.
@@ -252,19 +217,11 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
             return
         self._fit_started = True
         seed_per_rank(self.global_rank, self.trainer.world_size)
-        config, overrides = self.train_config, self.hparams.config_overrides or {}
-        # Explicitness is recorded, never guessed from values: `R1(gamma=0.05)` under a preset whose
-        # gamma is 0.05 is the user's choice, not the preset's.
-        from_preset = [
-            name
-            for name, taken in (
-                ("gamma", self.regularizer is not None and "gamma" in self.regularizer.preset_fields),
-                ("ema_kimg", overrides.get("ema_kimg") is None),
-            )
-            if taken
-        ]
         global_batch = len(split_batch(batch)[0]) * self.trainer.world_size
-        message = batch_size_mismatch(config, global_batch, from_preset)
+        preset_fields = () if self.regularizer is None else self.regularizer.preset_fields
+        message = preset_batch_warning(
+            self.train_config, self.hparams.config_overrides, preset_fields, global_batch
+        )
         if message is not None:
             rank_zero_warn(f"StyleGAN2ADA: {message}")
 
@@ -279,7 +236,7 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         if self.G is None:
             self.build(*self._shapes_from_datamodule())
         if stage != "predict":  # predict draws from G alone; the datamodule's images are not used
-            self._check_datamodule_agrees()
+            check_datamodule_agrees(self.hparams, self.trainer.datamodule)
         if initialize and stage in ("fit", "predict"):
             self.load_weights_from(self.hparams.init_from, official)
         self.lend_predict_dataloader(stage)
@@ -301,49 +258,18 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
             num_classes = int(getattr(datamodule, "num_classes", 0) or 0)
         return resolution, channels, num_classes
 
-    def _check_datamodule_agrees(self) -> None:
-        """The networks' channels, resolution and classes against the datamodule's, before any step.
+    @classmethod
+    def load(cls, path: str | os.PathLike, map_location: str | torch.device | None = None) -> StyleGAN2ADA:
+        """A ready module from a ``.ckpt`` or a stylegan2-ada-pytorch ``.pkl``, without a ``Trainer``.
 
-        A value the model was given (``channels: 3``, a checkpoint's or ``init_from``'s shapes) that the
-        data does not have stops the run here, in one line naming both values and the option to change,
-        instead of as a shape error at the first batch (or silently, for classes). A model left at
-        ``num_classes: 0`` trains unconditionally on labelled data; that is a choice, not a mismatch.
+        :func:`~lightning_genaug.models.stylegan2.transfer.load_for_use`: a checkpoint is read as data, a
+        network pickle without running its code. Returns the module in eval mode, gradients off.
 
-        Raises:
-            MismatchError: channels, resolution or classes differ.
+        Example:
+            >>> model = StyleGAN2ADA.load("network-snapshot.pkl")  # doctest: +SKIP
+            >>> images = model.sample(16, truncation_psi=0.7)  # doctest: +SKIP
         """
-        datamodule = self.trainer.datamodule
-        if datamodule is None:
-            return
-        hp = self.hparams
-        source = " (set by `model.init_from`)" if hp.init_from else ""
-        image_shape = getattr(datamodule, "image_shape", None)
-        data = f"{type(datamodule).__name__}'s images"
-        if image_shape is not None:
-            channels, height, width = (int(size) for size in image_shape)
-            check_same(
-                "Image channels",
-                (f"StyleGAN2ADA (`model.channels`{source})", hp.channels),
-                (data, channels),
-                f"set `model.channels: {channels}` (or null: the data's), or the data's "
-                f"`channels: {hp.channels}`.",
-            )
-            check_same(
-                "Image sizes",
-                (f"StyleGAN2ADA (`model.resolution`{source})", f"{hp.resolution}x{hp.resolution}"),
-                (data, f"{height}x{width}"),
-                f"set `model.resolution: {height}` (or null: the data's), or the data's "
-                f"`resolution: {hp.resolution}`.",
-            )
-        data_classes = getattr(datamodule, "num_classes", None)
-        if data_classes is not None and hp.num_classes > 0:
-            check_same(
-                "Classes",
-                (f"StyleGAN2ADA (`model.num_classes`{source})", hp.num_classes),
-                (f"{type(datamodule).__name__}'s labels", int(data_classes)),
-                f"set `model.num_classes: {int(data_classes)}` (or null: the data's; 0: unconditional), or "
-                "give the data that many classes (class sub-folders, `use_labels: true`).",
-            )
+        return load_for_use(cls, path, map_location)
 
     def load_weights_from(self, path: str | os.PathLike, official: OfficialNetworks | None = None) -> None:
         """Copy G, D and G_ema weights from a ``StyleGAN2ADA`` checkpoint or an official ``.pkl``.
@@ -420,14 +346,14 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         """Run the batch's phases (Gmain, Greg, Dmain, Dreg as :meth:`phases` says) with G's and D's
         optimisers, then the EMA; :attr:`loss` computes each phase's loss."""
         real, labels = split_batch(batch)
-        self._check_real_images(real)
+        check_real_images(real, self.hparams)
         real_c = self.class_condition(labels, real.shape[0])
         optimizers = dict(zip(("G", "D"), self.optimizers(), strict=True))
         networks = {"G": self.G, "D": self.D}
         loss = self.loss
         for phase in loss.phases(int(self.num_batches)):
             network = phase[0]
-            with self._toggled(optimizers[network]):
+            with self.toggled_optimizer(optimizers[network]):
                 value = loss.phase_loss(phase, real, real_c, labels)
                 for name, logged in loss.logged.items():
                     self.log(name, logged, prog_bar=name in PROGRESS_BAR_LOSSES)
@@ -459,7 +385,7 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
 
     def _log_real_scores(self, batch: Any, stage: str) -> None:
         real, labels = split_batch(batch)
-        self._check_real_images(real)
+        check_real_images(real, self.hparams)
         # Minibatch-std needs a multiple of its group size: evaluation loaders keep a partial last batch.
         usable = len(real) - len(real) % min(self.train_config.mbstd_group, len(real))
         real, labels = real[:usable], None if labels is None else labels[:usable]
@@ -476,42 +402,9 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
         """
         return self.loss.phases(batch_index)
 
-    @contextmanager
-    def _toggled(self, optimizer: Any) -> Iterator[None]:
-        """Only ``optimizer``'s parameters require grad inside the block (the others are frozen)."""
-        self.toggle_optimizer(optimizer)
-        try:
-            yield
-        finally:
-            self.untoggle_optimizer(optimizer)
-
     def _optimize(self, optimizer: Any, loss: torch.Tensor, phase: str, network: nn.Module) -> None:
-        """Backward and step, refusing a non-finite loss or gradient before the step happens.
-
-        Under DDP only ``network``'s gradients are averaged over processes (plain ``ddp`` works, see
-        :func:`~lightning_genaug.distributed.backward_and_sync`); the checks then see values every
-        process shares, so all of them stop together.
-        """
-        optimizer.zero_grad(set_to_none=True)
-        with autocast_off(self.device.type):
-            mean_loss = backward_and_sync(self, loss, network)
-        self._check_finite(mean_loss, phase, "loss")
-        grads = [p.grad for p in network.parameters() if p.grad is not None]
-        if grads:
-            self._check_finite(torch.nn.utils.get_total_norm(grads), phase, "gradient norm")
-        optimizer.step()
-
-    def _check_finite(self, value: torch.Tensor, phase: str, what: str) -> None:
-        check_finite(value, phase, what, int(self.num_batches), self.global_step)
-
-    def _check_real_images(self, real: torch.Tensor) -> None:
-        hp = self.hparams
-        expected = (hp.channels, hp.resolution, hp.resolution)
-        if tuple(real.shape[1:]) != expected:
-            raise ValueError(
-                f"Real images have shape {tuple(real.shape[1:])} but the networks were built for "
-                f"{expected} (channels, resolution, resolution); fix `resolution`/`channels` or the data."
-            )
+        """:func:`~.phases.guarded_step`: backward and step, refusing a non-finite loss or gradient."""
+        guarded_step(self, optimizer, loss, phase, network)
 
     def update_ema(self, batch_size: int) -> None:
         """Move ``G_ema`` towards ``G`` (:func:`~.ema.update_ema`) for a batch of ``batch_size`` images.
@@ -523,107 +416,7 @@ class StyleGAN2ADA(GeneratorPredictMixin, pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse to write a checkpoint from a non-finite state (last line of the NaN guard)."""
-        for name in ("G", "D", "G_ema"):
-            for key, tensor in getattr(self, name).state_dict().items():
-                if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-                    raise FloatingPointError(f"Refusing to save a checkpoint: {name}.{key} is not finite.")
-
-    # ------------------------------------------------------------------ generation
-    @classmethod
-    def load(cls, path: str | os.PathLike, map_location: str | torch.device | None = None) -> StyleGAN2ADA:
-        """A ready module from a ``.ckpt`` or a stylegan2-ada-pytorch ``.pkl``, without a ``Trainer``.
-
-        A checkpoint goes through ``load_from_checkpoint``; a network pickle is read without running its
-        code and sets the shapes (resolution, channels, classes, network config) and G, D, G_ema.
-
-        Args:
-            path: the ``.ckpt`` or ``.pkl`` file.
-            map_location: device for the weights; ``None``: where they were saved (CPU for a pickle).
-
-        Returns:
-            The module with ``G``, ``D`` and ``G_ema`` built and loaded, in eval mode, gradients off.
-
-        Example:
-            >>> model = StyleGAN2ADA.load("network-snapshot.pkl")  # doctest: +SKIP
-            >>> images = model.sample(16, truncation_psi=0.7)  # doctest: +SKIP
-        """
-        if not is_network_pickle(path):
-            check_checkpoint_family(cls, path)
-            return load_checkpoint(cls, path, map_location)
-        official = read_network_pickle(path)
-        model = cls(
-            config_overrides=official.config_overrides,
-            resolution=official.resolution,
-            channels=official.channels,
-            num_classes=official.num_classes,
-            init_from=str(path),
-        )
-        model.load_weights_from(path, official)
-        return ready_for_inference(model, map_location)
-
-    @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        labels: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-        truncation_psi: float = 1.0,
-        noise_mode: str = "const",
-    ) -> torch.Tensor:
-        """Generate ``n`` images with the EMA generator in eval mode (generator protocol).
-
-        Args:
-            n: number of images.
-            labels: int64 ``(n,)`` classes for a conditional model; ``None``: uniformly random.
-            generator: random generator for the latents, labels and random noise (reproducible samples).
-            truncation_psi: truncation towards the average ``w`` (``1`` = none).
-            noise_mode: per-pixel noise of the synthesis layers: ``"const"`` (the stored noise maps),
-                ``"random"`` (fresh noise, drawn from ``generator`` when one is given) or ``"none"``.
-
-        Returns:
-            ``(n, C, H, W)`` float in [-1, 1] on the module's device.
-        """
-        check_positive_int("n", n)
-        source_device = generator.device if generator is not None else self.device
-        z = torch.randn(n, self.G_ema.z_dim, generator=generator, device=source_device).to(self.device)
-        if labels is None and self.hparams.num_classes > 0:
-            labels = torch.randint(self.hparams.num_classes, (n,), generator=generator, device=source_device)
-        noise_seed = None
-        if generator is not None and noise_mode == "random":
-            noise_seed = int(torch.randint(2**62, (), generator=generator, device=source_device))
-        labels = None if labels is None else labels.to(self.device)
-        c = self.class_condition(labels, n)
-        return generate(self.G_ema, z, c, truncation_psi, noise_mode, noise_seed)
-
-    @torch.no_grad()
-    def sample_seeds(
-        self,
-        seeds: Sequence[int],
-        labels: torch.Tensor | None = None,
-        truncation_psi: float = 1.0,
-        noise_mode: str = "const",
-    ) -> torch.Tensor:
-        """The image of each seed, as NVlabs' ``generate.py`` draws it; ``predict`` and ``generate`` write it.
-
-        Seed ``s`` is the latent ``numpy.random.RandomState(s).randn(1, z_dim)`` (:func:`.seed_images`):
-        an official pickle gives the reference's image for the same seed, class and truncation, and an
-        image depends only on its own seed and class, on any device.
-
-        Args:
-            seeds: non-negative ints, one image each.
-            labels: int64 ``(len(seeds),)`` classes; required by a class-conditional model.
-            truncation_psi: truncation towards the average ``w`` (``1`` = none).
-            noise_mode: ``"const"`` (the stored noise maps), ``"random"`` (noise drawn after
-                ``torch.manual_seed(seed)``) or ``"none"``.
-
-        Returns:
-            ``(len(seeds), C, H, W)`` float in [-1, 1] on the module's device.
-
-        Example:
-            >>> model = StyleGAN2ADA.load("network-snapshot.pkl")  # doctest: +SKIP
-            >>> images = model.sample_seeds(range(8), truncation_psi=0.7)  # doctest: +SKIP
-        """
-        return seed_images(self.G_ema, seeds, labels, truncation_psi, noise_mode)
+        check_finite_state({"G": self.G, "D": self.D, "G_ema": self.G_ema})
 
 
 def _frozen_copy(module: nn.Module) -> nn.Module:

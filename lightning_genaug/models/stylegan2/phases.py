@@ -17,9 +17,15 @@ The losses themselves are in :mod:`~lightning_genaug.models.stylegan2.losses` an
 
 from __future__ import annotations
 
-import torch
+from collections.abc import Mapping
 
+import lightning.pytorch as pl
+import torch
+from torch import nn
+
+from lightning_genaug.distributed import backward_and_sync
 from lightning_genaug.models.stylegan2.configs import StyleGAN2Config
+from lightning_genaug.models.stylegan2.precision import autocast_off
 from lightning_genaug.regularizers import DiscriminatorRegularizer
 
 
@@ -60,3 +66,35 @@ def check_finite(value: torch.Tensor, phase: str, what: str, batch_index: int, g
             "weights and the last checkpoint are intact. Lower `lr`, raise `gamma`, or resume from "
             "the last checkpoint."
         )
+
+
+def guarded_step(
+    module: pl.LightningModule,
+    optimizer: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    phase: str,
+    network: nn.Module,
+) -> None:
+    """Backward (autocast off) and step, refusing a non-finite loss or gradient before the step happens.
+
+    Under DDP only ``network``'s gradients are averaged over processes (plain ``ddp`` works, see
+    :func:`~lightning_genaug.distributed.backward_and_sync`); the checks then see values every
+    process shares, so all of them stop together.
+    """
+    optimizer.zero_grad(set_to_none=True)
+    with autocast_off(module.device.type):
+        mean_loss = backward_and_sync(module, loss, network)
+    batch = int(module.num_batches)
+    check_finite(mean_loss, phase, "loss", batch, module.global_step)
+    grads = [p.grad for p in network.parameters() if p.grad is not None]
+    if grads:
+        check_finite(torch.nn.utils.get_total_norm(grads), phase, "gradient norm", batch, module.global_step)
+    optimizer.step()
+
+
+def check_finite_state(networks: Mapping[str, nn.Module]) -> None:
+    """Refuse (``FloatingPointError``) to save a checkpoint holding a non-finite tensor of ``networks``."""
+    for name, network in networks.items():
+        for key, tensor in network.state_dict().items():
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise FloatingPointError(f"Refusing to save a checkpoint: {name}.{key} is not finite.")

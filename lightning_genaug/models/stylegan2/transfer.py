@@ -13,10 +13,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import lightning.pytorch as pl
 import torch
 from torch import nn
 
-from lightning_genaug.models.stylegan2.official import OfficialNetworks, load_official_weights
+from lightning_genaug.models.families import check_checkpoint_family
+from lightning_genaug.models.loading import load_checkpoint, ready_for_inference
+from lightning_genaug.models.stylegan2.official import (
+    OfficialNetworks,
+    is_network_pickle,
+    load_official_weights,
+    read_network_pickle,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,3 +120,47 @@ def copy_checkpoint_weights(
     missing = sorted(set(target) - set(shared))
     if missing:
         log.info("init_from: %d tensors not in %s keep their initialisation: %s", len(missing), path, missing)
+
+
+def load_for_use(
+    cls: type[pl.LightningModule], path: str | os.PathLike, map_location: str | torch.device | None = None
+) -> pl.LightningModule:
+    """A ready ``cls`` (``StyleGAN2ADA`` or a subclass) from a ``.ckpt`` or a stylegan2-ada-pytorch ``.pkl``.
+
+    A checkpoint of ``cls``'s family is read as data
+    (:func:`~lightning_genaug.models.loading.load_checkpoint`); a network pickle is read without running
+    its code and sets the shapes (resolution, channels, classes, network config) and G, D, G_ema.
+
+    Args:
+        cls: the module class to build.
+        path: the ``.ckpt`` or ``.pkl`` file.
+        map_location: device for the weights; ``None``: where they were saved (CPU for a pickle).
+
+    Returns:
+        The module with ``G``, ``D`` and ``G_ema`` built and loaded, in eval mode, gradients off.
+    """
+    if not is_network_pickle(path):
+        check_checkpoint_family(cls, path)
+        return load_checkpoint(cls, path, map_location)
+    official = read_network_pickle(path)
+    model = cls(
+        config_overrides=official.config_overrides,
+        resolution=official.resolution,
+        channels=official.channels,
+        num_classes=official.num_classes,
+        init_from=str(path),
+    )
+    model.load_weights_from(path, official)
+    return ready_for_inference(model, map_location)
+
+
+def freeze_discriminator_blocks(D: nn.Module, count: int) -> None:
+    """Freeze-D (Mo et al. 2020): D's first ``count`` blocks, in input order, receive no updates."""
+    blocks = D.discriminator_blocks()
+    if count > len(blocks):
+        raise ValueError(
+            f"`freeze_d` must be at most the number of D blocks ({len(blocks)}) at this resolution, "
+            f"got {count}."
+        )
+    for block in blocks[:count]:
+        block.requires_grad_(False)
