@@ -6,9 +6,11 @@ import re
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 
 from lightning_genaug.cli import GenAugCLI, main
 
@@ -166,6 +168,45 @@ def test_every_models_example_config_predicts(
         "seed000001.png",
         "seed000002.png",
     ]
+
+
+def test_the_folder_config_trains_on_a_folder_of_colour_photographs(tmp_path: Path, monkeypatch):
+    """One override, ``--data.path``; ADA, mirroring, the reals and sample grids, checkpoints, no warning."""
+    from test_main_job_warnings import run_capturing
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "photos").mkdir()
+    for index in range(16):
+        pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "photos" / f"{index:02d}.png")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["lightning-genaug"])
+    args = ["fit", "--config", str(EXAMPLES / "configs" / "ada-folder.yaml"), "--data.path", "photos"]
+    short = [
+        "--model.max_kimg",
+        "0.064",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
+    caught, lines = run_capturing([*args, *short])  # 0.064 kimg: two batches of 32 (16 images, mirrored)
+    assert (caught, lines) == ([], [])
+    run = tmp_path / "runs" / "ada-folder" / "lightning_logs" / "version_0"
+    assert sorted(path.name for path in (run / "samples").iterdir()) == [
+        "batch_0000000.png",  # the untrained samples, at the start
+        "batch_0000002.png",  # at the end
+        "reals.png",
+    ]
+    reals = np.asarray(Image.open(run / "samples" / "reals.png"))
+    assert reals.ndim == 3 and reals.shape[2] == 3  # a colour grid of the 32 mirrored training images
+    assert sorted(path.name for path in (run / "checkpoints").iterdir()) == ["last.ckpt"]
+    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert state["state_dict"]["cur_nimg"].item() == 64
+    assert state["state_dict"]["augment_pipe.p"].item() >= 0  # the pipe D sees, adapted by the callback
+    assert any(name.startswith("AdaptiveAugmentation") for name in state["callbacks"])
+    first_conv = next(v for k, v in state["state_dict"].items() if k.startswith("D.") and v.ndim == 4)
+    assert first_conv.shape[0] <= 64  # the narrowed auto preset
 
 
 def test_the_cifar10_config_trains_on_a_cifar_zip(cifar_zips: Path, tmp_path: Path, monkeypatch):
