@@ -160,8 +160,9 @@ class _PassPosition:
                 f"The checkpoint ends epoch {epoch} after {batches} of its {total} batches (an epoch-end "
                 f"checkpoint of an epoch that `max_steps` cut short); Lightning resumes at epoch "
                 f"{sampler.epoch}, so the rest of epoch {epoch} is skipped: the resumed run is not exactly "
-                "the uninterrupted one. Checkpoints written every N steps "
-                "(`ModelCheckpoint(every_n_train_steps=N, save_last=True)`) resume exactly."
+                "the uninterrupted one. Checkpoints written at a training batch (`KimgCheckpoint`, whose "
+                "last.ckpt holds the end of every run, or `ModelCheckpoint(every_n_train_steps=N)`) resume "
+                "exactly."
             )
         resumable = isinstance(sampler, ResumableRandomSampler)
         self._pass_epoch = sampler.epoch if resumable else None  # read before the pass starts
