@@ -27,7 +27,11 @@ def checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
 
 
 def fit_tiny(
-    root: Path, callback: KimgCheckpoint, max_kimg: float | None = None, **trainer_kwargs
+    root: Path,
+    callback: KimgCheckpoint,
+    max_kimg: float | None = None,
+    others: list[pl.Callback] | None = None,
+    **trainer_kwargs,
 ) -> pl.Trainer:
     """A tiny 8x8 StyleGAN2-ADA on 24 digits, batches of 8 (no validation)."""
     pl.seed_everything(0, verbose=False)
@@ -36,7 +40,7 @@ def fit_tiny(
         logger=False,
         enable_progress_bar=False,
         enable_model_summary=False,
-        callbacks=[callback],
+        callbacks=[callback, *(others or [])],
         default_root_dir=root,
         limit_val_batches=0,
         **trainer_kwargs,
@@ -90,6 +94,16 @@ def test_the_end_of_every_run_is_in_last_ckpt(tmp_path, stop, batches):
     for key, value in model.G_ema.state_dict().items():
         torch.testing.assert_close(saved["state_dict"][f"G_ema.{key}"], value, rtol=0, atol=0)
     assert sorted(path.name for path in (tmp_path / "checkpoints").iterdir()) == ["last.ckpt"]  # < 1 kimg
+
+
+def test_a_stop_decided_after_the_last_batch_is_written_when_training_ends(tmp_path):
+    class StopAtEpochEnd(pl.Callback):  # as an EarlyStopping in validation: after every batch hook
+        def on_train_epoch_end(self, trainer, pl_module):
+            trainer.should_stop = True
+
+    trainer = fit_tiny(tmp_path, KimgCheckpoint(), max_epochs=5, others=[StopAtEpochEnd()])
+    saved = checkpoint_state(tmp_path / "checkpoints" / "last.ckpt")
+    assert int(saved["cur_nimg"]) == int(trainer.lightning_module.cur_nimg) == 3 * BATCH
 
 
 def test_checkpoints_are_named_by_the_images_of_the_batch_that_passes_each_multiple(tmp_path):

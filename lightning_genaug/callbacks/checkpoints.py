@@ -145,9 +145,7 @@ class KimgCheckpoint(Checkpoint):
     @property
     def checkpoint_dir(self) -> Path:
         """The folder the checkpoints go to (resolved in ``setup``)."""
-        if self._dir is None:
-            raise RuntimeError("KimgCheckpoint has no folder yet: `setup(stage='fit')` has not run.")
-        return Path(self._dir)
+        return Path(self._require_dir())
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":
@@ -185,8 +183,8 @@ class KimgCheckpoint(Checkpoint):
         if trainer.fast_dev_run or self.last_saved_batch == progress.batches:
             return
         log.info(
-            "Training stopped after batch %d outside a training batch: last.ckpt holds it, and a resume "
-            "from it starts the next epoch.",
+            "Training stopped after batch %d, outside a training batch (e.g. by validation): last.ckpt "
+            "holds it; Lightning resumes from such a checkpoint at the next epoch.",
             progress.batches,
         )
         self._save(trainer, None, progress.batches, progress.images(pl_module))
@@ -194,17 +192,21 @@ class KimgCheckpoint(Checkpoint):
     def _save(self, trainer: pl.Trainer, name: str | None, batches: int, images: int) -> None:
         """Write ``name`` (if any) and ``last.ckpt``, each under a temporary name first, then renamed."""
         self.last_saved_batch, self.last_saved_images = batches, images  # saved in the checkpoint itself
-        folder = self.checkpoint_dir
-        fs = get_filesystem(str(folder))
-        first = str(folder / (name or LAST))
-        partial = first + ".partial"
-        trainer.save_checkpoint(partial)  # every rank takes part; rank 0 writes
+        folder = self._require_dir().rstrip("/")
+        fs = get_filesystem(folder)  # a local folder or a URL (s3://...): joined as text, not as a Path
+        first, last = f"{folder}/{name or LAST}", f"{folder}/{LAST}"
+        trainer.save_checkpoint(first + ".partial")  # every rank takes part; rank 0 writes
         if trainer.is_global_zero:
-            fs.mv(partial, first)
+            fs.mv(first + ".partial", first)
             if name is not None:
-                fs.copy(first, str(folder / LAST) + ".partial")
-                fs.mv(str(folder / LAST) + ".partial", str(folder / LAST))
+                fs.copy(first, last + ".partial")
+                fs.mv(last + ".partial", last)
         trainer.strategy.barrier("KimgCheckpoint")
+
+    def _require_dir(self) -> str:
+        if self._dir is None:
+            raise RuntimeError("KimgCheckpoint has no folder yet: `setup(stage='fit')` has not run.")
+        return self._dir
 
     def _require_progress(self) -> TrainingProgress:
         if self._progress is None:
