@@ -49,7 +49,7 @@ from overfit import build_overfit_gan, cifar_overfit_setting  # noqa: E402
 from overfit_data import DEFAULT_CIFAR_ROOT, TensorDataModule, load_dataset, training_subset  # noqa: E402
 from overfit_probe import save_atomically  # noqa: E402
 
-from lightning_genaug.callbacks import AdaptiveAugmentation  # noqa: E402
+from lightning_genaug.callbacks import AdaptiveAugmentation, training_progress  # noqa: E402
 
 TICK_IMAGES = 1024  # the reference's tick at kimg_per_tick=1 and batch 32: 32 batches
 CHECKPOINT_KIMG = 5.0
@@ -111,7 +111,7 @@ class TickRecorder(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         (controller,) = [c for c in trainer.callbacks if isinstance(c, AdaptiveAugmentation)]
-        if controller.state_dict()["batches_seen"] % controller.every_n_batches == 0:
+        if training_progress(trainer).batches % controller.every_n_batches == 0:
             self._readings.append(controller.rt)
         nimg = int(pl_module.cur_nimg)
         if nimg - self._tick_start >= TICK_IMAGES:

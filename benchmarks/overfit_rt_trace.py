@@ -30,7 +30,7 @@ import overfit  # noqa: E402
 from overfit_data import DEFAULT_CIFAR_ROOT  # noqa: E402
 from overfit_probe import discriminator_mean  # noqa: E402
 
-from lightning_genaug.callbacks import AdaptiveAugmentation  # noqa: E402
+from lightning_genaug.callbacks import AdaptiveAugmentation, training_progress  # noqa: E402
 from lightning_genaug.images import from_uint8  # noqa: E402
 
 
@@ -43,7 +43,7 @@ class RtTrace(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         (controller,) = [c for c in trainer.callbacks if isinstance(c, AdaptiveAugmentation)]
-        if controller.state_dict()["batches_seen"] % controller.every_n_batches:
+        if training_progress(trainer).batches % controller.every_n_batches:
             return  # the controller did not step after this batch
         self.rows.append(
             {

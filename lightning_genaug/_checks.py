@@ -98,6 +98,11 @@ def check_images(images: Any, name: str = "images", *, channels: Iterable[int] |
     return images
 
 
+class MissingPathError(FileNotFoundError, ValueError):
+    """A path argument that names nothing: a ``FileNotFoundError`` that the CLI prints as one line (a
+    ``ValueError`` raised while building a class, as for any bad value)."""
+
+
 class MismatchError(ValueError):
     """Two parts of a run (data, model, metrics) disagree on the images or the classes.
 

@@ -94,7 +94,9 @@ class OneLineArgumentParser(LightningArgumentParser):
             super().error(message, ex)
         parser = getattr(ex, "subcommand_parser", None) or self
         prog = parser.prog.replace(" [options]", "")
-        sys.stderr.write(f"error: {one_line_error(message, parser)} (see `{prog} --help`)\n")
+        # A mismatch found in `setup` already names the option to change; --help would not say more.
+        hint = "" if isinstance(ex, MismatchError) else f" (see `{prog} --help`)"
+        sys.stderr.write(f"error: {one_line_error(message, parser)}{hint}\n")
         raise SystemExit(2)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 
-from lightning_genaug._checks import check_choice, check_positive_int, check_range
+from lightning_genaug._checks import MissingPathError, check_choice, check_positive_int, check_range
 from lightning_genaug.data.base import InMemoryImageDataModule
 from lightning_genaug.data.files import (
     IMAGE_SUFFIXES,
@@ -89,7 +89,7 @@ class ImageDataModule(InMemoryImageDataModule):
         super().__init__(batch_size, num_workers, val_fraction, max_images, xflip, use_labels, seed)
         self.path = Path(path).expanduser()
         if not self.path.exists():  # now, not in `setup` after the model and the trainer are built
-            raise ValueError(
+            raise MissingPathError(
                 f"`path` {str(path)!r} does not exist; give a folder of images, a .zip of one, or an "
                 ".npz/.npy array file"
             )
