@@ -435,7 +435,6 @@ def test_p_is_a_buffer_that_moves_and_is_checkpointed():
     assert pipe.to("meta").p.device.type == "meta"
 
 
-
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a second device")
 @pytest.mark.parametrize("kind", [AugmentPipe, DiffAugment, DataScaling])
 def test_a_generator_on_another_device_draws_the_same_augmentation(kind: type) -> None:

@@ -80,9 +80,16 @@ def real_loader(count: int = 64) -> DataLoader:
 
 def make_trainer(tmp_path, callbacks, max_epochs=1, logger=False, **kwargs) -> pl.Trainer:
     return pl.Trainer(
-        default_root_dir=tmp_path, max_epochs=max_epochs, callbacks=callbacks, logger=logger,
+        default_root_dir=tmp_path,
+        max_epochs=max_epochs,
+        callbacks=callbacks,
+        logger=logger,
         enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
-        enable_progress_bar=False, enable_model_summary=False, accelerator="cpu", devices=1, **kwargs,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
+        devices=1,
+        **kwargs,
     )
 
 

@@ -136,8 +136,14 @@ class ValidatingModule(pl.LightningModule):
 
 def test_a_metric_logged_from_validation_step_gives_the_epoch_value(tmp_path):
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(REAL[:200], FAKE), batch_size=50)
-    trainer = pl.Trainer(default_root_dir=tmp_path, accelerator="cpu", devices=1, logger=False,
-                         enable_progress_bar=False, enable_model_summary=False)
+    trainer = pl.Trainer(
+        default_root_dir=tmp_path,
+        accelerator="cpu",
+        devices=1,
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     (result,) = trainer.validate(ValidatingModule(), loader, verbose=False)
     expected = frechet_distance(*gaussian_statistics(REAL[:200]), *gaussian_statistics(FAKE))
     assert result["val/fid"] == pytest.approx(float(expected), rel=1e-5)  # logged as float32

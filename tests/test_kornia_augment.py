@@ -51,8 +51,7 @@ def test_each_sample_is_augmented_with_probability_p_times_strength(p, strength)
 
 
 def test_a_seeded_generator_reproduces_the_output_and_leaves_the_global_rng_alone():
-    pipe = KorniaAugment([K.RandomAffine(degrees=20.0, padding_mode="reflection"), noise()], p=0.7,
-                         max_p=0.8)
+    pipe = KorniaAugment([K.RandomAffine(degrees=20.0, padding_mode="reflection"), noise()], p=0.7, max_p=0.8)
     images = make_images(8).expand(-1, 3, -1, -1)
     state = torch.get_rng_state()
     first = pipe(images, generator=torch.Generator().manual_seed(3))
@@ -151,8 +150,9 @@ def test_adaptive_augmentation_drives_a_modules_kornia_pipe(tmp_path: Path):
 def test_adaptive_augmentation_installs_a_kornia_pipe_on_a_foreign_gan(tmp_path: Path):
     torch.manual_seed(0)
     module = TemplateGAN()
-    pipe = KorniaAugment([K.RandomAffine(degrees=0.0, translate=(0.25, 0.25), padding_mode="zeros"), noise()],
-                         max_p=0.8)
+    pipe = KorniaAugment(
+        [K.RandomAffine(degrees=0.0, translate=(0.25, 0.25), padding_mode="zeros"), noise()], max_p=0.8
+    )
     pipe.set_p(0.5)
     callback = AdaptiveAugmentation(pipe=pipe, speed_kimg=0.1, max_p=0.8)  # every 4 batches
     make_trainer(tmp_path, [callback]).fit(module, loader(16))
@@ -160,7 +160,9 @@ def test_adaptive_augmentation_installs_a_kornia_pipe_on_a_foreign_gan(tmp_path:
     # per batch: G step (fakes), D step (reals, fakes); after the 4th batch the measurement (reals)
     assert len(training_inputs) == 4 * 3 + 1
     d_step_reals = [training_inputs[index] for index in (1, 4, 7, 10)]
-    changed = sum(int(((seen - real).abs().flatten(1).amax(1) > 1e-6).sum())
-                  for seen, real in zip(d_step_reals, make_images(16).split(4), strict=True))
+    changed = sum(
+        int(((seen - real).abs().flatten(1).amax(1) > 1e-6).sum())
+        for seen, real in zip(d_step_reals, make_images(16).split(4), strict=True)
+    )
     assert 0 < changed < 16  # at p = 0.5 some reals were augmented, some not
     assert callback.pipe is pipe and float(pipe.p) == pytest.approx(callback.p) and callback.p != 0.5

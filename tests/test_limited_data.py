@@ -245,7 +245,6 @@ def test_an_interrupted_gan_job_resumes_from_its_last_evaluation(limited_data, t
     # run measures exactly what the uninterrupted one did (one batch per epoch: no mid-epoch iterator)
     assert resumed["history"] == uninterrupted["history"]
 
-
     # a finished job is extended, not restarted, when the setting asks for more kimg
     longer = replace(setting, kimg=0.4)
     straight = tmp_path / "straight"

@@ -66,8 +66,12 @@ def history_rows(records: list) -> list[dict]:
     for record in records:
         if record.WhichOneof("record_type") == "history":
             # nested values (an image's metadata) come flattened as "samples/_type", "samples/filenames"
-            rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                         for item in record.history.item})
+            rows.append(
+                {
+                    item.key or "/".join(item.nested_key): json.loads(item.value_json)
+                    for item in record.history.item
+                }
+            )
     return rows
 
 
@@ -93,9 +97,14 @@ class ToyGenerator(pl.LightningModule):
 @pytest.fixture
 def offline_wandb(tmp_path, monkeypatch):
     for name, value in {
-        "WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_CONSOLE": "off", "WANDB_DISABLE_CODE": "true",
-        "WANDB_DIR": str(tmp_path), "WANDB_CACHE_DIR": str(tmp_path / "cache"),
-        "WANDB_CONFIG_DIR": str(tmp_path / "config"), "WANDB_DATA_DIR": str(tmp_path / "data"),
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_CONSOLE": "off",
+        "WANDB_DISABLE_CODE": "true",
+        "WANDB_DIR": str(tmp_path),
+        "WANDB_CACHE_DIR": str(tmp_path / "cache"),
+        "WANDB_CONFIG_DIR": str(tmp_path / "config"),
+        "WANDB_DATA_DIR": str(tmp_path / "data"),
     }.items():
         monkeypatch.setenv(name, value)
     yield tmp_path
@@ -119,8 +128,15 @@ def test_offline_run_has_loss_metric_kimg_and_sample_grid(offline_wandb):
         ),
     ]
     trainer = pl.Trainer(
-        default_root_dir=tmp_path, max_epochs=1, logger=logger, callbacks=callbacks, log_every_n_steps=1,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+        default_root_dir=tmp_path,
+        max_epochs=1,
+        logger=logger,
+        callbacks=callbacks,
+        log_every_n_steps=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        accelerator="cpu",
     )
     trainer.fit(ToyGenerator(), DataLoader(TensorDataset(images), batch_size=16))
     run_dir = Path(logger.experiment.dir).parent

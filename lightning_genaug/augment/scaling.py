@@ -190,4 +190,3 @@ def diffusion_alphas_bar(t_max: int, beta_start: float = 1e-4, beta_end: float =
     """
     betas = torch.linspace(beta_start, beta_end, t_max, dtype=torch.float64)
     return torch.cat([torch.ones(1, dtype=torch.float64), torch.cumprod(1.0 - betas, dim=0)])
-

@@ -78,8 +78,10 @@ def frechet_distance(
     mu1, mu2 = mu1.to(torch.float64), mu2.to(torch.float64)
     sigma1, sigma2 = sigma1.to(torch.float64), sigma2.to(torch.float64)
     if mu1.ndim != 1 or mu1.shape != mu2.shape:
-        raise ValueError(f"`mu1` and `mu2` must be vectors of one shape (D,), got {tuple(mu1.shape)} and "
-                         f"{tuple(mu2.shape)}.")
+        raise ValueError(
+            f"`mu1` and `mu2` must be vectors of one shape (D,), got {tuple(mu1.shape)} and "
+            f"{tuple(mu2.shape)}."
+        )
     dim = mu1.shape[0]
     for name, sigma in (("sigma1", sigma1), ("sigma2", sigma2)):
         if sigma.shape != (dim, dim):
@@ -200,8 +202,9 @@ def inception_score(logits: torch.Tensor, splits: int = 10) -> tuple[torch.Tenso
     log_probs = torch.log_softmax(logits.to(torch.float64), dim=1)
     scores = []
     for chunk in log_probs.chunk(splits, dim=0):
-        log_marginal = torch.logsumexp(chunk, dim=0) - torch.log(torch.tensor(float(chunk.shape[0]),
-                                                                             dtype=torch.float64))
+        log_marginal = torch.logsumexp(chunk, dim=0) - torch.log(
+            torch.tensor(float(chunk.shape[0]), dtype=torch.float64)
+        )
         kl = (chunk.exp() * (chunk - log_marginal)).sum(dim=1)
         scores.append(kl.mean().exp())
     values = torch.stack(scores)

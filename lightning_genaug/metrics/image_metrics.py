@@ -95,8 +95,8 @@ class FeatureInput(nn.Module):
         num_features: int | None = None,
     ) -> None:
         super().__init__()
-        self.extractor = None if feature_extractor is None else build_feature_extractor(
-            feature_extractor, weights_path
+        self.extractor = (
+            None if feature_extractor is None else build_feature_extractor(feature_extractor, weights_path)
         )
         if self.extractor is not None:
             self.extractor.eval().requires_grad_(False)
@@ -233,8 +233,13 @@ class KernelInceptionDistance(_TorchmetricsKID):
     ) -> None:
         feature = FeatureInput(feature_extractor, "features", feature_extractor_weights_path)
         _quiet_init(
-            super().__init__, feature=feature, subsets=subsets, subset_size=subset_size,
-            reset_real_features=reset_real_features, normalize=False, **kwargs,
+            super().__init__,
+            feature=feature,
+            subsets=subsets,
+            subset_size=subset_size,
+            reset_real_features=reset_real_features,
+            normalize=False,
+            **kwargs,
         )
         # torchmetrics registers these lists without a reduction, which gathers them item by item
         # (interleaving ranks, and hanging when ranks hold different numbers of batches): concatenate.

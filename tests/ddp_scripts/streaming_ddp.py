@@ -65,7 +65,10 @@ def main(chunks: str, out_dir: str, num_nodes: int) -> None:
     trainer.fit(model, datamodule=StreamingImageDataModule(chunks, batch_size=4, num_workers=1))
     p = [*seen.p, float(model.augment_pipe.p)]
     result = {
-        "indices": seen.indices, "p": p, "world_size": trainer.world_size, "node_rank": trainer.node_rank
+        "indices": seen.indices,
+        "p": p,
+        "world_size": trainer.world_size,
+        "node_rank": trainer.node_rank,
     }
     out = Path(out_dir)
     (out / f"rank{trainer.global_rank}.json").write_text(json.dumps(result))
