@@ -6,6 +6,7 @@ import ast
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 
 from lightning_genaug import AdaptiveAugmentation, AugmentPipe
@@ -57,3 +58,14 @@ def test_a_few_steps_move_p_and_the_patch_discriminator_sees_augmented_images(tm
     assert sum(augmented) >= 10
     assert seen[0].shape == raw[0].shape == (32, 1, 32, 32)
     assert "ada/rt" in trainer.callback_metrics
+
+
+def test_naming_the_encoder_as_the_discriminator_stops_at_the_first_reading(tmp_path: Path) -> None:
+    """``discriminator_attr='encoder'`` hooks a module whose output is latents, not real/fake logits."""
+    example = load_example()
+    torch.manual_seed(0)
+    model = example.AutoencoderGAN(width=8)
+    ada = AdaptiveAugmentation(discriminator_attr="encoder", every_n_batches=1, speed_kimg=1.0)
+    with pytest.raises(ValueError, match=r"not one logit per image .* set `discriminator_attr`") as error:
+        example.fit(model, max_steps=4, log_dir=str(tmp_path), ada=ada)
+    assert "\n" not in str(error.value)

@@ -293,8 +293,16 @@ def logit_maps(output: Any) -> torch.Tensor | list[torch.Tensor]:
 
     Raises:
         TypeError: no tensor where the logits should be; the message says what was found.
+        ValueError: a tensor with several channels (``(B, C, ...)``, ``C > 1``): not one logit per
+            image or per patch, e.g. an encoder's latents when ``discriminator_attr`` names the encoder.
     """
     if isinstance(output, torch.Tensor):
+        if output.ndim >= 2 and output.shape[1] != 1 and output.ndim != 3:
+            raise ValueError(
+                f"The discriminator returned a tensor of shape {tuple(output.shape)}: not one logit per "
+                "image ((B,) or (B, 1)) or per patch ((B, 1, h, w)), so it is not a discriminator's "
+                "output; set `discriminator_attr` to the module that scores images as real or fake."
+            )
         return output
     if isinstance(output, tuple) and output:
         return logit_maps(output[0])
