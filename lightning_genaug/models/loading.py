@@ -207,12 +207,25 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def state_problems(planned: Mapping[str, torch.Tensor], held: Mapping[str, torch.Tensor]) -> list[str]:
-    """Names missing from the file, unexpected in it, or of another shape (names cut to 80 characters)."""
-    problems = [f"{_short(name, 80)}: not in the file" for name in planned if name not in held]
-    problems += [f"{_short(name, 80)}: not in the model" for name in held if name not in planned]
+def state_problems(
+    planned: Mapping[str, torch.Tensor],
+    held: Mapping[str, torch.Tensor],
+    *,
+    prefix: str = "",
+    source: str = "file",
+) -> list[str]:
+    """Names missing from the ``source``, unexpected in it, or of another shape (names cut to 80 characters).
+
+    ``prefix`` goes before every name (``"G."``); ``source`` names what holds ``held`` (``"pickle"``).
+    """
+
+    def named(name: str) -> str:
+        return _short(prefix + name, 80)
+
+    problems = [f"{named(name)}: not in the {source}" for name in planned if name not in held]
+    problems += [f"{named(name)}: not in the model" for name in held if name not in planned]
     problems += [
-        f"{_short(name, 80)}: file {tuple(held[name].shape)} vs model {tuple(tensor.shape)}"
+        f"{named(name)}: {source} {tuple(held[name].shape)} vs model {tuple(tensor.shape)}"
         for name, tensor in planned.items()
         if name in held and held[name].shape != tensor.shape
     ]

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lightning_genaug.models.loading import NetworkFileError, held_bytes, plan_on_meta
+from lightning_genaug.models.loading import NetworkFileError, held_bytes, plan_on_meta, state_problems
 from lightning_genaug.safe_pickle import (
     DATA_LEAVES,
     MALFORMED,
@@ -556,14 +556,8 @@ def weight_problems(modules: dict[str, nn.Module], networks: OfficialNetworks) -
     """
     problems: list[str] = []
     for key, module in modules.items():
-        target, weights = module.state_dict(), networks.weights[key]
-        problems += [f"{key}.{_where(name)}: not in the pickle" for name in target if name not in weights]
-        problems += [f"{key}.{_where(name)}: not in this model" for name in weights if name not in target]
-        problems += [
-            f"{key}.{_where(name)}: pickle {tuple(weights[name].shape)} vs model {tuple(tensor.shape)}"
-            for name, tensor in target.items()
-            if name in weights and weights[name].shape != tensor.shape
-        ]
+        held = networks.weights[key]
+        problems += state_problems(module.state_dict(), held, prefix=f"{key}.", source="pickle")
     return problems
 
 
