@@ -289,7 +289,7 @@ def test_synthetic_trajectory_rises_saturates_then_falls_to_zero() -> None:
         ({"every_n_batches": 2.5}, TypeError, "every_n_batches"),
         ({"speed_kimg": 0}, ValueError, "speed_kimg"),
         ({"max_p": 0.0}, ValueError, "max_p"),
-        ({"heuristic": "rv"}, ValueError, "heuristic"),
+        ({"heuristic": "r_v"}, ValueError, "heuristic"),
         ({"preset": "bogus"}, ValueError, "preset"),
         ({"pipe": nn.Identity()}, TypeError, "pipe"),
         ({"discriminator_attr": ""}, TypeError, "discriminator_attr"),
@@ -674,8 +674,8 @@ def test_clean_reading_on_a_native_module_without_score_reals_fails_at_setup(tmp
 
 
 def test_an_unknown_heuristic_names_the_accepted_ones() -> None:
-    with pytest.raises(ValueError, match=r"heuristic. 'rv'; valid values are: rt, rt_clean\.") as error:
-        AdaptiveAugmentation(heuristic="rv")
+    with pytest.raises(ValueError, match=r"heuristic. 'rtv'; valid values are: rt, rt_clean, rv\.") as error:
+        AdaptiveAugmentation(heuristic="rtv")
     assert "\n" not in str(error.value)
 
 
@@ -709,3 +709,75 @@ def test_native_resume_continues_the_clean_reading_exactly(tmp_path: Path) -> No
     )
     assert at_stop == pytest.approx(0.4)  # one step up at batch 4
     assert resumed == uninterrupted == pytest.approx(1.0)  # steps at 4, 8, 12, clamped at max_p
+
+
+# --------------------------------------------------------------------------- heuristic="rv"
+
+
+class HeldOutData(pl.LightningDataModule):
+    """16 training reals in [-1, 1] and ``heldout`` held-out reals in (2, 3) (told apart by value)."""
+
+    def __init__(self, heldout: int = 32) -> None:
+        super().__init__()
+        self.heldout = heldout
+        self.has_validation_data = heldout > 0
+
+    def train_dataloader(self) -> DataLoader:
+        return loader(16)
+
+    def val_dataloader(self) -> DataLoader:
+        images = 2.0 + torch.rand(self.heldout, *IMAGE_SHAPE, generator=torch.Generator().manual_seed(1))
+        return DataLoader(
+            TensorDataset(images, torch.zeros(self.heldout, dtype=torch.long)), batch_size=BATCH
+        )
+
+
+class ScoredNative(ScriptedNative):
+    """D's raw outputs: 2 on training reals, 0 on held-out reals, -2 on generated images: r_v = 0.5."""
+
+    def __init__(self) -> None:
+        super().__init__(four_signs)
+        self.heldout_seen: list[torch.Tensor] = []
+
+    def score_reals(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        heldout = images.amin() > 1.5
+        if heldout:
+            self.heldout_seen.append(images)
+        return torch.full((images.shape[0], 1), 0.0 if heldout else 2.0)
+
+    def score_fakes(self, n: int, real_labels: torch.Tensor | None = None) -> torch.Tensor:
+        return torch.full((n, 1), -2.0)
+
+
+@pytest.mark.parametrize(("target", "direction"), [(0.6, -1), (0.4, 1)])
+def test_rv_reads_train_heldout_and_fake_scores_and_moves_p_its_way(
+    tmp_path: Path, target: float, direction: int
+) -> None:
+    module = ScoredNative()
+    module.augment_pipe.set_p(0.5)
+    callback = AdaptiveAugmentation(heuristic="rv", target=target, every_n_batches=2, speed_kimg=0.08)
+    make_trainer(tmp_path, [callback], limit_val_batches=0).fit(module, datamodule=HeldOutData())
+    assert callback.rv == pytest.approx(0.5)  # (2 - 0) / (2 - (-2))
+    assert callback.p == pytest.approx(0.5 + direction * 2 * 8 / 80)  # 4 batches: 2 steps of 8 images
+    assert len(module.heldout_seen) == 2 and all(images.shape[0] == BATCH for images in module.heldout_seen)
+
+
+@pytest.mark.parametrize(
+    ("module", "data", "message"),
+    [
+        (ScoredNative, HeldOutData(heldout=0), r"holds 0 images .*`data.val_fraction: 0.1`"),
+        (ScoredNative, HeldOutData(heldout=8), r"holds 8 images \(at least 32\)"),
+        (
+            lambda: ScriptedNative(four_signs),
+            HeldOutData(),
+            r"needs `ScriptedNative.score_reals` and `score_fakes`",
+        ),
+        (TemplateGAN, HeldOutData(), r"foreign GAN\): choose `heuristic='rt'`"),
+    ],
+    ids=["no-heldout", "too-few", "no-score-methods", "foreign"],
+)
+def test_rv_without_what_it_reads_fails_at_setup_in_one_line(tmp_path: Path, module, data, message) -> None:
+    callback = AdaptiveAugmentation(heuristic="rv")
+    with pytest.raises(ValueError, match=message) as error:
+        make_trainer(tmp_path, [callback], limit_val_batches=0).fit(module(), datamodule=data)
+    assert "\n" not in str(error.value)

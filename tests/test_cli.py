@@ -96,9 +96,9 @@ TINY_FIT = ["fit", "--model", "StyleGAN2ADA", "--model.config", "tiny", "--data"
             "error: --trainer.callbacks[0].target: `target` must be in [0.0, 1.0), got 1.5.",
         ),
         (
-            ["--trainer.callbacks+", "AdaptiveAugmentation", "--trainer.callbacks.heuristic", "rv"],
-            "error: --trainer.callbacks[0].heuristic: Unknown `heuristic` 'rv'; valid values are: rt, "
-            "rt_clean.",
+            ["--trainer.callbacks+", "AdaptiveAugmentation", "--trainer.callbacks.heuristic", "rtv"],
+            "error: --trainer.callbacks[0].heuristic: Unknown `heuristic` 'rtv'; valid values are: rt, "
+            "rt_clean, rv.",
         ),
     ],
     ids=["model", "nested", "data", "callback", "heuristic"],

@@ -199,6 +199,21 @@ def test_score_reals_is_d_on_the_clean_images_and_drives_the_clean_heuristic(tmp
     assert callback.p == pytest.approx(0.5 + math.copysign(0.16, callback.rt_clean - 0.6))
 
 
+def test_score_fakes_is_d_on_the_training_generator_and_drives_rv(tmp_path):
+    from lightning_genaug.callbacks import AdaptiveAugmentation
+
+    model = tiny(num_classes=None, augment=AugmentPipe(p=0.2))
+    data = DigitsDataModule(resolution=8, batch_size=BATCH, max_images=80, val_fraction=0.5, use_labels=False)
+    callback = AdaptiveAugmentation(heuristic="rv", every_n_batches=2, speed_kimg=0.1)
+    trainer(tmp_path, batches=2, callbacks=[callback], limit_val_batches=0).fit(model, datamodule=data)
+    w_avg = model.G.mapping.w_avg.clone()
+    logits = model.score_fakes(4)
+    assert logits.shape == (4, 1) and not logits.requires_grad
+    assert torch.equal(model.G.mapping.w_avg, w_avg)  # the truncation average is training's alone
+    assert callback.rv is not None and math.isfinite(callback.rv)
+    assert callback.p == pytest.approx(0.2 + math.copysign(0.16, callback.rv - 0.6))
+
+
 def test_conditional_training_reads_classes_from_the_datamodule(tmp_path):
     data = DigitsDataModule(resolution=8, batch_size=BATCH, max_images=32)
     model = StyleGAN2ADA("tiny", augment=None)

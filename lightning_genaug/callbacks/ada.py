@@ -69,9 +69,10 @@ def next_p(
     return min(max(stepped, 0.0), max_p)
 
 
-HEURISTICS = ("rt", "rt_clean")
-"""What the controller holds at ``target``: ``E[sign(D(x))]`` on augmented reals (the paper's ``r_t``) or
-on the clean reals of every ``every_n_batches``-th batch (``rt_clean``)."""
+HEURISTICS = ("rt", "rt_clean", "rv")
+"""What the controller holds at ``target``: ``E[sign(D(x))]`` on augmented reals (the paper's ``r_t``), on
+the clean reals of every ``every_n_batches``-th batch (``rt_clean``), or the validation heuristic ``r_v``
+on held-out reals (:func:`~lightning_genaug.callbacks.augmentation_strength.measured_rv`)."""
 
 
 class AdaptiveAugmentation(BaseAugmentationStrength):
@@ -89,6 +90,12 @@ class AdaptiveAugmentation(BaseAugmentationStrength):
       D's memory is of the exact training pixels; on augmented reals it is hidden by the transforms
       whenever most images are changed, which lets ``"rt"`` read "not over-fitting" while D memorises
       (``docs/results.md``).
+    * ``"rv"`` (the paper's TensorFlow code's ``adarv``): ``r_v = (E[D(train)] - E[D(held-out)]) /
+      (E[D(train)] - E[D(fake)])`` of D's raw outputs on the interval's last batch of clean reals, one
+      batch of held-out reals (the datamodule's validation data: hold some out, e.g. ``val_fraction:
+      0.1``; at least 32 images) and one batch of the training generator's images. Native path only (the
+      module's ``score_reals`` and ``score_fakes``); three extra no-grad D forwards and one G forward per
+      interval. The TensorFlow code's target for it is 0.5.
 
     Args:
         target: the reading to hold, in [0, 1); 0.6 in the paper.
@@ -96,7 +103,7 @@ class AdaptiveAugmentation(BaseAugmentationStrength):
         speed_kimg: thousands of real images over which ``p`` can move by 1 (500 in the paper; use a
             few kimg for short runs).
         max_p: upper clamp of ``p``, in (0, 1]; non-leaking needs ``p < 1`` for most transforms.
-        heuristic: ``"rt"`` or ``"rt_clean"`` (above).
+        heuristic: ``"rt"``, ``"rt_clean"`` or ``"rv"`` (above).
         preset, pipe, discriminator_attr, image_key: as for
             :class:`~lightning_genaug.callbacks.augmentation_strength.BaseAugmentationStrength`.
 
@@ -134,9 +141,13 @@ class AdaptiveAugmentation(BaseAugmentationStrength):
     def reads_clean_reals(self) -> bool:  # type: ignore[override]
         return self.heuristic == "rt_clean"
 
+    @property
+    def reads_heldout_reals(self) -> bool:  # type: ignore[override]
+        return self.heuristic == "rv"
+
     def next_strength(self, p: float, reading: StrengthReading) -> float:
         """:func:`next_p` from the reading ``heuristic`` names."""
-        value = reading.rt_clean if self.heuristic == "rt_clean" else reading.rt
+        value = {"rt": reading.rt, "rt_clean": reading.rt_clean, "rv": reading.rv}[self.heuristic]
         return next_p(
             p, value, reading.images_seen, target=self.target, speed_kimg=self.speed_kimg, max_p=self.max_p
         )

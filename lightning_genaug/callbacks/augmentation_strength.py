@@ -39,6 +39,25 @@ from lightning_genaug.callbacks._progress import TrainingProgress, training_prog
 from lightning_genaug.callbacks.foreign_discriminator import ForeignDiscriminator, find_discriminator
 from lightning_genaug.data.batch import split_batch
 
+HELDOUT_MIN_IMAGES = 32
+"""Fewer held-out reals than this make ``r_v`` a reading of a handful of images: refused."""
+
+
+def measured_rv(train: float, heldout: float, fake: float) -> float:
+    """The validation heuristic ``r_v = (E[D(train)] - E[D(held-out)]) / (E[D(train)] - E[D(fake)])``.
+
+    D's mean raw outputs on clean training reals, held-out reals and generated images: 0 while D scores
+    unseen reals like its training reals, 1 when it scores them like fakes. A D that does not score its
+    training reals above the fakes is not over-fitting them: 0. NaN without a reading.
+
+    >>> measured_rv(train=2.0, heldout=1.0, fake=-2.0), measured_rv(train=-1.0, heldout=0.0, fake=0.5)
+    (0.25, 0.0)
+    """
+    if any(math.isnan(value) for value in (train, heldout, fake)):
+        return math.nan
+    spread = train - fake
+    return (train - heldout) / spread if spread > 0 else 0.0
+
 
 def measured_rt(sign_sum: float, count: float) -> float:
     """The overfitting heuristic ``r_t = sum(sign(D(x_real))) / count``; NaN with no observation.
@@ -57,6 +76,9 @@ class StrengthReading:
         rt: ``E[sign(D(augmented reals))]``, the paper's ``r_t`` (NaN without observations).
         rt_clean: ``E[sign(D(clean reals))]`` over the interval's last batch, un-augmented (NaN unless
             the callback :attr:`~BaseAugmentationStrength.reads_clean_reals`).
+        rv: ``r_v`` (:func:`measured_rv`) over the interval's last batch of clean reals, one batch of
+            held-out reals and one of generated images (NaN unless the callback
+            :attr:`~BaseAugmentationStrength.reads_heldout_reals`).
         images_seen: training images in the interval, all ranks together.
         images_total: training images since the start of the run, all ranks together, this interval's
             included.
@@ -66,6 +88,7 @@ class StrengthReading:
     rt_clean: float
     images_seen: float
     images_total: float
+    rv: float = math.nan
 
 
 class BaseAugmentationStrength(Callback):
@@ -125,6 +148,11 @@ class BaseAugmentationStrength(Callback):
         self._progress: TrainingProgress | None = None  # the Trainer's count (``setup``)
         self._warned_no_signs = False
         self._clean_signs = SignAccumulator()  # the clean reading's accumulator (its p is unused)
+        self._rv: float | None = None
+        # r_v's sums of D's raw outputs and counts: clean training reals, held-out reals, generated images
+        self._raw_scores = torch.zeros(6, dtype=torch.float64)
+        self._heldout: Any = None  # the datamodule's validation loader (``setup``), and its iterator
+        self._heldout_batches: Any = None
 
         self._pipe: nn.Module | None = None
         self._foreign: ForeignDiscriminator | None = None  # the hook on D, on the foreign path
@@ -134,6 +162,11 @@ class BaseAugmentationStrength(Callback):
     reads_clean_reals: bool = False
     """Whether :meth:`next_strength` needs ``rt_clean``: D is then run, under ``no_grad``, on the clean
     reals of every ``every_n_batches``-th batch (the module's ``score_reals`` on the native path)."""
+
+    reads_heldout_reals: bool = False
+    """Whether :meth:`next_strength` needs ``rv``: every step D also scores a batch of held-out reals (the
+    datamodule's validation data) and a batch of the training generator's images (native path only:
+    the module's ``score_reals`` and ``score_fakes``)."""
 
     def next_strength(self, p: float, reading: StrengthReading) -> float:
         """The strength after an interval, from the current ``p`` and what D said during it."""
@@ -155,6 +188,11 @@ class BaseAugmentationStrength(Callback):
     def rt_clean(self) -> float | None:
         """The latest ``r_t`` on clean reals (``None`` unless :attr:`reads_clean_reals`)."""
         return self._rt_clean
+
+    @property
+    def rv(self) -> float | None:
+        """The latest ``r_v`` (``None`` unless :attr:`reads_heldout_reals`)."""
+        return self._rv
 
     @property
     def images_total(self) -> int:
@@ -183,6 +221,7 @@ class BaseAugmentationStrength(Callback):
         state: dict[str, Any] = {
             "rt": self._rt,
             "rt_clean": self._rt_clean,
+            "rv": self._rv,
             "images_at_last_step": self._images_at_last_step,
         }
         if self.is_foreign:
@@ -192,6 +231,7 @@ class BaseAugmentationStrength(Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._rt = state_dict.get("rt")
         self._rt_clean = state_dict.get("rt_clean")
+        self._rv = state_dict.get("rv")
         self._images_at_last_step = state_dict.get("images_at_last_step")
         if "pipe" in state_dict:
             self._require_foreign_pipe().load_state_dict(state_dict["pipe"])
@@ -213,7 +253,15 @@ class BaseAugmentationStrength(Callback):
                     "un-augmented images; add that method, or choose a reading of augmented reals "
                     "(e.g. `heuristic='rt'`)."
                 )
+            if self.reads_heldout_reals:
+                self._heldout = self._heldout_loader(trainer, pl_module)
             return
+        if self.reads_heldout_reals:
+            raise ValueError(
+                f"{type(self).__name__} reads r_v, which needs D's scores of generated images from the "
+                f"module (`score_fakes`); `{type(pl_module).__name__}` owns no `augment_pipe` (a foreign "
+                "GAN): choose `heuristic='rt'` or `'rt_clean'`."
+            )
         discriminator = find_discriminator(pl_module, self.discriminator_attr)
         self._pipe = self._require_foreign_pipe()
         self._foreign = ForeignDiscriminator(pl_module, discriminator, self._pipe, self.image_key)
@@ -224,6 +272,7 @@ class BaseAugmentationStrength(Callback):
         if self._images_at_last_step is None:  # a fresh run, or this callback added on resume
             self._images_at_last_step = self._require_progress().images(pl_module)
         self._clean_signs.to(pl_module.device)
+        self._raw_scores = self._raw_scores.to(pl_module.device)
         if self._foreign is not None:
             pipe.to(pl_module.device)
             self._foreign.augmenting = True
@@ -244,10 +293,12 @@ class BaseAugmentationStrength(Callback):
                 self._require_pipe().observe(self._foreign.real_scores(images, labels, augment=True))
             if self.reads_clean_reals:
                 self._clean_signs.observe(self._clean_scores(pl_module, images, labels))
+            if self.reads_heldout_reals:
+                self._score_for_rv(pl_module, images, labels)
             self._update(trainer, pl_module)
         p = self._require_pipe().p.detach().float()
         pl_module.log("ada/p", p, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
-        for name, value in (("ada/rt", self._rt), ("ada/rt_clean", self._rt_clean)):
+        for name, value in (("ada/rt", self._rt), ("ada/rt_clean", self._rt_clean), ("ada/rv", self._rv)):
             if value is not None and not math.isnan(value):
                 pl_module.log(name, value, on_step=True, on_epoch=False, batch_size=1)
 
@@ -295,6 +346,48 @@ class BaseAugmentationStrength(Callback):
             return self._foreign.real_scores(images, labels, augment=False)
         return pl_module.score_reals(images, labels)
 
+    def _heldout_loader(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Any:
+        """The datamodule's validation loader: ``r_v``'s held-out reals, checked to exist and to be enough."""
+        scores = [callable(getattr(pl_module, name, None)) for name in ("score_reals", "score_fakes")]
+        if not all(scores):
+            raise ValueError(
+                f"{type(self).__name__} reads r_v, which needs `{type(pl_module).__name__}.score_reals` and "
+                "`score_fakes` (D's logits for un-augmented reals and for the generator's images); add them, "
+                "or choose `heuristic='rt'`."
+            )
+        datamodule = trainer.datamodule
+        loader = None
+        if datamodule is not None and getattr(datamodule, "has_validation_data", True) is not False:
+            datamodule.setup("validate")
+            loader = datamodule.val_dataloader()
+        count = len(loader.dataset) if loader is not None and hasattr(loader, "dataset") else 0
+        if count < HELDOUT_MIN_IMAGES:
+            raise ValueError(
+                f"{type(self).__name__} reads r_v on held-out reals, the datamodule's validation data, which "
+                f"holds {count} images (at least {HELDOUT_MIN_IMAGES}); hold some out of training (e.g. "
+                "`data.val_fraction: 0.1`), or choose `heuristic='rt'` or `'rt_clean'`."
+            )
+        return loader
+
+    @torch.no_grad()
+    def _score_for_rv(self, pl_module: pl.LightningModule, images: torch.Tensor, labels: Any) -> None:
+        """Add D's raw outputs on the batch's clean reals, a held-out batch and generated images."""
+        try:
+            heldout = next(self._heldout_batches)
+        except (StopIteration, TypeError):  # exhausted, or not started: go round the held-out reals again
+            self._heldout_batches = iter(self._heldout)
+            heldout = next(self._heldout_batches)
+        heldout_images, heldout_labels = split_batch(heldout, self.image_key)
+        heldout_labels = None if heldout_labels is None else heldout_labels.to(pl_module.device)
+        groups = (
+            pl_module.score_reals(images, labels),
+            pl_module.score_reals(heldout_images.to(pl_module.device), heldout_labels),
+            pl_module.score_fakes(images.shape[0], labels),
+        )
+        for index, logits in enumerate(groups):
+            self._raw_scores[2 * index] += logits.double().sum()
+            self._raw_scores[2 * index + 1] += logits.numel()
+
     def _require_progress(self) -> TrainingProgress:
         if self._progress is None:
             raise RuntimeError(f"{type(self).__name__} has no progress: `setup(stage='fit')` has not run.")
@@ -326,28 +419,34 @@ class BaseAugmentationStrength(Callback):
         """Sum the interval's readings over ranks (one reduction), ask the subclass for ``p``, write it."""
         sign_sum, count = self._require_pipe().pop_stats()
         clean_sum, clean_count = self._clean_signs.pop_stats()
-        local = torch.stack(
+        signs = [sign_sum, count, clean_sum, clean_count]
+        local = torch.cat(
             [
-                sign_sum.to(torch.float64),
-                count.to(torch.float64),
-                clean_sum.to(sign_sum.device, torch.float64),
-                clean_count.to(sign_sum.device, torch.float64),
+                torch.stack([value.to(sign_sum.device, torch.float64) for value in signs]),
+                self._raw_scores.to(sign_sum.device),
             ]
         )
-        total_signs, total_count, total_clean, total_clean_count = trainer.strategy.reduce(
-            local, reduce_op="sum"
-        ).tolist()
+        self._raw_scores.zero_()
+        totals = trainer.strategy.reduce(local, reduce_op="sum").tolist()
+        total_signs, total_count, total_clean, total_clean_count = totals[:4]
+        train, heldout, fake = (
+            totals[4 + 2 * index] / totals[5 + 2 * index] if totals[5 + 2 * index] > 0 else math.nan
+            for index in range(3)
+        )
         images = self._require_progress().images(pl_module)  # all ranks already
         reading = StrengthReading(
             rt=measured_rt(total_signs, total_count),
             rt_clean=measured_rt(total_clean, total_clean_count),
             images_seen=images - (self._images_at_last_step or 0),
             images_total=images,
+            rv=measured_rv(train, heldout, fake),
         )
         self._images_at_last_step = images
         self._rt = reading.rt
         if self.reads_clean_reals:
             self._rt_clean = reading.rt_clean
+        if self.reads_heldout_reals:
+            self._rv = reading.rv
         if total_count <= 0 and not self._warned_no_signs:
             self._warned_no_signs = True
             rank_zero_warn(

@@ -206,4 +206,20 @@ class StyleGAN2Loss:
         return loss
 
 
-__all__ = ["StyleGAN2Loss"]
+class DiscriminatorReadings:
+    """What the augmentation-strength callbacks read of a StyleGAN2 module's D, outside its phases.
+
+    Mixed into :class:`~lightning_genaug.models.stylegan2.StyleGAN2ADA`: it reads ``D``, ``G``,
+    ``device``, ``loss`` and ``class_condition`` of the module.
+    """
+
+    @torch.no_grad()
+    def score_reals(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """D's logits ``(B, 1)`` for un-augmented real ``images`` ``(B, C, H, W)``, without gradient.
+
+        The clean reading of the augmentation-strength callbacks (``heuristic="rt_clean"``).
+        """
+        return self.D(images, self.class_condition(labels, images.shape[0]))
+
+
+__all__ = ["DiscriminatorReadings", "StyleGAN2Loss"]

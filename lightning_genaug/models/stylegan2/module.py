@@ -47,7 +47,7 @@ from lightning_genaug.models.stylegan2.configs import (
 )
 from lightning_genaug.models.stylegan2.ema import ema_beta, update_ema
 from lightning_genaug.models.stylegan2.generation import StyleGAN2Sampling, class_condition
-from lightning_genaug.models.stylegan2.loss import StyleGAN2Loss
+from lightning_genaug.models.stylegan2.loss import DiscriminatorReadings, StyleGAN2Loss
 from lightning_genaug.models.stylegan2.official import (
     OfficialNetworks,
     is_network_pickle,
@@ -73,7 +73,7 @@ PROGRESS_BAR_LOSSES = ("loss/G", "loss/D")
 """The phase losses shown in the progress bar (every logged value is in the loggers)."""
 
 
-class StyleGAN2ADA(StyleGAN2Sampling, GeneratorPredictMixin, pl.LightningModule):
+class StyleGAN2ADA(StyleGAN2Sampling, DiscriminatorReadings, GeneratorPredictMixin, pl.LightningModule):
     """StyleGAN2 with ADA (Karras et al., NeurIPS 2020) under manual optimisation.
 
     Hyperparameters come from a named preset (``configs.py``: ``auto``, ``stylegan2``, ``paper256``,
@@ -333,15 +333,18 @@ class StyleGAN2ADA(StyleGAN2Sampling, GeneratorPredictMixin, pl.LightningModule)
         """One-hot labels ``(B, num_classes)``, ``(B, 0)`` when unconditional: :func:`.class_condition`."""
         return class_condition(labels, self.hparams.num_classes, batch_size, self.device)
 
-    @torch.no_grad()
-    def score_reals(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        """D's logits ``(B, 1)`` for un-augmented real ``images`` ``(B, C, H, W)``, without gradient.
-
-        The clean reading of the augmentation-strength callbacks (``heuristic="rt_clean"``).
-        """
-        return self.D(images, self.class_condition(labels, images.shape[0]))
-
     # ------------------------------------------------------------------ the training loop
+    @torch.no_grad()
+    def score_fakes(self, n: int, real_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """D's logits ``(n, 1)`` for ``n`` images of the training generator ``G``, un-augmented, no gradient.
+
+        Labels are drawn from ``real_labels`` as in training. Read by ``heuristic="rv"`` (``r_v``); it draws
+        from the global random generator and leaves ``G``'s running average of ``w`` alone.
+        """
+        c = self.loss.generated_condition(real_labels, n)
+        ws = self.G.mapping(torch.randn(n, self.G.z_dim, device=self.device), c, update_emas=False)
+        return self.D(self.G.synthesis(ws), c)
+
     def training_step(self, batch: Any, batch_idx: int) -> None:
         """Run the batch's phases (Gmain, Greg, Dmain, Dreg as :meth:`phases` says) with G's and D's
         optimisers, then the EMA; :attr:`loss` computes each phase's loss."""
