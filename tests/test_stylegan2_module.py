@@ -214,6 +214,11 @@ def test_score_fakes_is_d_on_the_training_generator_and_drives_rv(tmp_path):
     assert callback.p == pytest.approx(0.2 + math.copysign(0.16, callback.rv - 0.6))
 
 
+def test_labels_for_an_unconditional_network_are_refused_not_ignored():
+    with pytest.raises(ValueError, match=r"unconditional \(num_classes=0\).*drop `labels`"):
+        tiny().sample(2, labels=torch.tensor([0, 1]))
+
+
 def test_conditional_training_reads_classes_from_the_datamodule(tmp_path):
     data = DigitsDataModule(resolution=8, batch_size=BATCH, max_images=32)
     model = StyleGAN2ADA("tiny", augment=None)

@@ -249,7 +249,8 @@ class StyleGAN2Sampling:
 
         Args:
             n: number of images.
-            labels: int64 ``(n,)`` classes for a conditional model; ``None``: uniformly random.
+            labels: int64 ``(n,)`` classes for a conditional model (an unconditional one refuses them);
+                ``None``: uniformly random.
             generator: random generator for the latents, labels and random noise (reproducible samples).
             truncation_psi: truncation towards the average ``w`` (``1`` = none).
             noise_mode: per-pixel noise of the synthesis layers: ``"const"`` (the stored noise maps),
@@ -261,6 +262,11 @@ class StyleGAN2Sampling:
         check_positive_int("n", n)
         source_device = generator.device if generator is not None else self.device
         z = torch.randn(n, self.G_ema.z_dim, generator=generator, device=source_device).to(self.device)
+        if labels is not None and self.hparams.num_classes == 0:
+            raise ValueError(
+                "`labels` were given but the network is unconditional (num_classes=0): it has no classes "
+                "to draw; drop `labels`, or train a class-conditional model."
+            )
         if labels is None and self.hparams.num_classes > 0:
             labels = torch.randint(self.hparams.num_classes, (n,), generator=generator, device=source_device)
         noise_seed = None
