@@ -112,6 +112,16 @@ def test_prepare_refuses_a_non_empty_output_dir(tmp_path: Path):
         prepare_dataset(tmp_path / "images", tmp_path / "out", resolution=8)
 
 
+def test_prepare_says_when_it_upsamples_and_to_what_resolution_not_to(tmp_path: Path, caplog):
+    write_indexed_images(tmp_path / "images", 2, size=8)
+    with caplog.at_level("WARNING", logger="lightning_genaug"):
+        prepare_dataset(tmp_path / "images", tmp_path / "native", resolution=8, workers=1)
+    assert "upsamples" not in caplog.text  # 8 px images at 8 px: nothing said
+    with caplog.at_level("WARNING", logger="lightning_genaug"):
+        prepare_dataset(tmp_path / "images", tmp_path / "up", resolution=64, workers=1)
+    assert "--resolution 64 upsamples them up to 8x" in caplog.text and "Pass --resolution 8" in caplog.text
+
+
 def test_missing_metadata_names_the_prepare_command(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="lightning-genaug prepare"):
         StreamingImageDataModule(str(tmp_path)).image_shape

@@ -17,6 +17,7 @@ litdata is an optional dependency: ``pip install "lightning-genaug[stream]"``.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -119,6 +120,7 @@ def prepare_dataset(
     labels, class_names = labels_from_folders(names, files.source)
     inputs = [(i, name, -1 if labels is None else int(labels[i])) for i, name in enumerate(names)]
     decoder = ImageDecoder(resolution, "center_crop" if center_crop else "resize", channels)
+    _warn_if_upsampling(files, names, resolution)
     caller_random_states = rng_states()  # litdata.optimize seeds torch, numpy and random with 42
     created = not output_dir.exists()
     with tempfile.TemporaryDirectory(prefix="genaug-prepare-") as failures:
@@ -152,6 +154,30 @@ def prepare_dataset(
     (output_dir / METADATA_FILE).write_text(json.dumps(metadata, indent=2))
     log.info("Wrote %d images to %s", metadata["num_images"], output_dir)
     return metadata
+
+
+def _warn_if_upsampling(files: Any, names: list[str], resolution: int) -> None:
+    """Warn, with the factor and the fix, when the images (the first 16) are smaller than ``resolution``."""
+    from PIL import Image
+
+    sides = []
+    for name in names[:16]:
+        try:
+            with Image.open(io.BytesIO(files.read(name))) as image:
+                sides.append(min(image.size))
+        except Exception:  # an unreadable file is reported by the encoding pass, with its own error
+            continue
+    if sides and max(sides) < resolution:
+        native = 1 << (max(sides).bit_length() - 1)
+        log.warning(
+            "The images are at most %d px (the first %d read): --resolution %d upsamples them up to %.0fx, "
+            "and the network learns interpolated pixels. Pass --resolution %d unless that is wanted.",
+            max(sides),
+            len(sides),
+            resolution,
+            resolution / min(sides),
+            native,
+        )
 
 
 def _remove_output(output_dir: Path, created: bool) -> None:
