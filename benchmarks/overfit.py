@@ -338,7 +338,10 @@ def run_gan_job(
         log.info("gan %s seed %d: resuming from %s", arm, seed, checkpoint)
     trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint if resume else None)
     grid_labels = torch.arange(10).repeat_interleave(10)
-    grid = module.sample(100, labels=grid_labels, generator=torch.Generator().manual_seed(seed))
+    conditional = module.hparams.num_classes > 0  # an unconditional network refuses labels
+    grid = module.sample(
+        100, labels=grid_labels if conditional else None, generator=torch.Generator().manual_seed(seed)
+    )
     save_png(make_grid(grid, nrow=10, padding=1), out / "samples" / f"{arm}-seed{seed}.png")
     return {
         "arm": arm,
