@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
+import sys
 import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -65,3 +68,33 @@ def cifar_zips(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     Image.fromarray(pixels).save(encoded, "JPEG")
                     archive.writestr(f"{split}/{class_name}/{index:04d}.jpg", encoded.getvalue())
     return root
+
+
+# ------------------------------------------------------------- benchmarks/limited_data.py, imported once
+
+LIMITED_DATA_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "limited_data.py"
+
+
+@pytest.fixture(scope="module")
+def limited_data():
+    spec = importlib.util.spec_from_file_location("limited_data", LIMITED_DATA_SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["limited_data"] = module  # dataclasses resolve their module through sys.modules
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules["limited_data"]
+
+
+@pytest.fixture(scope="module")
+def quarter_quick(limited_data) -> Iterator[None]:
+    """``--setting digits-overfit --quick`` with a quarter of its training: 4 batches per job, probed at
+    0, 1/16 and 1/8 kimg. What is checked (every arm and seed, a few probe points, finite values,
+    resuming) needs the jobs, not their length."""
+    import overfit
+
+    quick = overfit.OverfitSetting.quick
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            overfit.OverfitSetting, "quick", lambda self: replace(quick(self), kimg=0.125, eval_kimg=0.0625)
+        )
+        yield
