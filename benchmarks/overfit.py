@@ -60,7 +60,9 @@ from lightning_genaug.metrics.trained_extractor import (
 log = logging.getLogger("limited_data.overfit")
 
 DIGITS_GAN_ARMS = ("no-augmentation", "ada", "fixed-p0.2", "diffaugment", "scalegan")
-OVERFIT_GAN_ARMS = (*DIGITS_GAN_ARMS, "ada-clean")  # every arm either setting can run (--arms)
+OVERFIT_GAN_ARMS = (*DIGITS_GAN_ARMS, "ada-clean", "ada-rv")  # every arm either setting can run (--arms)
+RV_HELDOUT_IMAGES = 64
+"""``ada-rv``'s held-out reals: the first of the probe's held-out images (never trained on)."""
 OVERFIT_DISTAUG_ARMS = ("no-augmentation", "rotation", "rotation+transposition")
 
 
@@ -216,6 +218,9 @@ def build_gan_arm(
     if arm == "ada-clean":  # the controller reads D on clean training reals instead of augmented ones
         clean = AdaptiveAugmentation(speed_kimg=ada_speed_kimg, heuristic="rt_clean")
         return StyleGAN2ADA(augment=AugmentPipe("bgc"), **module_kwargs), [clean]
+    if arm == "ada-rv":  # r_v on held-out reals, at the TensorFlow code's target for it
+        validation = AdaptiveAugmentation(speed_kimg=ada_speed_kimg, heuristic="rv", target=0.5)
+        return StyleGAN2ADA(augment=AugmentPipe("bgc"), **module_kwargs), [validation]
     if arm == "fixed-p0.2":
         return StyleGAN2ADA(augment=AugmentPipe("bgc", p=fixed_p), **module_kwargs), []
     if arm == "diffaugment":
@@ -325,15 +330,21 @@ def run_gan_job(
         accelerator="cpu",
         devices=1,
         max_epochs=-1,
+        limit_val_batches=0,  # ada-rv's held-out reals are read by its controller, not validated on
         logger=False,
         callbacks=[*callbacks, probe, *extra_callbacks],
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
     )
-    datamodule = TensorDataModule(
-        reals.images[reals.train_index], reals.labels[reals.train_index], setting.batch_size
-    )
+    train = (reals.images[reals.train_index], reals.labels[reals.train_index])
+    if arm == "ada-rv":  # held-out reals for r_v, outside the training subset
+        held = reals.heldout_index[:RV_HELDOUT_IMAGES]
+        datamodule = SplitTensorDataModule(
+            *train, setting.batch_size, (reals.images[held], reals.labels[held])
+        )
+    else:
+        datamodule = TensorDataModule(*train, setting.batch_size)
     if resume:
         log.info("gan %s seed %d: resuming from %s", arm, seed, checkpoint)
     trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint if resume else None)
