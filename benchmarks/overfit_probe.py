@@ -186,7 +186,7 @@ class OverfitProbe(pl.Callback):
 def save_atomically(trainer: pl.Trainer, path: Path) -> None:
     """``trainer.save_checkpoint`` to a temporary file renamed into place: never a truncated checkpoint."""
     partial = path.with_suffix(".partial")
-    trainer.save_checkpoint(partial)
+    trainer.save_checkpoint(partial, weights_only=False)
     os.replace(partial, path)
 
 

@@ -49,7 +49,10 @@ def run_capturing(args: list[str]) -> tuple[list[str], list[str]]:
     lines = [
         f"{record.levelname}: {record.getMessage()}"
         for record in handler.records
-        if record.levelno >= logging.WARNING or "Tip" in record.getMessage()
+        # Lightning's tips and its note that a checkpoint's `weights_only` was not set: noise to a user
+        if record.levelno >= logging.WARNING
+        or "Tip" in record.getMessage()
+        or "weights_only" in record.getMessage()
     ]
     return [f"{warning.category.__name__}: {warning.message}" for warning in caught], lines
 

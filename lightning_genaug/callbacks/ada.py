@@ -89,7 +89,9 @@ class AdaptiveAugmentation(BaseAugmentationStrength):
       no-grad D forward on one batch per interval (the module's ``score_reals`` on the native path).
       D's memory is of the exact training pixels; on augmented reals it is hidden by the transforms
       whenever most images are changed, which lets ``"rt"`` read "not over-fitting" while D memorises
-      (``docs/results.md``).
+      (``docs/results.md``). Measured: on a clean batch D also separates reals from a poor generator's
+      fakes, so early in training this reading is high without any memorisation; on the digits setting
+      at target 0.6 it drove p to 1 within 20 kimg and training collapsed. Not a default.
     * ``"rv"`` (the paper's TensorFlow code's ``adarv``): ``r_v = (E[D(train)] - E[D(held-out)]) /
       (E[D(train)] - E[D(fake)])`` of D's raw outputs on the interval's last batch of clean reals, one
       batch of held-out reals (the datamodule's validation data: hold some out, e.g. ``val_fraction:

@@ -195,7 +195,9 @@ class KimgCheckpoint(Checkpoint):
         folder = self._require_dir().rstrip("/")
         fs = get_filesystem(folder)  # a local folder or a URL (s3://...): joined as text, not as a Path
         first, last = f"{folder}/{name or LAST}", f"{folder}/{LAST}"
-        trainer.save_checkpoint(first + ".partial")  # every rank takes part; rank 0 writes
+        # Every rank takes part and rank 0 writes; the full state (optimisers, callbacks, loops) is asked
+        # for explicitly, so Lightning does not log its "weights_only was not set" at every save.
+        trainer.save_checkpoint(first + ".partial", weights_only=False)
         if trainer.is_global_zero:
             fs.mv(first + ".partial", first)
             if name is not None:
