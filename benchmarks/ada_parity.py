@@ -48,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from overfit import build_overfit_gan, cifar_overfit_setting  # noqa: E402
 from overfit_data import DEFAULT_CIFAR_ROOT, TensorDataModule, load_dataset, training_subset  # noqa: E402
 from overfit_probe import save_atomically  # noqa: E402
+from train_step import REFERENCE_BGC  # noqa: E402
 
 from lightning_genaug.callbacks import AdaptiveAugmentation, training_progress  # noqa: E402
 
@@ -68,10 +69,6 @@ CPU_PATCHES = (
     # torch's Sampler.__init__ no longer takes the data source.
     ("torch_utils/misc.py", "super().__init__(dataset)", "super().__init__()"),
 )
-REFERENCE_BGC = dict(
-    xflip=1, rotate90=1, xint=1, scale=1, rotate=1, aniso=1, xfrac=1,
-    brightness=1, contrast=1, lumaflip=1, hue=1, saturation=1,
-)  # fmt: skip
 
 
 def parity_setting(data_root: str, kimg: float, ada_kimg: float):

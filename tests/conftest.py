@@ -98,3 +98,24 @@ def quarter_quick(limited_data) -> Iterator[None]:
             overfit.OverfitSetting, "quick", lambda self: replace(quick(self), kimg=0.125, eval_kimg=0.0625)
         )
         yield
+
+
+@pytest.fixture
+def cli(capsys, monkeypatch):
+    """Run ``lightning-genaug ARGS`` in-process; returns (exit code, stdout, stderr).
+
+    (tests/test_cli.py has its own ``cli``, which joins stdout and stderr.)
+    """
+    from lightning_genaug.cli import main
+
+    def run(*args: str | Path) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["lightning-genaug"])
+        try:
+            main([str(arg) for arg in args])
+            code = 0
+        except SystemExit as exit_info:
+            code = exit_info.code or 0
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

@@ -7,7 +7,6 @@ module and every command reads them the way a user's shell would (``lightning-ge
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -18,7 +17,6 @@ from PIL import Image
 from test_official_pickle import CHANNELS, RESOLUTION, register_reference_modules, write_official_pickle
 
 from lightning_genaug.augment import DistAugTransforms
-from lightning_genaug.cli import main
 from lightning_genaug.images import picture_grid, to_uint8
 from lightning_genaug.models import PredictOptions
 from lightning_genaug.models.sparse_transformer import SparseTransformerDistAug
@@ -65,23 +63,6 @@ def official_pkl(tmp_path_factory) -> Path:
         register_reference_modules(monkeypatch)
         write_official_pickle(path)
     return path
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """Run ``lightning-genaug ARGS`` in-process; returns (exit code, stdout, stderr)."""
-
-    def run(*args: str | Path) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["lightning-genaug"])
-        try:
-            main([str(arg) for arg in args])
-            code = 0
-        except SystemExit as exit_info:
-            code = exit_info.code or 0
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
 
 
 def predict(model: pl.LightningModule, outdir: Path, **options) -> torch.Tensor:

@@ -20,30 +20,12 @@ import torch
 from test_after_training import save_checkpoint
 
 from lightning_genaug.augment import DistAugTransforms
-from lightning_genaug.cli import main
 from lightning_genaug.models.sparse_transformer import SparseTransformerDistAug
 from lightning_genaug.models.stylegan2 import StyleGAN2ADA
 from lightning_genaug.tools import video
 
 MISSING = "missing.ckpt"
 """A network that does not exist: a path or value error reported for it was found before loading."""
-
-
-@pytest.fixture
-def cli(capsys, monkeypatch):
-    """Run ``lightning-genaug ARGS`` in-process; returns (exit code, stdout, stderr)."""
-
-    def run(*args: str | Path) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["lightning-genaug"])
-        try:
-            main([str(arg) for arg in args])
-            code = 0
-        except SystemExit as exit_info:
-            code = exit_info.code or 0
-        captured = capsys.readouterr()
-        return code, captured.out, captured.err
-
-    return run
 
 
 def assert_one_line(result: tuple[int, str, str], command: str, pattern: str) -> None:

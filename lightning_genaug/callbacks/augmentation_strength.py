@@ -357,8 +357,8 @@ class BaseAugmentationStrength(Callback):
             )
         datamodule = trainer.datamodule
         loader = None
+        # Lightning has run the datamodule's own `setup("fit")` before any callback's `setup`.
         if datamodule is not None and getattr(datamodule, "has_validation_data", True) is not False:
-            datamodule.setup("validate")
             loader = datamodule.val_dataloader()
         count = len(loader.dataset) if loader is not None and hasattr(loader, "dataset") else 0
         if count < HELDOUT_MIN_IMAGES:
@@ -372,9 +372,8 @@ class BaseAugmentationStrength(Callback):
     @torch.no_grad()
     def _score_for_rv(self, pl_module: pl.LightningModule, images: torch.Tensor, labels: Any) -> None:
         """Add D's raw outputs on the batch's clean reals, a held-out batch and generated images."""
-        try:
-            heldout = next(self._heldout_batches)
-        except (StopIteration, TypeError):  # exhausted, or not started: go round the held-out reals again
+        heldout = next(self._heldout_batches, None) if self._heldout_batches is not None else None
+        if heldout is None:  # not started, or every held-out batch read: go round them again
             self._heldout_batches = iter(self._heldout)
             heldout = next(self._heldout_batches)
         heldout_images, heldout_labels = split_batch(heldout, self.image_key)

@@ -198,7 +198,7 @@ class SampleGrid(Callback):
         """Sample, save the PNG(s) and send the grid(s) to the loggers (rank 0 does the work)."""
         batches = self._require_progress().batches
         self.last_logged_batch = batches
-        run_dir = Path(trainer.log_dir or trainer.default_root_dir)  # log_dir must be read on every rank
+        run_dir = self._run_dir  # read once, on every rank, in `on_train_start` (a collective under DDP)
         if not trainer.is_global_zero:
             return
         grids = self.make_grids(pl_module)
