@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_genaug.augment.protocol import SignAccumulator
 from lightning_genaug.callbacks import FixedAugmentation
 from lightning_genaug.callbacks.ada import AdaptiveAugmentation, next_p
+from lightning_genaug.callbacks.augmentation_strength import measured_rv, window_means, windowed_scores
 
 IMAGE_SHAPE = (1, 8, 8)
 BATCH = 4
@@ -781,3 +782,28 @@ def test_rv_without_what_it_reads_fails_at_setup_in_one_line(tmp_path: Path, mod
     with pytest.raises(ValueError, match=message) as error:
         make_trainer(tmp_path, [callback], limit_val_batches=0).fit(module(), datamodule=data)
     assert "\n" not in str(error.value)
+
+
+def test_rv_is_read_over_a_window_of_intervals_not_one_batch() -> None:
+    """One held-out batch that D suddenly scores like a fake moves r_v by a fraction, not to 1."""
+    like_training = torch.tensor([64.0, 32, 64, 32, -64, 32], dtype=torch.float64)  # r_v = 0
+    like_fakes = torch.tensor([64.0, 32, -64, 32, -64, 32], dtype=torch.float64)  # r_v = 1 alone
+    window = torch.zeros(6, dtype=torch.float64)
+    for _ in range(40):
+        window = windowed_scores(window, like_training)
+    assert measured_rv(*window_means(window)) == pytest.approx(0.0)
+    window = windowed_scores(window, like_fakes)
+    assert 0.0 < measured_rv(*window_means(window)) < 0.1
+    for _ in range(100):  # long after the change the window reads only the new scores
+        window = windowed_scores(window, like_fakes)
+    assert measured_rv(*window_means(window)) == pytest.approx(1.0, abs=1e-2)
+
+
+def test_rv_window_survives_a_checkpoint(tmp_path: Path) -> None:
+    module = ScoredNative()
+    callback = AdaptiveAugmentation(heuristic="rv", target=0.5, every_n_batches=2, speed_kimg=0.08)
+    make_trainer(tmp_path, [callback], limit_val_batches=0).fit(module, datamodule=HeldOutData())
+    restored = AdaptiveAugmentation(heuristic="rv")
+    restored.load_state_dict(callback.state_dict())
+    assert restored.state_dict() == callback.state_dict()
+    assert sum(restored.state_dict()["rv_window"]) != 0

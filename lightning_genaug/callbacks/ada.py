@@ -97,7 +97,9 @@ class AdaptiveAugmentation(BaseAugmentationStrength):
       batch of held-out reals (the datamodule's validation data: hold some out, e.g. ``val_fraction:
       0.1``; at least 32 images) and one batch of the training generator's images. Native path only (the
       module's ``score_reals`` and ``score_fakes``); three extra no-grad D forwards and one G forward per
-      interval. The TensorFlow code's target for it is 0.5.
+      interval; the three means are read over a window of about 512 held-out images (16 intervals at
+      batch 32), since one batch's reading is too noisy for a sign controller. The TensorFlow code's
+      target for it is 0.5.
 
     Args:
         target: the reading to hold, in [0, 1); 0.6 in the paper.

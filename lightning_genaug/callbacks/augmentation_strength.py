@@ -42,6 +42,11 @@ from lightning_genaug.data.batch import split_batch
 HELDOUT_MIN_IMAGES = 32
 """Fewer held-out reals than this make ``r_v`` a reading of a handful of images: refused."""
 
+RV_WINDOW_IMAGES = 512
+"""``r_v`` is read from running sums that forget at this many held-out images: one batch per interval
+is too few for a reading (a sign controller turns its noise into a random walk of ``p``), so each
+interval's sums are added to the earlier ones decayed by ``1 - images / RV_WINDOW_IMAGES``."""
+
 
 def measured_rv(train: float, heldout: float, fake: float) -> float:
     """The validation heuristic ``r_v = (E[D(train)] - E[D(held-out)]) / (E[D(train)] - E[D(fake)])``.
@@ -57,6 +62,32 @@ def measured_rv(train: float, heldout: float, fake: float) -> float:
         return math.nan
     spread = train - fake
     return (train - heldout) / spread if spread > 0 else 0.0
+
+
+def windowed_scores(window: torch.Tensor, interval: torch.Tensor) -> torch.Tensor:
+    """``r_v``'s running sums after one interval: the earlier sums decayed, plus the interval's.
+
+    Args:
+        window, interval: ``(6,)`` float64, ``[train sum, train count, held-out sum, held-out count,
+            fake sum, fake count]`` of D's raw outputs; the decay is ``1 - held-out count of the
+            interval / RV_WINDOW_IMAGES`` (floored at 0).
+
+    >>> window = torch.tensor([64.0, 32, 64, 32, -64, 32], dtype=torch.float64)  # r_v 0: no gap yet
+    >>> held_out_now_scored_0 = torch.tensor([64.0, 32, 0, 32, -64, 32], dtype=torch.float64)
+    >>> [round(mean, 3) for mean in window_means(windowed_scores(window, held_out_now_scored_0))]
+    [2.0, 0.968, -2.0]
+    """
+    decay = max(0.0, 1.0 - interval[3].item() / RV_WINDOW_IMAGES)
+    return decay * window + interval
+
+
+def window_means(window: torch.Tensor) -> tuple[float, float, float]:
+    """D's mean raw output on training reals, held-out reals and fakes from ``(6,)`` sums (NaN if none)."""
+    sums = window.tolist()
+    train, heldout, fake = (
+        sums[2 * index] / sums[2 * index + 1] if sums[2 * index + 1] > 0 else math.nan for index in range(3)
+    )
+    return train, heldout, fake
 
 
 def measured_rt(sign_sum: float, count: float) -> float:
@@ -76,8 +107,9 @@ class StrengthReading:
         rt: ``E[sign(D(augmented reals))]``, the paper's ``r_t`` (NaN without observations).
         rt_clean: ``E[sign(D(clean reals))]`` over the interval's last batch, un-augmented (NaN unless
             the callback :attr:`~BaseAugmentationStrength.reads_clean_reals`).
-        rv: ``r_v`` (:func:`measured_rv`) over the interval's last batch of clean reals, one batch of
-            held-out reals and one of generated images (NaN unless the callback
+        rv: ``r_v`` (:func:`measured_rv`) of D's raw outputs on clean reals (one batch an interval),
+            held-out reals and generated images, from sums over about the last
+            :data:`RV_WINDOW_IMAGES` held-out images (NaN unless the callback
             :attr:`~BaseAugmentationStrength.reads_heldout_reals`).
         images_seen: training images in the interval, all ranks together.
         images_total: training images since the start of the run, all ranks together, this interval's
@@ -151,6 +183,7 @@ class BaseAugmentationStrength(Callback):
         self._rv: float | None = None
         # r_v's sums of D's raw outputs and counts: clean training reals, held-out reals, generated images
         self._raw_scores = torch.zeros(6, dtype=torch.float64)
+        self._rv_window = torch.zeros(6, dtype=torch.float64)  # the same, summed over ranks and decayed
         self._heldout: Any = None  # the datamodule's validation loader (``setup``), and its iterator
         self._heldout_batches: Any = None
 
@@ -222,6 +255,7 @@ class BaseAugmentationStrength(Callback):
             "rt": self._rt,
             "rt_clean": self._rt_clean,
             "rv": self._rv,
+            "rv_window": self._rv_window.tolist(),
             "images_at_last_step": self._images_at_last_step,
         }
         if self.is_foreign:
@@ -232,6 +266,7 @@ class BaseAugmentationStrength(Callback):
         self._rt = state_dict.get("rt")
         self._rt_clean = state_dict.get("rt_clean")
         self._rv = state_dict.get("rv")
+        self._rv_window = torch.tensor(state_dict.get("rv_window", [0.0] * 6), dtype=torch.float64)
         self._images_at_last_step = state_dict.get("images_at_last_step")
         if "pipe" in state_dict:
             self._require_foreign_pipe().load_state_dict(state_dict["pipe"])
@@ -428,10 +463,8 @@ class BaseAugmentationStrength(Callback):
         self._raw_scores.zero_()
         totals = trainer.strategy.reduce(local, reduce_op="sum").tolist()
         total_signs, total_count, total_clean, total_clean_count = totals[:4]
-        train, heldout, fake = (
-            totals[4 + 2 * index] / totals[5 + 2 * index] if totals[5 + 2 * index] > 0 else math.nan
-            for index in range(3)
-        )
+        self._rv_window = windowed_scores(self._rv_window, torch.tensor(totals[4:], dtype=torch.float64))
+        train, heldout, fake = window_means(self._rv_window)
         images = self._require_progress().images(pl_module)  # all ranks already
         reading = StrengthReading(
             rt=measured_rt(total_signs, total_count),
