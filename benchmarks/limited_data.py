@@ -42,6 +42,7 @@ from lightning_genaug.callbacks.generative_metrics import GenerativeMetrics
 from lightning_genaug.data import CIFAR10DataModule, DigitsDataModule, ImageDataModule
 from lightning_genaug.data.base import InMemoryImageDataModule
 from lightning_genaug.images import from_uint8
+from lightning_genaug.metrics import KID, InceptionV3Compat, RealData
 from lightning_genaug.metrics.trained_extractor import classifier_accuracy, train_classifier_features
 from lightning_genaug.models.sparse_transformer import SparseTransformerDistAug
 
@@ -121,7 +122,7 @@ def build_extractor(
 ) -> tuple[Any, str]:
     """Inception from a local file, or a classifier trained on the real training split."""
     if args.inception_weights is not None:
-        return "inception-v3-compat", "Inception FID/KID"
+        return InceptionV3Compat(args.inception_weights), "Inception FID/KID"
     if labels is None:
         raise ValueError("The classifier feature extractor needs labelled data; pass --inception-weights.")
     started = time.perf_counter()
@@ -150,16 +151,15 @@ def run_gan_arm(
     result = ArmResult(arm)
     module, extra_callbacks = build_gan_arm(arm, args)
     metrics = GenerativeMetrics(
-        metrics=("fid", "kid"),
+        metrics=("fid", KID(subsets=args.kid_subsets, subset_size=min(1000, args.num_gen, len(real_images)))),
         num_gen=args.num_gen,
         every_n_batches=max(1, math.ceil(args.eval_kimg * 1000 / args.batch_size)),
         feature_extractor=extractor,
-        feature_extractor_weights_path=args.inception_weights,
-        real_data=real_images,
-        dataset_fingerprint=f"limited-data-{args.data or 'digits'}-{args.max_images}-{args.seed}",
-        cache_dir=out / "cache",
-        kid_subset_size=min(1000, args.num_gen, len(real_images)),
-        kid_subsets=args.kid_subsets,
+        real=RealData(
+            real_images,
+            fingerprint=f"limited-data-{args.data or 'digits'}-{args.max_images}-{args.seed}",
+            cache_dir=out / "cache",
+        ),
         progress_bar=False,
     )
     trainer = pl.Trainer(
@@ -207,9 +207,11 @@ def run_distaug_arm(arm: str, args: argparse.Namespace, out: Path) -> ArmResult:
     augment = None if arm == "no-augmentation" else DistAugTransforms(["rotation"])
     module = SparseTransformerDistAug(
         config=args.distaug_config,
+        config_overrides={
+            "schedule_steps": args.distaug_steps,
+            "warmup_steps": min(100, args.distaug_steps // 10),
+        },
         augment=augment,
-        schedule_steps=args.distaug_steps,
-        warmup_steps=min(100, args.distaug_steps // 10),
     )
     trainer = pl.Trainer(
         accelerator=args.accelerator,

@@ -40,6 +40,8 @@ from torchmetrics.image.fid import _compute_fid
 
 from lightning_genaug.callbacks import GenerativeMetrics
 from lightning_genaug.metrics import (
+    KID,
+    RealData,
     RealStatistics,
     extract_features,
     frechet_distance,
@@ -123,13 +125,11 @@ def run_evaluation(args: argparse.Namespace) -> None:
     extractor = ClassifierFeatures(3, 10).eval()
     real_images = module.sample(args.num_real, generator=torch.Generator().manual_seed(1))  # same law
     callback = GenerativeMetrics(
-        metrics=METRICS,
+        metrics=tuple(KID(subsets=args.kid_subsets) if name == "kid" else name for name in METRICS),
         num_gen=args.num_gen,
         batch_size=args.batch_size,
         feature_extractor=extractor,
-        real_data=real_images,
-        use_cache=False,
-        kid_subsets=args.kid_subsets,
+        real=RealData(real_images, use_cache=False),
         progress_bar=False,
     )
     trainer = pl.Trainer(

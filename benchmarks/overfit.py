@@ -411,11 +411,13 @@ def run_distaug_job(
     recorder = TrainBitsPerDim(train_images, train_labels)
     module = SparseTransformerDistAug(
         config="tiny",
-        config_overrides=dict(setting.distaug_config_overrides) or None,
+        config_overrides={
+            **dict(setting.distaug_config_overrides),
+            "lr": setting.distaug_lr,
+            "lr_schedule": "constant",
+            "warmup_steps": 40,
+        },
         augment=augment,
-        lr=setting.distaug_lr,
-        lr_schedule="constant",
-        warmup_steps=40,
     )
     trainer = pl.Trainer(
         accelerator="cpu",

@@ -23,6 +23,11 @@ _EXPORTS: dict[str, str] = {
     "ScheduledAugmentation": "lightning_genaug.callbacks.scheduled_augmentation",
     "FixedAugmentation": "lightning_genaug.callbacks.augmentation_strength",
     "GenerativeMetrics": "lightning_genaug.callbacks.generative_metrics",
+    "FID": "lightning_genaug.metrics.options",
+    "KID": "lightning_genaug.metrics.options",
+    "IS": "lightning_genaug.metrics.options",
+    "PR": "lightning_genaug.metrics.options",
+    "RealData": "lightning_genaug.metrics.options",
     "SampleGrid": "lightning_genaug.callbacks.samples",
     "KimgCheckpoint": "lightning_genaug.callbacks.checkpoints",
     "R1": "lightning_genaug.regularizers.discriminator",
@@ -54,6 +59,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from lightning_genaug.callbacks.samples import SampleGrid
     from lightning_genaug.callbacks.scheduled_augmentation import ScheduledAugmentation
     from lightning_genaug.data import CIFAR10DataModule, DigitsDataModule, ImageDataModule
+    from lightning_genaug.metrics.options import FID, IS, KID, PR, RealData
     from lightning_genaug.models.predict import PredictOptions
     from lightning_genaug.models.scalegan import ScaleGAN
     from lightning_genaug.models.sparse_transformer import SparseTransformerDistAug

@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_genaug.callbacks import GenerativeMetrics
 from lightning_genaug.callbacks.samples import SampleGrid
 from lightning_genaug.images import grid_to_uint8, make_grid, picture_grid
+from lightning_genaug.metrics import RealData
 
 SIZE = 8
 CELL = 64 + 2  # 8 px images upscaled x8 (nearest) to 64 px cells, plus a 2 px gap
@@ -79,7 +80,10 @@ def fit(tmp_path, model, callbacks, logger=False, max_epochs=1) -> pl.Trainer:
 def tiny_metrics(tmp_path) -> GenerativeMetrics:
     extractor = nn.Sequential(nn.Flatten(), nn.Linear(SIZE * SIZE, 5))
     return GenerativeMetrics(
-        num_gen=32, feature_extractor=extractor, cache_dir=tmp_path / "cache", progress_bar=False
+        num_gen=32,
+        feature_extractor=extractor,
+        real=RealData(cache_dir=tmp_path / "cache"),
+        progress_bar=False,
     )
 
 

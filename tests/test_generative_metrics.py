@@ -19,7 +19,14 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_genaug.callbacks import GenerativeMetrics, training_progress
 from lightning_genaug.data.batch import split_batch
-from lightning_genaug.metrics import INCEPTION_WEIGHTS_ENV, InceptionWeightsNotFoundError
+from lightning_genaug.metrics import (
+    INCEPTION_WEIGHTS_ENV,
+    IS,
+    KID,
+    InceptionV3Compat,
+    InceptionWeightsNotFoundError,
+    RealData,
+)
 from lightning_genaug.metrics.extractors import INCEPTION_URL_ENV
 
 SIZE = 8
@@ -93,15 +100,18 @@ def make_trainer(tmp_path, callbacks, max_epochs=1, logger=False, **kwargs) -> p
     )
 
 
+def cached_real(tmp_path, **kwargs) -> RealData:
+    """The real data (``RealData`` options ``kwargs``) with its statistics cached under ``tmp_path``."""
+    return RealData(cache_dir=tmp_path / "cache", **kwargs)
+
+
 def metrics_callback(tmp_path, extractor=None, **kwargs) -> GenerativeMetrics:
-    defaults = dict(num_gen=32, batch_size=16, cache_dir=tmp_path / "cache", progress_bar=False)
+    defaults = dict(num_gen=32, batch_size=16, real=cached_real(tmp_path), progress_bar=False)
     return GenerativeMetrics(feature_extractor=extractor or CountingExtractor(), **{**defaults, **kwargs})
 
 
 def test_logs_every_metric_to_callback_metrics_and_logger(tmp_path):
-    callback = metrics_callback(
-        tmp_path, metrics=("fid", "kid", "is", "pr"), kid_subsets=5, kid_subset_size=16, is_splits=2
-    )
+    callback = metrics_callback(tmp_path, metrics=("fid", KID(subsets=5, subset_size=16), IS(splits=2), "pr"))
     trainer = make_trainer(tmp_path, [callback], logger=CSVLogger(tmp_path, name="csv"))
     trainer.fit(ToyGenerator(), train_dataloaders=real_loader())
 
@@ -137,22 +147,22 @@ def test_logged_kimg_is_the_modules_image_counter_when_it_has_one(tmp_path):
 
 def test_real_statistics_are_cached_and_not_recomputed(tmp_path):
     first = CountingExtractor()
-    make_trainer(tmp_path, [metrics_callback(tmp_path, first, num_real=48)]).fit(
-        ToyGenerator(), train_dataloaders=real_loader()
-    )
+    make_trainer(
+        tmp_path, [metrics_callback(tmp_path, first, real=cached_real(tmp_path, num_images=48))]
+    ).fit(ToyGenerator(), train_dataloaders=real_loader())
     assert first.images_seen == 48 + 32  # real statistics + one evaluation at fit end
     assert len(list((tmp_path / "cache").glob("real-*.pt"))) == 1
 
     second = CountingExtractor()  # same weights: same cache entry
-    make_trainer(tmp_path, [metrics_callback(tmp_path, second, num_real=48)]).fit(
-        ToyGenerator(), train_dataloaders=real_loader()
-    )
+    make_trainer(
+        tmp_path, [metrics_callback(tmp_path, second, real=cached_real(tmp_path, num_images=48))]
+    ).fit(ToyGenerator(), train_dataloaders=real_loader())
     assert second.images_seen == 32  # generated images only
 
     third = CountingExtractor()  # another resolution of the same key: a new entry
-    make_trainer(tmp_path, [metrics_callback(tmp_path, third, num_real=40)]).fit(
-        ToyGenerator(), train_dataloaders=real_loader()
-    )
+    make_trainer(
+        tmp_path, [metrics_callback(tmp_path, third, real=cached_real(tmp_path, num_images=40))]
+    ).fit(ToyGenerator(), train_dataloaders=real_loader())
     assert third.images_seen == 40 + 32
 
 
@@ -170,7 +180,7 @@ def test_fid_of_the_real_data_against_itself_is_near_zero(tmp_path):
             self.served += n
             return images
 
-    callback = metrics_callback(tmp_path, num_gen=64, real_data=real_images, use_cache=False)
+    callback = metrics_callback(tmp_path, num_gen=64, real=RealData(real_images, use_cache=False))
     make_trainer(tmp_path, [callback]).fit(Replay(), train_dataloaders=loader)
     assert abs(callback.last_values["metrics/fid"]) < 1e-5
 
@@ -189,7 +199,7 @@ def test_dict_batches_with_an_image_key(tmp_path):
         def training_step(self, batch, batch_idx):
             return super().training_step(batch["img"], batch_idx)
 
-    callback = metrics_callback(tmp_path, image_key="img", num_real=20)
+    callback = metrics_callback(tmp_path, image_key="img", real=cached_real(tmp_path, num_images=20))
     trainer = make_trainer(tmp_path, [callback])
     model = DictGenerator()
     trainer.fit(model, DataLoader(DictDataset(), batch_size=8))
@@ -229,7 +239,9 @@ def test_model_checkpoint_and_early_stopping_monitor_fid(tmp_path, with_validati
 
 
 def test_validate_and_test_evaluate_a_trained_model(tmp_path):
-    callback = metrics_callback(tmp_path, at_fit_end=False, real_data=real_loader())  # no datamodule here
+    callback = metrics_callback(
+        tmp_path, at_fit_end=False, real=RealData(real_loader())
+    )  # no datamodule here
     trainer = make_trainer(tmp_path, [callback])
     model = ToyGenerator()
     results = trainer.validate(model, dataloaders=real_loader(16), verbose=False)
@@ -272,7 +284,9 @@ def test_state_survives_a_checkpoint(tmp_path):
 def test_a_weights_path_that_names_no_file_fails_at_construction(tmp_path, monkeypatch):
     monkeypatch.delenv(INCEPTION_WEIGHTS_ENV, raising=False)
     with pytest.raises(InceptionWeightsNotFoundError, match="missing.pth"):
-        GenerativeMetrics(metrics="fid", feature_extractor_weights_path=tmp_path / "missing.pth")
+        GenerativeMetrics(
+            metrics="fid", feature_extractor=InceptionV3Compat(weights_path=tmp_path / "missing.pth")
+        )
     monkeypatch.setenv(INCEPTION_WEIGHTS_ENV, str(tmp_path / "also-missing.pth"))
     with pytest.raises(InceptionWeightsNotFoundError, match="also-missing.pth"):
         GenerativeMetrics(metrics="fid")
@@ -303,7 +317,11 @@ def test_the_constructor_never_downloads_setup_does_and_fails_clearly_offline(tm
         ({"metrics": ("fid", "lpips")}, "metrics"),
         ({"num_gen": 0}, "num_gen"),
         ({"every_n_batches": 0}, "every_n_batches"),
-        ({"metrics": "is", "num_gen": 4, "is_splits": 10}, "is_splits"),
+        ({"metrics": IS(splits=10), "num_gen": 4}, r"IS\(splits=4\)"),
+        ({"metrics": ("kid", KID(subsets=5))}, "'kid' twice"),
+        ({"metrics": [3]}, "metric objects"),
+        ({"metrics": ()}, "at least one"),
+        ({"real": torch.zeros(2, 1, 8, 8)}, r"RealData\(source=images\)"),
         ({"feature_extractor": "vgg16"}, "feature_extractor"),
     ],
 )
@@ -328,6 +346,7 @@ from torch.utils.data import DataLoader, TensorDataset
 sys.path.insert(0, {tests_dir!r})
 from test_generative_metrics import CountingExtractor, ToyGenerator
 from lightning_genaug.callbacks import GenerativeMetrics, training_progress
+from lightning_genaug.metrics import IS, KID, RealData
 
 
 class Frozen(ToyGenerator):
@@ -341,8 +360,8 @@ devices, root = int(sys.argv[1]), sys.argv[2]
 torch.manual_seed(0)
 images = torch.rand(50, 1, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
 callback = GenerativeMetrics(
-    metrics=("fid", "kid", "is", "pr"), num_gen=30, batch_size=8, kid_subsets=3, kid_subset_size=20,
-    is_splits=3, feature_extractor=CountingExtractor(), cache_dir=root + "/cache", progress_bar=False,
+    metrics=("fid", KID(subsets=3, subset_size=20), IS(splits=3), "pr"), num_gen=30, batch_size=8,
+    feature_extractor=CountingExtractor(), real=RealData(cache_dir=root + "/cache"), progress_bar=False,
 )
 trainer = pl.Trainer(
     default_root_dir=root, max_epochs=1, accelerator="cpu", devices=devices,

@@ -283,11 +283,15 @@ def test_sparse_transformer_bf16_path_trains_on_cpu_close_to_float32() -> None:
     for bf16 in (False, True):
         pl.seed_everything(0)
         model = SparseTransformerDistAug(
-            config_overrides={"bf16": bf16, "n_layer": 2, "attention_stride": 4},
+            config_overrides={
+                "bf16": bf16,
+                "n_layer": 2,
+                "attention_stride": 4,
+                "warmup_steps": 0,
+                "lr_schedule": "constant",
+            },
             channels=1,
             resolution=4,
-            warmup_steps=0,
-            lr_schedule="constant",
         )
         record = LossAndGradientDtypes()
         trainer = pl.Trainer(

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_genaug._checks import MismatchError
 from lightning_genaug.callbacks import GenerativeMetrics
 from lightning_genaug.data import DigitsDataModule, ImageDataModule
+from lightning_genaug.metrics import KID
 from lightning_genaug.metrics.trained_extractor import ClassifierFeatures
 from lightning_genaug.models.stylegan2 import StyleGAN2ADA
 
@@ -168,7 +169,7 @@ def test_unlabelled_data_leaves_the_extractors_classes_unchecked(tmp_path):
     """The metrics read the extractor's features, never its class head: without labels, nothing to compare."""
     extractor = ClassifierFeatures(in_channels=1, num_classes=3, width=4, feature_dim=8)
     callback = GenerativeMetrics(
-        metrics=("kid",), num_gen=16, kid_subset_size=8, feature_extractor=extractor, progress_bar=False
+        metrics=KID(subset_size=8), num_gen=16, feature_extractor=extractor, progress_bar=False
     )
     model = StyleGAN2ADA("tiny")
     trainer(tmp_path, [callback]).fit(model, datamodule=digits(use_labels=False))

@@ -211,7 +211,7 @@ def test_training_on_digits_lowers_val_bpd_and_infers_the_image_shape(tmp_path) 
     torch.manual_seed(0)
     data = DigitsDataModule(resolution=8, channels=1, batch_size=32, val_fraction=0.1, max_images=320)
     augment = DistAugTransforms(["rotation", "transposition"])
-    module = SparseTransformerDistAug(augment=augment, lr=3e-3, warmup_steps=5)
+    module = SparseTransformerDistAug(augment=augment, config_overrides={"lr": 3e-3, "warmup_steps": 5})
     recorder = _Recorder()
     trainer = L.Trainer(
         max_steps=36,
@@ -254,7 +254,7 @@ def test_validation_uses_the_identity_transform_and_the_ema_weights() -> None:
     with torch.no_grad():
         for param in module.ema_net.parameters():
             param.add_(torch.randn_like(param) * 0.05)
-    module.augment.sample_params = None  # validation must never draw a transform
+    module.augment_pipe.sample_params = None  # validation must never draw a transform
     images = torch.rand(4, 1, 8, 8) * 2 - 1
     ema, raw = module.ema_net, module.net
     tokens = to_sequence(images_to_tokens(images))
@@ -280,7 +280,7 @@ def test_each_ddp_rank_draws_its_own_transforms_from_its_first_batch() -> None:
         draws = []
         for batch_idx in range(2):
             module.on_train_batch_start(None, batch_idx)
-            draws.append(module.augment.sample_params(64)["transform_ids"])
+            draws.append(module.augment_pipe.sample_params(64)["transform_ids"])
         return draws
 
     def stream(reseed: Callable[[], None]) -> list[torch.Tensor]:
@@ -331,6 +331,8 @@ def test_module_rejects_bad_arguments_with_clear_messages() -> None:
     with pytest.raises(ValueError, match="both"):
         SparseTransformerDistAug(channels=3)
     with pytest.raises(ValueError, match="lr_schedule"):
-        SparseTransformerDistAug(lr_schedule="step")
+        SparseTransformerDistAug(config_overrides={"lr_schedule": "step"})
+    with pytest.raises(ValueError, match=r"`betas` must be two numbers in \[0, 1\)"):
+        SparseTransformerDistAug(config_overrides={"betas": (0.9, 1.5)})
     with pytest.raises(RuntimeError, match="not built"):
         SparseTransformerDistAug().sample(1)

@@ -495,7 +495,8 @@ def shrunk_main_job(tmp_path: Path) -> Path:
     config["trainer"].update(max_epochs=2, limit_train_batches=3, log_every_n_steps=1)
     for callback in config["trainer"]["callbacks"]:
         if callback["class_path"] == "GenerativeMetrics":
-            callback["init_args"].update(num_gen=32, kid_subset_size=16, every_n_batches=3)
+            kid = {"class_path": "KID", "init_args": {"subset_size": 16}}
+            callback["init_args"].update(num_gen=32, metrics=[kid], every_n_batches=3)
         if callback["class_path"] == "SampleGrid":
             callback["init_args"].update(every_n_batches=2)
     path = tmp_path / "ada-small.yaml"
@@ -568,6 +569,7 @@ def test_compile_keeps_the_checkpoint_layout():
 
 def test_validate_and_test_log_ds_response_to_held_out_reals(tmp_path: Path):
     from lightning_genaug.callbacks import GenerativeMetrics
+    from lightning_genaug.metrics import RealData
     from lightning_genaug.metrics.trained_extractor import ClassifierFeatures
 
     model = tiny()
@@ -575,7 +577,7 @@ def test_validate_and_test_log_ds_response_to_held_out_reals(tmp_path: Path):
     extractor = ClassifierFeatures(in_channels=1, num_classes=2, width=4, feature_dim=8).eval()
     reals = torch.rand(13, 1, 8, 8) * 2 - 1
     metrics = GenerativeMetrics(
-        metrics=("fid",), num_gen=16, feature_extractor=extractor, real_data=reals, progress_bar=False
+        metrics=("fid",), num_gen=16, feature_extractor=extractor, real=RealData(reals), progress_bar=False
     )
     evaluation = trainer(tmp_path, callbacks=[metrics])
     loader = DataLoader(TensorDataset(reals), batch_size=BATCH)  # a partial last batch of 5

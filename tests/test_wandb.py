@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from lightning_genaug.callbacks import GenerativeMetrics
 from lightning_genaug.callbacks.samples import SampleGrid
 from lightning_genaug.imports import WANDB_AVAILABLE
+from lightning_genaug.metrics import RealData
 
 pytestmark = pytest.mark.skipif(not WANDB_AVAILABLE, reason="wandb is not installed")
 
@@ -124,7 +125,10 @@ def test_offline_run_has_loss_metric_kimg_and_sample_grid(offline_wandb):
     callbacks = [
         SampleGrid(num_samples=4, nrow=2, every_n_batches=2),
         GenerativeMetrics(
-            num_gen=32, feature_extractor=extractor, cache_dir=tmp_path / "stats", progress_bar=False
+            num_gen=32,
+            feature_extractor=extractor,
+            real=RealData(cache_dir=tmp_path / "stats"),
+            progress_bar=False,
         ),
     ]
     trainer = pl.Trainer(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +11,6 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.trainer.states import TrainerFn
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchmetrics import Metric
@@ -21,7 +19,7 @@ from tqdm.auto import tqdm
 from lightning_genaug._checks import MismatchError, check_choice, check_images, check_positive_int, check_same
 from lightning_genaug.callbacks._progress import TrainingProgress, images_shown, training_progress
 from lightning_genaug.data.batch import split_batch
-from lightning_genaug.metrics.cache import RealStatistics, RealStatisticsCache, default_cache_dir
+from lightning_genaug.metrics.cache import RealStatistics
 from lightning_genaug.metrics.extractors import (
     INCEPTION_NAME,
     build_feature_extractor,
@@ -37,15 +35,6 @@ from lightning_genaug.metrics.image_metrics import (
 from lightning_genaug.metrics.real_statistics import RealImages, shard
 
 log = logging.getLogger(__name__)
-
-METRIC_CHOICES = ("fid", "kid", "is", "pr")
-
-
-def _normalise_metrics(metrics: Sequence[str] | str) -> tuple[str, ...]:
-    names = [metrics] if isinstance(metrics, str) else list(metrics)
-    if not names:
-        raise ValueError(f"`metrics` must name at least one of {', '.join(METRIC_CHOICES)}, got {metrics!r}.")
-    return tuple(dict.fromkeys(check_choice("metrics", name, METRIC_CHOICES) for name in names))
 
 
 def generator_num_classes(pl_module: nn.Module) -> int:
@@ -83,9 +72,26 @@ class GenerativeMetrics(Callback):
     batch, feeds them to the metrics and logs what they compute. The module is used only through
     the generator protocol ``pl_module.sample(n, labels=None, generator=None) -> (n, C, H, W)`` in
     [-1, 1] (EMA weights are the module's business). Conditional modules (``num_classes`` or
-    ``c_dim`` > 0) get uniformly drawn labels. Real images come from ``real_data`` or, by default,
-    the datamodule's training set; their statistics are computed once and cached on disk
+    ``c_dim`` > 0) get uniformly drawn labels. Real images come from ``real``
+    (:class:`~lightning_genaug.metrics.options.RealData`; by default the run's training set); their
+    statistics are computed once and cached on disk
     (:class:`~lightning_genaug.metrics.real_statistics.RealImages` reads, shares and caches them).
+
+    The callback is composed like the package's modules: each metric's own options live in its
+    object (:class:`~lightning_genaug.metrics.options.FID`, ``KID``, ``IS``, ``PR``; the strings
+    ``"fid"``, ``"kid"``, ``"is"``, ``"pr"`` are those objects with their defaults) and everything
+    about the real images in one ``RealData``. In YAML::
+
+        - class_path: GenerativeMetrics
+          init_args:
+            metrics:
+              - fid
+              - class_path: KID
+                init_args: {subsets: 50, subset_size: 500}
+            num_gen: 5000
+            real:
+              num_images: 5000
+              cache_dir: /data/real_stats
 
     Logged keys: ``metrics/fid``, ``metrics/kid`` (+ ``metrics/kid_std``), ``metrics/is``
     (+ ``metrics/is_std``), ``metrics/precision``, ``metrics/recall`` and ``kimg`` (the module's
@@ -102,92 +108,77 @@ class GenerativeMetrics(Callback):
     the values of a single-process evaluation: the number of devices does not change them.
 
     Args:
-        metrics: any of ``"fid"``, ``"kid"``, ``"is"``, ``"pr"`` (precision and recall).
+        metrics: metric objects (``FID()``, ``KID(subsets, subset_size)``, ``IS(splits)``,
+            ``PR(k)``) or their names ``"fid"``, ``"kid"``, ``"is"``, ``"pr"`` (the defaults), each
+            at most once; one name or object alone also works.
         num_gen: generated images per evaluation (50k is the standard for FID; use fewer for
             quick checks and KID on small datasets).
-        num_real: real images used (``None``: the whole dataset).
         every_n_batches: evaluate every this many training batches (the unit of every callback here).
         at_fit_end: also evaluate when fitting ends (unless the last evaluation was at that point).
         feature_extractor: ``"inception-v3-compat"`` (torch-fidelity's FID Inception; its weights
-            from a local file, else downloaded once) or any ``nn.Module`` mapping images
-            ``(N, C, H, W)`` in [-1, 1] to ``(N, D)`` features. A custom module receives the images
-            unchanged; for ``"is"`` its output is read as class logits.
-        feature_extractor_weights_path: the Inception weights file; default
-            ``$LIGHTNING_GENAUG_INCEPTION_WEIGHTS`` or torch-fidelity's hub cache. A path (or variable)
-            that names no file is an error at construction; the hub cache file, when missing, is
-            downloaded in ``setup`` (never in the constructor), with a clear error offline.
-        real_data: a ``DataLoader``, a map-style ``Dataset`` or an image tensor ``(N, C, H, W)`` in
-            [-1, 1]; ``None`` uses ``trainer.datamodule.train_dataloader()``.
-        dataset_fingerprint: a string naming the real data for the cache (default: a hash of its
-            length and a few items).
-        cache_dir: folder of the real-statistics cache (default ``$LIGHTNING_GENAUG_CACHE`` or
-            ``~/.cache/lightning_genaug/real_stats``).
-        use_cache: set ``False`` to recompute the real statistics at the first evaluation of each run.
+            from ``$LIGHTNING_GENAUG_INCEPTION_WEIGHTS``, else torch-fidelity's hub cache, downloaded
+            there once in ``setup``, never in the constructor, with a clear error offline; a variable
+            that names no file is an error at construction), an
+            :class:`~lightning_genaug.metrics.InceptionV3Compat` given its ``weights_path`` (a local
+            file), or any ``nn.Module`` mapping images ``(N, C, H, W)`` in [-1, 1] to ``(N, D)``
+            features. A custom module receives the images unchanged; for ``IS`` its output is read as
+            class logits.
+        real: the real images and their statistics' cache
+            (:class:`~lightning_genaug.metrics.options.RealData`); ``None``: ``RealData()``, the run's
+            training set cached in the default folder.
         batch_size: images per generation / extraction batch.
         image_key: the image entry of dict batches (see ``split_batch``).
-        kid_subsets: KID subsets.
-        kid_subset_size: images per KID subset (lowered to the available number, with a warning).
-        is_splits: Inception Score splits.
-        pr_k: neighbourhood size of precision/recall.
         seed: seed of the generated latents/labels and of the KID subsets.
         progress_bar: show a progress bar on rank 0 while evaluating.
+
+    Raises:
+        ValueError: an unknown metric name, a metric given twice, or ``num_gen`` below ``IS``'s splits.
+        TypeError: a ``metrics`` item, ``feature_extractor`` or ``real`` of the wrong type.
     """
+
+    MAX_ARGUMENTS = 10
+    """The constructor's bound: options of one metric or of the real data belong to their objects."""
 
     def __init__(
         self,
-        metrics: Sequence[str] | str = ("fid",),
+        metrics: Sequence[str | MetricOption] | str | MetricOption = ("fid",),
         num_gen: int = 50_000,
-        num_real: int | None = None,
         every_n_batches: int | None = None,
         at_fit_end: bool = True,
         feature_extractor: str | nn.Module = INCEPTION_NAME,
-        feature_extractor_weights_path: str | os.PathLike | None = None,
-        real_data: DataLoader | Dataset | torch.Tensor | None = None,
-        dataset_fingerprint: str | None = None,
-        cache_dir: str | os.PathLike | None = None,
-        use_cache: bool = True,
+        real: RealData | None = None,
         batch_size: int = 64,
         image_key: str | None = None,
-        kid_subsets: int = 100,
-        kid_subset_size: int = 1000,
-        is_splits: int = 10,
-        pr_k: int = 3,
         seed: int = 0,
         progress_bar: bool = True,
     ) -> None:
         super().__init__()
-        self.metrics = _normalise_metrics(metrics)
+        self.metrics = metric_options(metrics)
         self.num_gen = check_positive_int("num_gen", num_gen)
-        self.num_real = None if num_real is None else check_positive_int("num_real", num_real)
+        for option in self.metrics:
+            option.check(num_gen)
         self.every_n_batches = (
             None if every_n_batches is None else check_positive_int("every_n_batches", every_n_batches)
         )
         self.at_fit_end = at_fit_end
         if isinstance(feature_extractor, str):
             feature_extractor = check_choice("feature_extractor", feature_extractor, [INCEPTION_NAME])
-            # A path that names no file fails now; the hub-cache download waits for `setup`.
-            resolve_inception_weights(feature_extractor_weights_path, download=False)
+            # A variable that names no file fails now; the hub-cache download waits for `setup`.
+            resolve_inception_weights(None, download=False)
         elif not isinstance(feature_extractor, nn.Module):
             raise TypeError(
-                f"`feature_extractor` must be {INCEPTION_NAME!r} or an nn.Module, got "
-                f"{type(feature_extractor).__name__}."
+                f"`feature_extractor` must be {INCEPTION_NAME!r} or an nn.Module (e.g. "
+                f"InceptionV3Compat(weights_path=...)), got {type(feature_extractor).__name__}."
             )
         self.feature_extractor = feature_extractor
-        self.feature_extractor_weights_path = feature_extractor_weights_path
-        self.real_data = real_data
-        self.dataset_fingerprint = dataset_fingerprint
-        self.cache = RealStatisticsCache(default_cache_dir() if cache_dir is None else cache_dir)
-        self.use_cache = use_cache
+        if real is not None and not isinstance(real, RealData):
+            raise TypeError(
+                f"`real` must be a RealData or None, got {type(real).__name__}; wrap the images: "
+                "`real=RealData(source=images)` (in YAML, `real: {source: ...}`)."
+            )
+        self.real = real if real is not None else RealData()
         self.batch_size = check_positive_int("batch_size", batch_size)
         self.image_key = image_key
-        self.kid_subsets = check_positive_int("kid_subsets", kid_subsets)
-        self.kid_subset_size = check_positive_int("kid_subset_size", kid_subset_size)
-        self.is_splits = check_positive_int("is_splits", is_splits)
-        if "is" in self.metrics and num_gen < is_splits:
-            raise ValueError(
-                f"`num_gen` ({num_gen}) must be >= `is_splits` ({is_splits}) for the Inception Score."
-            )
-        self.pr_k = check_positive_int("pr_k", pr_k)
         self.seed = seed
         self.progress_bar = progress_bar
 
@@ -200,7 +191,12 @@ class GenerativeMetrics(Callback):
     # ----------------------------------------------------------------------------------- state
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(metrics=self.metrics, num_gen=self.num_gen)
+        return self._generate_state_key(metrics=self.metric_names, num_gen=self.num_gen)
+
+    @property
+    def metric_names(self) -> tuple[str, ...]:
+        """The configured metrics' names, e.g. ``("fid", "kid")``."""
+        return tuple(option.name for option in self.metrics)
 
     def state_dict(self) -> dict[str, Any]:
         return {"last_eval_batches": self.last_eval_batches}
@@ -218,17 +214,17 @@ class GenerativeMetrics(Callback):
         if stage == "fit":
             self._progress = training_progress(trainer, self.image_key)
         if self._extractor is None:
-            weights_path = self.feature_extractor_weights_path
-            self._extractor = build_feature_extractor(self.feature_extractor, weights_path)
+            self._extractor = build_feature_extractor(self.feature_extractor)
             self._extractor.eval().requires_grad_(False)
         self._check_extractor_agrees(trainer, pl_module)
 
     def _images_checked(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[str, tuple] | None:
-        """``(whose images, (C, H, W))`` the extractor will see: ``real_data``'s, the data's, the model's."""
-        if isinstance(self.real_data, torch.Tensor) and self.real_data.ndim == 4:
-            return "`real_data`", tuple(self.real_data.shape[1:])
+        """``(whose images, (C, H, W))`` the extractor sees: ``real.source``'s, the data's, the model's."""
+        source = self.real.source
+        if isinstance(source, torch.Tensor) and source.ndim == 4:
+            return "`real.source`", tuple(source.shape[1:])
         datamodule = getattr(trainer, "datamodule", None)
-        shape = getattr(datamodule, "image_shape", None) if self.real_data is None else None
+        shape = getattr(datamodule, "image_shape", None) if source is None else None
         if shape is not None:
             return f"{type(datamodule).__name__}'s images", tuple(int(size) for size in shape)
         hparams = getattr(pl_module, "hparams", {})
@@ -274,7 +270,7 @@ class GenerativeMetrics(Callback):
                 f"for {channels}-channel {height}x{width} images."
             ) from error
         datamodule = getattr(trainer, "datamodule", None)
-        data_classes = getattr(datamodule, "num_classes", None) if self.real_data is None else None
+        data_classes = getattr(datamodule, "num_classes", None) if self.real.source is None else None
         data_classes = int(data_classes) if isinstance(data_classes, int | torch.Tensor) else None
         declared_classes = getattr(extractor, "num_classes", None)
         if isinstance(declared_classes, int) and isinstance(data_classes, int) and data_classes > 0:
@@ -346,40 +342,17 @@ class GenerativeMetrics(Callback):
 
     def _build_metrics(self, real: RealStatistics, device: torch.device) -> dict[str, Metric]:
         """One torchmetric per configured metric, fed features (extracted once) and ``real`` as reference."""
-        built: dict[str, Metric] = {}
-        if "fid" in self.metrics:
-            built["fid"] = FrechetInceptionDistance(None, num_features=real.mu.shape[0], reference=real)
-        if "kid" in self.metrics:
-            available = min(real.num_images, self.num_gen)
-            subset_size = min(self.kid_subset_size, available)
-            if subset_size < self.kid_subset_size:
-                rank_zero_warn(
-                    f"GenerativeMetrics: `kid_subset_size` {self.kid_subset_size} exceeds the available "
-                    f"images; using {subset_size}."
-                )
-            built["kid"] = KernelInceptionDistance(
-                None, subsets=self.kid_subsets, subset_size=subset_size, seed=self.seed, reference=real
-            )
-        if "is" in self.metrics:
-            built["is"] = InceptionScore(None, splits=self.is_splits)
-        if "pr" in self.metrics:
-            built["pr"] = PrecisionRecall(None, k=self.pr_k, reference=real)
-        return {name: metric.to(device) for name, metric in built.items()}
-
-    @staticmethod
-    def _compute(metrics: dict[str, Metric]) -> dict[str, float]:
-        """Each metric's synced value(s) under the logged names."""
-        names = {
-            "fid": ("fid",),
-            "kid": ("kid", "kid_std"),
-            "is": ("is", "is_std"),
-            "pr": ("precision", "recall"),
+        return {
+            option.name: option.build(real, self.num_gen, self.seed).to(device) for option in self.metrics
         }
+
+    def _compute(self, metrics: dict[str, Metric]) -> dict[str, float]:
+        """Each metric's synced value(s) under the logged names (``metrics/<name>``)."""
         values: dict[str, float] = {}
-        for key, metric in metrics.items():
-            result = metric.compute()
+        for option in self.metrics:
+            result = metrics[option.name].compute()
             results = result if isinstance(result, tuple) else (result,)
-            for name, value in zip(names[key], results, strict=True):
+            for name, value in zip(option.logged, results, strict=True):
                 values[f"metrics/{name}"] = float(value)
         return values
 
@@ -422,11 +395,11 @@ class GenerativeMetrics(Callback):
                     count = min(chunk_size, self.num_gen - chunk * chunk_size)
                     images = _sample(pl_module, count, num_classes, generator.manual_seed(int(seeds[chunk])))
                     features, logits = extract_features(extractor, images)
-                    for name, metric in metrics.items():
-                        if name == "is":
-                            metric.update(logits)
+                    for option in self.metrics:
+                        if option.reads_logits:
+                            metrics[option.name].update(logits)
                         else:
-                            metric.update(features, real=False)
+                            metrics[option.name].update(features, real=False)
                     bar.update(count * trainer.world_size)
         finally:
             pl_module.train(was_training)
@@ -435,9 +408,9 @@ class GenerativeMetrics(Callback):
     def _real_source(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule
     ) -> DataLoader | Dataset | torch.Tensor:
-        """``real_data``, else the fit loop's training loader, else the datamodule's (or module's) one."""
-        if self.real_data is not None:
-            return self.real_data
+        """``real.source``, else the fit loop's training loader, else the datamodule's (or module's) one."""
+        if self.real.source is not None:
+            return self.real.source
         if isinstance(trainer.train_dataloader, DataLoader):
             return trainer.train_dataloader
         datamodule = getattr(trainer, "datamodule", None)
@@ -447,8 +420,8 @@ class GenerativeMetrics(Callback):
         except Exception as first_error:  # any failure: retried once after setup("fit")
             if datamodule is None:
                 raise RuntimeError(
-                    "GenerativeMetrics found no real images: pass `real_data=` (a DataLoader, Dataset or "
-                    "tensor) or attach a datamodule with a train_dataloader()."
+                    "GenerativeMetrics found no real images: pass `real=RealData(source=...)` (a DataLoader, "
+                    "Dataset or tensor) or attach a datamodule with a train_dataloader()."
                 ) from first_error
             datamodule.setup("fit")  # outside fit (validate/test), the train split may not be set up
             return datamodule.train_dataloader()
@@ -462,14 +435,14 @@ class GenerativeMetrics(Callback):
                 self._real_source(trainer, pl_module),
                 images_of=lambda batch: split_batch(batch, self.image_key)[0],
                 batch_size=self.batch_size,
-                num_real=self.num_real,
+                num_real=self.real.num_images,
             )
             self._real_stats = real.statistics(
                 extractor,
                 pl_module.device,
-                keep_features="kid" in self.metrics or "pr" in self.metrics,
-                cache=self.cache if self.use_cache else None,
-                fingerprint=self.dataset_fingerprint,
+                keep_features=any(option.needs_real_features for option in self.metrics),
+                cache=self.real.cache,
+                fingerprint=self.real.fingerprint,
                 rank=trainer.global_rank,
                 world_size=trainer.world_size,
                 any_rank=lambda flag: trainer.strategy.reduce_boolean_decision(flag, all=False),

@@ -37,19 +37,26 @@ from lightning_genaug.metrics.image_metrics import (
     RealFeatureStatistics,
     statistics_from_sums,
 )
+from lightning_genaug.metrics.options import FID, IS, KID, PR, MetricOption, RealData, metric_options
 from lightning_genaug.metrics.real_statistics import RealImages
 
 __all__ = [
+    "FID",
     "INCEPTION_URL_ENV",
     "INCEPTION_WEIGHTS_ENV",
     "INCEPTION_WEIGHTS_URL",
+    "IS",
+    "KID",
+    "PR",
     "FeatureInput",
     "FrechetInceptionDistance",
     "InceptionScore",
     "InceptionV3Compat",
     "InceptionWeightsNotFoundError",
     "KernelInceptionDistance",
+    "MetricOption",
     "PrecisionRecall",
+    "RealData",
     "RealFeatureStatistics",
     "RealImages",
     "RealStatistics",
@@ -64,6 +71,7 @@ __all__ = [
     "gaussian_statistics",
     "inception_score",
     "kernel_inception_distance",
+    "metric_options",
     "mmd2_unbiased",
     "nats_to_bits_per_dim",
     "num_subpixels",

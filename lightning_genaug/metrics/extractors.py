@@ -103,7 +103,7 @@ def resolve_inception_weights(weights_path: str | os.PathLike | None = None, dow
             within the connection timeout), or the download's hash does not match.
     """
     if weights_path is not None:
-        source, candidate = "`feature_extractor_weights_path`", Path(weights_path).expanduser()
+        source, candidate = "The weights path", Path(weights_path).expanduser()
     elif os.environ.get(INCEPTION_WEIGHTS_ENV):
         source, candidate = f"${INCEPTION_WEIGHTS_ENV}", Path(os.environ[INCEPTION_WEIGHTS_ENV]).expanduser()
     else:
@@ -121,7 +121,8 @@ def resolve_inception_weights(weights_path: str | os.PathLike | None = None, dow
             found = f"Downloading {url} failed ({error}). "
     raise InceptionWeightsNotFoundError(
         f"{found}The '{INCEPTION_NAME}' feature extractor needs its weights file. Pass "
-        f"`feature_extractor_weights_path=/path/to/{INCEPTION_WEIGHTS_FILENAME}` or set the environment "
+        f"`feature_extractor_weights_path=/path/to/{INCEPTION_WEIGHTS_FILENAME}` (GenerativeMetrics: "
+        "`feature_extractor=InceptionV3Compat(weights_path=...)`) or set the environment "
         f"variable {INCEPTION_WEIGHTS_ENV}. "
         f"Get the file on a machine with internet access from {INCEPTION_WEIGHTS_URL} (torch-fidelity's "
         "conversion of the TensorFlow Inception 2015-12-05 used by the original FID code) and copy it "

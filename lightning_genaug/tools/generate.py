@@ -118,8 +118,8 @@ def generate_sparse_transformer(
     if not temperature > 0:
         raise ToolArgumentError("temperature", f"{{name}} must be > 0, got {temperature}")
     ids = None
-    if model.augment is not None:
-        ids = parse_transform(transform, model.augment.transforms, model.augment.num_options)
+    if model.augment_pipe is not None:
+        ids = parse_transform(transform, model.augment_pipe.transforms, model.augment_pipe.num_options)
     elif transform != "identity":
         raise ToolArgumentError(
             "transform", f"{{name}} {transform!r}: the network was trained without DistAug; leave it out"

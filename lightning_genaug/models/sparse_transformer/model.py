@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 ATTENTION_PATTERNS = ("local", "strided", "dense")
 KERNELS = ("auto", "sdpa", "flex")
+LR_SCHEDULES = ("cosine", "linear", "constant")
 
 
 @dataclass
@@ -71,6 +72,15 @@ class SparseTransformerConfig:
     vocab_size: int = 256  # 8-bit sub-pixels
     num_transform_options: tuple[int, ...] = field(default_factory=tuple)  # per DistAug kind, 0 = none
     num_classes: int = 0  # > 0 adds a class embedding to the start token
+    # --- training (read by SparseTransformerDistAug, as StyleGAN2Config holds StyleGAN2ADA's)
+    lr: float = 1e-3  # peak learning rate of AdamW
+    betas: tuple[float, float] = (0.9, 0.95)  # beta2 < 0.999: steadier with long sequences (GPT practice)
+    weight_decay: float = 0.01  # on matrices and embeddings only (the paper: 0.01)
+    warmup_steps: int = 100  # linear warmup from lr / warmup_steps
+    lr_schedule: str = "cosine"  # cosine | linear | constant after the warmup
+    min_lr_ratio: float = 0.0  # final lr as a fraction of lr
+    schedule_steps: int | None = None  # steps the schedule decays over; None: the trainer's estimate
+    ema_decay: float = 0.999  # per-batch decay of the sampling weights' EMA (the paper: 0.999)
 
     def __post_init__(self) -> None:
         positive = ("channels", "resolution", "n_layer", "n_head", "n_embd", "attention_stride", "vocab_size")
@@ -78,6 +88,17 @@ class SparseTransformerConfig:
             check_positive_int(name, getattr(self, name))
         check_positive_int("num_classes", self.num_classes, allow_zero=True)
         check_range("dropout", self.dropout, 0.0, 1.0, high_inclusive=False)
+        check_range("lr", self.lr, 0.0, low_inclusive=False)
+        if len(self.betas) != 2 or not all(0.0 <= beta < 1.0 for beta in self.betas):
+            raise ValueError(f"`betas` must be two numbers in [0, 1), got {self.betas!r}; e.g. (0.9, 0.95).")
+        self.betas = (float(self.betas[0]), float(self.betas[1]))
+        check_range("weight_decay", self.weight_decay, 0.0)
+        check_positive_int("warmup_steps", self.warmup_steps, allow_zero=True)
+        self.lr_schedule = check_choice("lr_schedule", self.lr_schedule, LR_SCHEDULES)
+        check_range("min_lr_ratio", self.min_lr_ratio, 0.0, 1.0)
+        if self.schedule_steps is not None:
+            check_positive_int("schedule_steps", self.schedule_steps)
+        check_range("ema_decay", self.ema_decay, 0.0, 1.0, high_inclusive=False)
         check_range("mlp_ratio", self.mlp_ratio, 0.0, low_inclusive=False)
         check_range("qk_ratio", self.qk_ratio, 0.0, low_inclusive=False)
         self.kernel = check_choice("kernel", self.kernel, KERNELS)

@@ -25,6 +25,7 @@ from lightning_genaug.distributed import seed_per_rank
 from lightning_genaug.images import from_uint8, to_uint8
 from lightning_genaug.metrics.bpd import bits_per_dim_from_logits
 from lightning_genaug.models.families import check_checkpoint_family
+from lightning_genaug.models.hyperparameters import save_hyperparameters
 from lightning_genaug.models.loading import load_checkpoint
 from lightning_genaug.models.predict import GeneratorPredictMixin, PredictOptions
 from lightning_genaug.models.sparse_transformer.model import (
@@ -75,26 +76,22 @@ class SparseTransformerDistAug(GeneratorPredictMixin, L.LightningModule):
 
     Args:
         config: preset name in ``SPARSE_TRANSFORMER_PRESETS`` (``tiny``, ``15m``, ``58m``, ``150m``).
-        config_overrides: fields of ``SparseTransformerConfig`` to change (e.g. ``n_layer``,
-            ``dropout``, ``kernel``, ``gradient_checkpointing``, ``bf16``).
+        config_overrides: fields of ``SparseTransformerConfig`` to change: the network (``n_layer``,
+            ``dropout``, ``kernel``, ``gradient_checkpointing``, ...) and the training (``lr``,
+            ``betas``, ``weight_decay``, ``warmup_steps``, ``lr_schedule`` (``cosine``, ``linear``,
+            ``constant``), ``min_lr_ratio``, ``schedule_steps``, ``ema_decay``), as
+            ``StyleGAN2ADA`` takes its ``lr``/``betas``/``ema_kimg`` from its config. The EMA of
+            ``ema_decay`` is per batch; early updates use ``min(ema_decay, (1 + n) / (10 + n))``.
         channels: image channels; ``None`` reads ``image_shape`` (or ``channels``) of the
             datamodule at ``setup``.
         resolution: image height = width; ``None`` reads it from the datamodule like ``channels``.
         augment: the DistAug transforms (``DistAugTransforms(transforms, aug_prob, randaugment_n,
             randaugment_m)``; default: rotation, every option equally likely), or ``None`` for a plain
-            baseline. They shape the network (one start embedding per option), so the checkpoint
-            records them and ``load_from_checkpoint`` rebuilds them.
+            baseline. Stored as :attr:`augment_pipe` (the attribute name of every family's
+            augmentation). They shape the network (one start embedding per option), so the checkpoint
+            records them (:func:`~lightning_genaug.models.hyperparameters.save_hyperparameters`) and
+            ``load_from_checkpoint`` rebuilds them.
         num_classes: > 0 adds a class embedding to the start token (class-conditional model).
-        lr: peak learning rate of AdamW.
-        weight_decay: AdamW weight decay on matrices and embeddings (the paper: 0.01).
-        betas: AdamW betas.
-        warmup_steps: linear warmup steps.
-        lr_schedule: ``cosine``, ``linear`` or ``constant`` after warmup.
-        min_lr_ratio: final learning rate as a fraction of ``lr``.
-        schedule_steps: steps the schedule decays over; ``None`` uses the trainer's estimate.
-        ema_decay: per-batch decay of the weight EMA used for validation and sampling (the paper: 0.999);
-            early updates use ``min(ema_decay, (1 + n) / (10 + n))`` so short runs are not dominated
-            by the initial weights.
         gradient_clip_val: gradient-norm clipping applied by this module (the paper: 1.0) unless
             the trainer sets its own ``gradient_clip_val``; ``0`` disables it.
         predict: what ``predict`` writes (:class:`~lightning_genaug.models.predict.PredictOptions`);
@@ -115,14 +112,6 @@ class SparseTransformerDistAug(GeneratorPredictMixin, L.LightningModule):
         resolution: int | None = None,
         augment: DistAugTransforms | None = DEFAULT_TRANSFORMS,
         num_classes: int = 0,
-        lr: float = 1e-3,
-        weight_decay: float = 0.01,
-        betas: tuple[float, float] = (0.9, 0.95),
-        warmup_steps: int = 100,
-        lr_schedule: str = "cosine",
-        min_lr_ratio: float = 0.0,
-        schedule_steps: int | None = None,
-        ema_decay: float = 0.999,
         gradient_clip_val: float = 1.0,
         predict: PredictOptions | None = None,
     ) -> None:
@@ -134,22 +123,13 @@ class SparseTransformerDistAug(GeneratorPredictMixin, L.LightningModule):
                 f"`augment` must be a DistAugTransforms or None, got {type(augment).__name__}; e.g. "
                 "`augment: {class_path: DistAugTransforms, init_args: {transforms: [rotation]}}`."
             )
-        self.save_hyperparameters(ignore=["predict", "augment"])
-        # Recorded as the CLI records objects, and rebuilt through its instantiator on load.
-        self.hparams["augment"] = None if augment is None else augment.as_config()
-        self.hparams["_instantiator"] = _INSTANTIATOR
+        save_hyperparameters(self, composed=["augment"])
         self.predict_options = predict if predict is not None else PredictOptions()
-        check_range("lr", lr, 0.0, low_inclusive=False)
-        check_range("weight_decay", weight_decay, 0.0)
-        check_positive_int("warmup_steps", warmup_steps, allow_zero=True)
-        check_choice("lr_schedule", lr_schedule, LR_SCHEDULES)
-        check_range("min_lr_ratio", min_lr_ratio, 0.0, 1.0)
-        check_range("ema_decay", ema_decay, 0.0, 1.0, high_inclusive=False)
+        # Every field checked now (the image shape may wait for the datamodule); read back from `net`.
+        sparse_transformer_config(config, **(config_overrides or {}))
         check_range("gradient_clip_val", gradient_clip_val, 0.0)
         check_positive_int("num_classes", num_classes, allow_zero=True)
-        if schedule_steps is not None:
-            check_positive_int("schedule_steps", schedule_steps)
-        self.augment = augment
+        self.augment_pipe = augment
         self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))
         self._fit_started = False  # the first batch of a fit has been seen
         self.net: SparseTransformer | None = None
@@ -175,13 +155,13 @@ class SparseTransformerDistAug(GeneratorPredictMixin, L.LightningModule):
         return cfg.channels, cfg.resolution, cfg.resolution
 
     def _build(self, channels: int, resolution: int) -> None:
-        if self.augment is not None:
-            self.augment.check_shape(channels, resolution, resolution)
+        if self.augment_pipe is not None:
+            self.augment_pipe.check_shape(channels, resolution, resolution)
         overrides = dict(self.hparams.config_overrides or {})
         overrides.update(
             channels=channels,
             resolution=resolution,
-            num_transform_options=self.augment.num_options if self.augment is not None else (),
+            num_transform_options=self.augment_pipe.num_options if self.augment_pipe is not None else (),
             num_classes=self.hparams.num_classes,
         )
         self.net = SparseTransformer(sparse_transformer_config(self.hparams.config, **overrides))
@@ -222,18 +202,18 @@ class SparseTransformerDistAug(GeneratorPredictMixin, L.LightningModule):
                 f"{(channels, height, width)}."
             )
         tokens = images_to_tokens(images)
-        if self.augment is None:
+        if self.augment_pipe is None:
             positions = torch.arange(tokens[0].numel(), device=tokens.device).expand(tokens.shape[0], -1)
             return to_sequence(tokens), positions, None
         batch = images.shape[0]
         params = (
-            self.augment.sample_params(batch, device=tokens.device)
+            self.augment_pipe.sample_params(batch, device=tokens.device)
             if augment
-            else self.augment.identity_params(batch, device=tokens.device)
+            else self.augment_pipe.identity_params(batch, device=tokens.device)
         )
         transform_ids = params["transform_ids"]
-        sequence = to_sequence(self.augment.apply(tokens, params))
-        positions = self.augment.permutation(transform_ids, channels, height, width)
+        sequence = to_sequence(self.augment_pipe.apply(tokens, params))
+        positions = self.augment_pipe.permutation(transform_ids, channels, height, width)
         return sequence, positions, transform_ids
 
     def _bits_per_dim(
@@ -282,23 +262,26 @@ class SparseTransformerDistAug(GeneratorPredictMixin, L.LightningModule):
 
     # ----------------------------------------------------------------------------------- optimisation
     def configure_optimizers(self) -> dict[str, Any]:
-        """AdamW (decay on matrices and embeddings only) with warmup + ``lr_schedule``, stepped per batch."""
+        """AdamW (decay on matrices and embeddings only) with warmup + ``lr_schedule``, stepped per batch.
+
+        Every value comes from the network's config (the preset and ``config_overrides``).
+        """
+        cfg = self.net.config
         params = [p for p in self.net.parameters() if p.requires_grad]
         decay = [p for p in params if p.ndim >= 2]
         no_decay = [p for p in params if p.ndim < 2]
         optimizer = torch.optim.AdamW(
             [
-                {"params": decay, "weight_decay": self.hparams.weight_decay},
+                {"params": decay, "weight_decay": cfg.weight_decay},
                 {"params": no_decay, "weight_decay": 0.0},
             ],
-            lr=self.hparams.lr,
-            betas=tuple(self.hparams.betas),
+            lr=cfg.lr,
+            betas=cfg.betas,
         )
-        total = self.hparams.schedule_steps or int(self.trainer.estimated_stepping_batches)
-        hp = self.hparams
+        total = cfg.schedule_steps or int(self.trainer.estimated_stepping_batches)
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
-            lambda step: lr_multiplier(step, hp.warmup_steps, total, hp.lr_schedule, hp.min_lr_ratio),
+            lambda step: lr_multiplier(step, cfg.warmup_steps, total, cfg.lr_schedule, cfg.min_lr_ratio),
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
@@ -332,7 +315,7 @@ class SparseTransformerDistAug(GeneratorPredictMixin, L.LightningModule):
         optimiser step), so ``ema_decay`` is a per-batch decay.
         """
         updates = int(self.ema_updates)
-        decay = min(self.hparams.ema_decay, (1 + updates) / (10 + updates))
+        decay = min(self.net.config.ema_decay, (1 + updates) / (10 + updates))
         for ema_param, param in zip(self.ema_net.parameters(), self.net.parameters(), strict=True):
             ema_param.lerp_(param.detach(), 1 - decay)
         self.ema_updates += 1
@@ -355,20 +338,21 @@ class SparseTransformerDistAug(GeneratorPredictMixin, L.LightningModule):
         return load_checkpoint(cls, path, map_location)
 
     def _transform_ids(self, n: int, transform: Any) -> torch.Tensor | None:
-        if self.augment is None:
+        if self.augment_pipe is None:
             if transform is not None:
                 raise ValueError("`transform` was given, but the model has no DistAug transforms; pass None.")
             return None
-        n_kinds = len(self.augment.transforms)
+        n_kinds = len(self.augment_pipe.transforms)
         if transform is None:
             return torch.zeros(n, n_kinds, dtype=torch.long, device=self.device)
         ids = torch.as_tensor(transform, dtype=torch.long, device=self.device)
         ids = ids.expand(n, n_kinds) if ids.ndim == 1 else ids
-        counts = torch.tensor(self.augment.num_options, device=self.device)
+        counts = torch.tensor(self.augment_pipe.num_options, device=self.device)
         if ids.shape != (n, n_kinds) or bool((ids < 0).any()) or bool((ids >= counts).any()):
             raise ValueError(
-                f"`transform` must hold one id per kind {list(self.augment.transforms)} with counts "
-                f"{self.augment.num_options}, as shape ({n_kinds},) or ({n}, {n_kinds}); got {transform!r}."
+                f"`transform` must hold one id per kind {list(self.augment_pipe.transforms)} with counts "
+                f"{self.augment_pipe.num_options}, as shape ({n_kinds},) or ({n}, {n_kinds}); "
+                f"got {transform!r}."
             )
         return ids
 
@@ -406,7 +390,7 @@ class SparseTransformerDistAug(GeneratorPredictMixin, L.LightningModule):
         if transform_ids is None:
             positions = torch.arange(channels * height * width, device=self.device).expand(n, -1)
         else:
-            positions = self.augment.permutation(transform_ids, channels, height, width)
+            positions = self.augment_pipe.permutation(transform_ids, channels, height, width)
         was_training = self.ema_net.training
         self.ema_net.eval()
         start = self.ema_net.start_embedding(n, transform_ids, labels)

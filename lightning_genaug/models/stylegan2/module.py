@@ -22,7 +22,6 @@ from __future__ import annotations
 import copy
 import inspect
 import os
-import warnings
 from typing import Any
 
 import lightning.pytorch as pl
@@ -35,6 +34,7 @@ from lightning_genaug.augment.ada_pipe import AugmentPipe
 from lightning_genaug.data.batch import split_batch
 from lightning_genaug.distributed import seed_per_rank
 from lightning_genaug.models.agreement import check_datamodule_agrees, check_real_images
+from lightning_genaug.models.hyperparameters import save_hyperparameters
 from lightning_genaug.models.predict import GeneratorPredictMixin, PredictOptions
 from lightning_genaug.models.stylegan2 import losses
 from lightning_genaug.models.stylegan2.configs import (
@@ -175,17 +175,16 @@ class StyleGAN2ADA(StyleGAN2Sampling, DiscriminatorReadings, GeneratorPredictMix
 
     # ------------------------------------------------------------------ construction
     def _save_hyperparameters(self) -> None:
-        """Save the arguments except ``predict``; objects given from Python are left to the state dict.
+        """Save the arguments except ``predict``, composed objects the one way of every family.
 
-        From the CLI, ``augment``/``regularizer``/``consistency`` are saved as their ``class_path``
-        configs; objects passed in Python are ``nn.Module`` s whose state the checkpoint holds anyway.
+        See :func:`lightning_genaug.models.hyperparameters.save_hyperparameters`: from the CLI,
+        ``augment``/``regularizer``/``consistency`` are saved as their ``class_path`` configs; objects
+        passed in Python are recorded by their ``as_config()`` when they have one, else left to the
+        state dict, which holds their tensors anyway.
         """
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
-            self.save_hyperparameters(ignore=["predict"], frame=inspect.currentframe().f_back)
-        for name in ("augment", "regularizer", "consistency"):
-            if isinstance(self.hparams.get(name), nn.Module):
-                del self.hparams[name]
+        save_hyperparameters(
+            self, composed=("augment", "regularizer", "consistency"), frame=inspect.currentframe().f_back
+        )
 
     def build(self, resolution: int, channels: int, num_classes: int) -> None:
         """Build G, D and G_ema for images ``(channels, resolution, resolution)``.
