@@ -5,7 +5,10 @@ Every run writes to its own folder: without a ``trainer.logger`` in the config, 
 (``<default_root_dir>/lightning_logs/version_N/``: ``metrics.csv``, ``config.yaml``, ``checkpoints/``,
 ``samples/``, ``predictions/``), so ``--trainer.default_root_dir`` moves all of a run's outputs and a
 second run never overwrites the first. A ``WandbLogger`` left at its default ``save_dir`` writes
-under ``trainer.default_root_dir`` as well.
+under ``trainer.default_root_dir`` as well, each run in ``<project>/<run id>/``. Whatever the logger, a
+run's files go to one folder (:func:`lightning_genaug.runs.run_dir`) and its rows to one step axis,
+training batches (:func:`lightning_genaug.runs.log_step`); ``fit --ckpt_path`` with a checkpoint of a
+run folder continues that folder.
 
 Examples:
     lightning-genaug fit --config examples/configs/ada.yaml

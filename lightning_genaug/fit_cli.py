@@ -11,7 +11,9 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import json
 import logging
+import os
 import re
 import sys
 import warnings
@@ -20,12 +22,17 @@ from contextlib import contextmanager
 from types import TracebackType
 from typing import Any, NoReturn
 
+import lightning.pytorch as pl
 from jsonargparse import ArgumentParser, Namespace
 from jsonargparse._common import debug_mode_active
-from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+from lightning.fabric.utilities.cloud_io import get_filesystem
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_genaug._checks import MismatchError
 from lightning_genaug.models.stylegan2.official import is_network_pickle
+from lightning_genaug.runs import link_wandb_files, run_dir, version_of_run_folder, wandb_config
 from lightning_genaug.tools.commands import TOOLS
 from lightning_genaug.tools.parsers import PREPARE_SUMMARY
 
@@ -43,8 +50,18 @@ PROJECT_MODULES: Sequence[str] = (
 KIMG_PROGRESS_BAR = "lightning_genaug.callbacks.KimgProgressBar"
 """The progress bar of ``fit`` unless the config names one or turns the bar off."""
 
-DEFAULT_LOGGER = "lightning.pytorch.loggers.CSVLogger"
-"""The logger of a config that names none: versioned folders under ``trainer.default_root_dir``."""
+DEFAULT_LOGGER = "lightning_genaug.runs.ContinuingCSVLogger"
+"""The logger of a config that names none: versioned folders under ``trainer.default_root_dir``.
+
+Lightning's ``CSVLogger`` named in a config is replaced by this subclass too: a resumed run that continues
+its version folder appends to its ``metrics.csv`` instead of deleting it.
+"""
+
+_LIGHTNING_CSV_LOGGERS = (
+    "CSVLogger",
+    "lightning.pytorch.loggers.CSVLogger",
+    "lightning.pytorch.loggers.csv_logs.CSVLogger",
+)
 
 log = logging.getLogger(__name__)
 
@@ -159,12 +176,78 @@ def one_line_error(message: str, parser: ArgumentParser) -> str:
     return "; ".join(line for line in lines if not line.startswith(("Given value", "Subtypes:", "Errors:")))
 
 
+class RunConfig(SaveConfigCallback):
+    """LightningCLI's ``SaveConfigCallback``, writing ``config.yaml`` in the run's own folder.
+
+    The folder is :func:`~lightning_genaug.runs.run_dir` (``<save_dir>/<project>/<run id>`` for a
+    ``WandbLogger``, where Lightning's would write to the ``save_dir`` every run of a project shares).
+    Also, on rank 0: every ``WandbLogger`` gets the whole parsed config as its run config (model, data,
+    trainer with each callback under its class name: :func:`~lightning_genaug.runs.wandb_config`) and a
+    link to W&B's files of the run in ``<run folder>/wandb/``; a ``fit --ckpt_path`` says in one line
+    whether the run continues the checkpoint's folder or where its logs go instead.
+    """
+
+    _run_folder: str | None = None  # the run's folder, set in ``setup`` (read by ``save_config``)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self.already_saved:
+            return
+        folder = self._run_folder = run_dir(trainer)  # a collective: every rank takes part
+        if self.save_to_log_dir:
+            config_path = os.path.join(folder, self.config_filename)
+            fs = get_filesystem(folder)
+            if not self.overwrite:
+                exists = fs.isfile(config_path) if trainer.is_global_zero else False
+                if trainer.strategy.broadcast(exists):
+                    raise RuntimeError(
+                        f"{config_path} exists: another run wrote it. Give this run its own folder "
+                        '(another logger version), or `save_config_kwargs={"overwrite": True}`.'
+                    )
+            if trainer.is_global_zero:
+                fs.makedirs(folder, exist_ok=True)
+                options = {"skip_none": False, "overwrite": self.overwrite, "multifile": self.multifile}
+                self.parser.save(self.config, config_path, **options)
+        if trainer.is_global_zero:
+            self.save_config(trainer, pl_module, stage)
+            if stage == "fit":
+                _say_where_a_resumed_run_logs(self.config.get("ckpt_path"), folder)
+            self.already_saved = True
+        self.already_saved = trainer.strategy.broadcast(self.already_saved)
+
+    def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """The whole config to every ``WandbLogger``'s run config; W&B's files linked into the run folder."""
+        loggers = [logger for logger in trainer.loggers if isinstance(logger, WandbLogger)]
+        if not loggers:
+            return
+        config = wandb_config(json.loads(self.parser.dump(self.config, format="json", skip_none=False)))
+        for logger in loggers:
+            logger.log_hyperparams(config)
+            if self._run_folder is not None and "://" not in self._run_folder:
+                link_wandb_files(logger, self._run_folder)
+
+
+def _say_where_a_resumed_run_logs(ckpt_path: Any, folder: str) -> None:
+    """One line for ``fit --ckpt_path``: the run continues the checkpoint's folder, or logs in ``folder``."""
+    if not ckpt_path or not os.path.isfile(os.fspath(ckpt_path)):
+        return
+    ckpt = os.path.abspath(os.fspath(ckpt_path))
+    # Lightning's rank-zero logger: shown by the command, as Lightning's own "Restoring states" line is.
+    if "://" not in folder and ckpt.startswith(os.path.abspath(folder) + os.sep):
+        rank_zero_info(f"Resuming from {ckpt_path}: this run continues its logs in {folder}.")
+    else:
+        rank_zero_info(
+            f"Resuming from {ckpt_path}, which is not in a run folder of this logger: this run's logs, "
+            f"config, samples and checkpoints go to {folder}."
+        )
+
+
 class GenAugCLI(LightningCLI):
     """LightningCLI in subclass mode for models and datamodules.
 
     GAN modules configure their own optimisers, so no ``--optimizer`` group is added. A config
     without ``trainer.logger`` gets a ``CSVLogger`` in ``trainer.default_root_dir`` (see the module
-    docstring); the config is saved in the run's own versioned folder.
+    docstring); the config is saved in the run's own folder (:class:`RunConfig`), and ``fit --ckpt_path``
+    with a checkpoint of a run folder continues that folder (:meth:`instantiate_classes`).
     """
 
     def __init__(self, args: ArgsType = None, run: bool = True) -> None:
@@ -176,6 +259,7 @@ class GenAugCLI(LightningCLI):
                 subclass_mode_model=True,
                 subclass_mode_data=True,
                 auto_configure_optimizers=False,
+                save_config_callback=RunConfig,
                 save_config_kwargs={"overwrite": True},
                 parser_kwargs={
                     "description": (
@@ -232,10 +316,12 @@ class GenAugCLI(LightningCLI):
     def before_instantiate_classes(self) -> None:
         """Keep every output of a run under ``trainer.default_root_dir``; show the run's pace when fitting.
 
-        A config without a logger gets the versioned ``CSVLogger`` there; a ``WandbLogger`` left at
-        its default ``save_dir`` (``"."``) writes there too. ``fit`` with the progress bar on and no
-        progress bar of the config's own gets :class:`~lightning_genaug.callbacks.KimgProgressBar`
-        (``s/kimg`` and the run's time left); so does a ``run=False`` CLI (a script building a Trainer).
+        A config without a logger gets the versioned ``CSVLogger`` there (Lightning's ``CSVLogger`` named
+        in a config becomes :data:`DEFAULT_LOGGER`, which appends to a resumed run's ``metrics.csv``); a
+        ``WandbLogger`` left at its default ``save_dir`` (``"."``) writes there too. ``fit`` with the
+        progress bar on and no progress bar of the config's own gets
+        :class:`~lightning_genaug.callbacks.KimgProgressBar` (``s/kimg`` and the run's time left); so does a
+        ``run=False`` CLI (a script building a Trainer).
         """
         config = self.config[self.subcommand] if self.subcommand else self.config
         trainer = config.trainer
@@ -249,6 +335,8 @@ class GenAugCLI(LightningCLI):
             trainer.logger = Namespace(class_path=DEFAULT_LOGGER, init_args=Namespace(save_dir=save_dir))
         loggers = trainer.logger if isinstance(trainer.logger, list) else [trainer.logger]
         for logger in loggers:
+            if isinstance(logger, Namespace) and str(logger.get("class_path", "")) in _LIGHTNING_CSV_LOGGERS:
+                logger.class_path = DEFAULT_LOGGER
             if (
                 isinstance(logger, Namespace)
                 and str(logger.get("class_path", "")).endswith("WandbLogger")
@@ -263,6 +351,8 @@ class GenAugCLI(LightningCLI):
         A ``ValueError`` or ``TypeError`` raised by a class while it is built (an unknown preset, a
         negative batch size, ``target: 1.5``) is printed as ``error: --option: message`` with the
         usage line, exit code 2. ``JSONARGPARSE_DEBUG=1`` raises it with its full traceback instead.
+        ``fit --ckpt_path`` with a checkpoint of a run folder continues that folder's logger version
+        (:func:`_continue_run_folder`).
         """
         try:
             super().instantiate_classes()
@@ -273,6 +363,8 @@ class GenAugCLI(LightningCLI):
             self._error(f"{option}: {cause}" if option else str(cause), ex=error)
         for logger in self.trainer.loggers:
             _leave_wandb_anonymous_unset(logger)
+        if self.subcommand == "fit":
+            _continue_run_folder(self.trainer, self.config.fit.get("ckpt_path"))
 
     def _parse_ckpt_path(self) -> None:
         """``--ckpt_path net.pkl``: an official network pickle becomes the model's ``init_from``.
@@ -291,6 +383,28 @@ class GenAugCLI(LightningCLI):
                 )
             init_args.init_from, self.config[subcommand].ckpt_path = str(ckpt_path), None
         super()._parse_ckpt_path()
+
+
+def _continue_run_folder(trainer: pl.Trainer, ckpt_path: Any) -> str | None:
+    """A checkpoint in ``<save_dir>/<name>/<version>/checkpoints/``: the first logger continues ``<version>``.
+
+    Only a ``CSVLogger``, ``TensorBoardLogger`` or ``WandbLogger`` given no version (or W&B id) of its own,
+    before it has started; a W&B run then resumes the run of that id. Returns the version continued, if any.
+    """
+    if not trainer.loggers or not isinstance(ckpt_path, str | os.PathLike):
+        return None
+    logger = trainer.loggers[0]
+    save_dir = logger.save_dir if logger.save_dir is not None else trainer.default_root_dir
+    version = version_of_run_folder(ckpt_path, os.fspath(save_dir), str(logger.name or ""))
+    if version is None:
+        return None
+    if isinstance(logger, CSVLogger | TensorBoardLogger) and logger._version is None:
+        logger._version = version
+    elif isinstance(logger, WandbLogger) and logger._id is None and logger._experiment is None:
+        logger._id = logger._wandb_init["id"] = version
+    else:
+        return None
+    return version
 
 
 def _leave_wandb_anonymous_unset(logger: Any) -> None:

@@ -151,7 +151,13 @@ def test_offline_run_has_loss_metric_kimg_and_sample_grid(offline_wandb):
     metric_rows = [row for row in rows if "metrics/fid" in row]
     assert len(metric_rows) == 1 and metric_rows[0]["kimg"] == pytest.approx(0.064)
     grid_rows = [row for row in rows if row.get("samples/_type") == "images/separated"]
-    assert [(row["trainer/global_step"], row["kimg"]) for row in grid_rows] == [(2, 0.032), (4, 0.064)]
+    # one step axis, training batches: the grids after batches 2 and 4 share the steps of those batches'
+    # losses (1 and 3; Lightning logs the k-th batch at step k - 1); the fit-end metric comes after batch 4
+    assert [(row["trainer/global_step"], row["kimg"]) for row in grid_rows] == [(1, 0.032), (3, 0.064)]
+    assert sorted(row["trainer/global_step"] for row in rows if "loss/G" in row) == [0, 1, 2, 3]
+    assert metric_rows[0]["trainer/global_step"] == 4
     for row in grid_rows:
         assert (run_dir / "files" / row["samples/filenames"][0]).is_file()
-    assert (tmp_path / "samples" / "batch_0000004.png").is_file()  # the PNG beside the run
+    run_folder = tmp_path / "lightning-genaug-test" / logger.version  # the run's own, not the shared save_dir
+    assert (run_folder / "samples" / "batch_0000004.png").is_file()
+    assert not (tmp_path / "samples").exists()

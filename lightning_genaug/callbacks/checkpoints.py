@@ -12,6 +12,7 @@ writes the final state of every ``fit`` at its last training batch, where a resu
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from lightning.pytorch.loops.utilities import _is_max_limit_reached
 
 from lightning_genaug._checks import check_positive_int, check_range
 from lightning_genaug.callbacks._progress import TrainingProgress, training_progress
+from lightning_genaug.runs import CHECKPOINTS, logger_run_dir
 
 __all__ = ["KimgCheckpoint", "checkpoint_name", "crossed", "run_ends_after_this_batch"]
 
@@ -86,7 +88,8 @@ class KimgCheckpoint(Checkpoint):
     next epoch.
 
     Outputs, on rank 0: ``<dirpath>/kimg*.ckpt`` and ``<dirpath>/last.ckpt``. ``dirpath`` defaults to
-    where ``ModelCheckpoint`` writes: ``<save_dir>/<name>/<version>/checkpoints`` of the first logger
+    ``checkpoints/`` in the run's folder (:func:`~lightning_genaug.runs.run_dir`), where ``ModelCheckpoint``
+    writes: ``<save_dir>/<name>/<version>/checkpoints`` of the first logger
     (``runs/ada/lightning_logs/version_0/checkpoints`` for ``lightning-genaug fit``), else
     ``<default_root_dir>/checkpoints``.
 
@@ -217,10 +220,9 @@ class KimgCheckpoint(Checkpoint):
 
 
 def _default_dir(trainer: pl.Trainer) -> str:
-    """Where ``ModelCheckpoint`` writes without ``dirpath``: the first logger's version folder, else root."""
-    if trainer.loggers:
-        logger = trainer.loggers[0]
-        save_dir = logger.save_dir if logger.save_dir is not None else trainer.default_root_dir
-        version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
-        return str(Path(save_dir) / str(logger.name) / version / "checkpoints")
-    return str(Path(trainer.default_root_dir) / "checkpoints")
+    """``checkpoints/`` in the run's folder, where ``ModelCheckpoint`` writes without ``dirpath``.
+
+    This rank's answer: :func:`~lightning_genaug.runs.run_dir` without its broadcast (``setup`` broadcasts).
+    """
+    folder = logger_run_dir(trainer.loggers[0], trainer.default_root_dir) if trainer.loggers else None
+    return os.path.join(folder or os.fspath(trainer.default_root_dir), CHECKPOINTS)

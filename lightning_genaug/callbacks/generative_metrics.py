@@ -33,6 +33,7 @@ from lightning_genaug.metrics.image_metrics import (
     PrecisionRecall,
 )
 from lightning_genaug.metrics.real_statistics import RealImages, shard
+from lightning_genaug.runs import log_step
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,8 @@ class GenerativeMetrics(Callback):
     (+ ``metrics/is_std``), ``metrics/precision``, ``metrics/recall`` and ``kimg`` (the module's
     ``cur_nimg`` when it has one, as ``SampleGrid`` logs it, else the images this callback counted). During
     ``fit`` they go to ``trainer.callback_metrics`` (so ``ModelCheckpoint(monitor="metrics/fid",
-    mode="min")`` and ``EarlyStopping`` see them) and to every logger at the current global step;
+    mode="min")`` and ``EarlyStopping`` see them) and to every logger at the run's step
+    (:func:`~lightning_genaug.runs.log_step`: training batches, the step of Lightning's own rows);
     in ``trainer.validate`` / ``trainer.test`` they are logged with ``pl_module.log`` and returned
     in the results.
 
@@ -312,7 +314,7 @@ class GenerativeMetrics(Callback):
         trainer.callback_metrics.update({name: torch.tensor(value) for name, value in values.items()})
         row = {**values, "kimg": progress.kimg(pl_module)}
         for logger in trainer.loggers:
-            logger.log_metrics(row, step=trainer.global_step)
+            logger.log_metrics(row, step=log_step(trainer))  # the run's one step axis (training batches)
 
     def _evaluate_and_log_with_module(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         for name, value in self.evaluate(trainer, pl_module).items():

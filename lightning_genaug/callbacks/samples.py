@@ -18,6 +18,7 @@ from lightning_genaug.callbacks._progress import TrainingProgress, training_prog
 from lightning_genaug.callbacks.generative_metrics import generator_num_classes
 from lightning_genaug.data.batch import split_batch
 from lightning_genaug.images import grid_to_uint8, picture_grid, save_png
+from lightning_genaug.runs import log_step, run_dir
 
 __all__ = ["SampleGrid"]
 
@@ -43,11 +44,14 @@ class SampleGrid(Callback):
     for a fresh run). Neither draws from the global random generators, so a run trains the same with
     them or without.
 
-    Outputs, on rank 0: ``<trainer.log_dir>/samples/batch_0001000.png`` (``..._t0.94.png`` per
-    temperature) and ``samples/reals.png`` always; ``WandbLogger``: a ``wandb.Image`` list under ``key``
-    (the reals under ``key/reals``) with ``kimg`` in the same row; ``TensorBoardLogger``:
-    ``add_image(key, ...)`` (``key/t0.94`` per temperature, ``key/reals``). ``kimg`` is the module's own
-    image counter (``cur_nimg``) when it has one, else the Trainer's count of images.
+    Outputs, on rank 0: ``<run folder>/samples/batch_0001000.png`` (``..._t0.94.png`` per
+    temperature) and ``samples/reals.png`` always, the run folder being
+    :func:`~lightning_genaug.runs.run_dir` (the run's own, whatever the logger); ``WandbLogger``: a
+    ``wandb.Image`` list under ``key`` (the reals under ``key/reals``) with ``kimg`` in the same row;
+    ``TensorBoardLogger``: ``add_image(key, ...)`` (``key/t0.94`` per temperature, ``key/reals``). Rows
+    are logged at the run's one step axis, :func:`~lightning_genaug.runs.log_step` (training batches, as
+    Lightning's own rows). ``kimg`` is the module's own image counter (``cur_nimg``) when it has one, else
+    the Trainer's count of images.
 
     Args:
         num_samples: images in an unconditional grid (and in the grid of training images).
@@ -125,7 +129,7 @@ class SampleGrid(Callback):
             self._progress = training_progress(trainer, self.image_key)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._run_dir = Path(trainer.log_dir or trainer.default_root_dir)  # a collective: every rank reads it
+        self._run_dir = Path(run_dir(trainer))  # a collective: every rank reads it
         self._reals = [] if self.reals and trainer.is_global_zero else None
         if self.at_fit_start:
             self.log_grids(trainer, pl_module)
@@ -216,7 +220,7 @@ class SampleGrid(Callback):
         caption: str,
     ) -> None:
         """Log ``grids`` (one per temperature) under ``key`` to every W&B and TensorBoard logger."""
-        step = trainer.global_step
+        step = log_step(trainer)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
                 self._log_wandb(logger, pl_module, grids, key, caption, step)

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader
 from lightning_genaug._checks import check_positive_int
 from lightning_genaug.data.batch import split_batch
 from lightning_genaug.images import save_picture_grid, save_seed_images
+from lightning_genaug.runs import run_dir
 
 
 @dataclass
@@ -44,8 +45,8 @@ class PredictOptions:
         seed: first seed.
         batch_size: seeds per predict batch.
         output_dir: folder of the PNG files and ``grid.png``; ``None``: ``predictions/`` in the run's
-            log directory (a new version folder per run with the CLI's logger, so runs never
-            overwrite each other), else in ``default_root_dir``.
+            folder (:func:`~lightning_genaug.runs.run_dir`: a new version folder per run with the CLI's
+            logger, so runs never overwrite each other), else in ``default_root_dir``.
         sample_kwargs: extra arguments of the module's ``sample`` (``truncation_psi`` for the GANs;
             ``temperature``, ``use_cache`` for the Sparse Transformer).
     """
@@ -155,10 +156,10 @@ class GeneratorPredictMixin:
             self._predicted = []
 
     def predict_folder(self) -> Path:
-        """``output_dir``, else ``<log_dir or default_root_dir>/predictions`` (created)."""
+        """``output_dir``, else ``predictions/`` in the run's folder (``runs.run_dir``), created."""
         output_dir = self.predict_options.output_dir
         if output_dir is None:
-            output_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir) / "predictions"
+            output_dir = Path(run_dir(self.trainer)) / "predictions"
         folder = Path(output_dir)
         folder.mkdir(parents=True, exist_ok=True)
         return folder

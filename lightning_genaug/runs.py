@@ -1,0 +1,199 @@
+"""A run's folder and its step axis, decided once for every file and every logged row of a run.
+
+**The folder.** :func:`run_dir` is where ``config.yaml``, ``samples/``, ``checkpoints/`` and
+``predictions/`` of a run go, and where a file logger (CSV, TensorBoard) writes its metrics: the first
+logger's ``<save_dir>/<name>/<version>``, the folder Lightning's ``ModelCheckpoint`` writes its
+``checkpoints/`` in (``<default_root_dir>/lightning_logs/version_N`` for a ``CSVLogger``,
+``<save_dir>/<project>/<run id>`` for a ``WandbLogger``); ``default_root_dir`` without a logger.
+Lightning's own ``trainer.log_dir`` is a logger's ``save_dir`` for a ``WandbLogger``, a folder every run
+of a project shares: nothing of ours uses it.
+
+**The step axis.** Every row the package logs is logged at :func:`log_step`, Lightning's count of
+training batches, the step of Lightning's own training rows: the loss of the k-th batch, a grid and a
+metric computed right after it share step ``k - 1``; a row written after the last of N batches (at the
+end of fit) has step N. ``trainer.global_step`` is not used: with manual optimisation (the GAN modules)
+it counts optimiser steps, several a batch.
+
+**A resumed run.** :func:`version_of_run_folder` finds the logger version a checkpoint belongs to, so that
+``fit --ckpt_path <run folder>/checkpoints/last.ckpt`` continues that run's folder and logs
+(:class:`ContinuingCSVLogger` appends to its ``metrics.csv`` where Lightning's ``CSVLogger`` deletes it).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities import rank_zero_info
+
+__all__ = [
+    "ContinuingCSVLogger",
+    "link_wandb_files",
+    "log_step",
+    "logger_run_dir",
+    "run_dir",
+    "version_of_run_folder",
+    "wandb_config",
+]
+
+CHECKPOINTS = "checkpoints"
+"""The folder of a run's checkpoints, inside :func:`run_dir` (Lightning's ``ModelCheckpoint`` name)."""
+
+
+def logger_run_dir(logger: Logger, default_root_dir: str) -> str:
+    """``<save_dir>/<name>/<version>`` of ``logger`` (its ``save_dir`` defaulting to ``default_root_dir``).
+
+    The rule of Lightning's ``ModelCheckpoint``: an integer version is written ``version_<n>``. Joined as
+    text, so a URL (``s3://bucket/runs``) stays one.
+
+    >>> from lightning.pytorch.loggers import CSVLogger
+    >>> logger_run_dir(CSVLogger("runs/ada", version=3), "unused")
+    'runs/ada/lightning_logs/version_3'
+    """
+    save_dir = logger.save_dir if logger.save_dir is not None else default_root_dir
+    version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+    return os.path.join(os.fspath(save_dir), str(logger.name or ""), version)
+
+
+def run_dir(trainer: pl.Trainer) -> str:
+    """The run's folder (see the module docstring), rank 0's answer on every rank.
+
+    A collective under DDP (rank 0's folder is broadcast, as ``trainer.log_dir`` does): call it on every
+    rank, from a hook every rank runs (``setup``, ``on_train_start``), never inside ``if is_global_zero``.
+    """
+    if trainer.loggers:
+        folder = logger_run_dir(trainer.loggers[0], trainer.default_root_dir)
+    else:
+        folder = os.fspath(trainer.default_root_dir)
+    return trainer.strategy.broadcast(folder)
+
+
+def log_step(trainer: pl.Trainer) -> int:
+    """The step every row of the run is logged at: Lightning's count of training batches.
+
+    The value Lightning gives its own training and validation rows (``trainer/global_step`` on W&B, the
+    ``step`` column of ``metrics.csv``), so a row logged from a callback's ``on_train_batch_end`` lands on
+    the batch's own step. Checkpointed by Lightning, so a resumed run continues the axis.
+    """
+    return int(trainer.fit_loop.epoch_loop._batches_that_stepped)
+
+
+def version_of_run_folder(ckpt_path: str | os.PathLike | None, save_dir: str, name: str) -> str | None:
+    """The version folder of ``ckpt_path`` when it is ``<save_dir>/<name>/<version>/checkpoints/<file>``.
+
+    ``None`` for any other place (a copied checkpoint, a ``dirpath`` of one's own, ``"last"``).
+
+    >>> version_of_run_folder("runs/ada/lightning_logs/version_0/checkpoints/last.ckpt", "runs/ada",
+    ...                       "lightning_logs")
+    'version_0'
+    >>> version_of_run_folder("elsewhere/last.ckpt", "runs/ada", "lightning_logs") is None
+    True
+    """
+    if ckpt_path is None or "://" in os.fspath(ckpt_path) or "://" in os.fspath(save_dir):
+        return None
+    path = Path(ckpt_path).absolute()
+    if path.parent.name != CHECKPOINTS or len(path.parents) < 3:
+        return None
+    version_dir = path.parents[1]
+    if version_dir.parent != (Path(save_dir) / name).absolute():
+        return None
+    return version_dir.name
+
+
+def wandb_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's parsed config as W&B's config panel shows it: every list of classes keyed by class name.
+
+    ``trainer.callbacks`` (and a list of loggers) become ``{"AdaptiveAugmentation": {...}, ...}``, so a
+    callback's argument has a name W&B can filter, group and plot by
+    (``trainer.callbacks.AdaptiveAugmentation.init_args.target``); a second instance of a class gets
+    ``#2``. Everything else is kept as it is.
+
+    >>> wandb_config({"data": {"init_args": {"batch_size": 32}}, "trainer": {"callbacks": [
+    ...     {"class_path": "lightning_genaug.callbacks.AdaptiveAugmentation", "init_args": {"target": 0.6}},
+    ...     {"class_path": "lightning_genaug.callbacks.SampleGrid"},
+    ...     {"class_path": "lightning_genaug.callbacks.SampleGrid"}]}})["trainer"]["callbacks"].keys()
+    dict_keys(['AdaptiveAugmentation', 'SampleGrid', 'SampleGrid#2'])
+    """
+    converted: dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            converted[key] = wandb_config(value)
+        elif isinstance(value, list) and value and all(_is_class_entry(item) for item in value):
+            by_name: dict[str, Any] = {}
+            for item in value:
+                name = str(item["class_path"]).rsplit(".", 1)[-1]
+                count = sum(1 for key_ in by_name if key_ == name or key_.startswith(f"{name}#"))
+                by_name[name if count == 0 else f"{name}#{count + 1}"] = wandb_config(item)
+            converted[key] = by_name
+        else:
+            converted[key] = value
+    return converted
+
+
+def _is_class_entry(value: Any) -> bool:
+    return isinstance(value, Mapping) and "class_path" in value
+
+
+def link_wandb_files(logger: Logger, folder: str | os.PathLike) -> Path | None:
+    """Link W&B's own files of this run (history, media, config) into ``<folder>/wandb/`` (rank 0).
+
+    W&B keeps a run's files in ``<save_dir>/wandb/<run-timestamp-id>/``, beside the run folder; a link per
+    W&B run (a resumed run gets a second one) makes the run folder hold every file of the run. Returns
+    the link, or ``None`` where W&B has no files (``WANDB_MODE=disabled``) or the file system has no links.
+    """
+    files = getattr(logger.experiment, "dir", None)
+    if not files or not Path(files).parent.is_dir():
+        return None
+    target = Path(files).parent.absolute()
+    link = Path(folder) / "wandb" / target.name
+    try:
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.is_symlink():
+            link.symlink_to(os.path.relpath(target, link.parent), target_is_directory=True)
+    except OSError as error:
+        rank_zero_info(f"W&B's files of this run are in {target} (no link in the run folder: {error}).")
+        return None
+    return link
+
+
+class _ContinuingWriter(ExperimentWriter):
+    """Lightning's CSV writer, appending to a ``metrics.csv`` already there instead of deleting it."""
+
+    def _check_log_dir_exists(self) -> None:
+        if not self._fs.isfile(self.metrics_file_path):
+            return
+        with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+            header = next(csv.reader(file), [])
+        # Rows are appended in the file's column order; a new key makes the writer rewrite the header.
+        self.metrics_keys = list(header)
+
+
+class ContinuingCSVLogger(CSVLogger):
+    """Lightning's ``CSVLogger`` that continues the ``metrics.csv`` of its version folder.
+
+    Lightning's deletes the file of a version folder it is given again (with a warning), so a resumed run
+    that keeps its version would lose the rows of its first part; this one appends to them. The rows a
+    crashed run logged after its last checkpoint stay, so those steps appear twice in the file. For a new
+    version folder it is Lightning's logger; ``lightning-genaug fit`` uses it for every CSV log.
+
+    Example:
+        >>> logger = ContinuingCSVLogger("runs/ada", version="version_0")
+        >>> logger.log_dir
+        'runs/ada/lightning_logs/version_0'
+    """
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> ExperimentWriter:
+        if self._experiment is not None:
+            return self._experiment
+        self._fs.makedirs(self.root_dir, exist_ok=True)
+        self._experiment = _ContinuingWriter(log_dir=self.log_dir)
+        return self._experiment
