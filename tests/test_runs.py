@@ -282,3 +282,20 @@ def test_the_continuing_csv_logger_appends_where_lightnings_deletes(tmp_path: Pa
         ("0", "1.0", ""),
         ("1", "0.5", "0.1"),
     ]
+
+
+def test_only_a_logger_without_a_version_of_its_own_continues_the_checkpoints_folder(tmp_path: Path):
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    ckpt = str(tmp_path / "runs/lightning_logs/version_3/checkpoints/last.ckpt")
+
+    def continued(logger) -> tuple[str | None, str]:
+        trainer = pl.Trainer(logger=logger, accelerator="cpu", enable_progress_bar=False)
+        return _continue_run_folder(trainer, ckpt), run_dir(trainer)
+
+    folder = str(tmp_path / "runs/lightning_logs/version_3")
+    assert continued(TensorBoardLogger(tmp_path / "runs")) == ("version_3", folder)
+    assert continued(ContinuingCSVLogger(tmp_path / "runs")) == ("version_3", folder)
+    own = str(tmp_path / "runs/lightning_logs/mine")
+    assert continued(ContinuingCSVLogger(tmp_path / "runs", version="mine")) == (None, own)
+    assert continued(ContinuingCSVLogger(tmp_path / "elsewhere"))[0] is None
