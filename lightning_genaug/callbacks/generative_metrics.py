@@ -26,12 +26,7 @@ from lightning_genaug.metrics.extractors import (
     extract_features,
     resolve_inception_weights,
 )
-from lightning_genaug.metrics.image_metrics import (
-    FrechetInceptionDistance,
-    InceptionScore,
-    KernelInceptionDistance,
-    PrecisionRecall,
-)
+from lightning_genaug.metrics.options import MetricOption, RealData, metric_options
 from lightning_genaug.metrics.real_statistics import RealImages, shard
 from lightning_genaug.runs import log_step
 
