@@ -382,7 +382,149 @@ class GenAugCLI(LightningCLI):
                     "argument (StyleGAN2ADA) can read."
                 )
             init_args.init_from, self.config[subcommand].ckpt_path = str(ckpt_path), None
-        super()._parse_ckpt_path()
+            ckpt_path = None
+        given = self.config[subcommand].get("model") if subcommand else None
+        if not ckpt_path or not os.path.isfile(os.fspath(ckpt_path)) or not isinstance(given, Namespace):
+            super()._parse_ckpt_path()
+            return
+        parser = self._subcommand_parsers[subcommand]
+        given = given.clone()
+        defaults = parser.parse_object({"model": {"class_path": given.class_path}}).model
+        super()._parse_ckpt_path()  # the checkpoint's hyperparameters replace the given ones
+        resumed = self.config[subcommand].model
+        try:
+            taken = resume_arguments(given, defaults, resumed, ckpt_path)
+        except MismatchError as error:
+            parser.error(str(error), ex=error)
+        for key, (value, saved) in taken.items():
+            _set_at(resumed.init_args, key, value)
+            rank_zero_info(f"Resuming with --model.{key} {value!r} (the checkpoint has {_shown(saved)}).")
+
+
+_ABSENT = object()
+"""A key a config does not have (``None`` is a value)."""
+
+
+def resume_arguments(given: Namespace, defaults: Namespace, resumed: Namespace, ckpt_path: Any = "") -> dict:
+    """What a resumed run takes from its command line and config rather than from its checkpoint.
+
+    LightningCLI replaces the model's init arguments by the checkpoint's hyperparameters. A value the
+    command line or the config gives (one other than the class's default) that differs from the
+    checkpoint's is either one of the class's ``run_arguments`` (how long and how the run goes:
+    ``max_kimg``), which the resumed run takes, or part of the model the checkpoint saved, which a
+    resumed run cannot change: refused, as Lightning's ``load_state_dict`` would refuse another shape.
+
+    Args:
+        given: the parsed ``model`` (``class_path``, ``init_args``) before the checkpoint's were read.
+        defaults: the same class with every argument at its default.
+        resumed: the ``model`` LightningCLI built from the checkpoint's hyperparameters.
+        ckpt_path: the checkpoint, for the message.
+
+    Returns:
+        ``{dotted key under init_args: (given value, checkpoint's value)}`` of the run arguments to take.
+
+    Raises:
+        MismatchError: one line naming every other key given a value the checkpoint does not have.
+
+    Example:
+        >>> def model(**init_args):
+        ...     return Namespace(class_path="lightning_genaug.StyleGAN2ADA", init_args=Namespace(**init_args))
+        >>> resume_arguments(model(max_kimg=200), model(max_kimg=None), model(max_kimg=100))
+        {'max_kimg': (200, 100)}
+        >>> resume_arguments(model(freeze_d=2), model(freeze_d=0), model(freeze_d=0), "last.ckpt")
+        Traceback (most recent call last):
+        ...
+        lightning_genaug._checks.MismatchError: --model.freeze_d: 2 given, the checkpoint has 0; ...
+    """
+    model_class = _import_class(str(given.class_path))
+    if str(given.class_path) != str(resumed.class_path) and model_class is not _import_class(
+        str(resumed.class_path)
+    ):
+        raise MismatchError(
+            f"--model: the checkpoint {ckpt_path} holds a {str(resumed.class_path).rsplit('.', 1)[-1]}, "
+            f"not a {str(given.class_path).rsplit('.', 1)[-1]}; name its class, or start a new run."
+        )
+    run_arguments = getattr(model_class, "run_arguments", ())
+    default_leaves = _leaves(defaults.get("init_args"))
+    taken, refused = {}, []
+    for key, value in _leaves(given.get("init_args")).items():
+        saved = _value_at(resumed.get("init_args"), key)
+        if default_leaves.get(key, _ABSENT) == value or saved == value:
+            continue  # left at its default, or what the checkpoint has
+        if any(key == name or key.startswith(f"{name}.") for name in run_arguments):
+            taken[key] = (value, saved)
+        else:
+            refused.append(f"--model.{key}: {value!r} given, the checkpoint has {_shown(saved)}")
+    if refused:
+        changeable = ", ".join(run_arguments) or "none of its arguments"
+        fix = "give the checkpoint's value"
+        if "init_from" in default_leaves:
+            fix += (
+                f", or start a new run from its weights: `--model.init_from {ckpt_path}` without --ckpt_path"
+            )
+        raise MismatchError(
+            f"{'; '.join(refused)}; a resumed run ({ckpt_path}) keeps the model its checkpoint saved "
+            f"(only {changeable} may change): {fix}."
+        )
+    return taken
+
+
+def _import_class(class_path: str) -> Any:
+    module_name, _, name = class_path.rpartition(".")
+    try:
+        return getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+
+
+def _leaves(value: Any, prefix: str = "") -> dict[str, Any]:
+    """Every leaf of a parsed config by its dotted key, Namespaces and dicts followed (not ``__path__``)."""
+    if isinstance(value, Namespace):
+        items = [(key, child) for key, child in vars(value).items() if not key.startswith("__")]
+    elif isinstance(value, dict):
+        items = list(value.items())
+    else:
+        return {prefix: value} if prefix else {}
+    if not items:
+        return {prefix: value} if prefix else {}
+    leaves: dict[str, Any] = {}
+    for key, child in items:
+        leaves.update(_leaves(child, f"{prefix}.{key}" if prefix else key))
+    return leaves
+
+
+def _value_at(value: Any, key: str) -> Any:
+    """The value at a dotted key of a parsed config, or :data:`_ABSENT`."""
+    for part in key.split("."):
+        if isinstance(value, Namespace):
+            value = vars(value).get(part, _ABSENT)
+        elif isinstance(value, dict):
+            value = value.get(part, _ABSENT)
+        else:
+            return _ABSENT
+    return value
+
+
+def _set_at(config: Namespace, key: str, value: Any) -> None:
+    """Set a dotted key of a parsed config, making a dict of a ``None`` on the way (``config_overrides``)."""
+    *parents, last = key.split(".")
+    for part in parents:
+        child = getattr(config, part, None) if isinstance(config, Namespace) else config.get(part)
+        if not isinstance(child, Namespace | dict):
+            child = {}
+            if isinstance(config, Namespace):
+                setattr(config, part, child)
+            else:
+                config[part] = child
+        config = child
+    if isinstance(config, Namespace):
+        setattr(config, last, value)
+    else:
+        config[last] = value
+
+
+def _shown(value: Any) -> str:
+    return "none" if value is _ABSENT else repr(value)
 
 
 def _continue_run_folder(trainer: pl.Trainer, ckpt_path: Any) -> str | None:

@@ -104,6 +104,11 @@ class SparseTransformerDistAug(GeneratorPredictMixin, L.LightningModule):
         torch.Size([2, 1, 4, 4])
     """
 
+    run_arguments: tuple[str, ...] = ("config_overrides.schedule_steps",)
+    """How long the run goes, not what the model is: ``fit --ckpt_path`` takes it from the command line
+    and config (the steps the learning rate decays over, to extend a run with ``--trainer.max_steps``);
+    every other argument comes from the checkpoint (:func:`~lightning_genaug.fit_cli.resume_arguments`)."""
+
     def __init__(
         self,
         config: str = "tiny",

@@ -128,6 +128,12 @@ class StyleGAN2ADA(StyleGAN2Sampling, DiscriminatorReadings, GeneratorPredictMix
         torch.Size([2, 1, 8, 8])
     """
 
+    run_arguments: tuple[str, ...] = ("max_kimg", "autocast_bf16", "compile")
+    """How long and how the run goes, not what the model is: ``fit --ckpt_path`` takes these from the
+    command line and config (``--model.max_kimg 200`` extends a finished run); every other argument
+    comes from the checkpoint, and a different value given is refused
+    (:func:`~lightning_genaug.fit_cli.resume_arguments`)."""
+
     def __init__(
         self,
         config: str = "auto",
