@@ -8,6 +8,7 @@ carries module source code, the class name and the module's ``__dict__``; constr
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import io
 import os
@@ -32,6 +33,7 @@ from lightning_genaug.models.predict import PredictOptions
 from lightning_genaug.models.stylegan2 import StyleGAN2ADA, official
 from lightning_genaug.models.stylegan2.configs import build_networks
 from lightning_genaug.models.stylegan2.official import NetworkPickleError, read_network_pickle
+from lightning_genaug.models.stylegan2.transfer import copy_pickle_weights
 
 # Source code the reference would exec on unpickling: it must never run here.
 HOSTILE_SOURCE = "import os\nos.environ['GENAUG_PICKLE_CODE_RAN'] = '1'\n"
@@ -402,6 +404,29 @@ def test_a_pickle_that_does_not_fit_names_the_mismatching_tensors(tmp_path, refe
         ValueError, match=r"does not fit this model: G\.\S+: pickle \(32, .*\) vs model \(16, "
     ):
         predict_trainer(tmp_path).predict(model)
+
+
+def test_copy_pickle_weights_copies_every_tensor_and_p_or_nothing(tmp_path, reference_modules):
+    _, _, pickled_G_ema = write_official_pickle(tmp_path / "net.pkl", p=0.25)
+    networks = read_network_pickle(tmp_path / "net.pkl")
+    shapes = dict(resolution=RESOLUTION, channels=CHANNELS, num_classes=0)
+    model = StyleGAN2ADA("tiny", config_overrides=networks.config_overrides, **shapes)
+    modules = {"G": model.G, "D": model.D, "G_ema": model.G_ema}
+    before = {key: {k: v.clone() for k, v in module.state_dict().items()} for key, module in modules.items()}
+    last = list(networks.weights["D"])[-1]
+    misfit = dict(networks.weights["D"], **{last: torch.zeros(networks.weights["D"][last].numel() + 1)})
+    refused = dataclasses.replace(networks, weights={**networks.weights, "D": misfit})
+    with pytest.raises(ValueError, match=rf"does not fit this model: D\.{re.escape(last)}: pickle"):
+        copy_pickle_weights(modules, model.augment_pipe, refused, "net.pkl")
+    for key, module in modules.items():  # nothing copied: not G, which comes before D's misfit
+        for name, tensor in module.state_dict().items():
+            torch.testing.assert_close(tensor, before[key][name], rtol=0, atol=0)
+    assert float(model.augment_pipe.p) == 0
+
+    copy_pickle_weights(modules, model.augment_pipe, networks, "net.pkl")
+    for name, tensor in pickled_G_ema.state_dict().items():
+        torch.testing.assert_close(model.G_ema.state_dict()[name], tensor, rtol=0, atol=0)
+    assert float(model.augment_pipe.p) == pytest.approx(0.25)
 
 
 def test_predict_from_the_command_line_accepts_a_network_pickle(tmp_path, reference_modules, monkeypatch):

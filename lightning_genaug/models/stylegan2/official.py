@@ -568,23 +568,3 @@ def misfit_error(problems: list[str], source: str) -> ValueError:
         f"Network pickle {source!r} does not fit this model: {shown}. Leave resolution, channels, "
         "num_classes and config_overrides unset so that they are read from the pickle."
     )
-
-
-def load_official_weights(modules: dict[str, nn.Module], networks: OfficialNetworks, source: str) -> None:
-    """Copy the pickle's G, D and G_ema tensors into our networks, all or nothing.
-
-    Args:
-        modules: ``{"G": generator, "D": discriminator, "G_ema": ema generator}``.
-        networks: the pickle's content from :func:`read_network_pickle`.
-        source: the pickle's path, for error messages.
-
-    Raises:
-        ValueError: names every tensor that is missing, unexpected or of another shape.
-    """
-    problems = weight_problems(modules, networks)
-    if problems:
-        raise misfit_error(problems, source)
-    with torch.no_grad():
-        for key, module in modules.items():
-            for name, tensor in module.state_dict().items():
-                tensor.copy_(networks.weights[key][name])

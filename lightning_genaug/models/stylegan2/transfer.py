@@ -22,8 +22,9 @@ from lightning_genaug.models.loading import load_checkpoint, ready_for_inference
 from lightning_genaug.models.stylegan2.official import (
     OfficialNetworks,
     is_network_pickle,
-    load_official_weights,
+    misfit_error,
     read_network_pickle,
+    weight_problems,
 )
 
 log = logging.getLogger(__name__)
@@ -59,12 +60,27 @@ def shape_differences(saved: Mapping[str, Any], hparams: Mapping[str, Any]) -> s
 def copy_pickle_weights(
     networks: dict[str, nn.Module], augment_pipe: nn.Module | None, official: OfficialNetworks, path: str
 ) -> None:
-    """Copy an official pickle's G, D and G_ema into ``networks``, and its ``p`` into ``augment_pipe``.
+    """Copy an official pickle's G, D and G_ema into ``networks``, all or nothing; its ``p`` too.
 
-    Every tensor must match (``load_official_weights`` names the ones that do not). ``p`` goes into
-    the pipe's ``p`` buffer, which ``AdaptiveAugmentation`` adapts from there.
+    ``p`` goes into the pipe's ``p`` buffer, which ``AdaptiveAugmentation`` adapts from there.
+
+    Args:
+        networks: ``{"G": generator, "D": discriminator, "G_ema": ema generator}``.
+        augment_pipe: the receiving module's augmentation (left alone without a ``p``).
+        official: the pickle's content, from
+            :func:`~lightning_genaug.models.stylegan2.official.read_network_pickle`.
+        path: the pickle's path, for error messages.
+
+    Raises:
+        ValueError: names every tensor that is missing, unexpected or of another shape; nothing is copied.
     """
-    load_official_weights(networks, official, path)
+    problems = weight_problems(networks, official)
+    if problems:
+        raise misfit_error(problems, path)
+    with torch.no_grad():
+        for key, module in networks.items():
+            for name, tensor in module.state_dict().items():
+                tensor.copy_(official.weights[key][name])
     if official.augment_p is not None and hasattr(augment_pipe, "p"):
         augment_pipe.p.fill_(official.augment_p)
 
