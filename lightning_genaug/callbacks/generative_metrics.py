@@ -33,6 +33,23 @@ from lightning_genaug.runs import log_step
 log = logging.getLogger(__name__)
 
 
+def generator_sample(callback: Callback, pl_module: nn.Module) -> Any:
+    """``pl_module.sample``, the generator protocol of every image callback; else a ``TypeError`` naming both.
+
+    >>> generator_sample(Callback(), nn.Linear(1, 1))
+    Traceback (most recent call last):
+    ...
+    TypeError: Callback needs the generator protocol: Linear must define `sample(n, labels=None, ...
+    """
+    sample = getattr(pl_module, "sample", None)
+    if not callable(sample):
+        raise TypeError(
+            f"{type(callback).__name__} needs the generator protocol: {type(pl_module).__name__} must define "
+            "`sample(n, labels=None, generator=None) -> Tensor (n, C, H, W)` in [-1, 1]."
+        )
+    return sample
+
+
 def generator_num_classes(pl_module: nn.Module) -> int:
     """Classes a conditional generator samples from (0 for an unconditional one).
 
@@ -203,11 +220,7 @@ class GenerativeMetrics(Callback):
 
     # ----------------------------------------------------------------------------------- hooks
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if not callable(getattr(pl_module, "sample", None)):
-            raise TypeError(
-                f"GenerativeMetrics needs the generator protocol: {type(pl_module).__name__} must define "
-                "`sample(n, labels=None, generator=None) -> Tensor (n, C, H, W)` in [-1, 1]."
-            )
+        generator_sample(self, pl_module)
         if stage == "fit":
             self._progress = training_progress(trainer, self.image_key)
         if self._extractor is None:

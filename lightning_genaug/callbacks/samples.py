@@ -15,7 +15,7 @@ from torch import nn
 
 from lightning_genaug._checks import check_images, check_positive_int, check_range
 from lightning_genaug.callbacks._progress import TrainingProgress, training_progress
-from lightning_genaug.callbacks.generative_metrics import generator_num_classes
+from lightning_genaug.callbacks.generative_metrics import generator_num_classes, generator_sample
 from lightning_genaug.data.batch import split_batch
 from lightning_genaug.images import grid_to_uint8, picture_grid, save_png
 from lightning_genaug.runs import log_step, run_dir
@@ -114,12 +114,7 @@ class SampleGrid(Callback):
         self.last_logged_batch = state_dict.get("last_logged_batch")
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        sample = getattr(pl_module, "sample", None)
-        if not callable(sample):
-            raise TypeError(
-                f"SampleGrid needs the generator protocol: {type(pl_module).__name__} must define "
-                "`sample(n, labels=None, generator=None) -> Tensor (n, C, H, W)` in [-1, 1]."
-            )
+        sample = generator_sample(self, pl_module)
         if self.temperatures is not None and "temperature" not in inspect.signature(sample).parameters:
             raise ValueError(
                 f"`temperatures` {self.temperatures} was given but {type(pl_module).__name__}.sample() has "
