@@ -119,7 +119,13 @@ def downsample2d(x: Tensor, taps: Tensor) -> Tensor:
 
 
 def conv2d_resample(
-    x: Tensor, weight: Tensor, taps: Tensor | None, up: int = 1, down: int = 1, groups: int = 1
+    x: Tensor,
+    weight: Tensor,
+    taps: Tensor | None,
+    up: int = 1,
+    down: int = 1,
+    groups: int = 1,
+    bias: Tensor | None = None,
 ) -> Tensor:
     """'Same' convolution (correlation, padding k // 2) with optional 2x FIR up- or downsampling.
 
@@ -134,19 +140,21 @@ def conv2d_resample(
         up: 1 or 2.
         down: 1 or 2.
         groups: convolution groups (the batch size for fused modulated convolutions).
+        bias: (C_out,) added to the output (inside the convolution kernel unless upsampling).
 
     Returns:
         (N, C_out, H * up / down, W * up / down).
     """
     k, pad = weight.shape[-1], weight.shape[-1] // 2
+    bias = None if bias is None else bias.to(weight.dtype)
     if up == 1 and down == 1:
-        return F.conv2d(x, weight, padding=pad, groups=groups)
+        return F.conv2d(x, weight, bias, padding=pad, groups=groups)
     n_taps = taps.numel()
     if down == 2:
         before, after = pad + (n_taps - 1) // 2, pad + (n_taps - 2) // 2
         if k == 1:  # filter with stride 2, then a 1x1 convolution on the small image
-            return F.conv2d(upfirdn2d(x, taps, down=2, pad=(before, after)), weight, groups=groups)
-        return F.conv2d(upfirdn2d(x, taps, pad=(before, after)), weight, stride=2, groups=groups)
+            return F.conv2d(upfirdn2d(x, taps, down=2, pad=(before, after)), weight, bias, groups=groups)
+        return F.conv2d(upfirdn2d(x, taps, pad=(before, after)), weight, bias, stride=2, groups=groups)
     # up == 2: conv_transpose2d takes (C_in, C_out / groups, k, k) weights, per group.
     c_out, c_in_per_group = weight.shape[:2]
     weight = weight.reshape(groups, c_out // groups, c_in_per_group, k, k).transpose(1, 2)
@@ -155,7 +163,8 @@ def conv2d_resample(
     )
     before = pad + (n_taps + 1) // 2 - (k - 1)
     after = pad + (n_taps - 2) // 2 - (k - 2)
-    return upfirdn2d(x, taps, pad=(before, after), gain=4.0)
+    x = upfirdn2d(x, taps, pad=(before, after), gain=4.0)
+    return x if bias is None else x + bias.to(x.dtype).reshape(1, -1, 1, 1)
 
 
 def modulated_conv2d(
@@ -166,6 +175,8 @@ def modulated_conv2d(
     up: int = 1,
     taps: Tensor | None = None,
     fused: bool = True,
+    gain: float = 1.0,
+    bias: Tensor | None = None,
 ) -> Tensor:
     """Convolution whose weights are scaled per sample by ``styles`` and (optionally) renormalised.
 
@@ -173,7 +184,9 @@ def modulated_conv2d(
 
     ``fused`` runs one grouped convolution with per-sample weights; otherwise the input is scaled
     by the styles, convolved with the shared weight and the output scaled by the demodulation
-    coefficients (the same result, faster when training with large batches).
+    coefficients (the same result, faster when training with large batches). The output is
+    ``gain * conv + bias``, with ``gain`` folded into the per-sample coefficients and the bias added
+    in the same pass (the layers' activation gain and bias cost no pass of their own).
 
     Args:
         x: (N, C_in, H, W).
@@ -183,6 +196,8 @@ def modulated_conv2d(
         up: 1, or 2 for a 2x FIR-upsampling convolution.
         taps: FIR filter for ``up == 2``.
         fused: grouped convolution (True) or scale-convolve-scale (False).
+        gain: scalar applied to the convolution's output.
+        bias: (C_out,) added after the gain.
 
     Returns:
         (N, C_out, H * up, W * up).
@@ -194,16 +209,27 @@ def modulated_conv2d(
         # both to O(1) keeps the float16 products below from overflowing.
         weight = weight * weight[0].numel() ** -0.5
         styles = styles / styles.abs().amax(dim=1, keepdim=True).clamp_min(1e-8)
-        dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # (N, C_out)
+        coefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt() * gain  # (N, C_out)
+    else:
+        coefs = None
+        styles = styles * gain
     if not fused:
         x = x * styles.to(x.dtype).reshape(n, c_in, 1, 1)
+        if coefs is None:
+            return conv2d_resample(x, weight.to(x.dtype), taps, up=up, bias=bias)
         x = conv2d_resample(x, weight.to(x.dtype), taps, up=up)
-        return x * dcoefs.to(x.dtype).reshape(n, c_out, 1, 1) if demodulate else x
+        coefs = coefs.to(x.dtype).reshape(n, c_out, 1, 1)  # x's dtype after the convolution (autocast)
+        return (
+            x * coefs if bias is None else torch.addcmul(bias.to(x.dtype).reshape(1, c_out, 1, 1), x, coefs)
+        )
     w = weight.unsqueeze(0) * styles.reshape(n, 1, c_in, 1, 1)  # (N, C_out, C_in, k, k)
-    if demodulate:
-        w = w * dcoefs.reshape(n, c_out, 1, 1, 1)
-    x = x.reshape(1, n * c_in, *x.shape[2:])  # the batch becomes conv groups
-    x = conv2d_resample(x, w.reshape(n * c_out, c_in, *w.shape[3:]).to(x.dtype), taps, up=up, groups=n)
+    if coefs is not None:
+        w = w * coefs.reshape(n, c_out, 1, 1, 1)
+    # The batch becomes conv groups. Both in NCHW: grouped convolutions measured no faster in
+    # channels_last, and oneDNN's single-thread backward of one with channels_last weights was wrong.
+    x = x.reshape(1, n * c_in, *x.shape[2:]).contiguous()
+    w = w.reshape(n * c_out, c_in, *w.shape[3:]).contiguous().to(x.dtype)
+    x = conv2d_resample(x, w, taps, up=up, groups=n, bias=None if bias is None else bias.repeat(n))
     return x.reshape(n, c_out, *x.shape[2:])
 
 
@@ -302,12 +328,14 @@ class Conv2dLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
 
     def forward(self, x: Tensor, gain: float = 1.0) -> Tensor:  # (N, C_in, H, W) -> (N, C_out, H', W')
-        w = (self.weight * self.weight_gain).to(x.dtype)
-        x = conv2d_resample(x, w, self.resample_filter, up=self.up, down=self.down)
-        clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return bias_act(
-            x, self.bias, self.activation, gain=ACTIVATIONS[self.activation][1] * gain, clamp=clamp
-        )
+        act, act_gain = ACTIVATIONS[self.activation]
+        # act(y + b) * g == act(g * y + g * b) for g > 0 (every activation here is positively
+        # homogeneous): the gain scales the small weight and bias, not the activations.
+        out_gain = act_gain * gain
+        w = (self.weight * (self.weight_gain * out_gain)).to(x.dtype)
+        bias = None if self.bias is None else (self.bias * out_gain).to(x.dtype)
+        x = act(conv2d_resample(x, w, self.resample_filter, up=self.up, down=self.down, bias=bias))
+        return x if self.conv_clamp is None else x.clamp(-self.conv_clamp * gain, self.conv_clamp * gain)
 
 
 class MappingNetwork(nn.Module):
@@ -430,16 +458,28 @@ class SynthesisLayer(nn.Module):
     def forward(self, x: Tensor, w: Tensor, noise_mode: str = "random", fused: bool = True) -> Tensor:
         """(N, C_in, R / up, R / up), w (N, w_dim) -> (N, C_out, R, R)."""
         styles = self.affine(w)  # (N, C_in)
-        x = modulated_conv2d(x, self.weight, styles, up=self.up, taps=self.resample_filter, fused=fused)
+        # lrelu(y + noise + b) * g == lrelu(g * y + g * noise + g * b) (g > 0): the gain rides on the
+        # convolution's per-sample coefficients, the bias on its output pass.
+        act, gain = ACTIVATIONS["lrelu"]
+        x = modulated_conv2d(
+            x,
+            self.weight,
+            styles,
+            up=self.up,
+            taps=self.resample_filter,
+            fused=fused,
+            gain=gain,
+            bias=self.bias * gain,
+        )
         if self.use_noise and noise_mode == "random":
             noise = torch.randn(
                 x.shape[0], 1, self.resolution, self.resolution, device=x.device, dtype=x.dtype
             )
-            x = x + noise * self.noise_strength.to(x.dtype)
+            x = x + noise * (self.noise_strength * gain).to(x.dtype)
         elif self.use_noise and noise_mode == "const":
-            x = x + (self.noise_const * self.noise_strength).to(x.dtype)
-        gain = ACTIVATIONS["lrelu"][1]
-        return bias_act(x, self.bias, "lrelu", gain=gain, clamp=self.conv_clamp)
+            x = x + (self.noise_const * (self.noise_strength * gain)).to(x.dtype)
+        x = act(x)
+        return x if self.conv_clamp is None else x.clamp(-self.conv_clamp, self.conv_clamp)
 
 
 class ToRGBLayer(nn.Module):
@@ -458,8 +498,8 @@ class ToRGBLayer(nn.Module):
     def forward(self, x: Tensor, w: Tensor, fused: bool = True) -> Tensor:
         """(N, C, R, R), w (N, w_dim) -> (N, img_channels, R, R)."""
         styles = self.affine(w) * self.weight_gain
-        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused)
-        return bias_act(x, self.bias, clamp=self.conv_clamp)
+        x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused, bias=self.bias)
+        return x if self.conv_clamp is None else x.clamp(-self.conv_clamp, self.conv_clamp)
 
 
 class SynthesisBlock(nn.Module):
@@ -556,15 +596,18 @@ class SynthesisNetwork(nn.Module):
         Args:
             ws: (N, num_ws, w_dim) intermediate latents, one per layer.
             noise_mode: "random" (fresh noise), "const" (the stored ``noise_const``) or "none".
-            fused_modconv: grouped per-sample convolutions; default: fused in eval, unfused in training.
+            fused_modconv: grouped per-sample convolutions; default: fused in eval on CUDA (the
+                reference's choice there), unfused otherwise (on CPU the fused form measured 1.5-3x
+                slower than scale-convolve-scale at batch 4-64, widths 64-256: docs/performance.md).
 
         Returns:
-            (N, img_channels, img_resolution, img_resolution) float32 image, about [-1, 1].
+            (N, img_channels, img_resolution, img_resolution) float32 image, about [-1, 1], contiguous
+            (NCHW) even when the layers run in ``channels_last``.
         """
         noise_mode = check_choice("noise_mode", noise_mode, NOISE_MODES)
         if ws.ndim != 3 or ws.shape[1:] != (self.num_ws, self.w_dim):
             raise ValueError(f"`ws` must have shape (N, {self.num_ws}, {self.w_dim}), got {tuple(ws.shape)}.")
-        fused = not self.training if fused_modconv is None else fused_modconv
+        fused = (not self.training and ws.device.type == "cuda") if fused_modconv is None else fused_modconv
         ws = ws.float()
         x = img = None
         w_idx = 0
@@ -572,7 +615,7 @@ class SynthesisNetwork(nn.Module):
             block = getattr(self, f"b{res}")
             x, img = block(x, img, ws[:, w_idx : w_idx + block.num_conv + 1], noise_mode, fused)
             w_idx += block.num_conv
-        return img
+        return img.contiguous()  # NCHW whatever the layers' layout (a copy of the image channels only)
 
 
 class Generator(nn.Module):
