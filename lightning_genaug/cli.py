@@ -40,6 +40,45 @@ _FIT_CLI_NAMES = ("GenAugCLI", "PROJECT_MODULES", "PREPARE_SUMMARY", "KIMG_PROGR
 """Names of :mod:`lightning_genaug.fit_cli` also reachable here (imported when first used)."""
 
 
+DESCRIPTION = (
+    "Train and evaluate generative image models with non-leaking augmentation (StyleGAN2-ADA, DistAug, "
+    "Scale-GAN) on Lightning. Run `lightning-genaug fit --help` for the options of a subcommand."
+)
+"""The first paragraph of ``lightning-genaug --help``."""
+
+LIGHTNING_SUBCOMMANDS = {
+    "fit": "Runs the full optimization routine.",
+    "validate": "Perform one evaluation epoch over the validation set.",
+    "test": "Perform one evaluation epoch over the test set. It's separated from fit to make sure you never "
+    "run on your",
+    "predict": "Run inference on your data. This will call the model forward function to compute "
+    "predictions. Useful to",
+}
+"""LightningCLI's subcommands and the line it shows for each (the start of ``Trainer``'s docstrings)."""
+
+
+def top_level_parser() -> Any:
+    """The parser of ``lightning-genaug --help``, without Lightning (which imports torch: seconds).
+
+    It lists the subcommands as :class:`~lightning_genaug.fit_cli.GenAugCLI`'s parser does; a test
+    compares the two help texts.
+    """
+    from jsonargparse import ActionConfigFile, ArgumentParser
+
+    from lightning_genaug.tools.parsers import PREPARE_SUMMARY
+
+    parser = ArgumentParser(description=DESCRIPTION)
+    parser.add_argument(
+        "-c", "--config", action=ActionConfigFile, help="Path to a configuration file in json or yaml format."
+    )
+    subcommands = parser.add_subcommands()
+    summaries = {**LIGHTNING_SUBCOMMANDS, "prepare": PREPARE_SUMMARY}
+    summaries.update((name, tool.summary) for name, tool in TOOLS.items())
+    for name, summary in summaries.items():
+        subcommands.add_subcommand(name, ArgumentParser(description=summary), help=summary)
+    return parser
+
+
 def __getattr__(name: str) -> Any:
     if name in _FIT_CLI_NAMES:
         from lightning_genaug import fit_cli
@@ -51,11 +90,14 @@ def __getattr__(name: str) -> Any:
 def main(args: Sequence[str] | dict[str, Any] | None = None) -> None:
     """Entry point of the ``lightning-genaug`` console script; ``prepare`` and the tools skip LightningCLI.
 
-    Their ``--help`` and argument errors answer before torch is imported; ``fit`` and the other
-    LightningCLI subcommands import :mod:`lightning_genaug.fit_cli`.
+    Their ``--help`` and argument errors answer before torch is imported, and so does
+    ``lightning-genaug --help``; ``fit`` and the other LightningCLI subcommands import
+    :mod:`lightning_genaug.fit_cli`.
     """
     command_line = sys.argv[1:] if args is None else args
     name = command_line[0] if isinstance(command_line, (list, tuple)) and command_line else None
+    if name in ("-h", "--help") and len(command_line) == 1:
+        top_level_parser().parse_args(["--help"])  # prints the help and exits, before torch is imported
     if name == "prepare":
         from lightning_genaug.tools.parsers import prepare_parser
 

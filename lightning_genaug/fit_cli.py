@@ -31,6 +31,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from lightning_genaug._checks import MismatchError
+from lightning_genaug.cli import DESCRIPTION
 from lightning_genaug.models.stylegan2.official import is_network_pickle
 from lightning_genaug.runs import link_wandb_files, run_dir, version_of_run_folder, wandb_config
 from lightning_genaug.tools.commands import TOOLS
@@ -261,13 +262,7 @@ class GenAugCLI(LightningCLI):
                 auto_configure_optimizers=False,
                 save_config_callback=RunConfig,
                 save_config_kwargs={"overwrite": True},
-                parser_kwargs={
-                    "description": (
-                        "Train and evaluate generative image models with non-leaking augmentation "
-                        "(StyleGAN2-ADA, DistAug, Scale-GAN) on Lightning. Run `lightning-genaug fit --help` "
-                        "for the options of a subcommand."
-                    ),
-                },
+                parser_kwargs={"description": DESCRIPTION},
                 args=args,
                 run=run,
             )

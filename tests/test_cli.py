@@ -41,6 +41,21 @@ def test_console_script_help_lists_the_subcommands():
         assert re.search(rf"^\s+{subcommand}\s", result.stdout, re.MULTILINE), subcommand
 
 
+def test_the_top_level_help_is_the_one_lightningcli_would_print(capsys, monkeypatch):
+    """``lightning-genaug --help`` answers without Lightning (seconds sooner) and says what GenAugCLI says."""
+    from lightning_genaug.cli import top_level_parser
+    from lightning_genaug.fit_cli import GenAugCLI
+
+    monkeypatch.setattr(sys, "argv", ["lightning-genaug"])
+    with pytest.raises(SystemExit):
+        GenAugCLI(args=["--help"])
+    lightning_help = capsys.readouterr().out
+    assert top_level_parser().format_help() == lightning_help
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0 and capsys.readouterr().out == lightning_help
+
+
 def test_print_config_with_short_class_names(cli):
     code, output = cli(["fit", "--print_config", "--model", BORING, "--data", "DigitsDataModule"])
     assert code == 0

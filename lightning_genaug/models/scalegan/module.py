@@ -18,17 +18,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from jsonargparse import lazy_instance
 from torch import nn
 
+from lightning_genaug._lazy_defaults import lazy_default
 from lightning_genaug.augment.scaling import DataScaling
 from lightning_genaug.models.stylegan2 import StyleGAN2ADA
 from lightning_genaug.regularizers import DiscriminatorRegularizer, VarianceRegularizer
 
-SCALEGAN_AUGMENT: nn.Module = lazy_instance(DataScaling, schedule="uniform", p=0.5)
+SCALEGAN_AUGMENT: nn.Module = lazy_default(DataScaling, schedule="uniform", p=0.5)
 """The default ``augment`` of :class:`ScaleGAN`: uniform data scaling, ``p = 0.5`` (fresh per module)."""
 
-SCALEGAN_REGULARIZER: DiscriminatorRegularizer = lazy_instance(VarianceRegularizer)
+SCALEGAN_REGULARIZER: DiscriminatorRegularizer = lazy_default(VarianceRegularizer)
 """The default ``regularizer`` of :class:`ScaleGAN`: the variance regulariser with the preset's weight."""
 
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import lightning as L
 import torch
-from jsonargparse import lazy_instance
 
 from lightning_genaug._checks import check_choice, check_positive_int, check_range
+from lightning_genaug._lazy_defaults import lazy_default
 from lightning_genaug.augment.distaug import DistAugTransforms, from_sequence, to_sequence
 from lightning_genaug.data.batch import split_batch
 from lightning_genaug.distributed import seed_per_rank
@@ -36,7 +36,7 @@ from lightning_genaug.models.sparse_transformer.model import (
 
 LR_SCHEDULES = ("cosine", "linear", "constant")
 
-DEFAULT_TRANSFORMS: DistAugTransforms = lazy_instance(DistAugTransforms, transforms=["rotation"])
+DEFAULT_TRANSFORMS: DistAugTransforms = lazy_default(DistAugTransforms, transforms=["rotation"])
 """The default ``augment``: DistAug with rotation, every option equally likely (a fresh one per module)."""
 
 _INSTANTIATOR = "lightning.pytorch.cli.instantiate_module"

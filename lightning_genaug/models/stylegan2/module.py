@@ -26,10 +26,10 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from jsonargparse import lazy_instance
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
+from lightning_genaug._lazy_defaults import lazy_default
 from lightning_genaug.augment.ada_pipe import AugmentPipe
 from lightning_genaug.data.batch import split_batch
 from lightning_genaug.distributed import seed_per_rank
@@ -63,10 +63,10 @@ from lightning_genaug.models.stylegan2.transfer import (
 )
 from lightning_genaug.regularizers import R1, BalancedConsistency, DiscriminatorRegularizer
 
-DEFAULT_AUGMENT: nn.Module = lazy_instance(AugmentPipe, preset="bgc")
+DEFAULT_AUGMENT: nn.Module = lazy_default(AugmentPipe, preset="bgc")
 """The default ``augment``: ADA's ``bgc`` pipe at ``p = 0`` (a fresh one per module)."""
 
-DEFAULT_REGULARIZER: DiscriminatorRegularizer = lazy_instance(R1)
+DEFAULT_REGULARIZER: DiscriminatorRegularizer = lazy_default(R1)
 """The default ``regularizer``: R1 with the preset's ``gamma`` and ``r1_interval``."""
 
 PROGRESS_BAR_LOSSES = ("loss/G", "loss/D")
