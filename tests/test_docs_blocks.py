@@ -21,7 +21,7 @@ What a block needs from outside is filled by the rules below, stated once:
 Blocks and commands that cannot run here (network, GPU, several processes, minutes of training) are in
 ``SKIPPED``, each with its reason; an entry that matches nothing fails
 ``test_every_skip_names_a_block_or_a_command``. The same ``fit`` shown on several pages runs once
-(:class:`Runner`). The whole file takes about 70 s on a 2-core machine that a training job keeps busy,
+(:class:`Runner`). The whole file takes about 60 s on a 2-core machine that a training job keeps busy,
 about 15 s of it in two ONNX exports; the blocks of 5 s or more are marked ``slow`` (``SLOW``).
 """
 
@@ -53,12 +53,19 @@ REPO = Path(__file__).resolve().parents[1]
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 RUN_LANGUAGES = {"python": "python", "bash": "bash", "sh": "bash", "shell": "bash", "console": "bash"}
 
-# (page, text in the block's first line or in one command) -> why it is not run here.
+# (page, text of a command, or of a Python block's first line) -> why it is not run here. A bash block
+# runs its other commands; it is skipped when every command is.
 SKIPPED: dict[tuple[str, str], str] = {
-    ("README.md", "python -m venv .venv"): "a venv and PyPI (network); CI runs it (.ci/run)",
-    ("README.md", "pip install -e ."): "installs the package and its extras (network)",
-    ("docs/index.md", "python -m venv .venv"): "creates a venv and installs from PyPI (network)",
-    ("docs/installation.md", "python -m venv .venv"): "creates a venv and installs from PyPI (network)",
+    ("README.md", "python -m venv .venv"): "makes a venv; CI runs the quickstart's steps (.ci/run)",
+    ("README.md", ". .venv/bin/activate"): "the venv of the command before",
+    ("README.md", "pip install -e"): "installs the package and its extras (network)",
+    ("README.md", "pytest"): "the whole test suite, this file included",
+    ("docs/index.md", "python -m venv .venv"): "makes a venv",
+    ("docs/index.md", ". .venv/bin/activate"): "the venv of the command before",
+    ("docs/index.md", "pip install -e"): "installs the package (network)",
+    ("docs/installation.md", "python -m venv .venv"): "makes a venv",
+    ("docs/installation.md", ". .venv/bin/activate"): "the venv of the command before",
+    ("docs/installation.md", "pip install -e"): "installs the package and its extras (network)",
     ("docs/your-own-dataset.md", 'pip install -e ".[stream]"'): "installs an extra (network)",
     ("docs/your-own-dataset.md", "fit --config examples/configs/ada-streaming.yaml"): (
         "the auto preset at 256 px: minutes a batch on a CPU (a GPU config)"
@@ -74,16 +81,19 @@ SKIPPED: dict[tuple[str, str], str] = {
     ("docs/transfer-learning.md", "ada-from-official.yaml"): "NVlabs' FFHQ network pickle (a download)",
     ("docs/wandb.md", "logger.experiment.define_metric"): "a live W&B run; tests/test_wandb.py covers it",
     ("docs/wandb.md", "wandb sweep"): "a W&B sweep needs a W&B account (network)",
+    ("docs/wandb.md", "wandb agent"): "the agent of that sweep (network)",
     ("docs/performance.md", "python benchmarks/augment.py --reference"): "a benchmark: minutes, NVlabs' code",
     ("docs/performance.md", "python benchmarks/augment.py --kornia"): "a benchmark: minutes",
     ("docs/performance.md", "python benchmarks/metrics.py"): "a benchmark: minutes",
     ("docs/performance.md", "benchmarks/train_step.py"): "a benchmark: minutes, NVlabs' code",
     ("docs/performance.md", "benchmarks/ddp_step_time.py"): "a benchmark: several processes, minutes",
-    ("docs/performance.md", "git clone https://github.com/NVlabs"): "a GPU benchmark (network)",
+    ("docs/performance.md", "git clone https://github.com/NVlabs"): "clones NVlabs' code (network)",
+    ("docs/performance.md", "benchmarks/gpu_report.py"): "a GPU benchmark",
     ("docs/performance.md", "benchmarks/after_training.py"): "a benchmark: minutes",
     ("docs/results.md", "--setting cifar-overfit"): "an experiment: hours; tests/test_limited_data*.py",
     ("docs/results.md", "--setting digits-overfit"): "an experiment: hours; tests/test_limited_data.py",
-    ("docs/results.md", "# minutes on a CPU"): "an experiment: minutes to hours; tests/test_limited_data.py",
+    ("docs/results.md", "--quick --out runs/limited_data_quick"): "minutes; tests/test_limited_data.py",
+    ("docs/results.md", "--kimg 500 --eval-kimg 50"): "a GPU experiment on CIFAR-10 on disk",
     ("docs/results.md", "--kimg 30 --eval-kimg 5"): "an experiment: about an hour on a CPU",
     ("docs/results.md", "benchmarks/autoencoder_d_augmentation.py"): "an experiment: hours; CIFAR-10 on disk",
 }
@@ -141,7 +151,11 @@ def skip_reason(page: str, text: str) -> str | None:
 
 
 def block_skip_reason(block: Block) -> str | None:
-    return skip_reason(block.page, block.code.splitlines()[0])
+    """A Python block is skipped by its first line; a bash block when each of its commands is skipped."""
+    if block.language == "python":
+        return skip_reason(block.page, block.code.splitlines()[0])
+    reasons = [skip_reason(block.page, command) for command in shell_commands(block.code)]
+    return reasons[0] if all(reasons) else None
 
 
 def shell_commands(code: str) -> list[str]:
