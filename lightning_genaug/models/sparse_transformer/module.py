@@ -17,7 +17,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from lightning_genaug._checks import check_choice, check_positive_int, check_range
+from lightning_genaug._checks import check_positive_int, check_range
 from lightning_genaug._lazy_defaults import lazy_default
 from lightning_genaug.augment.distaug import DistAugTransforms, from_sequence, to_sequence
 from lightning_genaug.data.batch import split_batch
@@ -34,13 +34,8 @@ from lightning_genaug.models.sparse_transformer.model import (
     sparse_transformer_config,
 )
 
-LR_SCHEDULES = ("cosine", "linear", "constant")
-
 DEFAULT_TRANSFORMS: DistAugTransforms = lazy_default(DistAugTransforms, transforms=["rotation"])
 """The default ``augment``: DistAug with rotation, every option equally likely (a fresh one per module)."""
-
-_INSTANTIATOR = "lightning.pytorch.cli.instantiate_module"
-"""Rebuilds a module from its checkpoint's hyperparameters with jsonargparse (``class_path`` dicts too)."""
 
 
 def images_to_tokens(images: torch.Tensor) -> torch.Tensor:
