@@ -5,8 +5,9 @@ Sections (each row also records the peak GPU memory it allocated):
 1. ``augment``: ``AugmentPipe`` vs the reference's, ``bgc`` at p = 0.2 / 0.6, fwd+bwd and R1, at 32x32
    batch 64 and 256x256 batch 32 (images/s);
 2. ``stylegan2``: ``StyleGAN2ADA`` ``cifar`` seconds per kimg, float32 vs bf16 autocast vs float16
-   blocks (the reference's mixed precision) vs the reference itself in its mixed precision, with ADA
-   (``bgc``, p = 0.2) and without;
+   blocks (the reference's mixed precision), each in NHWC (``channels_last``, the default) and NCHW,
+   vs the reference itself in float32 and in its mixed precision, with ADA (``bgc``, p = 0.2) and
+   without;
 3. ``compile``: the same step with ``compile=True`` (bf16, ADA) vs eager; the first batch, which
    compiles, is reported apart;
 4. ``attention``: Sparse Transformer ``15m`` training tokens/s at sequence 3072 (32x32x3), sparse
@@ -204,32 +205,42 @@ def stylegan2_section(args: argparse.Namespace, sizes: Sizes, device: torch.devi
             "config_overrides": {"num_fp16_res": 4, "conv_clamp": 256.0},
         },
     }
+    layouts = {"NHWC (channels_last, the default)": True, "NCHW": False}
     rows = []
     for augment in (False, True):
         ada = "ADA p=0.2" if augment else "no augmentation"
         for name, kwargs in precisions.items():
-            row, _ = ours_gan_row(
-                "stylegan2", f"ours, {name}, {ada}", args, sizes, device, augment=augment, **kwargs
+            for layout, channels_last in layouts.items():
+                overrides = {**kwargs.get("config_overrides", {}), "channels_last": channels_last}
+                row, _ = ours_gan_row(
+                    "stylegan2",
+                    f"ours, {name}, {layout}, {ada}",
+                    args,
+                    sizes,
+                    device,
+                    augment=augment,
+                    **{**kwargs, "config_overrides": overrides},
+                )
+                rows.append(row)
+        for reference_precision, mixed in (("float32", False), ("its mixed precision", True)):
+            case = f"reference, {reference_precision}, NCHW, {ada}"
+            if not args.reference:
+                rows.append(Row("stylegan2", case, None, "s/kimg", note="skipped: no --reference"))
+                continue
+            if sizes.gan_config != "cifar":
+                rows.append(Row("stylegan2", case, None, "s/kimg", note="skipped: --dry-run (cifar only)"))
+                continue
+            reset_peak(device)
+            run = train_step_bench.reference_runner(
+                args.reference,
+                sizes.gan_channel_max,
+                augment,
+                gan_images(sizes, sizes.gan_batches + 1),
+                device.type,
+                mixed_precision=mixed,
             )
-            rows.append(row)
-        case = f"reference, its mixed precision, {ada}"
-        if not args.reference:
-            rows.append(Row("stylegan2", case, None, "s/kimg", note="skipped: no --reference"))
-            continue
-        if sizes.gan_config != "cifar":
-            rows.append(Row("stylegan2", case, None, "s/kimg", note="skipped: --dry-run (cifar only)"))
-            continue
-        reset_peak(device)
-        run = train_step_bench.reference_runner(
-            args.reference,
-            sizes.gan_channel_max,
-            augment,
-            gan_images(sizes, sizes.gan_batches + 1),
-            device.type,
-            mixed_precision=True,
-        )
-        _, value = seconds_per_kimg(run, sizes.gan_batches, train_step_bench.BATCH)
-        rows.append(Row("stylegan2", case, value, "s/kimg", peak_mib(device)))
+            _, value = seconds_per_kimg(run, sizes.gan_batches, train_step_bench.BATCH)
+            rows.append(Row("stylegan2", case, value, "s/kimg", peak_mib(device)))
     return rows
 
 

@@ -44,6 +44,14 @@ def test_dry_run_measures_every_section_and_skips_the_absent_reference(tmp_path:
     assert all(row["value"] > 0 and row["peak_memory_mib"] is None for row in ours)  # CPU: no GPU memory
     references = [row for row in rows if row["case"].startswith("reference")]
     assert references and all(row["value"] is None and "no --reference" in row["note"] for row in references)
+    ours_steps = [row["case"] for row in ours if row["section"] == "stylegan2"]
+    for precision in ("float32", "bf16 autocast", "float16 blocks"):  # each in both memory layouts
+        assert {
+            layout for layout in ("NHWC", "NCHW") if any(precision in c and layout in c for c in ours_steps)
+        } == {
+            "NHWC",
+            "NCHW",
+        }
     assert {row["case"].split(",")[0] for row in rows if row["section"] == "sampling"} == {
         "KV cache",
         "full recompute",
