@@ -47,6 +47,15 @@ def single_intra_op_thread() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True)
+def fresh_wandb_settings() -> Iterator[None]:
+    """W&B keeps process-wide settings from its first run (its folder, its mode): a test that ran a
+    W&B logger must not choose where the next test's run writes (they share a pytest worker)."""
+    yield
+    if "wandb" in sys.modules:
+        sys.modules["wandb"].teardown()
+
+
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import yaml
+from wandb_env import end_wandb, offline_wandb_env
 
 from lightning_genaug.fit_cli import GenAugCLI, _continue_run_folder
 from lightning_genaug.imports import WANDB_AVAILABLE
@@ -29,21 +30,12 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(sys, "argv", ["lightning-genaug"])
     for name, value in {
         "LIGHTNING_GENAUG_CACHE": str(tmp_path / "cache"),
-        "WANDB_MODE": "offline",
-        "WANDB_SILENT": "true",
-        "WANDB_CONSOLE": "off",
-        "WANDB_DISABLE_CODE": "true",
-        "WANDB_DIR": str(tmp_path),
-        "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache"),
-        "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"),
-        "WANDB_DATA_DIR": str(tmp_path / "wandb-data"),
+        **offline_wandb_env(tmp_path),
     }.items():
         monkeypatch.setenv(name, value)
     yield tmp_path
     if WANDB_AVAILABLE:
-        import wandb
-
-        wandb.finish()
+        end_wandb()
 
 
 def write_config(folder: Path, metrics: bool = False) -> Path:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from ddp_processes import Script, run_scripts
 from test_runs import write_config
+from wandb_env import offline_wandb_env
 
 from lightning_genaug.imports import WANDB_AVAILABLE
 
@@ -24,17 +25,7 @@ COMMAND = Path(sys.executable).with_name("lightning-genaug")
 
 def test_a_wandb_run_and_its_resume_keep_one_folder_on_both_ranks(tmp_path: Path):
     config = write_config(tmp_path)
-    env = {
-        "LIGHTNING_GENAUG_CACHE": str(tmp_path / "cache"),
-        "WANDB_MODE": "offline",
-        "WANDB_SILENT": "true",
-        "WANDB_CONSOLE": "off",
-        "WANDB_DISABLE_CODE": "true",
-        "WANDB_DIR": str(tmp_path),
-        "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache"),
-        "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"),
-        "WANDB_DATA_DIR": str(tmp_path / "wandb-data"),
-    }
+    env = {"LIGHTNING_GENAUG_CACHE": str(tmp_path / "cache"), **offline_wandb_env(tmp_path)}
     args = ["fit", "--config", str(config), "--trainer.devices", "2", "--trainer.strategy", "ddp"]
     args += ["--trainer.logger", "WandbLogger", "--trainer.logger.project", "p"]
     run_scripts(Script(COMMAND, [*args, "--trainer.max_steps", "6"], tmp_path, env=env), timeout=240)

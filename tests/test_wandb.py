@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+from wandb_env import end_wandb, offline_wandb_env
 
 from lightning_genaug.callbacks import GenerativeMetrics
 from lightning_genaug.callbacks.samples import SampleGrid
@@ -97,21 +98,10 @@ class ToyGenerator(pl.LightningModule):
 
 @pytest.fixture
 def offline_wandb(tmp_path, monkeypatch):
-    for name, value in {
-        "WANDB_MODE": "offline",
-        "WANDB_SILENT": "true",
-        "WANDB_CONSOLE": "off",
-        "WANDB_DISABLE_CODE": "true",
-        "WANDB_DIR": str(tmp_path),
-        "WANDB_CACHE_DIR": str(tmp_path / "cache"),
-        "WANDB_CONFIG_DIR": str(tmp_path / "config"),
-        "WANDB_DATA_DIR": str(tmp_path / "data"),
-    }.items():
+    for name, value in offline_wandb_env(tmp_path).items():
         monkeypatch.setenv(name, value)
     yield tmp_path
-    import wandb
-
-    wandb.finish()
+    end_wandb()
 
 
 def test_offline_run_has_loss_metric_kimg_and_sample_grid(offline_wandb):
