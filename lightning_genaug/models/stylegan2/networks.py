@@ -100,10 +100,14 @@ def upfirdn2d(
     n, c, h, w = x.shape
     if up > 1:  # insert up - 1 zeros after every pixel
         x = F.pad(x.reshape(n, c, h, 1, w, 1), [0, up - 1, 0, 0, 0, up - 1]).reshape(n, c, h * up, w * up)
-    x = F.pad(x, [pad[0], pad[1], pad[0], pad[1]])
+    # Equal non-negative padding (every resampling inside the networks) is the convolutions' own
+    # zero padding: no padded copy of the activations, forward or backward.
+    same = pad[0] if pad[0] == pad[1] and pad[0] >= 0 else 0
+    if not same:
+        x = F.pad(x, [pad[0], pad[1], pad[0], pad[1]])
     f = (taps * math.sqrt(gain)).flip(0).to(x.dtype)  # flip: convolution, not correlation
-    x = F.conv2d(x, f.view(1, 1, -1, 1).expand(c, 1, -1, 1), stride=(down, 1), groups=c)  # along H
-    return F.conv2d(x, f.view(1, 1, 1, -1).expand(c, 1, 1, -1), stride=(1, down), groups=c)  # along W
+    x = F.conv2d(x, f.view(1, 1, -1, 1).expand(c, 1, -1, 1), stride=(down, 1), padding=(same, 0), groups=c)
+    return F.conv2d(x, f.view(1, 1, 1, -1).expand(c, 1, 1, -1), stride=(1, down), padding=(0, same), groups=c)
 
 
 def upsample2d(x: Tensor, taps: Tensor) -> Tensor:
