@@ -49,10 +49,12 @@ def single_intra_op_thread() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def fresh_wandb_settings() -> Iterator[None]:
-    """W&B keeps process-wide settings from its first run (its folder, its mode): a test that ran a
-    W&B logger must not choose where the next test's run writes (they share a pytest worker)."""
+    """A test that ran a W&B logger must not choose where the next test's run writes (they share a pytest
+    worker): a run left open (a doc block's ``WANDB_MODE=disabled`` run) would be reused by the next
+    ``WandbLogger``, and W&B's process-wide settings keep the first run's folder and mode."""
     yield
     if "wandb" in sys.modules:
+        sys.modules["wandb"].finish()
         sys.modules["wandb"].teardown()
 
 
