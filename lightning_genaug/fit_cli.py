@@ -33,7 +33,13 @@ from lightning.pytorch.utilities import rank_zero_info
 from lightning_genaug._checks import MismatchError
 from lightning_genaug.cli import DESCRIPTION
 from lightning_genaug.models.stylegan2.official import is_network_pickle
-from lightning_genaug.runs import link_wandb_files, run_dir, version_of_run_folder, wandb_config
+from lightning_genaug.runs import (
+    link_wandb_files,
+    logger_save_dir,
+    run_dir,
+    version_of_run_folder,
+    wandb_config,
+)
 from lightning_genaug.tools.commands import TOOLS
 from lightning_genaug.tools.parsers import PREPARE_SUMMARY
 
@@ -531,8 +537,8 @@ def _continue_run_folder(trainer: pl.Trainer, ckpt_path: Any) -> str | None:
     if not trainer.loggers or not isinstance(ckpt_path, str | os.PathLike):
         return None
     logger = trainer.loggers[0]
-    save_dir = logger.save_dir if logger.save_dir is not None else trainer.default_root_dir
-    version = version_of_run_folder(ckpt_path, os.fspath(save_dir), str(logger.name or ""))
+    save_dir = logger_save_dir(logger, trainer.default_root_dir)
+    version = version_of_run_folder(ckpt_path, save_dir, str(logger.name or ""))
     if version is None:
         return None
     if isinstance(logger, CSVLogger | TensorBoardLogger) and logger._version is None:

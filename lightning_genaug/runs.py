@@ -36,8 +36,10 @@ from lightning.pytorch.utilities import rank_zero_info
 __all__ = [
     "ContinuingCSVLogger",
     "link_wandb_files",
+    "local_run_dir",
     "log_step",
     "logger_run_dir",
+    "logger_save_dir",
     "run_dir",
     "version_of_run_folder",
     "wandb_config",
@@ -45,6 +47,11 @@ __all__ = [
 
 CHECKPOINTS = "checkpoints"
 """The folder of a run's checkpoints, inside :func:`run_dir` (Lightning's ``ModelCheckpoint`` name)."""
+
+
+def logger_save_dir(logger: Logger, default_root_dir: str | os.PathLike) -> str:
+    """``logger.save_dir``, or ``default_root_dir`` for a logger that leaves it to the Trainer."""
+    return os.fspath(logger.save_dir if logger.save_dir is not None else default_root_dir)
 
 
 def logger_run_dir(logger: Logger, default_root_dir: str) -> str:
@@ -57,22 +64,25 @@ def logger_run_dir(logger: Logger, default_root_dir: str) -> str:
     >>> logger_run_dir(CSVLogger("runs/ada", version=3), "unused")
     'runs/ada/lightning_logs/version_3'
     """
-    save_dir = logger.save_dir if logger.save_dir is not None else default_root_dir
     version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
-    return os.path.join(os.fspath(save_dir), str(logger.name or ""), version)
+    return os.path.join(logger_save_dir(logger, default_root_dir), str(logger.name or ""), version)
+
+
+def local_run_dir(trainer: pl.Trainer) -> str:
+    """The run's folder as this rank sees it: the first logger's, else ``default_root_dir``."""
+    if trainer.loggers:
+        return logger_run_dir(trainer.loggers[0], trainer.default_root_dir)
+    return os.fspath(trainer.default_root_dir)
 
 
 def run_dir(trainer: pl.Trainer) -> str:
     """The run's folder (see the module docstring), rank 0's answer on every rank.
 
-    A collective under DDP (rank 0's folder is broadcast, as ``trainer.log_dir`` does): call it on every
-    rank, from a hook every rank runs (``setup``, ``on_train_start``), never inside ``if is_global_zero``.
+    A collective under DDP (rank 0's :func:`local_run_dir` is broadcast, as ``trainer.log_dir`` does):
+    call it on every rank, from a hook every rank runs (``setup``, ``on_train_start``), never inside
+    ``if is_global_zero``.
     """
-    if trainer.loggers:
-        folder = logger_run_dir(trainer.loggers[0], trainer.default_root_dir)
-    else:
-        folder = os.fspath(trainer.default_root_dir)
-    return trainer.strategy.broadcast(folder)
+    return trainer.strategy.broadcast(local_run_dir(trainer))
 
 
 def log_step(trainer: pl.Trainer) -> int:

@@ -197,9 +197,9 @@ class BaseAugmentationStrength(Callback):
     reals of every ``every_n_batches``-th batch (the module's ``score_reals`` on the native path)."""
 
     reads_heldout_reals: bool = False
-    """Whether :meth:`next_strength` needs ``rv``: every step D also scores a batch of held-out reals (the
-    datamodule's validation data) and a batch of the training generator's images (native path only:
-    the module's ``score_reals`` and ``score_fakes``)."""
+    """Whether :meth:`next_strength` needs ``rv``: at the end of every interval D also scores the batch's
+    clean reals, a batch of held-out reals (the datamodule's validation data) and a batch of the training
+    generator's images (native path only: the module's ``score_reals`` and ``score_fakes``)."""
 
     def next_strength(self, p: float, reading: StrengthReading) -> float:
         """The strength after an interval, from the current ``p`` and what D said during it."""

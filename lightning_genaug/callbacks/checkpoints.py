@@ -23,7 +23,7 @@ from lightning.pytorch.loops.utilities import _is_max_limit_reached
 
 from lightning_genaug._checks import check_positive_int, check_range
 from lightning_genaug.callbacks._progress import TrainingProgress, training_progress
-from lightning_genaug.runs import CHECKPOINTS, logger_run_dir
+from lightning_genaug.runs import CHECKPOINTS, local_run_dir
 
 __all__ = ["KimgCheckpoint", "checkpoint_name", "crossed", "run_ends_after_this_batch"]
 
@@ -222,7 +222,6 @@ class KimgCheckpoint(Checkpoint):
 def _default_dir(trainer: pl.Trainer) -> str:
     """``checkpoints/`` in the run's folder, where ``ModelCheckpoint`` writes without ``dirpath``.
 
-    This rank's answer: :func:`~lightning_genaug.runs.run_dir` without its broadcast (``setup`` broadcasts).
+    This rank's answer: :func:`~lightning_genaug.runs.local_run_dir` (``setup`` broadcasts).
     """
-    folder = logger_run_dir(trainer.loggers[0], trainer.default_root_dir) if trainer.loggers else None
-    return os.path.join(folder or os.fspath(trainer.default_root_dir), CHECKPOINTS)
+    return os.path.join(local_run_dir(trainer), CHECKPOINTS)

@@ -51,7 +51,8 @@ class MetricOption:
     """Whether the metric is fed the extractor's class logits instead of its features."""
 
     def _options(self) -> dict[str, Any]:
-        return {}
+        """The options, as set in ``__init__`` (the object holds nothing else)."""
+        return dict(vars(self))
 
     def check(self, num_gen: int) -> None:
         """Raise a ``ValueError`` naming the fix when ``num_gen`` generated images cannot be evaluated."""
@@ -111,9 +112,6 @@ class KID(MetricOption):
         self.subsets = check_positive_int("subsets", subsets)
         self.subset_size = check_positive_int("subset_size", subset_size)
 
-    def _options(self) -> dict[str, Any]:
-        return {"subsets": self.subsets, "subset_size": self.subset_size}
-
     def build(self, reference: RealStatistics, num_gen: int, seed: int) -> Metric:
         subset_size = min(self.subset_size, reference.num_images, num_gen)
         if subset_size < self.subset_size:
@@ -143,9 +141,6 @@ class IS(MetricOption):
     def __init__(self, splits: int = 10) -> None:
         self.splits = check_positive_int("splits", splits)
 
-    def _options(self) -> dict[str, Any]:
-        return {"splits": self.splits}
-
     def check(self, num_gen: int) -> None:
         if num_gen < self.splits:
             raise ValueError(
@@ -173,9 +168,6 @@ class PR(MetricOption):
 
     def __init__(self, k: int = 3) -> None:
         self.k = check_positive_int("k", k)
-
-    def _options(self) -> dict[str, Any]:
-        return {"k": self.k}
 
     def build(self, reference: RealStatistics, num_gen: int, seed: int) -> Metric:
         return PrecisionRecall(None, k=self.k, reference=reference)

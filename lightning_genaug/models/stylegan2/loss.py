@@ -221,5 +221,16 @@ class DiscriminatorReadings:
         """
         return self.D(images, self.class_condition(labels, images.shape[0]))
 
+    @torch.no_grad()
+    def score_fakes(self, n: int, real_labels: torch.Tensor | None = None) -> torch.Tensor:
+        """D's logits ``(n, 1)`` for ``n`` images of the training generator ``G``, un-augmented, no gradient.
+
+        Labels are drawn from ``real_labels`` as in training. Read by ``heuristic="rv"`` (``r_v``); it draws
+        from the global random generator and leaves ``G``'s running average of ``w`` alone.
+        """
+        c = self.loss.generated_condition(real_labels, n)
+        ws = self.G.mapping(torch.randn(n, self.G.z_dim, device=self.device), c, update_emas=False)
+        return self.D(self.G.synthesis(ws), c)
+
 
 __all__ = ["DiscriminatorReadings", "StyleGAN2Loss"]

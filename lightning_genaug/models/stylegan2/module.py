@@ -339,17 +339,6 @@ class StyleGAN2ADA(StyleGAN2Sampling, DiscriminatorReadings, GeneratorPredictMix
         return class_condition(labels, self.hparams.num_classes, batch_size, self.device)
 
     # ------------------------------------------------------------------ the training loop
-    @torch.no_grad()
-    def score_fakes(self, n: int, real_labels: torch.Tensor | None = None) -> torch.Tensor:
-        """D's logits ``(n, 1)`` for ``n`` images of the training generator ``G``, un-augmented, no gradient.
-
-        Labels are drawn from ``real_labels`` as in training. Read by ``heuristic="rv"`` (``r_v``); it draws
-        from the global random generator and leaves ``G``'s running average of ``w`` alone.
-        """
-        c = self.loss.generated_condition(real_labels, n)
-        ws = self.G.mapping(torch.randn(n, self.G.z_dim, device=self.device), c, update_emas=False)
-        return self.D(self.G.synthesis(ws), c)
-
     def training_step(self, batch: Any, batch_idx: int) -> None:
         """Run the batch's phases (Gmain, Greg, Dmain, Dreg as :meth:`phases` says) with G's and D's
         optimisers, then the EMA; :attr:`loss` computes each phase's loss."""

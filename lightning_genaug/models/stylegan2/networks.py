@@ -58,19 +58,20 @@ def normalize_2nd_moment(x: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
 
 
-def bias_act(
-    x: Tensor, bias: Tensor | None, activation: str = "linear", gain: float = 1.0, clamp: float | None = None
-) -> Tensor:
-    """``clamp(act(x + bias) * gain)``, the bias broadcast over dim 1 of ``x`` ((N, C) or (N, C, H, W))."""
+def bias_act(x: Tensor, bias: Tensor | None, activation: str = "linear", gain: float = 1.0) -> Tensor:
+    """``act(x + bias) * gain``, the bias broadcast over dim 1 of ``x`` ((N, C) or (N, C, H, W))."""
     if bias is not None:
         x = x + bias.to(x.dtype).reshape(1, -1, *([1] * (x.ndim - 2)))
     act, _ = ACTIVATIONS[activation]
     x = act(x)
     if gain != 1:
         x = x * gain
-    if clamp is not None:
-        x = x.clamp(-clamp, clamp)
     return x
+
+
+def clamp_activations(x: Tensor, limit: float | None) -> Tensor:
+    """``x`` clamped to ``[-limit, limit]`` (``conv_clamp`` keeps float16 activations finite); ``None``: x."""
+    return x if limit is None else x.clamp(-limit, limit)
 
 
 def setup_filter(taps: Sequence[float]) -> Tensor:
@@ -337,9 +338,9 @@ class Conv2dLayer(nn.Module):
         # homogeneous): the gain scales the small weight and bias, not the activations.
         out_gain = act_gain * gain
         w = (self.weight * (self.weight_gain * out_gain)).to(x.dtype)
-        bias = None if self.bias is None else (self.bias * out_gain).to(x.dtype)
+        bias = None if self.bias is None else self.bias * out_gain  # cast with the weight's dtype
         x = act(conv2d_resample(x, w, self.resample_filter, up=self.up, down=self.down, bias=bias))
-        return x if self.conv_clamp is None else x.clamp(-self.conv_clamp * gain, self.conv_clamp * gain)
+        return clamp_activations(x, None if self.conv_clamp is None else self.conv_clamp * gain)
 
 
 class MappingNetwork(nn.Module):
@@ -482,8 +483,7 @@ class SynthesisLayer(nn.Module):
             x = x + noise * (self.noise_strength * gain).to(x.dtype)
         elif self.use_noise and noise_mode == "const":
             x = x + (self.noise_const * (self.noise_strength * gain)).to(x.dtype)
-        x = act(x)
-        return x if self.conv_clamp is None else x.clamp(-self.conv_clamp, self.conv_clamp)
+        return clamp_activations(act(x), self.conv_clamp)
 
 
 class ToRGBLayer(nn.Module):
@@ -503,7 +503,7 @@ class ToRGBLayer(nn.Module):
         """(N, C, R, R), w (N, w_dim) -> (N, img_channels, R, R)."""
         styles = self.affine(w) * self.weight_gain
         x = modulated_conv2d(x, self.weight, styles, demodulate=False, fused=fused, bias=self.bias)
-        return x if self.conv_clamp is None else x.clamp(-self.conv_clamp, self.conv_clamp)
+        return clamp_activations(x, self.conv_clamp)
 
 
 class SynthesisBlock(nn.Module):
