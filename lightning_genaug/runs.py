@@ -174,15 +174,43 @@ def link_wandb_files(logger: Logger, folder: str | os.PathLike) -> Path | None:
 
 
 class _ContinuingWriter(ExperimentWriter):
-    """Lightning's CSV writer, appending to a ``metrics.csv`` already there instead of deleting it."""
+    """Lightning's CSV writer, appending to a ``metrics.csv`` already there instead of deleting it.
+
+    The first row it logs at step ``k`` drops the file's rows from step ``k`` on: the rows a crashed run
+    wrote after its last checkpoint, which the resumed run logs again.
+    """
 
     def _check_log_dir_exists(self) -> None:
-        if not self._fs.isfile(self.metrics_file_path):
+        self._continuing = self._fs.isfile(self.metrics_file_path)
+        if not self._continuing:
             return
         with self._fs.open(self.metrics_file_path, "r", newline="") as file:
             header = next(csv.reader(file), [])
         # Rows are appended in the file's column order; a new key makes the writer rewrite the header.
         self.metrics_keys = list(header)
+
+    def log_metrics(self, metrics_dict: dict[str, float], step: int | None = None) -> None:
+        if self._continuing and step is not None:
+            self._continuing = False
+            self._drop_rows_from(step)
+        super().log_metrics(metrics_dict, step)
+
+    def _drop_rows_from(self, step: int) -> None:
+        with self._fs.open(self.metrics_file_path, "r", newline="") as file:
+            rows = list(csv.DictReader(file))
+        kept = [row for row in rows if not row.get("step") or float(row["step"]) < step]
+        if len(kept) == len(rows):
+            return
+        partial = self.metrics_file_path + ".partial"
+        with self._fs.open(partial, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=self.metrics_keys)
+            writer.writeheader()
+            writer.writerows(kept)
+        self._fs.mv(partial, self.metrics_file_path)
+        rank_zero_info(
+            f"{self.metrics_file_path}: dropped {len(rows) - len(kept)} rows that the interrupted run logged "
+            f"from step {step} on, after its last checkpoint; this run logs those steps again."
+        )
 
 
 class ContinuingCSVLogger(CSVLogger):
@@ -190,8 +218,9 @@ class ContinuingCSVLogger(CSVLogger):
 
     Lightning's deletes the file of a version folder it is given again (with a warning), so a resumed run
     that keeps its version would lose the rows of its first part; this one appends to them. The rows a
-    crashed run logged after its last checkpoint stay, so those steps appear twice in the file. For a new
-    version folder it is Lightning's logger; ``lightning-genaug fit`` uses it for every CSV log.
+    crashed run logged after its last checkpoint are dropped when the resumed run logs its first row
+    (every step from that row's on), so no step appears twice. For a new version folder it is
+    Lightning's logger; ``lightning-genaug fit`` uses it for every CSV log.
 
     Example:
         >>> logger = ContinuingCSVLogger("runs/ada", version="version_0")

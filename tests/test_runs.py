@@ -276,6 +276,26 @@ def test_the_continuing_csv_logger_appends_where_lightnings_deletes(tmp_path: Pa
     ]
 
 
+def test_a_resumed_run_drops_the_rows_a_crashed_run_logged_after_its_checkpoint(tmp_path: Path):
+    """The crashed run logged steps 0-4 and was checkpointed at step 2; the resumed run logs step 3 again."""
+    crashed = ContinuingCSVLogger(tmp_path, version="version_0")
+    for step in range(5):
+        crashed.log_metrics({"loss": float(step)}, step=step)
+    crashed.save()
+    resumed = ContinuingCSVLogger(tmp_path, version="version_0")
+    resumed.log_metrics({"loss": 30.0}, step=3)
+    resumed.log_metrics({"loss": 40.0}, step=4)
+    resumed.save()
+    rows = csv_rows(tmp_path / "lightning_logs/version_0/metrics.csv")
+    assert [(row["step"], row["loss"]) for row in rows] == [
+        ("0", "0.0"),
+        ("1", "1.0"),
+        ("2", "2.0"),
+        ("3", "30.0"),
+        ("4", "40.0"),
+    ]
+
+
 def test_only_a_logger_without_a_version_of_its_own_continues_the_checkpoints_folder(tmp_path: Path):
     from lightning.pytorch.loggers import TensorBoardLogger
 
