@@ -34,6 +34,7 @@ from lightning_genaug._checks import MismatchError
 from lightning_genaug.cli import DESCRIPTION
 from lightning_genaug.models.stylegan2.official import is_network_pickle
 from lightning_genaug.runs import (
+    ContinuingCSVLogger,
     link_wandb_files,
     logger_save_dir,
     run_dir,
@@ -543,6 +544,8 @@ def _continue_run_folder(trainer: pl.Trainer, ckpt_path: Any) -> str | None:
         return None
     if isinstance(logger, CSVLogger | TensorBoardLogger) and logger._version is None:
         logger._version = version
+        if isinstance(logger, ContinuingCSVLogger):
+            logger.replace_resumed_steps = True
     elif isinstance(logger, WandbLogger) and logger._id is None and logger._experiment is None:
         logger._id = logger._wandb_init["id"] = version
     else:

@@ -176,13 +176,17 @@ def link_wandb_files(logger: Logger, folder: str | os.PathLike) -> Path | None:
 class _ContinuingWriter(ExperimentWriter):
     """Lightning's CSV writer, appending to a ``metrics.csv`` already there instead of deleting it.
 
-    The first row it logs at step ``k`` drops the file's rows from step ``k`` on: the rows a crashed run
-    wrote after its last checkpoint, which the resumed run logs again.
+    With ``replace_resumed_steps``, the first row it logs at step ``k`` drops the file's rows from step
+    ``k`` on: the rows a crashed run wrote after its last checkpoint, which the resumed run logs again.
     """
 
+    def __init__(self, log_dir: str, replace_resumed_steps: bool = False) -> None:
+        self._replace_resumed_steps = replace_resumed_steps
+        super().__init__(log_dir)
+
     def _check_log_dir_exists(self) -> None:
-        self._continuing = self._fs.isfile(self.metrics_file_path)
-        if not self._continuing:
+        self._continuing = self._replace_resumed_steps and self._fs.isfile(self.metrics_file_path)
+        if not self._fs.isfile(self.metrics_file_path):
             return
         with self._fs.open(self.metrics_file_path, "r", newline="") as file:
             header = next(csv.reader(file), [])
@@ -217,10 +221,13 @@ class ContinuingCSVLogger(CSVLogger):
     """Lightning's ``CSVLogger`` that continues the ``metrics.csv`` of its version folder.
 
     Lightning's deletes the file of a version folder it is given again (with a warning), so a resumed run
-    that keeps its version would lose the rows of its first part; this one appends to them. The rows a
-    crashed run logged after its last checkpoint are dropped when the resumed run logs its first row
-    (every step from that row's on), so no step appears twice. For a new version folder it is
-    Lightning's logger; ``lightning-genaug fit`` uses it for every CSV log.
+    that keeps its version would lose the rows of its first part; this one appends to them. For a new
+    version folder it is Lightning's logger; ``lightning-genaug fit`` uses it for every CSV log.
+
+    ``replace_resumed_steps`` (set by ``fit`` when it continues a run from one of its checkpoints): the
+    rows a crashed run logged after its last checkpoint are dropped when the resumed run logs its first
+    row (every step from that row's on), so no step appears twice. Off, rows are only appended (a
+    ``test`` or ``validate`` of an earlier checkpoint logs at steps the file already has).
 
     Example:
         >>> logger = ContinuingCSVLogger("runs/ada", version="version_0")
@@ -228,11 +235,13 @@ class ContinuingCSVLogger(CSVLogger):
         'runs/ada/lightning_logs/version_0'
     """
 
+    replace_resumed_steps: bool = False
+
     @property
     @rank_zero_experiment
     def experiment(self) -> ExperimentWriter:
         if self._experiment is not None:
             return self._experiment
         self._fs.makedirs(self.root_dir, exist_ok=True)
-        self._experiment = _ContinuingWriter(log_dir=self.log_dir)
+        self._experiment = _ContinuingWriter(self.log_dir, self.replace_resumed_steps)
         return self._experiment

@@ -283,6 +283,7 @@ def test_a_resumed_run_drops_the_rows_a_crashed_run_logged_after_its_checkpoint(
         crashed.log_metrics({"loss": float(step)}, step=step)
     crashed.save()
     resumed = ContinuingCSVLogger(tmp_path, version="version_0")
+    resumed.replace_resumed_steps = True  # what `fit --ckpt_path <run folder>/checkpoints/...` sets
     resumed.log_metrics({"loss": 30.0}, step=3)
     resumed.log_metrics({"loss": 40.0}, step=4)
     resumed.save()
@@ -294,6 +295,11 @@ def test_a_resumed_run_drops_the_rows_a_crashed_run_logged_after_its_checkpoint(
         ("3", "30.0"),
         ("4", "40.0"),
     ]
+    evaluation = ContinuingCSVLogger(tmp_path, version="version_0")  # e.g. `test` of an earlier checkpoint
+    evaluation.log_metrics({"test/loss": 5.0}, step=0)
+    evaluation.save()
+    rows = csv_rows(tmp_path / "lightning_logs/version_0/metrics.csv")
+    assert [row["step"] for row in rows] == ["0", "1", "2", "3", "4", "0"]
 
 
 def test_only_a_logger_without_a_version_of_its_own_continues_the_checkpoints_folder(tmp_path: Path):
@@ -307,7 +313,9 @@ def test_only_a_logger_without_a_version_of_its_own_continues_the_checkpoints_fo
 
     folder = str(tmp_path / "runs/lightning_logs/version_3")
     assert continued(TensorBoardLogger(tmp_path / "runs")) == ("version_3", folder)
-    assert continued(ContinuingCSVLogger(tmp_path / "runs")) == ("version_3", folder)
+    assert continued(resumed := ContinuingCSVLogger(tmp_path / "runs")) == ("version_3", folder)
+    assert resumed.replace_resumed_steps  # the crashed run's rows after the checkpoint will be replaced
     own = str(tmp_path / "runs/lightning_logs/mine")
-    assert continued(ContinuingCSVLogger(tmp_path / "runs", version="mine")) == (None, own)
+    assert continued(mine := ContinuingCSVLogger(tmp_path / "runs", version="mine")) == (None, own)
+    assert not mine.replace_resumed_steps
     assert continued(ContinuingCSVLogger(tmp_path / "elsewhere"))[0] is None
