@@ -128,6 +128,7 @@ class OverfitSetting:
             kimg=0.5,
             eval_kimg=0.25,
             num_gen=64,
+            probe_heldout_images=256,  # D's mean over 256 held-out digits, not 1,747: most of a probe's cost
             seeds=(0, 1),
             extractor_steps=30,
             extractor_width=8,
@@ -192,15 +193,15 @@ def cifar_overfit_setting(data_root: str | Path, quick: bool = False) -> Overfit
         return setting
     return replace(
         setting.quick(),
-        kimg=0.25,
-        eval_kimg=0.125,
+        kimg=0.125,  # 4 batches, probed at 0, 2 and 4
+        eval_kimg=0.0625,
         distaug_epochs=1,
         train_images=64,
         num_gen=64,
         probe_heldout_images=32,
         config_overrides=(("channel_base", 512), ("channel_max", 16)),
-        distaug_images=32,
-        distaug_val_images=32,
+        distaug_images=32,  # one training batch
+        distaug_val_images=16,  # 768 sub-pixels per photo: the likelihood arms' cost is per image
     )
 
 

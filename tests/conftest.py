@@ -97,16 +97,16 @@ def limited_data():
 
 
 @pytest.fixture(scope="module")
-def quarter_quick(limited_data) -> Iterator[None]:
-    """``--setting digits-overfit --quick`` with a quarter of its training: 4 batches per job, probed at
-    0, 1/16 and 1/8 kimg. What is checked (every arm and seed, a few probe points, finite values,
-    resuming) needs the jobs, not their length."""
+def two_batch_quick(limited_data) -> Iterator[None]:
+    """``--setting digits-overfit --quick`` with an eighth of its training: 2 batches of 32 per job,
+    probed at 0, 1/32 and 1/16 kimg. What is checked (every arm and seed, a few probe points, finite
+    values, resuming) needs the jobs, not their length."""
     import overfit
 
     quick = overfit.OverfitSetting.quick
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(
-            overfit.OverfitSetting, "quick", lambda self: replace(quick(self), kimg=0.125, eval_kimg=0.0625)
+            overfit.OverfitSetting, "quick", lambda self: replace(quick(self), kimg=0.0625, eval_kimg=0.03125)
         )
         yield
 

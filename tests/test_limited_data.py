@@ -15,7 +15,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "limited_data.py"
 def test_quick_run_reports_every_arm_with_curves_and_plots(limited_data, tmp_path: Path):
     summary = limited_data.main(
         [
-            "--quick", "--out", str(tmp_path), "--kimg", "0.5", "--eval-kimg", "0.25", "--num-gen", "64",
+            "--quick", "--out", str(tmp_path), "--kimg", "0.25", "--eval-kimg", "0.125", "--num-gen", "64",
             "--kid-subsets", "4", "--max-images", "200", "--extractor-steps", "20", "--distaug-steps", "8",
         ]
     )  # fmt: skip
@@ -50,7 +50,7 @@ def test_full_mode_needs_a_data_path(limited_data):
         limited_data.parse_args(["--kimg", "1"])
 
 
-@pytest.mark.usefixtures("quarter_quick")
+@pytest.mark.usefixtures("two_batch_quick")
 def test_overfit_setting_quick_runs_every_arm_and_seed_and_resumes(limited_data, tmp_path: Path):
     summary = limited_data.main(["--setting", "digits-overfit", "--quick", "--out", str(tmp_path)])
     setting = summary["setting"]
@@ -88,18 +88,29 @@ def test_overfit_setting_quick_runs_every_arm_and_seed_and_resumes(limited_data,
     assert again["gan"] == summary["gan"]
 
 
-@pytest.mark.usefixtures("quarter_quick")
-def test_overfit_setting_runs_chosen_arms_class_conditionally(limited_data, tmp_path: Path):
+@pytest.mark.usefixtures("two_batch_quick")
+def test_overfit_setting_runs_chosen_arms_and_seeds_class_conditionally(limited_data, tmp_path: Path):
+    """The arms only chosen with ``--arms`` (the controller's other readings and targets; ``ada-rv`` reads
+    held-out reals), for the chosen seed only: each trains and is probed (the default five arms and both
+    seeds: test_overfit_setting_quick_runs_every_arm_and_seed_and_resumes)."""
+    import overfit
+
+    extra = [arm for arm in overfit.OVERFIT_GAN_ARMS if arm not in overfit.DIGITS_GAN_ARMS]
+    assert extra == ["ada-clean", "ada-rv", "ada-target0.5", "ada-rv-target0.3"]
     summary = limited_data.main(
-        ["--setting", "digits-overfit", "--quick", "--arms", "ada", "--distaug-arms", "--conditional"]
-        + ["--out", str(tmp_path)]
+        ["--setting", "digits-overfit", "--quick", "--arms", *extra, "--distaug-arms", "--conditional"]
+        + ["--seeds", "1", "--out", str(tmp_path)]
     )
-    assert list(summary["gan"]) == ["ada"] and summary["distaug"] == {}
+    assert list(summary["gan"]) == extra and summary["distaug"] == {}
     assert summary["setting"]["conditional"] is True
-    assert sorted(path.name for path in (tmp_path / "jobs").iterdir()) == [
-        "gan-ada-seed0.json",
-        "gan-ada-seed1.json",
-    ]
+    assert sorted(path.name for path in (tmp_path / "jobs").iterdir()) == sorted(
+        f"gan-{arm}-seed1.json" for arm in extra
+    )
+    for arm in extra:
+        mean, _ = summary["gan"][arm]["final_fid"]
+        assert math.isfinite(mean) and mean > 0
+        history = json.loads((tmp_path / "jobs" / f"gan-{arm}-seed1.json").read_text())["history"]
+        assert len(history) >= 2 and all(0 <= point["p"] <= 1 and -1 <= point["rt"] <= 1 for point in history)
 
 
 def test_unknown_arm_is_refused_with_the_valid_names(limited_data, capsys):
