@@ -50,8 +50,10 @@ def fit_tiny(
     return trainer
 
 
-def test_the_main_job_trained_20_steps_then_resumed_to_40_is_the_straight_40_step_run(tmp_path, monkeypatch):
-    """``fit --trainer.max_steps 20``, then ``--trainer.max_steps 40 --ckpt_path <its last.ckpt>``."""
+def test_the_main_job_trained_10_steps_then_resumed_to_20_is_the_straight_20_step_run(tmp_path, monkeypatch):
+    """``fit --trainer.max_steps 10``, then ``--trainer.max_steps 20 --ckpt_path <its last.ckpt>`` (the
+    commands of docs/cli.md at half their length): 4 batches, then batches 5-9, in which ADA's controller
+    raises p from 0 and G's lazy path-length regularisation runs (batches 5 and 9)."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["lightning-genaug"])
     monkeypatch.setenv("LIGHTNING_GENAUG_CACHE", str(tmp_path / "cache"))
@@ -63,12 +65,15 @@ def test_the_main_job_trained_20_steps_then_resumed_to_40_is_the_straight_40_ste
         caught, lines = run_capturing(args)
         return caught, lines, root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
 
-    _, _, straight = fit("straight", 40)
-    _, _, first = fit("first", 20)
-    caught, lines, resumed = fit("resumed", 40, "--ckpt_path", str(first))
+    _, _, straight = fit("straight", 20)
+    _, _, first = fit("first", 10)
+    caught, lines, resumed = fit("resumed", 20, "--ckpt_path", str(first))
     assert (caught, lines) == ([], [])  # no "not exactly the uninterrupted run", nothing else either
     straight_state, resumed_state = checkpoint_state(straight), checkpoint_state(resumed)
-    assert 0 < int(checkpoint_state(first)["cur_nimg"]) < int(straight_state["cur_nimg"])
+    # 10 optimiser steps are 4 batches of 32 (the first has 4 phases, the next 2 each); 20 are 9 batches
+    first_state = checkpoint_state(first)
+    assert (int(first_state["cur_nimg"]), int(straight_state["cur_nimg"])) == (4 * 32, 9 * 32)
+    assert first_state["augment_pipe.p"] < straight_state["augment_pipe.p"]  # p moved after the resume point
     weights = [key for key in straight_state if key.split(".")[0] in ("G", "D", "G_ema")]
     assert len(weights) > 30
     for key in [*weights, "augment_pipe.p", "cur_nimg"]:

@@ -11,7 +11,7 @@ What a block needs from outside is filled by the rules below, stated once:
 * ``INPUTS``: a path the docs name as the reader's own (``my-photos``, ``last.ckpt``, ``network.pkl``...)
   is made by the test, only when a command names it and it does not exist yet (so a block that writes
   it itself, as the README's ``fit`` writes ``runs/ada/.../last.ckpt``, reads its own).
-* ``BOUNDS``: long commands are shortened by appending options (the last value of an option wins):
+* ``BOUNDS``: long commands are shortened by an option put in place of the command's own value of it:
   ``fit`` stops after 2 optimiser steps (4 when it resumes a checkpoint of 2), ``project`` takes 5
   steps. Every ``Trainer`` a Python block or example script builds runs one epoch of at most 4 batches.
 * ``NAMES``: the names a Python block leaves to its reader (``GAN``, ``datamodule``, ``images``...) are
@@ -356,16 +356,31 @@ def place_inputs(text: str, runner: Runner) -> None:
 # ------------------------------------------------------------------------------------------- bounds
 
 
-FIT_BOUND = ["--trainer.max_steps", "2"]
-
-
 def bounded(argv: list[str]) -> list[str]:
-    """``BOUNDS``: the options appended to a long command."""
+    """``BOUNDS``: the options appended to a long command, in place of the command's own values of them
+    (the value appended would win anyway). ``fit ... --trainer.max_steps 20`` is then the same command as
+    the ``fit ...`` of another page, which :class:`Runner` runs once."""
     if argv[:1] == ["fit"] and not {"--help", "--print_config"} & set(argv):
-        return [*argv, "--trainer.max_steps", "4"] if "--ckpt_path" in argv else [*argv, *FIT_BOUND]
+        steps = "4" if "--ckpt_path" in argv else "2"  # a resume continues a checkpoint of 2 steps
+        return [*without(argv, "--trainer.max_steps"), "--trainer.max_steps", steps]
     if argv[:1] == ["project"]:
-        return [*argv, "--steps", "5"]
+        return [*without(argv, "--steps"), "--steps", "5"]
     return argv
+
+
+def without(argv: list[str], option: str) -> list[str]:
+    """``argv`` less each ``OPTION VALUE`` pair of ``option``.
+
+    >>> without(["fit", "--trainer.max_steps", "20", "--ckpt_path", "a.ckpt"], "--trainer.max_steps")
+    ['fit', '--ckpt_path', 'a.ckpt']
+    """
+    kept, skip = [], False
+    for argument in argv:
+        if skip or argument == option:
+            skip = not skip
+            continue
+        kept.append(argument)
+    return kept
 
 
 @contextlib.contextmanager
