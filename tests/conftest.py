@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import io
 import os
+import shutil
 import sys
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import replace
@@ -32,6 +35,10 @@ except ImportError:
 # No test may touch the network: an empty URL switches off the Inception weights download (tests of
 # the download set a local file:// URL themselves).
 os.environ["LIGHTNING_GENAUG_INCEPTION_URL"] = ""
+# Nor write outside its temporary folders: the real-statistics cache of every test process (the doc
+# blocks and example configs compute metrics) goes to a folder of its own, not the user's ~/.cache.
+os.environ["LIGHTNING_GENAUG_CACHE"] = tempfile.mkdtemp(prefix="lightning-genaug-test-cache-")
+atexit.register(shutil.rmtree, os.environ["LIGHTNING_GENAUG_CACHE"], ignore_errors=True)
 
 
 @pytest.fixture(autouse=True, scope="session")
