@@ -353,6 +353,28 @@ def test_init_from_loads_the_networks_of_a_checkpoint(tmp_path):
     assert int(target.cur_nimg) == 0  # counters are not transferred
 
 
+def test_a_model_loaded_from_its_checkpoint_keeps_its_weights_over_init_from(tmp_path):
+    """A fine-tuned model's checkpoint records ``init_from``; loading it and fitting on (or predicting)
+    must not put the starting point's weights back over the trained ones."""
+    source = tiny()
+    source_trainer = trainer(tmp_path, batches=1)
+    source_trainer.fit(source, train_dataloaders=random_loader(1))
+    source_trainer.save_checkpoint(tmp_path / "start.ckpt")
+
+    tuned = tiny(init_from=str(tmp_path / "start.ckpt"))
+    tuned_trainer = trainer(tmp_path, batches=2)
+    tuned_trainer.fit(tuned, train_dataloaders=random_loader(2))
+    tuned_trainer.save_checkpoint(tmp_path / "tuned.ckpt")
+    assert changed(snapshot(source.G_ema), tuned.G_ema)
+
+    loaded = StyleGAN2ADA.load_from_checkpoint(tmp_path / "tuned.ckpt")
+    assert loaded.hparams.init_from == str(tmp_path / "start.ckpt")
+    trainer(tmp_path, max_steps=0).fit(loaded, train_dataloaders=random_loader(1))
+    for name in ("G", "D", "G_ema"):
+        for key, value in getattr(tuned, name).state_dict().items():
+            torch.testing.assert_close(getattr(loaded, name).state_dict()[key], value, msg=f"{name}.{key}")
+
+
 def test_init_from_a_missing_file_names_the_argument(tmp_path):
     model = tiny(init_from=str(tmp_path / "missing.ckpt"))
     with pytest.raises(FileNotFoundError, match="init_from"):

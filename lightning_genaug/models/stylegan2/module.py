@@ -232,7 +232,8 @@ class StyleGAN2ADA(StyleGAN2Sampling, DiscriminatorReadings, GeneratorPredictMix
 
     def setup(self, stage: str) -> None:
         """Build the networks from the datamodule's shapes; load ``init_from``; provide predict data."""
-        # init_from is loaded once per module (never over trained weights: fit, then predict).
+        # init_from is loaded once per module, never over trained weights (fit, then predict; a module
+        # loaded from a checkpoint, see on_load_checkpoint).
         initialize = bool(self.hparams.init_from) and self.trainer.ckpt_path is None and not self._initialized
         official = None
         if initialize and is_network_pickle(self.hparams.init_from):
@@ -410,6 +411,10 @@ class StyleGAN2ADA(StyleGAN2Sampling, DiscriminatorReadings, GeneratorPredictMix
         """
         cfg = self.train_config
         update_ema(self.G_ema, self.G, ema_beta(batch_size, int(self.cur_nimg), cfg.ema_kimg, cfg.ema_rampup))
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Weights from a checkpoint are never replaced by ``init_from`` (which the checkpoint records)."""
+        self._initialized = True
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Refuse to write a checkpoint from a non-finite state (last line of the NaN guard)."""
