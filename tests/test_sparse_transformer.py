@@ -336,3 +336,37 @@ def test_module_rejects_bad_arguments_with_clear_messages() -> None:
         SparseTransformerDistAug(config_overrides={"betas": (0.9, 1.5)})
     with pytest.raises(RuntimeError, match="not built"):
         SparseTransformerDistAug().sample(1)
+
+
+def _fit_distaug(root, steps: int, ckpt_path=None) -> SparseTransformerDistAug:
+    """``steps`` batches of the tiny DistAug model on digits, ``last.ckpt`` written after every batch."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    L.seed_everything(0, verbose=False)
+    data = DigitsDataModule(resolution=8, channels=1, batch_size=16, max_images=64)
+    module = SparseTransformerDistAug(
+        augment=DistAugTransforms(["rotation"]), config_overrides={"ema_decay": 0.5}
+    )
+    checkpoint = ModelCheckpoint(dirpath=root, save_last=True, save_top_k=0, every_n_train_steps=1)
+    trainer = L.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        logger=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[checkpoint],
+        default_root_dir=root,
+    )
+    trainer.fit(module, datamodule=data, ckpt_path=ckpt_path)
+    return module
+
+
+def test_a_run_resumed_from_a_mid_epoch_checkpoint_has_the_uninterrupted_runs_ema_weights(tmp_path) -> None:
+    """The checkpoint a callback writes at a batch's end holds that batch's EMA update."""
+    straight = _fit_distaug(tmp_path / "straight", steps=3)
+    _fit_distaug(tmp_path / "first", steps=2)
+    resumed = _fit_distaug(tmp_path / "resumed", steps=3, ckpt_path=tmp_path / "first" / "last.ckpt")
+    assert int(resumed.ema_updates) == int(straight.ema_updates) == 3
+    for name, value in straight.ema_net.state_dict().items():
+        torch.testing.assert_close(resumed.ema_net.state_dict()[name], value, rtol=0, atol=0, msg=name)

@@ -76,7 +76,7 @@ class SparseTransformerDistAug(GeneratorPredictMixin, L.LightningModule):
             ``betas``, ``weight_decay``, ``warmup_steps``, ``lr_schedule`` (``cosine``, ``linear``,
             ``constant``), ``min_lr_ratio``, ``schedule_steps``, ``ema_decay``), as
             ``StyleGAN2ADA`` takes its ``lr``/``betas``/``ema_kimg`` from its config. The EMA of
-            ``ema_decay`` is per batch; early updates use ``min(ema_decay, (1 + n) / (10 + n))``.
+            ``ema_decay`` is per optimiser step; early updates use ``min(ema_decay, (1 + n) / (10 + n))``.
         channels: image channels; ``None`` reads ``image_shape`` (or ``channels``) of the
             datamodule at ``setup``.
         resolution: image height = width; ``None`` reads it from the datamodule like ``channels``.
@@ -307,13 +307,19 @@ class SparseTransformerDistAug(GeneratorPredictMixin, L.LightningModule):
             self._fit_started = True
             seed_per_rank(self.global_rank, self.trainer.world_size)
 
-    @torch.no_grad()
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        """Update the EMA weights after every training batch.
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """The optimiser step, then the EMA update of the weights it changed.
 
-        This runs on every batch, including the micro-batches of gradient accumulation (which take no
-        optimiser step), so ``ema_decay`` is a per-batch decay.
+        Here rather than in ``on_train_batch_end``, which Lightning calls after the callbacks' (a
+        checkpoint written at a batch's end would miss that batch's update, and a resumed run with it).
         """
+        super().optimizer_step(*args, **kwargs)
+        self.update_ema()
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        """One EMA step towards the current weights: per optimiser step (micro-batches of gradient
+        accumulation change no weight, so they take none)."""
         updates = int(self.ema_updates)
         decay = min(self.net.config.ema_decay, (1 + updates) / (10 + updates))
         for ema_param, param in zip(self.ema_net.parameters(), self.net.parameters(), strict=True):
