@@ -57,6 +57,8 @@ def test_cifar_overfit_quick_runs_on_zips_in_the_cifar_layout(limited_data, cifa
     for row in rows:
         assert -1 <= row["controller_rt"] <= 1 and 0 <= row["p"] <= 1
         assert -1 <= row["subset_rt_augmented"] <= 1 and -1 <= row["subset_rt_clean"] <= 1
+        assert (row["heuristic"], row["target"]) == ("rt", 0.6)  # the ada arm's controller
+        assert row["controller_reading"] == row["controller_rt"] and math.isfinite(row["d_gap"])
     assert rows[0]["kimg"] > job["history"][-1]["kimg"]  # continued past the job's end
     assert sorted(path.stat().st_mtime_ns for path in (out / "jobs").iterdir()) == finished  # read only
 
