@@ -258,7 +258,7 @@ def gan_plots(
             {
                 arm: runs
                 for arm, runs in _curves(gan, "kimg", lambda p: p["p"]).items()
-                if arm in ("ada", "scalegan")
+                if any(len({value for _, value in run}) > 1 for run in runs)  # p adapted (not fixed)
             },
             "kimg",
             "augmentation p (adaptive arms)",
