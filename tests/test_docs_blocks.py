@@ -92,7 +92,7 @@ SKIPPED: dict[tuple[str, str], str] = {
     ("docs/performance.md", "benchmarks/after_training.py"): "a benchmark: minutes",
     ("docs/results.md", "--setting cifar-overfit"): "an experiment: hours; tests/test_limited_data*.py",
     ("docs/results.md", "--setting digits-overfit"): "an experiment: hours; tests/test_limited_data.py",
-    ("docs/results.md", "benchmarks/overfit_rt_trace.py"): "needs an experiment's jobs; test_limited_data_cifar",
+    ("docs/results.md", "benchmarks/overfit_rt_trace.py"): "an experiment's jobs; test_limited_data_cifar",
     ("docs/results.md", "--quick --out runs/limited_data_quick"): "minutes; tests/test_limited_data.py",
     ("docs/results.md", "--kimg 500 --eval-kimg 50"): "a GPU experiment on CIFAR-10 on disk",
     ("docs/results.md", "--kimg 30 --eval-kimg 5"): "an experiment: about an hour on a CPU",
