@@ -60,11 +60,18 @@ from lightning_genaug.metrics.trained_extractor import (
 log = logging.getLogger("limited_data.overfit")
 
 DIGITS_GAN_ARMS = ("no-augmentation", "ada", "fixed-p0.2", "diffaugment", "scalegan")
-# Every arm either setting can run (--arms); the last two: the paper's r_t at a lower target, and r_v
-# at a lower target than the TensorFlow code's 0.5 (which, on 200 photographs, let D's gap reach 3.6).
-OVERFIT_GAN_ARMS = (*DIGITS_GAN_ARMS, "ada-clean", "ada-rv", "ada-target0.5", "ada-rv-target0.3")
+ADAPTIVE_ARMS: dict[str, tuple[str, float]] = {
+    "ada": ("rt", 0.6),  # the paper's heuristic and target
+    "ada-clean": ("rt_clean", 0.6),  # D's sign on clean training reals instead of augmented ones
+    "ada-rv": ("rv", 0.5),  # r_v on held-out reals, at the TensorFlow code's target for it
+    "ada-target0.5": ("rt", 0.5),  # the paper's r_t at a lower target
+    "ada-rv-target0.3": ("rv", 0.3),  # r_v lower than 0.5 (which, on 200 photographs, let D's gap reach 3.6)
+}
+"""``bgc`` arms whose p an ``AdaptiveAugmentation(heuristic, target)`` adapts."""
+# Every arm either setting can run (--arms).
+OVERFIT_GAN_ARMS = (*DIGITS_GAN_ARMS, *(arm for arm in ADAPTIVE_ARMS if arm not in DIGITS_GAN_ARMS))
 RV_HELDOUT_IMAGES = 64
-"""``ada-rv``'s held-out reals: the first of the probe's held-out images (never trained on)."""
+"""The r_v arms' held-out reals: the first of the probe's held-out images (never trained on)."""
 OVERFIT_DISTAUG_ARMS = ("no-augmentation", "rotation", "rotation+transposition")
 
 
@@ -213,27 +220,18 @@ def build_gan_arm(
     from lightning_genaug.callbacks import AdaptiveAugmentation
     from lightning_genaug.models import ScaleGAN, StyleGAN2ADA
 
-    controller = [AdaptiveAugmentation(speed_kimg=ada_speed_kimg)]
     if arm == "no-augmentation":
         return StyleGAN2ADA(augment=None, **module_kwargs), []
-    if arm == "ada":
-        return StyleGAN2ADA(augment=AugmentPipe("bgc"), **module_kwargs), controller
-    if arm == "ada-clean":  # the controller reads D on clean training reals instead of augmented ones
-        clean = AdaptiveAugmentation(speed_kimg=ada_speed_kimg, heuristic="rt_clean")
-        return StyleGAN2ADA(augment=AugmentPipe("bgc"), **module_kwargs), [clean]
-    if arm == "ada-rv":  # r_v on held-out reals, at the TensorFlow code's target for it
-        validation = AdaptiveAugmentation(speed_kimg=ada_speed_kimg, heuristic="rv", target=0.5)
-        return StyleGAN2ADA(augment=AugmentPipe("bgc"), **module_kwargs), [validation]
-    if arm in ("ada-target0.5", "ada-rv-target0.3"):
-        heuristic, target = ("rt", 0.5) if arm == "ada-target0.5" else ("rv", 0.3)
-        lower = AdaptiveAugmentation(speed_kimg=ada_speed_kimg, heuristic=heuristic, target=target)
-        return StyleGAN2ADA(augment=AugmentPipe("bgc"), **module_kwargs), [lower]
+    if arm in ADAPTIVE_ARMS:
+        heuristic, target = ADAPTIVE_ARMS[arm]
+        controller = AdaptiveAugmentation(speed_kimg=ada_speed_kimg, heuristic=heuristic, target=target)
+        return StyleGAN2ADA(augment=AugmentPipe("bgc"), **module_kwargs), [controller]
     if arm == "fixed-p0.2":
         return StyleGAN2ADA(augment=AugmentPipe("bgc", p=fixed_p), **module_kwargs), []
     if arm == "diffaugment":
         return StyleGAN2ADA(augment=DiffAugment("color,translation,cutout"), **module_kwargs), []
     if arm == "scalegan":
-        return ScaleGAN(**module_kwargs), controller
+        return ScaleGAN(**module_kwargs), [AdaptiveAugmentation(speed_kimg=ada_speed_kimg)]
     raise ValueError(f"Unknown arm {arm!r}; valid arms: {', '.join(OVERFIT_GAN_ARMS)}.")
 
 
@@ -337,7 +335,7 @@ def run_gan_job(
         accelerator="cpu",
         devices=1,
         max_epochs=-1,
-        limit_val_batches=0,  # ada-rv's held-out reals are read by its controller, not validated on
+        limit_val_batches=0,  # r_v's held-out reals are read by its controller, not validated on
         logger=False,
         callbacks=[*callbacks, probe, *extra_callbacks],
         enable_checkpointing=False,
@@ -345,7 +343,7 @@ def run_gan_job(
         enable_model_summary=False,
     )
     train = (reals.images[reals.train_index], reals.labels[reals.train_index])
-    if arm.startswith("ada-rv"):  # held-out reals for r_v, outside the training subset
+    if ADAPTIVE_ARMS.get(arm, ("", 0.0))[0] == "rv":  # held-out reals for r_v, outside the training subset
         held = reals.heldout_index[:RV_HELDOUT_IMAGES]
         datamodule = SplitTensorDataModule(
             *train, setting.batch_size, (reals.images[held], reals.labels[held])

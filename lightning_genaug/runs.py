@@ -185,8 +185,9 @@ class _ContinuingWriter(ExperimentWriter):
         super().__init__(log_dir)
 
     def _check_log_dir_exists(self) -> None:
-        self._continuing = self._replace_resumed_steps and self._fs.isfile(self.metrics_file_path)
-        if not self._fs.isfile(self.metrics_file_path):
+        exists = self._fs.isfile(self.metrics_file_path)
+        self._continuing = self._replace_resumed_steps and exists
+        if not exists:
             return
         with self._fs.open(self.metrics_file_path, "r", newline="") as file:
             header = next(csv.reader(file), [])
