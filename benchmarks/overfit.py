@@ -50,6 +50,7 @@ from overfit_probe import (
 )
 from overfit_report import distaug_summary, gan_summary, make_plots, markdown_tables
 
+from lightning_genaug.callbacks.ada import HELDOUT_HEURISTICS
 from lightning_genaug.images import from_uint8, make_grid, save_png
 from lightning_genaug.metrics.trained_extractor import (
     ClassifierFeatures,
@@ -66,12 +67,14 @@ ADAPTIVE_ARMS: dict[str, tuple[str, float]] = {
     "ada-rv": ("rv", 0.5),  # r_v on held-out reals, at the TensorFlow code's target for it
     "ada-target0.5": ("rt", 0.5),  # the paper's r_t at a lower target
     "ada-rv-target0.3": ("rv", 0.3),  # r_v lower than 0.5 (which, on 200 photographs, let D's gap reach 3.6)
+    "ada-gap": ("gap", 0.5),  # D's held-out gap itself, in logits (r_v's denominator feeds on p)
 }
 """``bgc`` arms whose p an ``AdaptiveAugmentation(heuristic, target)`` adapts."""
 # Every arm either setting can run (--arms).
 OVERFIT_GAN_ARMS = (*DIGITS_GAN_ARMS, *(arm for arm in ADAPTIVE_ARMS if arm not in DIGITS_GAN_ARMS))
 RV_HELDOUT_IMAGES = 64
-"""The r_v arms' held-out reals: the first of the probe's held-out images (never trained on)."""
+"""The held-out reals of the arms that read them (``rv``, ``gap``): the first of the probe's held-out
+images (never trained on)."""
 OVERFIT_DISTAUG_ARMS = ("no-augmentation", "rotation", "rotation+transposition")
 
 
@@ -343,7 +346,7 @@ def run_gan_job(
         enable_model_summary=False,
     )
     train = (reals.images[reals.train_index], reals.labels[reals.train_index])
-    if ADAPTIVE_ARMS.get(arm, ("", 0.0))[0] == "rv":  # held-out reals for r_v, outside the training subset
+    if ADAPTIVE_ARMS.get(arm, ("", 0.0))[0] in HELDOUT_HEURISTICS:  # held-out reals, never trained on
         held = reals.heldout_index[:RV_HELDOUT_IMAGES]
         datamodule = SplitTensorDataModule(
             *train, setting.batch_size, (reals.images[held], reals.labels[held])

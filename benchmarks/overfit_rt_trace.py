@@ -3,7 +3,7 @@
 Continues a finished (or interrupted) GAN job of an over-fitting experiment for a few kimg, from its
 checkpoint, in a scratch folder (the experiment's own files are only read). After every controller
 step it records the reading the controller's heuristic took (``rt``: its ``every_n_batches`` batches of
-augmented reals; ``rt_clean``: clean reals; ``rv``: the held-out window), the controller's r_t, p,
+augmented reals; ``rt_clean``: clean reals; ``rv``, ``gap``: the held-out window), the controller's r_t, p,
 E[sign(D(x))] over the whole training subset, augmented as in training and clean, and D's gap: its mean
 output on the clean training subset minus that on the held-out reals. The question it answers: does
 the heuristic read the memorisation that D's gap shows?

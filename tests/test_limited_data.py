@@ -90,13 +90,13 @@ def test_overfit_setting_quick_runs_every_arm_and_seed_and_resumes(limited_data,
 
 @pytest.mark.usefixtures("two_batch_quick")
 def test_overfit_setting_runs_chosen_arms_and_seeds_class_conditionally(limited_data, tmp_path: Path):
-    """The arms only chosen with ``--arms`` (the controller's other readings and targets; ``ada-rv`` reads
-    held-out reals), for the chosen seed only: each trains and is probed (the default five arms and both
-    seeds: test_overfit_setting_quick_runs_every_arm_and_seed_and_resumes)."""
+    """The arms only chosen with ``--arms`` (the controller's other readings and targets; ``ada-rv`` and
+    ``ada-gap`` read held-out reals), for the chosen seed only: each trains and is probed (the default
+    five arms and both seeds: test_overfit_setting_quick_runs_every_arm_and_seed_and_resumes)."""
     import overfit
 
     extra = [arm for arm in overfit.OVERFIT_GAN_ARMS if arm not in overfit.DIGITS_GAN_ARMS]
-    assert extra == ["ada-clean", "ada-rv", "ada-target0.5", "ada-rv-target0.3"]
+    assert extra == ["ada-clean", "ada-rv", "ada-target0.5", "ada-rv-target0.3", "ada-gap"]
     summary = limited_data.main(
         ["--setting", "digits-overfit", "--quick", "--arms", *extra, "--distaug-arms", "--conditional"]
         + ["--seeds", "1", "--out", str(tmp_path)]

@@ -69,10 +69,14 @@ def next_p(
     return min(max(stepped, 0.0), max_p)
 
 
-HEURISTICS = ("rt", "rt_clean", "rv")
+HEURISTICS = ("rt", "rt_clean", "rv", "gap")
 """What the controller holds at ``target``: ``E[sign(D(x))]`` on augmented reals (the paper's ``r_t``), on
-the clean reals of every ``every_n_batches``-th batch (``rt_clean``), or the validation heuristic ``r_v``
-on held-out reals (:func:`~lightning_genaug.callbacks.augmentation_strength.measured_rv`)."""
+the clean reals of every ``every_n_batches``-th batch (``rt_clean``), the validation heuristic ``r_v``
+on held-out reals (:func:`~lightning_genaug.callbacks.augmentation_strength.measured_rv`), or D's
+held-out gap itself (:func:`~lightning_genaug.callbacks.augmentation_strength.measured_gap`)."""
+
+HELDOUT_HEURISTICS = ("rv", "gap")
+"""The heuristics read on held-out reals (the datamodule's validation data)."""
 
 
 class AdaptiveAugmentation(BaseAugmentationStrength):
@@ -99,15 +103,21 @@ class AdaptiveAugmentation(BaseAugmentationStrength):
       module's ``score_reals`` and ``score_fakes``); three extra no-grad D forwards and one G forward per
       interval; the three means are read over a window of about 512 held-out images (16 intervals at
       batch 32), since one batch's reading is too noisy for a sign controller. The TensorFlow code's
-      target for it is 0.5.
+      target for it is 0.5. Measured: its denominator, D's real-fake spread, shrinks as ``p`` rises, so
+      the reading feeds itself and ``p`` does not settle (``docs/results.md``). Not a default.
+    * ``"gap"``: D's held-out gap ``E[D(train)] - E[D(held-out)]`` of its raw outputs (logits), over the
+      same window as ``"rv"``, not divided by anything: how much higher D scores its training reals than
+      unseen ones. Needs held-out reals as ``"rv"`` does, but not the generator: two extra no-grad D
+      forwards per interval. The target is in D's output units (logits for the logistic loss), so it may
+      exceed 1.
 
     Args:
-        target: the reading to hold, in [0, 1); 0.6 in the paper.
+        target: the reading to hold, in [0, 1) (any positive value for ``"gap"``); 0.6 in the paper.
         every_n_batches: adjust ``p`` every this many training batches (4 in the paper).
         speed_kimg: thousands of real images over which ``p`` can move by 1 (500 in the paper; use a
             few kimg for short runs).
         max_p: upper clamp of ``p``, in (0, 1]; non-leaking needs ``p < 1`` for most transforms.
-        heuristic: ``"rt"``, ``"rt_clean"`` or ``"rv"`` (above).
+        heuristic: ``"rt"``, ``"rt_clean"``, ``"rv"`` or ``"gap"`` (above).
         preset, pipe, discriminator_attr, image_key: as for
             :class:`~lightning_genaug.callbacks.augmentation_strength.BaseAugmentationStrength`.
 
@@ -136,10 +146,13 @@ class AdaptiveAugmentation(BaseAugmentationStrength):
             discriminator_attr=discriminator_attr,
             image_key=image_key,
         )
-        self.target = check_range("target", target, 0.0, 1.0, high_inclusive=False)
+        self.heuristic = check_choice("heuristic", heuristic, HEURISTICS)
+        if self.heuristic == "gap":
+            self.target = check_range("target", target, 0.0, None, low_inclusive=False)
+        else:
+            self.target = check_range("target", target, 0.0, 1.0, high_inclusive=False)
         self.speed_kimg = check_range("speed_kimg", speed_kimg, 0.0, None, low_inclusive=False)
         self.max_p = check_range("max_p", max_p, 0.0, 1.0, low_inclusive=False)
-        self.heuristic = check_choice("heuristic", heuristic, HEURISTICS)
 
     @property
     def reads_clean_reals(self) -> bool:  # type: ignore[override]
@@ -147,11 +160,17 @@ class AdaptiveAugmentation(BaseAugmentationStrength):
 
     @property
     def reads_heldout_reals(self) -> bool:  # type: ignore[override]
+        return self.heuristic in HELDOUT_HEURISTICS
+
+    @property
+    def reads_generated_images(self) -> bool:  # type: ignore[override]
         return self.heuristic == "rv"
 
     def next_strength(self, p: float, reading: StrengthReading) -> float:
         """:func:`next_p` from the reading ``heuristic`` names."""
-        value = {"rt": reading.rt, "rt_clean": reading.rt_clean, "rv": reading.rv}[self.heuristic]
+        value = {"rt": reading.rt, "rt_clean": reading.rt_clean, "rv": reading.rv, "gap": reading.gap}[
+            self.heuristic
+        ]
         return next_p(
             p, value, reading.images_seen, target=self.target, speed_kimg=self.speed_kimg, max_p=self.max_p
         )

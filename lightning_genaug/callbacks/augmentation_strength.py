@@ -11,7 +11,7 @@ around one decision, as Lightning's fine-tuning callbacks share ``BaseFinetuning
   for it, for the current batch's *clean* reals (:attr:`BaseAugmentationStrength.reads_clean_reals`);
 * sum the readings over ranks in one reduction, so every rank computes the same ``p``;
 * write ``p`` to its one home, the pipe's ``p`` buffer; log ``ada/p``, ``ada/rt`` (and
-  ``ada/rt_clean``); checkpoint the counters.
+  ``ada/rt_clean``, ``ada/rv``, ``ada/gap`` when read); checkpoint the counters.
 
 A subclass only says the next ``p`` from a :class:`StrengthReading`
 (:meth:`BaseAugmentationStrength.next_strength`):
@@ -43,9 +43,9 @@ HELDOUT_MIN_IMAGES = 32
 """Fewer held-out reals than this make ``r_v`` a reading of a handful of images: refused."""
 
 RV_WINDOW_IMAGES = 512
-"""``r_v`` is read from running sums that forget at this many held-out images: one batch per interval
-is too few for a reading (a sign controller turns its noise into a random walk of ``p``), so each
-interval's sums are added to the earlier ones decayed by ``1 - images / RV_WINDOW_IMAGES``."""
+"""``r_v`` and D's held-out gap are read from running sums that forget at this many held-out images: one
+batch per interval is too few for a reading (a sign controller turns its noise into a random walk of
+``p``), so each interval's sums are added to the earlier ones decayed by ``1 - images / RV_WINDOW_IMAGES``."""
 
 
 def measured_rv(train: float, heldout: float, fake: float) -> float:
@@ -62,6 +62,19 @@ def measured_rv(train: float, heldout: float, fake: float) -> float:
         return math.nan
     spread = train - fake
     return (train - heldout) / spread if spread > 0 else 0.0
+
+
+def measured_gap(train: float, heldout: float) -> float:
+    """D's held-out gap ``E[D(train)] - E[D(held-out)]``: how much higher D scores its clean training reals
+    than unseen ones, in D's raw outputs (logits for the logistic loss). NaN without a reading.
+
+    Unlike :func:`measured_rv` it is not divided by D's real-fake spread, which augmentation itself
+    shrinks (``docs/results.md``).
+
+    >>> measured_gap(train=2.0, heldout=1.5), measured_gap(train=0.0, heldout=math.nan)
+    (0.5, nan)
+    """
+    return train - heldout
 
 
 def windowed_scores(window: torch.Tensor, interval: torch.Tensor) -> torch.Tensor:
@@ -110,6 +123,8 @@ class StrengthReading:
         rv: ``r_v`` (:func:`measured_rv`) of D's raw outputs on clean reals (one batch an interval),
             held-out reals and generated images, from sums over about the last
             :data:`RV_WINDOW_IMAGES` held-out images (NaN unless the callback
+            :attr:`~BaseAugmentationStrength.reads_generated_images`).
+        gap: D's held-out gap (:func:`measured_gap`) over the same window (NaN unless the callback
             :attr:`~BaseAugmentationStrength.reads_heldout_reals`).
         images_seen: training images in the interval, all ranks together.
         images_total: training images since the start of the run, all ranks together, this interval's
@@ -121,6 +136,7 @@ class StrengthReading:
     images_seen: float
     images_total: float
     rv: float = math.nan
+    gap: float = math.nan
 
 
 class BaseAugmentationStrength(Callback):
@@ -138,9 +154,9 @@ class BaseAugmentationStrength(Callback):
     current batch's reals every ``every_n_batches`` batches.
 
     Logs ``ada/p`` (progress bar) and ``ada/rt`` (the latest reading) every training batch, and
-    ``ada/rt_clean`` when it is read. ``p`` lives in the pipe's ``p`` buffer only: the module's
-    checkpoint holds it on the native path, this callback's state holds the pipe it owns on the foreign
-    path, so a resumed run continues ``p`` exactly.
+    ``ada/rt_clean``, ``ada/rv``, ``ada/gap`` when they are read. ``p`` lives in the pipe's ``p`` buffer
+    only: the module's checkpoint holds it on the native path, this callback's state holds the pipe it
+    owns on the foreign path, so a resumed run continues ``p`` exactly.
 
     Args:
         every_n_batches: read D and set ``p`` every this many training batches.
@@ -181,7 +197,9 @@ class BaseAugmentationStrength(Callback):
         self._warned_no_signs = False
         self._clean_signs = SignAccumulator()  # the clean reading's accumulator (its p is unused)
         self._rv: float | None = None
-        # r_v's sums of D's raw outputs and counts: clean training reals, held-out reals, generated images
+        self._gap: float | None = None
+        # the held-out window's sums of D's raw outputs and counts: clean training reals, held-out reals,
+        # generated images
         self._raw_scores = torch.zeros(6, dtype=torch.float64)
         self._rv_window = torch.zeros(6, dtype=torch.float64)  # the same, summed over ranks and decayed
         self._heldout: Any = None  # the datamodule's validation loader (``setup``), and its iterator
@@ -197,9 +215,13 @@ class BaseAugmentationStrength(Callback):
     reals of every ``every_n_batches``-th batch (the module's ``score_reals`` on the native path)."""
 
     reads_heldout_reals: bool = False
-    """Whether :meth:`next_strength` needs ``rv``: at the end of every interval D also scores the batch's
-    clean reals, a batch of held-out reals (the datamodule's validation data) and a batch of the training
-    generator's images (native path only: the module's ``score_reals`` and ``score_fakes``)."""
+    """Whether :meth:`next_strength` needs ``gap`` (or ``rv``): at the end of every interval D also scores
+    the batch's clean reals and a batch of held-out reals (the datamodule's validation data), un-augmented
+    (native path only: the module's ``score_reals``)."""
+
+    reads_generated_images: bool = False
+    """Whether :meth:`next_strength` needs ``rv``: as :attr:`reads_heldout_reals`, and D also scores a
+    batch of the training generator's images (native path only: the module's ``score_fakes``)."""
 
     def next_strength(self, p: float, reading: StrengthReading) -> float:
         """The strength after an interval, from the current ``p`` and what D said during it."""
@@ -224,8 +246,13 @@ class BaseAugmentationStrength(Callback):
 
     @property
     def rv(self) -> float | None:
-        """The latest ``r_v`` (``None`` unless :attr:`reads_heldout_reals`)."""
+        """The latest ``r_v`` (``None`` unless :attr:`reads_generated_images`)."""
         return self._rv
+
+    @property
+    def gap(self) -> float | None:
+        """The latest held-out gap (``None`` unless :attr:`reads_heldout_reals`)."""
+        return self._gap
 
     @property
     def images_total(self) -> int:
@@ -255,6 +282,7 @@ class BaseAugmentationStrength(Callback):
             "rt": self._rt,
             "rt_clean": self._rt_clean,
             "rv": self._rv,
+            "gap": self._gap,
             "rv_window": self._rv_window.tolist(),
             "images_at_last_step": self._images_at_last_step,
         }
@@ -266,6 +294,7 @@ class BaseAugmentationStrength(Callback):
         self._rt = state_dict.get("rt")
         self._rt_clean = state_dict.get("rt_clean")
         self._rv = state_dict.get("rv")
+        self._gap = state_dict.get("gap")
         self._rv_window = torch.tensor(state_dict.get("rv_window", [0.0] * 6), dtype=torch.float64)
         self._images_at_last_step = state_dict.get("images_at_last_step")
         if "pipe" in state_dict:
@@ -293,9 +322,9 @@ class BaseAugmentationStrength(Callback):
             return
         if self.reads_heldout_reals:
             raise ValueError(
-                f"{type(self).__name__} reads r_v, which needs D's scores of generated images from the "
-                f"module (`score_fakes`); `{type(pl_module).__name__}` owns no `augment_pipe` (a foreign "
-                "GAN): choose `heuristic='rt'` or `'rt_clean'`."
+                f"{type(self).__name__} reads D on held-out reals, which needs D's raw scores from the "
+                f"module (`score_reals`, `score_fakes`); `{type(pl_module).__name__}` owns no `augment_pipe` "
+                "(a foreign GAN): choose `heuristic='rt'` or `'rt_clean'`."
             )
         discriminator = find_discriminator(pl_module, self.discriminator_attr)
         self._pipe = self._require_foreign_pipe()
@@ -329,13 +358,14 @@ class BaseAugmentationStrength(Callback):
             if self.reads_clean_reals:
                 self._clean_signs.observe(self._clean_scores(pl_module, images, labels))
             if self.reads_heldout_reals:
-                self._score_for_rv(pl_module, images, labels)
+                self._score_window(pl_module, images, labels)
             self._update(trainer, pl_module)
         p = self._require_pipe().p.detach().float()
         pl_module.log("ada/p", p, prog_bar=True, on_step=True, on_epoch=False, batch_size=1)
-        for name, value in (("ada/rt", self._rt), ("ada/rt_clean", self._rt_clean), ("ada/rv", self._rv)):
+        readings = {"rt": self._rt, "rt_clean": self._rt_clean, "rv": self._rv, "gap": self._gap}
+        for name, value in readings.items():
             if value is not None and not math.isnan(value):
-                pl_module.log(name, value, on_step=True, on_epoch=False, batch_size=1)
+                pl_module.log(f"ada/{name}", value, on_step=True, on_epoch=False, batch_size=1)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._foreign is not None:
@@ -382,13 +412,14 @@ class BaseAugmentationStrength(Callback):
         return pl_module.score_reals(images, labels)
 
     def _heldout_loader(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Any:
-        """The datamodule's validation loader: ``r_v``'s held-out reals, checked to exist and to be enough."""
-        scores = [callable(getattr(pl_module, name, None)) for name in ("score_reals", "score_fakes")]
-        if not all(scores):
+        """The datamodule's validation loader: the held-out reals, checked to exist and to be enough."""
+        needed = ("score_reals", "score_fakes") if self.reads_generated_images else ("score_reals",)
+        if not all(callable(getattr(pl_module, name, None)) for name in needed):
             raise ValueError(
-                f"{type(self).__name__} reads r_v, which needs `{type(pl_module).__name__}.score_reals` and "
-                "`score_fakes` (D's logits for un-augmented reals and for the generator's images); add them, "
-                "or choose `heuristic='rt'`."
+                f"{type(self).__name__} reads D on held-out reals, which needs `{type(pl_module).__name__}."
+                f"{'` and `'.join(needed)}` (D's logits for un-augmented reals"
+                f"{' and for the generator images' if self.reads_generated_images else ''}); add "
+                f"{'them' if len(needed) > 1 else 'it'}, or choose `heuristic='rt'`."
             )
         datamodule = trainer.datamodule
         loader = None
@@ -398,26 +429,27 @@ class BaseAugmentationStrength(Callback):
         count = len(loader.dataset) if loader is not None and hasattr(loader, "dataset") else 0
         if count < HELDOUT_MIN_IMAGES:
             raise ValueError(
-                f"{type(self).__name__} reads r_v on held-out reals, the datamodule's validation data, which "
+                f"{type(self).__name__} reads D on held-out reals, the datamodule's validation data, which "
                 f"holds {count} images (at least {HELDOUT_MIN_IMAGES}); hold some out of training (e.g. "
                 "`data.val_fraction: 0.1`), or choose `heuristic='rt'` or `'rt_clean'`."
             )
         return loader
 
     @torch.no_grad()
-    def _score_for_rv(self, pl_module: pl.LightningModule, images: torch.Tensor, labels: Any) -> None:
-        """Add D's raw outputs on the batch's clean reals, a held-out batch and generated images."""
+    def _score_window(self, pl_module: pl.LightningModule, images: torch.Tensor, labels: Any) -> None:
+        """Add D's raw outputs on the batch's clean reals, a held-out batch (and generated images)."""
         heldout = next(self._heldout_batches, None) if self._heldout_batches is not None else None
         if heldout is None:  # not started, or every held-out batch read: go round them again
             self._heldout_batches = iter(self._heldout)
             heldout = next(self._heldout_batches)
         heldout_images, heldout_labels = split_batch(heldout, self.image_key)
         heldout_labels = None if heldout_labels is None else heldout_labels.to(pl_module.device)
-        groups = (
+        groups = [
             pl_module.score_reals(images, labels),
             pl_module.score_reals(heldout_images.to(pl_module.device), heldout_labels),
-            pl_module.score_fakes(images.shape[0], labels),
-        )
+        ]
+        if self.reads_generated_images:
+            groups.append(pl_module.score_fakes(images.shape[0], labels))
         for index, logits in enumerate(groups):
             self._raw_scores[2 * index] += logits.double().sum()
             self._raw_scores[2 * index + 1] += logits.numel()
@@ -472,13 +504,16 @@ class BaseAugmentationStrength(Callback):
             images_seen=images - (self._images_at_last_step or 0),
             images_total=images,
             rv=measured_rv(train, heldout, fake),
+            gap=measured_gap(train, heldout),
         )
         self._images_at_last_step = images
         self._rt = reading.rt
         if self.reads_clean_reals:
             self._rt_clean = reading.rt_clean
-        if self.reads_heldout_reals:
+        if self.reads_generated_images:
             self._rv = reading.rv
+        if self.reads_heldout_reals:
+            self._gap = reading.gap
         if total_count <= 0 and not self._warned_no_signs:
             self._warned_no_signs = True
             rank_zero_warn(
