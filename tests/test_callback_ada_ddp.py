@@ -14,6 +14,7 @@ from ddp_processes import Script, run_scripts
 from lightning_genaug.callbacks.ada import next_p
 
 SCRIPT = Path(__file__).parent / "ddp_scripts" / "ada_ddp.py"
+HELDOUT_SCRIPT = Path(__file__).parent / "ddp_scripts" / "heldout_ddp.py"
 RANKS, BATCH, BATCHES_PER_RANK, INTERVAL, SPEED_KIMG = 2, 4, 8, 2, 0.05
 
 
@@ -57,3 +58,15 @@ def test_two_ranks_hold_the_same_p_as_one_process_on_their_signs(tmp_path: Path,
     assert results[0]["p"] == results[1]["p"] == results[0]["pipe_p"] == results[1]["pipe_p"]
     assert results[0]["p"] == pytest.approx(expected, abs=1e-6)
     assert results[0]["rt"] == results[1]["rt"]
+
+
+@pytest.mark.parametrize("heuristic", ["gap", "rv"])
+def test_two_ranks_read_held_out_heuristics_together_and_hold_one_p(tmp_path: Path, heuristic: str) -> None:
+    """Rank 0 alone reads a gap of 1 (r_v 1/3), rank 1 alone 2 (r_v 2/5): below and above the target.
+    Summed over ranks in the step's one reduction: gap 1.5, r_v 1.5 / 4, above it, so p rises on both."""
+    run_scripts(Script(HELDOUT_SCRIPT, [heuristic, str(tmp_path)], tmp_path))
+    results = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(RANKS)]
+    assert results[0] == results[1]
+    assert results[0]["gap"] == pytest.approx(1.5)
+    assert results[0]["rv"] == (pytest.approx(1.5 / 4) if heuristic == "rv" else None)
+    assert results[0]["p"] == pytest.approx(0.5 + 4 * 16 / 200)  # 4 steps of 16 images, speed 0.2 kimg

@@ -113,7 +113,7 @@ TINY_FIT = ["fit", "--model", "StyleGAN2ADA", "--model.config", "tiny", "--data"
         (
             ["--trainer.callbacks+", "AdaptiveAugmentation", "--trainer.callbacks.heuristic", "rtv"],
             "error: --trainer.callbacks[0].heuristic: Unknown `heuristic` 'rtv'; valid values are: rt, "
-            "rt_clean, rv.",
+            "rt_clean, rv, gap.",
         ),
     ],
     ids=["model", "nested", "data", "callback", "heuristic"],
@@ -131,14 +131,14 @@ def test_the_heuristic_and_the_fixed_strength_are_reachable_from_yaml(cli, tmp_p
     config = tmp_path / "strength.yaml"
     config.write_text(
         "trainer:\n  callbacks:\n    - class_path: AdaptiveAugmentation\n"
-        "      init_args: {heuristic: rt_clean, target: 0.6}\n"
+        "      init_args: {heuristic: gap, target: 0.5}\n"
         "    - class_path: FixedAugmentation\n"
     )
     code, output = cli([*TINY_FIT, "--config", str(config), "--print_config"])
     assert code == 0
     adaptive, fixed = yaml.safe_load(output)["trainer"]["callbacks"]
     assert adaptive["class_path"].endswith("AdaptiveAugmentation")
-    assert adaptive["init_args"]["heuristic"] == "rt_clean"
+    assert adaptive["init_args"]["heuristic"] == "gap"
     assert fixed["class_path"].endswith("FixedAugmentation")
 
 

@@ -203,6 +203,13 @@ def test_colour_images_read_with_channels_1_say_they_turn_grey(tmp_path, caplog)
     assert "colour images converted to grey (ITU-R 601 luma)" in caplog.text  # the rule, logged at INFO
 
 
+def test_channels_3_says_only_what_it_does_to_the_images(tmp_path, caplog):
+    with caplog.at_level(logging.INFO, logger="lightning_genaug.data.images"):
+        ImageDataModule(photos(tmp_path / "photos", colour=False), channels=3).image_shape
+    assert "(`channels: 3`): grey images replicated to RGB, alpha dropped." in caplog.text
+    assert "converted to grey" not in caplog.text  # was said of every 3-channel read
+
+
 @pytest.mark.parametrize(("colour", "channels"), [(False, 1), (True, 3), (True, None)])
 def test_no_colour_is_lost_no_warning(tmp_path, caplog, colour, channels):
     folder = photos(tmp_path / "photos", colour=colour)

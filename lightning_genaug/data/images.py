@@ -118,11 +118,16 @@ class ImageDataModule(InMemoryImageDataModule):
 
     def load(self) -> tuple[torch.Tensor | LazyImages, torch.Tensor | None]:
         if self.channels is not None:
+            rule = (
+                "colour images converted to grey (ITU-R 601 luma)"
+                if self.channels == 1
+                else "grey images replicated to RGB"
+            )
             log.info(
-                "Images are read with %d channel(s) (`channels: %d`): grey images are replicated to RGB, "
-                "colour images converted to grey (ITU-R 601 luma), alpha dropped.",
+                "Images are read with %d channel(s) (`channels: %d`): %s, alpha dropped.",
                 self.channels,
                 self.channels,
+                rule,
             )
         if self.path.suffix.lower() in (".npy", ".npz") and self.path.is_file():
             images, labels = load_array_file(self.path)
