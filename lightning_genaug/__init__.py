@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "RealData": "lightning_genaug.metrics.options",
     "SampleGrid": "lightning_genaug.callbacks.samples",
     "KimgCheckpoint": "lightning_genaug.callbacks.checkpoints",
+    "BestMetricCheckpoint": "lightning_genaug.callbacks.checkpoints",
     "R1": "lightning_genaug.regularizers.discriminator",
     "VarianceRegularizer": "lightning_genaug.regularizers.discriminator",
     "BalancedConsistency": "lightning_genaug.regularizers.consistency",
@@ -54,7 +55,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from lightning_genaug.augment.scaling import DataScaling
     from lightning_genaug.callbacks.ada import AdaptiveAugmentation
     from lightning_genaug.callbacks.augmentation_strength import FixedAugmentation
-    from lightning_genaug.callbacks.checkpoints import KimgCheckpoint
+    from lightning_genaug.callbacks.checkpoints import BestMetricCheckpoint, KimgCheckpoint
     from lightning_genaug.callbacks.generative_metrics import GenerativeMetrics
     from lightning_genaug.callbacks.samples import SampleGrid
     from lightning_genaug.callbacks.scheduled_augmentation import ScheduledAugmentation

@@ -6,18 +6,19 @@ import csv
 import json
 import textwrap
 import time
+import warnings
 from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
 import torch
 from ddp_processes import Script, run_scripts
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import Checkpoint, EarlyStopping, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_genaug.callbacks import GenerativeMetrics, training_progress
+from lightning_genaug.callbacks import BestMetricCheckpoint, GenerativeMetrics, training_progress
 from lightning_genaug.data.batch import split_batch
 from lightning_genaug.metrics import (
     INCEPTION_WEIGHTS_ENV,
@@ -91,7 +92,7 @@ def make_trainer(tmp_path, callbacks, max_epochs=1, logger=False, **kwargs) -> p
         max_epochs=max_epochs,
         callbacks=callbacks,
         logger=logger,
-        enable_checkpointing=any(isinstance(c, ModelCheckpoint) for c in callbacks),
+        enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks),
         enable_progress_bar=False,
         enable_model_summary=False,
         accelerator="cpu",
@@ -236,6 +237,51 @@ def test_model_checkpoint_and_early_stopping_monitor_fid(tmp_path, with_validati
     assert len(history) == 3
     assert float(checkpoint.best_model_score) == pytest.approx(min(history), rel=1e-6)
     assert checkpoint.best_model_path.endswith(".ckpt")
+
+
+class MetricHistory(pl.Callback):
+    """Each new ``metrics/fid`` with the optimizer step it was computed at (listed after the metric)."""
+
+    def __init__(self) -> None:
+        self.values: list[tuple[int, float]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._record(trainer)
+
+    def on_train_end(self, trainer, pl_module):
+        self._record(trainer)
+
+    def _record(self, trainer) -> None:
+        value = trainer.callback_metrics.get("metrics/fid")
+        if value is not None and (not self.values or float(value) != self.values[-1][1]):
+            self.values.append((trainer.global_step, float(value)))
+
+
+def test_best_metric_checkpoint_saves_the_best_value_at_the_batch_it_was_measured(tmp_path):
+    history, best = MetricHistory(), BestMetricCheckpoint("metrics/fid", dirpath=tmp_path / "ckpt")
+    callbacks = [metrics_callback(tmp_path, every_n_batches=3, at_fit_end=True), history, best]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        make_trainer(tmp_path, callbacks, max_epochs=2).fit(ToyGenerator(), real_loader())
+    assert [step for step, _ in history.values] == [3, 6, 8]  # 8 batches: every 3, and at fit end
+    best_step, best_value = min(history.values, key=lambda row: row[1])
+    assert best.best_score == pytest.approx(best_value)
+    saved = torch.load(best.best_model_path, weights_only=False)
+    assert saved["global_step"] == best_step  # the measured weights, not those of the next epoch end
+    assert sorted(path.name for path in (tmp_path / "ckpt").iterdir()) == ["best-metrics-fid.ckpt"]
+    assert not [w for w in caught if "monitored key" in str(w.message) or "got no value" in str(w.message)]
+
+
+def test_best_metric_checkpoint_keeps_a_restored_best_and_names_a_key_that_never_came(tmp_path):
+    restored = BestMetricCheckpoint("metrics/fid", dirpath=tmp_path / "ckpt")
+    restored.load_state_dict({"best_score": -1.0, "best_model_path": "earlier/best-metrics-fid.ckpt"})
+    misnamed = BestMetricCheckpoint("metrics/fdi", dirpath=tmp_path / "ckpt")
+    callbacks = [metrics_callback(tmp_path, every_n_batches=2), restored, misnamed]
+    never_came = r"`metrics/fdi` got no value in this fit \(keys that did: \[.*'metrics/fid'"
+    with pytest.warns(UserWarning, match=never_came):
+        make_trainer(tmp_path, callbacks).fit(ToyGenerator(), real_loader())
+    assert restored.state_dict() == {"best_score": -1.0, "best_model_path": "earlier/best-metrics-fid.ckpt"}
+    assert not (tmp_path / "ckpt").exists()  # no FID beat the restored best; the misnamed key wrote nothing
 
 
 def test_validate_and_test_evaluate_a_trained_model(tmp_path):

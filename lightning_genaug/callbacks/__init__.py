@@ -13,7 +13,7 @@ from lightning_genaug.callbacks.augmentation_strength import (
     FixedAugmentation,
     StrengthReading,
 )
-from lightning_genaug.callbacks.checkpoints import KimgCheckpoint
+from lightning_genaug.callbacks.checkpoints import BestMetricCheckpoint, KimgCheckpoint
 from lightning_genaug.callbacks.generative_metrics import GenerativeMetrics
 from lightning_genaug.callbacks.progress_bar import KimgProgressBar
 from lightning_genaug.callbacks.samples import SampleGrid
@@ -22,6 +22,7 @@ from lightning_genaug.callbacks.scheduled_augmentation import ScheduledAugmentat
 __all__ = [
     "AdaptiveAugmentation",
     "BaseAugmentationStrength",
+    "BestMetricCheckpoint",
     "FixedAugmentation",
     "GenerativeMetrics",
     "KimgCheckpoint",

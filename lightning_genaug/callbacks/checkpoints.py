@@ -1,4 +1,6 @@
-"""``KimgCheckpoint``: checkpoints every N kimg (or N batches), and ``last.ckpt`` holding the end of the run.
+"""``KimgCheckpoint``: checkpoints every N kimg (or N batches), and ``last.ckpt`` holding the end of the run;
+``BestMetricCheckpoint``: the best value so far of a metric computed during training (FID), at the batch
+it was computed.
 
 Lightning's ``ModelCheckpoint`` counts optimizer steps (two or three per batch in a GAN module, so
 ``every_n_train_steps=5`` fires at irregular batches) or epochs, and its ``last.ckpt`` is only the latest
@@ -12,6 +14,7 @@ writes the final state of every ``fit`` at its last training batch, where a resu
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -20,12 +23,20 @@ import lightning.pytorch as pl
 from lightning.fabric.utilities.cloud_io import get_filesystem
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.loops.utilities import _is_max_limit_reached
+from lightning.pytorch.utilities import rank_zero_warn
 
-from lightning_genaug._checks import check_positive_int, check_range
+from lightning_genaug._checks import check_choice, check_positive_int, check_range
 from lightning_genaug.callbacks._progress import TrainingProgress, training_progress
 from lightning_genaug.runs import CHECKPOINTS, local_run_dir
 
-__all__ = ["KimgCheckpoint", "checkpoint_name", "crossed", "run_ends_after_this_batch"]
+__all__ = [
+    "BestMetricCheckpoint",
+    "KimgCheckpoint",
+    "checkpoint_name",
+    "crossed",
+    "run_ends_after_this_batch",
+    "write_checkpoint",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +53,17 @@ def crossed(now: int, before: int, every: int) -> bool:
     (True, False)
     """
     return now // every > before // every
+
+
+def write_checkpoint(trainer: pl.Trainer, path: str) -> None:
+    """``trainer.save_checkpoint(path)`` under a temporary name, renamed on rank 0: never half a file there.
+
+    Every rank takes part (the strategy gathers what it must); the full state (optimisers, callbacks,
+    loops) is asked for explicitly, so Lightning does not log its "weights_only was not set" at every save.
+    """
+    trainer.save_checkpoint(path + ".partial", weights_only=False)
+    if trainer.is_global_zero:
+        get_filesystem(path).mv(path + ".partial", path)
 
 
 def checkpoint_name(images: int) -> str:
@@ -198,14 +220,10 @@ class KimgCheckpoint(Checkpoint):
         folder = self._require_dir().rstrip("/")
         fs = get_filesystem(folder)  # a local folder or a URL (s3://...): joined as text, not as a Path
         first, last = f"{folder}/{name or LAST}", f"{folder}/{LAST}"
-        # Every rank takes part and rank 0 writes; the full state (optimisers, callbacks, loops) is asked
-        # for explicitly, so Lightning does not log its "weights_only was not set" at every save.
-        trainer.save_checkpoint(first + ".partial", weights_only=False)
-        if trainer.is_global_zero:
-            fs.mv(first + ".partial", first)
-            if name is not None:
-                fs.copy(first, last + ".partial")
-                fs.mv(last + ".partial", last)
+        write_checkpoint(trainer, first)
+        if trainer.is_global_zero and name is not None:
+            fs.copy(first, last + ".partial")
+            fs.mv(last + ".partial", last)
         trainer.strategy.barrier("KimgCheckpoint")
 
     def _require_dir(self) -> str:
@@ -225,3 +243,95 @@ def _default_dir(trainer: pl.Trainer) -> str:
     This rank's answer: :func:`~lightning_genaug.runs.local_run_dir` (``setup`` broadcasts).
     """
     return os.path.join(local_run_dir(trainer), CHECKPOINTS)
+
+
+class BestMetricCheckpoint(Checkpoint):
+    """The training state at the best value so far of a metric that a callback computes every N batches.
+
+    ``GenerativeMetrics`` puts FID (KID, ...) in ``trainer.callback_metrics`` at the batch it computes
+    it. Lightning's ``ModelCheckpoint(monitor="metrics/fid")`` saves at epoch ends (or every N optimizer
+    steps), so its best checkpoint holds weights trained for up to an epoch past the measured ones, and
+    every save point before the first value warns that the key is missing, which a user cannot act on.
+    This callback saves at the batch a new value appears (checkpoint callbacks run after the others, so
+    after the metric's computation, and at ``on_train_end`` after a fit-end evaluation), when it is
+    better than every earlier one, to one file written under a temporary name and renamed. A key that
+    never got a value in a whole ``fit`` is said once at its end, with the keys that did.
+
+    Output, on rank 0: ``<dirpath>/<filename>``; ``dirpath`` defaults to ``checkpoints/`` in the run's
+    folder, as for :class:`KimgCheckpoint`.
+
+    Args:
+        monitor: key in ``trainer.callback_metrics`` (``metrics/fid``, ``metrics/kid``, ...).
+        mode: ``"min"`` (FID, KID) or ``"max"`` (IS, precision, recall).
+        filename: the file's name; default ``best-<monitor with / as ->.ckpt``.
+        dirpath: the folder (see above).
+
+    Example:
+        >>> BestMetricCheckpoint("metrics/fid").filename
+        'best-metrics-fid.ckpt'
+    """
+
+    def __init__(
+        self, monitor: str, mode: str = "min", filename: str | None = None, dirpath: str | Path | None = None
+    ) -> None:
+        super().__init__()
+        if not isinstance(monitor, str) or not monitor:
+            raise ValueError(f"`monitor` must name a metric (e.g. 'metrics/fid'), got {monitor!r}.")
+        self.monitor = monitor
+        self.mode = check_choice("mode", mode, ("min", "max"))
+        self.filename = filename or f"best-{monitor.replace('/', '-')}.ckpt"
+        self.dirpath = None if dirpath is None else str(dirpath)
+        self.best_score: float | None = None  # the value of the saved checkpoint
+        self.best_model_path: str | None = None
+        self._last_value: float | None = None  # the latest value considered (a value stays in the dict)
+        self._dir: str | None = None
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(monitor=self.monitor, mode=self.mode)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_score": self.best_score, "best_model_path": self.best_model_path}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_score = state_dict.get("best_score")
+        self.best_model_path = state_dict.get("best_model_path")
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._dir = trainer.strategy.broadcast(self.dirpath or _default_dir(trainer))
+            self._last_value = None
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if not trainer.fast_dev_run:
+            self._save_if_better(trainer)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.fast_dev_run:
+            return
+        self._save_if_better(trainer)
+        if self._last_value is None:
+            rank_zero_warn(
+                f"BestMetricCheckpoint wrote nothing: `{self.monitor}` got no value in this fit (keys that "
+                f"did: {sorted(trainer.callback_metrics)}). Check the name, and that the callback computing "
+                "it runs within the run (`GenerativeMetrics(every_n_batches=...)` below the run's length)."
+            )
+
+    def _save_if_better(self, trainer: pl.Trainer) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None or float(value) == self._last_value:
+            return  # no value yet, or the one already considered
+        self._last_value = float(value)
+        if math.isnan(self._last_value):
+            return
+        value, best = self._last_value, self.best_score
+        if best is not None and (value >= best if self.mode == "min" else value <= best):
+            return
+        if self._dir is None:
+            raise RuntimeError("BestMetricCheckpoint has no folder yet: `setup(stage='fit')` has not run.")
+        self.best_score = value
+        self.best_model_path = f"{self._dir.rstrip('/')}/{self.filename}"
+        write_checkpoint(trainer, self.best_model_path)
+        trainer.strategy.barrier("BestMetricCheckpoint")
