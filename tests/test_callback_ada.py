@@ -740,6 +740,7 @@ class ScoredNative(ScriptedNative):
     def __init__(self) -> None:
         super().__init__(four_signs)
         self.heldout_seen: list[torch.Tensor] = []
+        self.fakes_scored = 0
 
     def score_reals(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         heldout = images.amin() > 1.5
@@ -748,18 +749,26 @@ class ScoredNative(ScriptedNative):
         return torch.full((images.shape[0], 1), 0.0 if heldout else 2.0)
 
     def score_fakes(self, n: int, real_labels: torch.Tensor | None = None) -> torch.Tensor:
+        self.fakes_scored += n
         return torch.full((n, 1), -2.0)
 
 
-@pytest.mark.parametrize(("target", "direction"), [(0.6, -1), (0.4, 1)])
-def test_rv_reads_train_heldout_and_fake_scores_and_moves_p_its_way(
-    tmp_path: Path, target: float, direction: int
+@pytest.mark.parametrize(
+    ("heuristic", "target", "direction"), [("rv", 0.6, -1), ("rv", 0.4, 1), ("gap", 2.5, -1), ("gap", 1.5, 1)]
+)
+def test_held_out_readings_read_train_heldout_and_fake_scores_and_move_p_their_way(
+    tmp_path: Path, heuristic: str, target: float, direction: int
 ) -> None:
     module = ScoredNative()
     module.augment_pipe.set_p(0.5)
-    callback = AdaptiveAugmentation(heuristic="rv", target=target, every_n_batches=2, speed_kimg=0.08)
+    callback = AdaptiveAugmentation(heuristic=heuristic, target=target, every_n_batches=2, speed_kimg=0.08)
     make_trainer(tmp_path, [callback], limit_val_batches=0).fit(module, datamodule=HeldOutData())
-    assert callback.rv == pytest.approx(0.5)  # (2 - 0) / (2 - (-2))
+    assert callback.gap == pytest.approx(2.0)  # 2 - 0, in D's units (gap's target may exceed 1)
+    if heuristic == "rv":
+        assert callback.rv == pytest.approx(0.5)  # (2 - 0) / (2 - (-2))
+        assert module.fakes_scored == 2 * BATCH
+    else:  # the gap needs no generator
+        assert callback.rv is None and module.fakes_scored == 0
     assert callback.p == pytest.approx(0.5 + direction * 2 * 8 / 80)  # 4 batches: 2 steps of 8 images
     assert len(module.heldout_seen) == 2 and all(images.shape[0] == BATCH for images in module.heldout_seen)
 
@@ -803,29 +812,6 @@ def test_rv_is_read_over_a_window_of_intervals_not_one_batch() -> None:
 # --------------------------------------------------------------------------- heuristic="gap"
 
 
-class GapScoredNative(ScriptedNative):
-    """D's raw outputs: 2 on training reals, 0 on held-out reals (gap 2); no ``score_fakes``: not needed."""
-
-    def __init__(self) -> None:
-        super().__init__(four_signs)
-
-    def score_reals(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return torch.full((images.shape[0], 1), 0.0 if images.amin() > 1.5 else 2.0)
-
-
-@pytest.mark.parametrize(("target", "direction"), [(2.5, -1), (1.5, 1)])
-def test_gap_reads_train_minus_heldout_without_the_generator_and_moves_p_its_way(
-    tmp_path: Path, target: float, direction: int
-) -> None:
-    module = GapScoredNative()
-    module.augment_pipe.set_p(0.5)
-    callback = AdaptiveAugmentation(heuristic="gap", target=target, every_n_batches=2, speed_kimg=0.08)
-    make_trainer(tmp_path, [callback], limit_val_batches=0).fit(module, datamodule=HeldOutData())
-    assert callback.gap == pytest.approx(2.0)  # in D's units, not divided by the real-fake spread
-    assert callback.rv is None  # r_v is not read: no generator forward
-    assert callback.p == pytest.approx(0.5 + direction * 2 * 8 / 80)  # 4 batches: 2 steps of 8 images
-
-
 def test_gap_target_is_in_d_units_while_the_sign_readings_stay_below_1() -> None:
     assert AdaptiveAugmentation(heuristic="gap", target=2.0).target == 2.0
     with pytest.raises(ValueError, match=r"`target` must be in \(0.0, inf\], got 0.0"):
@@ -837,7 +823,7 @@ def test_gap_target_is_in_d_units_while_the_sign_readings_stay_below_1() -> None
 @pytest.mark.parametrize(
     ("module", "data", "message"),
     [
-        (GapScoredNative, HeldOutData(heldout=8), r"holds 8 images \(at least 32\)"),
+        (ScoredNative, HeldOutData(heldout=8), r"holds 8 images \(at least 32\)"),
         (lambda: ScriptedNative(four_signs), HeldOutData(), r"needs `ScriptedNative.score_reals` \(D's"),
         (TemplateGAN, HeldOutData(), r"foreign GAN\): choose `heuristic='rt'`"),
     ],
@@ -853,7 +839,7 @@ def test_gap_without_what_it_reads_fails_at_setup_in_one_line(tmp_path: Path, mo
 
 def test_gap_reading_survives_a_checkpoint(tmp_path: Path) -> None:
     callback = AdaptiveAugmentation(heuristic="gap", target=1.0, every_n_batches=2, speed_kimg=0.08)
-    make_trainer(tmp_path, [callback], limit_val_batches=0).fit(GapScoredNative(), datamodule=HeldOutData())
+    make_trainer(tmp_path, [callback], limit_val_batches=0).fit(ScoredNative(), datamodule=HeldOutData())
     restored = AdaptiveAugmentation(heuristic="gap", target=1.0)
     restored.load_state_dict(callback.state_dict())
     assert restored.gap == callback.gap == pytest.approx(2.0)

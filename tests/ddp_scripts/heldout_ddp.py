@@ -19,20 +19,15 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from ada_ddp import IdentityPipe  # this folder is the script's first import path
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from lightning_genaug.augment.protocol import SignAccumulator
 from lightning_genaug.callbacks.ada import AdaptiveAugmentation
 from lightning_genaug.distributed import backward_and_sync
 
 BATCH, BATCHES, INTERVAL, SPEED_KIMG = 4, 8, 2, 0.2
 TARGETS = {"gap": 1.2, "rv": 0.36}  # between rank 0's reading alone and the two ranks' (p moves up)
-
-
-class IdentityPipe(SignAccumulator):
-    def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return images
 
 
 class ScoredGAN(pl.LightningModule):
