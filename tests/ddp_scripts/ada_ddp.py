@@ -89,11 +89,9 @@ class TinyGAN(pl.LightningModule):
         return DataLoader(TensorDataset(images, torch.zeros(len(signs), dtype=torch.long)), batch_size=BATCH)
 
 
-def main(signs_path: str, out_dir: str, strategy: str) -> None:
-    torch.set_num_threads(1)
-    signs = torch.tensor(json.loads(Path(signs_path).read_text()), dtype=torch.float32)
-    callback = AdaptiveAugmentation(pipe=IdentityPipe(), every_n_batches=2, speed_kimg=0.05)
-    trainer = pl.Trainer(
+def two_rank_trainer(strategy: str, callback: pl.Callback, **options) -> pl.Trainer:
+    """One epoch on 2 CPU ranks, each on its own loader (no distributed sampler), nothing written."""
+    return pl.Trainer(
         accelerator="cpu",
         devices=2,
         strategy=strategy,
@@ -104,7 +102,15 @@ def main(signs_path: str, out_dir: str, strategy: str) -> None:
         enable_progress_bar=False,
         enable_model_summary=False,
         callbacks=[callback],
+        **options,
     )
+
+
+def main(signs_path: str, out_dir: str, strategy: str) -> None:
+    torch.set_num_threads(1)
+    signs = torch.tensor(json.loads(Path(signs_path).read_text()), dtype=torch.float32)
+    callback = AdaptiveAugmentation(pipe=IdentityPipe(), every_n_batches=2, speed_kimg=0.05)
+    trainer = two_rank_trainer(strategy, callback)
     trainer.fit(TinyGAN(signs, sync_per_network=strategy == "ddp"))
     result = {"p": callback.p, "pipe_p": float(callback.pipe.p), "rt": callback.rt}
     (Path(out_dir) / f"rank{trainer.global_rank}.json").write_text(json.dumps(result))
