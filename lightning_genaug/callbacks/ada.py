@@ -70,10 +70,12 @@ def next_p(
 
 
 HEURISTICS = ("rt", "rt_clean", "rv", "gap")
-"""What the controller holds at ``target``: ``E[sign(D(x))]`` on augmented reals (the paper's ``r_t``), on
-the clean reals of every ``every_n_batches``-th batch (``rt_clean``), the validation heuristic ``r_v``
-on held-out reals (:func:`~lightning_genaug.callbacks.augmentation_strength.measured_rv`), or D's
-held-out gap itself (:func:`~lightning_genaug.callbacks.augmentation_strength.measured_gap`)."""
+"""The readings of :class:`~lightning_genaug.callbacks.augmentation_strength.StrengthReading` by the
+names of its fields; what the controller holds at ``target``: ``E[sign(D(x))]`` on augmented reals (the
+paper's ``r_t``), on the clean reals of every ``every_n_batches``-th batch (``rt_clean``), the
+validation heuristic ``r_v`` on held-out reals
+(:func:`~lightning_genaug.callbacks.augmentation_strength.measured_rv`), or D's held-out gap itself
+(:func:`~lightning_genaug.callbacks.augmentation_strength.measured_gap`)."""
 
 HELDOUT_HEURISTICS = ("rv", "gap")
 """The heuristics read on held-out reals (the datamodule's validation data)."""
@@ -169,9 +171,7 @@ class AdaptiveAugmentation(BaseAugmentationStrength):
 
     def next_strength(self, p: float, reading: StrengthReading) -> float:
         """:func:`next_p` from the reading ``heuristic`` names."""
-        value = {"rt": reading.rt, "rt_clean": reading.rt_clean, "rv": reading.rv, "gap": reading.gap}[
-            self.heuristic
-        ]
+        value = getattr(reading, self.heuristic)
         return next_p(
             p, value, reading.images_seen, target=self.target, speed_kimg=self.speed_kimg, max_p=self.max_p
         )

@@ -323,8 +323,8 @@ class BaseAugmentationStrength(Callback):
         if self.reads_heldout_reals:
             raise ValueError(
                 f"{type(self).__name__} reads D on held-out reals, which needs D's raw scores from the "
-                f"module (`score_reals`, `score_fakes`); `{type(pl_module).__name__}` owns no `augment_pipe` "
-                "(a foreign GAN): choose `heuristic='rt'` or `'rt_clean'`."
+                f"module (`{'`, `'.join(self._score_methods)}`); `{type(pl_module).__name__}` owns no "
+                "`augment_pipe` (a foreign GAN): choose `heuristic='rt'` or `'rt_clean'`."
             )
         discriminator = find_discriminator(pl_module, self.discriminator_attr)
         self._pipe = self._require_foreign_pipe()
@@ -413,7 +413,7 @@ class BaseAugmentationStrength(Callback):
 
     def _heldout_loader(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> Any:
         """The datamodule's validation loader: the held-out reals, checked to exist and to be enough."""
-        needed = ("score_reals", "score_fakes") if self.reads_generated_images else ("score_reals",)
+        needed = self._score_methods
         if not all(callable(getattr(pl_module, name, None)) for name in needed):
             raise ValueError(
                 f"{type(self).__name__} reads D on held-out reals, which needs `{type(pl_module).__name__}."
@@ -434,6 +434,11 @@ class BaseAugmentationStrength(Callback):
                 "`data.val_fraction: 0.1`), or choose `heuristic='rt'` or `'rt_clean'`."
             )
         return loader
+
+    @property
+    def _score_methods(self) -> tuple[str, ...]:
+        """The module's methods the held-out readings call."""
+        return ("score_reals", "score_fakes") if self.reads_generated_images else ("score_reals",)
 
     @torch.no_grad()
     def _score_window(self, pl_module: pl.LightningModule, images: torch.Tensor, labels: Any) -> None:

@@ -176,7 +176,7 @@ class KimgCheckpoint(Checkpoint):
         if stage != "fit":
             return
         self._progress = training_progress(trainer)
-        self._dir = trainer.strategy.broadcast(self.dirpath or _default_dir(trainer))
+        self._dir = _checkpoint_dir(trainer, self.dirpath)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """A fresh run (or this callback added on resume) counts its cadence from where the run stands."""
@@ -237,12 +237,12 @@ class KimgCheckpoint(Checkpoint):
         return self._progress
 
 
-def _default_dir(trainer: pl.Trainer) -> str:
-    """``checkpoints/`` in the run's folder, where ``ModelCheckpoint`` writes without ``dirpath``.
+def _checkpoint_dir(trainer: pl.Trainer, dirpath: str | None) -> str:
+    """``dirpath``, or ``checkpoints/`` in the run's folder (where ``ModelCheckpoint`` writes without one).
 
-    This rank's answer: :func:`~lightning_genaug.runs.local_run_dir` (``setup`` broadcasts).
+    Rank 0's answer on every rank: :func:`~lightning_genaug.runs.local_run_dir` is each rank's own.
     """
-    return os.path.join(local_run_dir(trainer), CHECKPOINTS)
+    return trainer.strategy.broadcast(dirpath or os.path.join(local_run_dir(trainer), CHECKPOINTS))
 
 
 class BestMetricCheckpoint(Checkpoint):
@@ -299,7 +299,7 @@ class BestMetricCheckpoint(Checkpoint):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
-            self._dir = trainer.strategy.broadcast(self.dirpath or _default_dir(trainer))
+            self._dir = _checkpoint_dir(trainer, self.dirpath)
             self._last_value = None
 
     def on_train_batch_end(
@@ -320,14 +320,13 @@ class BestMetricCheckpoint(Checkpoint):
             )
 
     def _save_if_better(self, trainer: pl.Trainer) -> None:
-        value = trainer.callback_metrics.get(self.monitor)
-        if value is None or float(value) == self._last_value:
+        logged = trainer.callback_metrics.get(self.monitor)
+        if logged is None or float(logged) == self._last_value:
             return  # no value yet, or the one already considered
-        self._last_value = float(value)
-        if math.isnan(self._last_value):
-            return
-        value, best = self._last_value, self.best_score
-        if best is not None and (value >= best if self.mode == "min" else value <= best):
+        value = self._last_value = float(logged)
+        best = self.best_score
+        not_better = best is not None and (value >= best if self.mode == "min" else value <= best)
+        if math.isnan(value) or not_better:
             return
         if self._dir is None:
             raise RuntimeError("BestMetricCheckpoint has no folder yet: `setup(stage='fit')` has not run.")
