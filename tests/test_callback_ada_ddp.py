@@ -1,11 +1,14 @@
 """AdaptiveAugmentation under DDP: 2 CPU processes (gloo) agree on p, and p equals the single-process
 computation on the signs of both ranks, under ``ddp_find_unused_parameters_true`` (a GAN written like
 Lightning's example) and plain ``ddp`` (the GAN syncs per network). The training runs in a subprocess
-(``ddp_scripts/ada_ddp.py``) because Lightning's DDP launcher re-runs the command line for rank 1."""
+(``ddp_scripts/ada_ddp.py``) because Lightning's DDP launcher re-runs the command line for rank 1; each
+script runs all its cases in one pair of processes (a module fixture), since starting two interpreters
+costs more than the training."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -16,6 +19,17 @@ from lightning_genaug.callbacks.ada import next_p
 SCRIPT = Path(__file__).parent / "ddp_scripts" / "ada_ddp.py"
 HELDOUT_SCRIPT = Path(__file__).parent / "ddp_scripts" / "heldout_ddp.py"
 RANKS, BATCH, BATCHES_PER_RANK, INTERVAL, SPEED_KIMG = 2, 4, 8, 2, 0.05
+STRATEGIES = ["ddp_find_unused_parameters_true", "ddp"]
+HEURISTICS = ["gap", "rv"]
+
+
+def rank_results(folder: Path, case: str) -> list[dict]:
+    return [json.loads((folder / f"rank{rank}-{case}.json").read_text()) for rank in range(RANKS)]
+
+
+def run_cases(script: Path, folder: Path, args: Sequence[str]) -> Path:
+    run_scripts(Script(script, list(args), folder))
+    return folder
 
 
 def scripted_signs() -> list[int]:
@@ -45,14 +59,24 @@ def single_process_p(signs: list[int]) -> float:
     return p
 
 
-@pytest.mark.parametrize("strategy", ["ddp_find_unused_parameters_true", "ddp"])
-def test_two_ranks_hold_the_same_p_as_one_process_on_their_signs(tmp_path: Path, strategy: str) -> None:
-    signs = scripted_signs()
-    (tmp_path / "signs.json").write_text(json.dumps(signs))
-    run_scripts(Script(SCRIPT, [str(tmp_path / "signs.json"), str(tmp_path), strategy], tmp_path))
-    results = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(RANKS)]
+@pytest.fixture(scope="module")
+def signs_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("signs")
+    (folder / "signs.json").write_text(json.dumps(scripted_signs()))
+    return run_cases(SCRIPT, folder, [str(folder / "signs.json"), str(folder), ",".join(STRATEGIES)])
 
-    expected = single_process_p(signs)
+
+@pytest.fixture(scope="module")
+def heldout_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("heldout")
+    return run_cases(HELDOUT_SCRIPT, folder, [",".join(HEURISTICS), str(folder)])
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_two_ranks_hold_the_same_p_as_one_process_on_their_signs(signs_runs: Path, strategy: str) -> None:
+    results = rank_results(signs_runs, strategy)
+
+    expected = single_process_p(scripted_signs())
     assert 0.0 < expected < 1.0  # the trajectory moves both ways without hitting a clamp at the end
     # p has one home, the pipe's float32 buffer: the callback reports that value on every rank.
     assert results[0]["p"] == results[1]["p"] == results[0]["pipe_p"] == results[1]["pipe_p"]
@@ -60,12 +84,11 @@ def test_two_ranks_hold_the_same_p_as_one_process_on_their_signs(tmp_path: Path,
     assert results[0]["rt"] == results[1]["rt"]
 
 
-@pytest.mark.parametrize("heuristic", ["gap", "rv"])
-def test_two_ranks_read_held_out_heuristics_together_and_hold_one_p(tmp_path: Path, heuristic: str) -> None:
+@pytest.mark.parametrize("heuristic", HEURISTICS)
+def test_two_ranks_read_held_out_heuristics_together_and_hold_one_p(heldout_runs: Path, heuristic: str):
     """Rank 0 alone reads a gap of 1 (r_v 1/3), rank 1 alone 2 (r_v 2/5): below and above the target.
     Summed over ranks in the step's one reduction: gap 1.5, r_v 1.5 / 4, above it, so p rises on both."""
-    run_scripts(Script(HELDOUT_SCRIPT, [heuristic, str(tmp_path)], tmp_path))
-    results = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in range(RANKS)]
+    results = rank_results(heldout_runs, heuristic)
     assert results[0] == results[1]
     assert results[0]["gap"] == pytest.approx(1.5)
     assert results[0]["rv"] == (pytest.approx(1.5 / 4) if heuristic == "rv" else None)

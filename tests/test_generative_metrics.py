@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import runpy
+import sys
 import textwrap
 import time
 import warnings
@@ -428,12 +430,22 @@ if torch.distributed.is_initialized():  # gloo's threads otherwise may abort the
 
 
 def run_metrics_script(tmp_path: Path, devices: int) -> list[dict]:
-    """Run DDP_SCRIPT with ``devices`` CPU processes in a subprocess; one result dict per rank."""
+    """Run DDP_SCRIPT with ``devices`` CPU processes; one result dict per rank.
+
+    Two processes run in a subprocess (Lightning's DDP launcher re-runs the command line for rank 1);
+    one runs in this process, saving an interpreter start.
+    """
     root = tmp_path / f"devices{devices}"
     root.mkdir()
     script = root / "metrics_script.py"
     script.write_text(textwrap.dedent(DDP_SCRIPT.format(tests_dir=str(Path(__file__).parent))))
-    run_scripts(Script(script, [str(devices), str(root)], root))
+    if devices > 1:
+        run_scripts(Script(script, [str(devices), str(root)], root))
+    else:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(sys, "argv", [str(script), str(devices), str(root)])
+            patch.setattr(sys, "path", list(sys.path))  # the script prepends the tests' folder
+            runpy.run_path(str(script), run_name="__main__")
     return [json.loads((root / f"rank{rank}.json").read_text()) for rank in range(devices)]
 
 

@@ -1,6 +1,8 @@
 """Train a foreign GAN with AdaptiveAugmentation on 2 CPU processes (gloo); each rank writes its final p.
 
-Usage: ``python ada_ddp.py SIGNS_JSON OUT_DIR STRATEGY``. ``SIGNS_JSON`` holds one sign (+1/-1) per training
+Usage: ``python ada_ddp.py SIGNS_JSON OUT_DIR STRATEGY[,STRATEGY...]``: one run per strategy, one after
+the other in the same two processes (one interpreter start for all of them), each rank writing
+``rank<r>-<strategy>.json``. ``SIGNS_JSON`` holds one sign (+1/-1) per training
 image; image ``i`` is the constant ``0.5 * sign[i]`` and the discriminator's logit is its first pixel,
 so the signs D reports are known in advance. Rank ``r`` trains on images ``r, r + 2, r + 4, ...`` in
 order (its own loader: Lightning's distributed sampler always shuffles training data).
@@ -107,16 +109,17 @@ def two_rank_trainer(strategy: str, callback: pl.Callback, **options) -> pl.Trai
 
 
 def main(signs_path: str, out_dir: str, strategy: str) -> None:
-    torch.set_num_threads(1)
     signs = torch.tensor(json.loads(Path(signs_path).read_text()), dtype=torch.float32)
     callback = AdaptiveAugmentation(pipe=IdentityPipe(), every_n_batches=2, speed_kimg=0.05)
     trainer = two_rank_trainer(strategy, callback)
     trainer.fit(TinyGAN(signs, sync_per_network=strategy == "ddp"))
     result = {"p": callback.p, "pipe_p": float(callback.pipe.p), "rt": callback.rt}
-    (Path(out_dir) / f"rank{trainer.global_rank}.json").write_text(json.dumps(result))
+    (Path(out_dir) / f"rank{trainer.global_rank}-{strategy}.json").write_text(json.dumps(result))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2], sys.argv[3])
+    torch.set_num_threads(1)
+    for strategy in sys.argv[3].split(","):
+        main(sys.argv[1], sys.argv[2], strategy)
     if torch.distributed.is_initialized():  # gloo's threads otherwise may abort the interpreter at exit
         torch.distributed.destroy_process_group()

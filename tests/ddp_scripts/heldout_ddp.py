@@ -1,11 +1,13 @@
 """Train a native GAN whose D scores are known with ``AdaptiveAugmentation(heuristic=H)`` reading held-out
 reals on 2 CPU processes (gloo); each rank writes its final p, gap and r_v.
 
-Usage: ``python heldout_ddp.py HEURISTIC OUT_DIR``. D's raw output on an image is its first pixel. Rank
-``r``'s training reals are the constant ``1 + 2r`` (1 and 3: 2 on average), its held-out reals ``r`` (0
-and 1: 0.5 on average) and D scores generated images -2 on every rank: over both ranks the gap is 1.5
-and ``r_v`` 1.5 / 4, but alone rank 0 reads a gap of 1 and rank 1 a gap of 2; only the reduction makes
-them agree.
+Usage: ``python heldout_ddp.py HEURISTIC[,HEURISTIC...] OUT_DIR``: one run per heuristic, one after the
+other in the same two processes, each rank writing ``rank<r>-<heuristic>.json``.
+
+D's raw output on an image is its first pixel. Rank ``r``'s training reals are the constant ``1 + 2r``
+(1 and 3: 2 on average), its held-out reals ``r`` (0 and 1: 0.5 on average) and D scores generated
+images -2 on every rank: over both ranks the gap is 1.5 and ``r_v`` 1.5 / 4, but alone rank 0 reads a
+gap of 1 and rank 1 a gap of 2; only the reduction makes them agree.
 
 Run by ``tests/test_callback_ada_ddp.py`` in a subprocess, because Lightning's DDP launcher re-runs
 the command line for rank 1.
@@ -73,17 +75,18 @@ class RankData(pl.LightningDataModule):
 
 
 def main(heuristic: str, out_dir: str) -> None:
-    torch.set_num_threads(1)
     callback = AdaptiveAugmentation(
         heuristic=heuristic, target=TARGETS[heuristic], every_n_batches=INTERVAL, speed_kimg=SPEED_KIMG
     )
     trainer = two_rank_trainer("ddp", callback, limit_val_batches=0)
     trainer.fit(ScoredGAN(), datamodule=RankData())
     result = {"p": callback.p, "gap": callback.gap, "rv": callback.rv}
-    (Path(out_dir) / f"rank{trainer.global_rank}.json").write_text(json.dumps(result))
+    (Path(out_dir) / f"rank{trainer.global_rank}-{heuristic}.json").write_text(json.dumps(result))
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    torch.set_num_threads(1)
+    for heuristic in sys.argv[1].split(","):
+        main(heuristic, sys.argv[2])
     if torch.distributed.is_initialized():  # gloo's threads otherwise may abort the interpreter at exit
         torch.distributed.destroy_process_group()
