@@ -68,8 +68,13 @@ ADAPTIVE_ARMS: dict[str, tuple[str, float]] = {
     "ada-target0.5": ("rt", 0.5),  # the paper's r_t at a lower target
     "ada-rv-target0.3": ("rv", 0.3),  # r_v lower than 0.5 (which, on 200 photographs, let D's gap reach 3.6)
     "ada-gap": ("gap", 0.5),  # D's held-out gap itself, in logits (r_v's denominator feeds on p)
+    "ada-gap-diffaugment": ("gap", 0.5),  # the same, with DiffAugment always on after the pipe
 }
 """``bgc`` arms whose p an ``AdaptiveAugmentation(heuristic, target)`` adapts."""
+WITH_DIFFAUGMENT = frozenset({"ada-gap-diffaugment"})
+"""Adaptive arms whose pipe is ``Chain([AugmentPipe("bgc"), DiffAugment(DIFFAUGMENT_POLICY)])``: the
+controller adapts the ``bgc`` p, DiffAugment stays at full strength."""
+DIFFAUGMENT_POLICY = "color,translation,cutout"
 # Every arm either setting can run (--arms).
 OVERFIT_GAN_ARMS = (*DIGITS_GAN_ARMS, *(arm for arm in ADAPTIVE_ARMS if arm not in DIGITS_GAN_ARMS))
 RV_HELDOUT_IMAGES = 64
@@ -219,7 +224,7 @@ def build_gan_arm(
     arm: str, module_kwargs: dict[str, Any], ada_speed_kimg: float, fixed_p: float = 0.2
 ) -> tuple[pl.LightningModule, list[pl.Callback]]:
     """The module and extra callbacks of one GAN arm; ``module_kwargs`` is what every arm shares."""
-    from lightning_genaug.augment import AugmentPipe, DiffAugment
+    from lightning_genaug.augment import AugmentPipe, Chain, DiffAugment
     from lightning_genaug.callbacks import AdaptiveAugmentation
     from lightning_genaug.models import ScaleGAN, StyleGAN2ADA
 
@@ -228,11 +233,14 @@ def build_gan_arm(
     if arm in ADAPTIVE_ARMS:
         heuristic, target = ADAPTIVE_ARMS[arm]
         controller = AdaptiveAugmentation(speed_kimg=ada_speed_kimg, heuristic=heuristic, target=target)
-        return StyleGAN2ADA(augment=AugmentPipe("bgc"), **module_kwargs), [controller]
+        pipe = AugmentPipe("bgc")
+        if arm in WITH_DIFFAUGMENT:
+            pipe = Chain([pipe, DiffAugment(DIFFAUGMENT_POLICY)])
+        return StyleGAN2ADA(augment=pipe, **module_kwargs), [controller]
     if arm == "fixed-p0.2":
         return StyleGAN2ADA(augment=AugmentPipe("bgc", p=fixed_p), **module_kwargs), []
     if arm == "diffaugment":
-        return StyleGAN2ADA(augment=DiffAugment("color,translation,cutout"), **module_kwargs), []
+        return StyleGAN2ADA(augment=DiffAugment(DIFFAUGMENT_POLICY), **module_kwargs), []
     if arm == "scalegan":
         return ScaleGAN(**module_kwargs), [AdaptiveAugmentation(speed_kimg=ada_speed_kimg)]
     raise ValueError(f"Unknown arm {arm!r}; valid arms: {', '.join(OVERFIT_GAN_ARMS)}.")

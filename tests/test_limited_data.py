@@ -96,7 +96,14 @@ def test_overfit_setting_runs_chosen_arms_and_seeds_class_conditionally(limited_
     import overfit
 
     extra = [arm for arm in overfit.OVERFIT_GAN_ARMS if arm not in overfit.DIGITS_GAN_ARMS]
-    assert extra == ["ada-clean", "ada-rv", "ada-target0.5", "ada-rv-target0.3", "ada-gap"]
+    assert extra == [
+        "ada-clean",
+        "ada-rv",
+        "ada-target0.5",
+        "ada-rv-target0.3",
+        "ada-gap",
+        "ada-gap-diffaugment",
+    ]
     summary = limited_data.main(
         ["--setting", "digits-overfit", "--quick", "--arms", *extra, "--distaug-arms", "--conditional"]
         + ["--seeds", "1", "--out", str(tmp_path)]
@@ -127,3 +134,17 @@ def test_overfit_gan_is_unconditional_unless_asked(limited_data):
     assert unconditional.hparams.num_classes == 0  # the ADA paper's small-data regime
     conditional, _ = overfit.build_overfit_gan("scalegan", overfit.OverfitSetting(conditional=True))
     assert conditional.hparams.num_classes is None  # taken from the datamodule's 10 digit classes
+
+
+def test_the_chained_arm_adapts_the_pipe_and_keeps_diffaugment_at_full_strength(limited_data):
+    import overfit
+
+    from lightning_genaug.augment import AugmentPipe, Chain, DiffAugment
+
+    module, (controller,) = overfit.build_overfit_gan("ada-gap-diffaugment", overfit.OverfitSetting())
+    pipe, diffaugment = module.augment_pipe.augmentations
+    assert isinstance(module.augment_pipe, Chain) and isinstance(pipe, AugmentPipe)
+    assert isinstance(diffaugment, DiffAugment) and float(diffaugment.p) == 1.0
+    assert (controller.heuristic, controller.target) == ("gap", 0.5)
+    pipe.p.fill_(0.25)  # what the controller sets through the chain
+    assert float(module.augment_pipe.p) == 0.25 and float(diffaugment.p) == 1.0
