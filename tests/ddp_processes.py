@@ -11,6 +11,7 @@ those stacks instead of a bare ``TimeoutExpired``, and no process is left runnin
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -23,15 +24,44 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
+LOWEST_PORT = 20000  # above the ports services commonly listen on
 
 
 def free_loopback_ports(count: int) -> list[int]:
-    """``count`` distinct ports free on the loopback interface now (held together while chosen)."""
-    with ExitStack() as stack:
-        probes = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for probe in probes:
-            probe.bind((LOOPBACK, 0))
-        return [probe.getsockname()[1] for probe in probes]
+    """``count`` distinct ports free on the loopback interface now, outside the kernel's ephemeral range.
+
+    A master port is bound seconds after it is chosen (the script first imports torch). A port of the
+    ephemeral range could meanwhile be handed to a socket of another run's gloo connections, and a
+    rank would then reach that socket instead of its master and wait forever: a hang seen in the
+    suite. Ports outside the range are never handed out that way.
+    """
+    low, high = ephemeral_port_range()
+    outside = [*range(LOWEST_PORT, low), *range(high + 1, 65536)]
+    chosen: list[int] = []
+    with ExitStack() as stack:  # every probe stays bound until all are chosen
+        for port in random.Random().sample(outside, k=min(4 * count + 64, len(outside))):
+            if len(chosen) == count:
+                break
+            probe = stack.enter_context(socket.socket())
+            try:
+                probe.bind((LOOPBACK, port))
+            except OSError:
+                continue
+            chosen.append(port)
+    if len(chosen) == count:
+        return chosen
+    raise RuntimeError(
+        f"fewer than {count} free ports outside the ephemeral range {low}-{high} on {LOOPBACK}"
+    )
+
+
+def ephemeral_port_range() -> tuple[int, int]:
+    """The ports the kernel hands to sockets that bind none (Linux's default where it cannot be read)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
 
 
 def ddp_environment(port: int, **extra: str) -> dict[str, str]:
