@@ -33,35 +33,35 @@ def free_loopback_ports(count: int) -> list[int]:
     A master port is bound seconds after it is chosen (the script first imports torch). A port of the
     ephemeral range could meanwhile be handed to a socket of another run's gloo connections, and a
     rank would then reach that socket instead of its master and wait forever: a hang seen in the
-    suite. Ports outside the range are never handed out that way.
+    suite. Ports outside the range are never handed out that way. Where the range leaves too few
+    ports outside it, the kernel picks them (in the range).
     """
     low, high = ephemeral_port_range()
     outside = [*range(LOWEST_PORT, low), *range(high + 1, 65536)]
-    chosen: list[int] = []
     with ExitStack() as stack:  # every probe stays bound until all are chosen
+        chosen: list[int] = []
         for port in random.Random().sample(outside, k=min(4 * count + 64, len(outside))):
             if len(chosen) == count:
                 break
             probe = stack.enter_context(socket.socket())
-            try:
+            with suppress(OSError):
                 probe.bind((LOOPBACK, port))
-            except OSError:
-                continue
-            chosen.append(port)
-    if len(chosen) == count:
-        return chosen
-    raise RuntimeError(
-        f"fewer than {count} free ports outside the ephemeral range {low}-{high} on {LOOPBACK}"
-    )
+                chosen.append(port)
+        while len(chosen) < count:
+            probe = stack.enter_context(socket.socket())
+            probe.bind((LOOPBACK, 0))
+            chosen.append(probe.getsockname()[1])
+    return chosen
 
 
 def ephemeral_port_range() -> tuple[int, int]:
-    """The ports the kernel hands to sockets that bind none (Linux's default where it cannot be read)."""
+    """The ports the kernel hands to sockets that bind none: Linux's setting, or where it cannot be read,
+    a range that covers Linux's default (32768-60999) and the BSDs' and macOS's (49152-65535)."""
     try:
         low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
         return int(low), int(high)
     except (OSError, ValueError):
-        return 32768, 60999
+        return 32768, 65535
 
 
 def ddp_environment(port: int, **extra: str) -> dict[str, str]:

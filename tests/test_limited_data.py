@@ -146,5 +146,5 @@ def test_the_chained_arm_adapts_the_pipe_and_keeps_diffaugment_at_full_strength(
     assert isinstance(module.augment_pipe, Chain) and isinstance(pipe, AugmentPipe)
     assert isinstance(diffaugment, DiffAugment) and float(diffaugment.p) == 1.0
     assert (controller.heuristic, controller.target) == ("gap", 0.5)
-    pipe.p.fill_(0.25)  # what the controller sets through the chain
-    assert float(module.augment_pipe.p) == 0.25 and float(diffaugment.p) == 1.0
+    module.augment_pipe.p.fill_(0.25)  # how the controller sets p (AugmentationStrength: pipe.p.fill_)
+    assert float(pipe.p) == 0.25 and float(diffaugment.p) == 1.0
