@@ -112,7 +112,10 @@ class AdaptiveAugmentation(BaseAugmentationStrength):
       unseen ones. Needs held-out reals as ``"rv"`` does, but not the generator: two extra no-grad D
       forwards per interval. The target is in D's output units (logits for the logistic loss), so it may
       exceed 1. Measured at 0.5 on 200 photographs (3 seeds, 100 kimg): D's gap 0.47 against fixed p =
-      0.2's 1.31 at the same FID, p settling at 0.3-0.6 (``docs/results.md``); not yet the default.
+      0.2's 1.31 at the same FID, p settling at 0.3-0.6; on 50 digits it ended behind ``"rt"`` (FID
+      39.9 vs 32.1), so a target in logits suits one dataset, not every one. With DiffAugment always
+      on after the pipe (a ``Chain``) it ended best of the adaptive arms on both (``docs/results.md``).
+      Not the default.
 
     Args:
         target: the reading to hold, in [0, 1) (any positive value for ``"gap"``); 0.6 in the paper.
