@@ -49,11 +49,11 @@ class RtTrace(pl.Callback):
         (controller,) = [c for c in trainer.callbacks if isinstance(c, AdaptiveAugmentation)]
         if training_progress(trainer).batches % controller.every_n_batches:
             return  # the controller did not step after this batch
-        reading = getattr(controller, controller.heuristic)
+        reading = getattr(controller, controller.reading)
         self.rows.append(
             {
                 "kimg": pl_module.cur_nimg.item() / 1000,
-                "heuristic": controller.heuristic,
+                "heuristic": controller.reading,
                 "target": controller.target,
                 "controller_reading": float("nan") if reading is None else reading,
                 "controller_rt": controller.rt,

@@ -14,10 +14,15 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import lightning.pytorch  # noqa: F401  (below)
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+# Lightning gives its loggers a StreamHandler of the `sys.stderr` of the moment it is first imported. Imported
+# here, that is the real stderr; imported first inside a test (`tests/test_cli.py` run alone), it is that
+# test's captured stream, closed afterwards, and every later log line prints "--- Logging error ---".
 
 try:  # the property-based fuzz (tests/test_fuzz.py); hypothesis is a dev dependency
     from datetime import timedelta
@@ -39,6 +44,17 @@ os.environ["LIGHTNING_GENAUG_INCEPTION_URL"] = ""
 # blocks and example configs compute metrics) goes to a folder of its own, not the user's ~/.cache.
 os.environ["LIGHTNING_GENAUG_CACHE"] = tempfile.mkdtemp(prefix="lightning-genaug-test-cache-")
 atexit.register(shutil.rmtree, os.environ["LIGHTNING_GENAUG_CACHE"], ignore_errors=True)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files with a ``slow`` test first, the others in their collection order.
+
+    Each test worker runs whole files (``--dist loadfile``), taking the next one in this order
+    (``--no-loadscope-reorder``) when it is almost done. Started first, the long files leave the many short
+    ones to even out the end, when a worker with nothing left to take idles while the other finishes.
+    """
+    files_with_slow_tests = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in files_with_slow_tests)  # stable: files stay whole, in order
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -15,8 +15,10 @@ from lightning.pytorch.loggers import CSVLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lightning_genaug.augment import Chain, DiffAugment
 from lightning_genaug.augment.protocol import SignAccumulator
 from lightning_genaug.callbacks import FixedAugmentation
+from lightning_genaug.callbacks import ada as ada_callback
 from lightning_genaug.callbacks.ada import AdaptiveAugmentation, next_p
 from lightning_genaug.callbacks.augmentation_strength import measured_rv, window_means, windowed_scores
 
@@ -675,7 +677,7 @@ def test_clean_reading_on_a_native_module_without_score_reals_fails_at_setup(tmp
 
 
 def test_an_unknown_heuristic_names_the_accepted_ones() -> None:
-    accepted = r"heuristic. 'rtv'; valid values are: rt, rt_clean, rv, gap\."
+    accepted = r"heuristic. 'rtv'; valid values are: auto, rt, rt_clean, rv, gap\."
     with pytest.raises(ValueError, match=accepted) as error:
         AdaptiveAugmentation(heuristic="rtv")
     assert "\n" not in str(error.value)
@@ -854,3 +856,82 @@ def test_rv_window_survives_a_checkpoint(tmp_path: Path) -> None:
     restored.load_state_dict(callback.state_dict())
     assert restored.state_dict() == callback.state_dict()
     assert sum(restored.state_dict()["rv_window"]) != 0
+
+
+# --------------------------------------------------------------------------- heuristic="auto" (the default)
+
+
+def chained(module: pl.LightningModule) -> pl.LightningModule:
+    """``module`` with DiffAugment chained after its pipe: the recipe the held-out gap was measured with."""
+    module.augment_pipe = Chain([module.augment_pipe, DiffAugment("translation")])
+    return module
+
+
+@pytest.fixture
+def auto_lines(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The lines ``heuristic="auto"`` logs at setup."""
+    lines: list[str] = []
+    monkeypatch.setattr(ada_callback, "rank_zero_info", lines.append)
+    return lines
+
+
+def test_auto_holds_d_gap_at_half_a_logit_where_diffaugment_is_chained_and_reals_held_out(
+    tmp_path: Path, auto_lines: list[str]
+) -> None:
+    module = chained(ScoredNative())  # D: 2 on training reals, 0 on held-out ones: a gap of 2 > 0.5
+    callback = AdaptiveAugmentation(every_n_batches=2, speed_kimg=0.08)
+    make_trainer(tmp_path, [callback], limit_val_batches=0).fit(module, datamodule=HeldOutData())
+    assert (callback.heuristic, callback.reading, callback.target) == ("auto", "gap", 0.5)
+    assert callback.gap == pytest.approx(2.0)
+    assert callback.p == pytest.approx(2 * 8 / 80)  # up: 2 steps of 8 images at speed 0.08 kimg
+    assert auto_lines == [
+        "AdaptiveAugmentation: heuristic='auto' holds 'gap' at 0.5: the module's pipe chains DiffAugment "
+        "and the datamodule holds out 32 images."
+    ]
+
+
+@pytest.mark.parametrize(
+    ("module", "data", "reason"),
+    [
+        (ScoredNative, HeldOutData(), "the module's pipe (MarkingPipe) chains no DiffAugment after it"),
+        (
+            lambda: chained(ScoredNative()),
+            HeldOutData(heldout=8),
+            "the datamodule holds out 8 images and D's held-out gap needs at least 32",
+        ),
+        (lambda: chained(ScriptedNative(four_signs)), HeldOutData(), "has no `score_reals(images, labels)`"),
+        (TemplateGAN, HeldOutData(), "a GAN without `augment_pipe`, whose D the callback reads by its signs"),
+    ],
+    ids=["adas-pipe-alone", "too-few-held-out", "no-score-reals", "foreign"],
+)
+def test_auto_holds_the_papers_rt_at_0_6_otherwise_and_says_why(
+    tmp_path: Path, auto_lines: list[str], module, data, reason: str
+) -> None:
+    callback = AdaptiveAugmentation(every_n_batches=2, speed_kimg=0.08)
+    make_trainer(tmp_path, [callback], limit_val_batches=0).fit(module(), datamodule=data)
+    assert (callback.reading, callback.target) == ("rt", 0.6)
+    assert callback.gap is None and callback.rt is not None
+    assert len(auto_lines) == 1 and auto_lines[0].startswith(
+        "AdaptiveAugmentation: heuristic='auto' holds 'rt'"
+    )
+    assert reason in auto_lines[0]
+
+
+def test_auto_keeps_a_given_target_and_refuses_one_that_rt_cannot_hold(tmp_path: Path) -> None:
+    callback = AdaptiveAugmentation(target=0.7, every_n_batches=2, speed_kimg=0.08)
+    make_trainer(tmp_path, [callback]).fit(ScriptedNative(four_signs), loader(8))
+    assert (callback.reading, callback.target) == ("rt", 0.7)
+    with pytest.raises(ValueError, match=r"\(0.0, 1.0\) with heuristic='auto'.*heuristic='gap'") as error:
+        AdaptiveAugmentation(target=1.5)
+    assert "\n" not in str(error.value)
+
+
+def test_a_resumed_run_must_hold_the_reading_its_checkpoint_held(tmp_path: Path) -> None:
+    callback = AdaptiveAugmentation(every_n_batches=2, speed_kimg=0.08)
+    make_trainer(tmp_path, [callback], limit_val_batches=0).fit(
+        chained(ScoredNative()), datamodule=HeldOutData()
+    )
+    assert callback.state_dict()["reading"] == "gap"
+    AdaptiveAugmentation(heuristic="gap").load_state_dict(callback.state_dict())
+    with pytest.raises(ValueError, match=r"held 'gap', and this run's holds 'rt'.*`heuristic='gap'`"):
+        AdaptiveAugmentation(heuristic="rt").load_state_dict(callback.state_dict())

@@ -16,11 +16,13 @@ from ddp_processes import Script, run_scripts
 
 from lightning_genaug.callbacks.ada import next_p
 
+pytestmark = pytest.mark.slow  # two launches of two training processes, each importing Lightning
+
 SCRIPT = Path(__file__).parent / "ddp_scripts" / "ada_ddp.py"
 HELDOUT_SCRIPT = Path(__file__).parent / "ddp_scripts" / "heldout_ddp.py"
 RANKS, BATCH, BATCHES_PER_RANK, INTERVAL, SPEED_KIMG = 2, 4, 8, 2, 0.05
 STRATEGIES = ["ddp_find_unused_parameters_true", "ddp"]
-HEURISTICS = ["gap", "rv"]
+HEURISTICS = ["gap", "rv", "auto"]
 
 
 def rank_results(folder: Path, case: str) -> list[dict]:
@@ -84,12 +86,22 @@ def test_two_ranks_hold_the_same_p_as_one_process_on_their_signs(signs_runs: Pat
     assert results[0]["rt"] == results[1]["rt"]
 
 
-@pytest.mark.parametrize("heuristic", HEURISTICS)
+@pytest.mark.parametrize("heuristic", ["gap", "rv"])
 def test_two_ranks_read_held_out_heuristics_together_and_hold_one_p(heldout_runs: Path, heuristic: str):
     """Rank 0 alone reads a gap of 1 (r_v 1/3), rank 1 alone 2 (r_v 2/5): below and above the target.
     Summed over ranks in the step's one reduction: gap 1.5, r_v 1.5 / 4, above it, so p rises on both."""
     results = rank_results(heldout_runs, heuristic)
     assert results[0] == results[1]
+    assert results[0]["reading"] == heuristic
     assert results[0]["gap"] == pytest.approx(1.5)
     assert results[0]["rv"] == (pytest.approx(1.5 / 4) if heuristic == "rv" else None)
     assert results[0]["p"] == pytest.approx(0.5 + 4 * 16 / 200)  # 4 steps of 16 images, speed 0.2 kimg
+
+
+def test_auto_picks_the_held_out_gap_on_every_rank_and_holds_one_p(heldout_runs: Path) -> None:
+    """With DiffAugment chained and reals held out on both ranks, ``auto`` holds the gap (target 0.5)."""
+    results = rank_results(heldout_runs, "auto")
+    assert results[0] == results[1]
+    assert results[0]["reading"] == "gap"
+    assert results[0]["gap"] == pytest.approx(1.5)  # both ranks' scores, reduced
+    assert results[0]["p"] == pytest.approx(0.5 + 4 * 16 / 200)

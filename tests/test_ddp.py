@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from ddp_processes import Script, run_scripts
 
+pytestmark = pytest.mark.slow  # two training processes, each importing Lightning
+
 SCRIPT = Path(__file__).parent / "ddp_scripts" / "gan_ddp.py"
 RUNS = ("stylegan2:ddp", "scalegan:ddp", "stylegan2:ddp_find_unused_parameters_true")
 

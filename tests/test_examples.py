@@ -209,6 +209,37 @@ def test_the_folder_config_trains_on_a_folder_of_colour_photographs(tmp_path: Pa
     assert first_conv.shape[0] <= 64  # the narrowed auto preset
 
 
+def test_the_folder_configs_small_set_recipe_reads_ds_held_out_gap(tmp_path: Path, monkeypatch):
+    """The overrides ``ada-folder.yaml`` documents for a small set: DiffAugment chained after ADA's pipe and
+    reals held out, so the default ``heuristic: auto`` holds D's held-out gap at 0.5."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "photos").mkdir()
+    for index in range(64):
+        pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / "photos" / f"{index:02d}.png")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "argv", ["lightning-genaug"])
+    recipe = ["--model.augment", "Chain", "--model.augment.augmentations", "[AugmentPipe, DiffAugment]"]
+    held_out = ["--data.val_fraction", "0.5"]  # 32 of the 64 photographs: the fewest the gap reads
+    short = [
+        "--model.max_kimg",
+        "0.064",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
+    config = str(EXAMPLES / "configs" / "ada-folder.yaml")
+    main(["fit", "--config", config, "--data.path", "photos", *recipe, *held_out, *short])
+    run = tmp_path / "runs" / "ada-folder" / "lightning_logs" / "version_0"
+    state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    (ada_state,) = [
+        value for key, value in state["callbacks"].items() if key.startswith("AdaptiveAugmentation")
+    ]
+    assert ada_state["reading"] == "gap"
+    assert "augment_pipe.augmentations.0.p" in state["state_dict"]  # the chain's p: ADA's pipe's
+
+
 def test_the_cifar10_config_trains_on_a_cifar_zip(cifar_zips: Path, tmp_path: Path, monkeypatch):
     config = yaml.safe_load((EXAMPLES / "configs" / "ada-cifar10.yaml").read_text())
     overrides = config["model"]["init_args"]["config_overrides"]

@@ -18,7 +18,7 @@ from wandb_env import offline_wandb_env
 
 from lightning_genaug.imports import WANDB_AVAILABLE
 
-pytestmark = pytest.mark.skipif(not WANDB_AVAILABLE, reason="wandb is not installed")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not WANDB_AVAILABLE, reason="wandb is not installed")]
 
 COMMAND = Path(sys.executable).with_name("lightning-genaug")
 

@@ -20,6 +20,8 @@ from streaming_data import write_indexed_images
 
 from lightning_genaug.data import prepare_dataset
 
+pytestmark = pytest.mark.slow  # four training processes, each importing Lightning
+
 SCRIPT = Path(__file__).parent / "ddp_scripts" / "streaming_ddp.py"
 COUNT, RANKS = 32, 2
 # Per-rank running averages, not synchronised (as in the reference, whose DDP consistency check

@@ -28,8 +28,10 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch import LightningDataModule
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import nn
 
 from lightning_genaug._checks import check_choice, check_images, check_positive_int
@@ -101,6 +103,23 @@ def window_means(window: torch.Tensor) -> tuple[float, float, float]:
         sums[2 * index] / sums[2 * index + 1] if sums[2 * index + 1] > 0 else math.nan for index in range(3)
     )
     return train, heldout, fake
+
+
+def heldout_reals(trainer: pl.Trainer) -> tuple[Any, int]:
+    """The datamodule's validation loader and how many images it holds (``(None, 0)`` without one).
+
+    Lightning has run the datamodule's own ``setup("fit")`` before any callback's ``setup``, so a
+    callback's ``setup`` can call this.
+    """
+    datamodule = trainer.datamodule
+    if (
+        datamodule is None
+        or getattr(datamodule, "has_validation_data", True) is False
+        or not is_overridden("val_dataloader", datamodule, LightningDataModule)
+    ):
+        return None, 0
+    loader = datamodule.val_dataloader()
+    return loader, len(loader.dataset) if loader is not None and hasattr(loader, "dataset") else 0
 
 
 def measured_rt(sign_sum: float, count: float) -> float:
@@ -421,12 +440,7 @@ class BaseAugmentationStrength(Callback):
                 f"{' and for the generator images' if self.reads_generated_images else ''}); add "
                 f"{'them' if len(needed) > 1 else 'it'}, or choose `heuristic='rt'`."
             )
-        datamodule = trainer.datamodule
-        loader = None
-        # Lightning has run the datamodule's own `setup("fit")` before any callback's `setup`.
-        if datamodule is not None and getattr(datamodule, "has_validation_data", True) is not False:
-            loader = datamodule.val_dataloader()
-        count = len(loader.dataset) if loader is not None and hasattr(loader, "dataset") else 0
+        loader, count = heldout_reals(trainer)
         if count < HELDOUT_MIN_IMAGES:
             raise ValueError(
                 f"{type(self).__name__} reads D on held-out reals, the datamodule's validation data, which "

@@ -2,7 +2,8 @@
 reals on 2 CPU processes (gloo); each rank writes its final p, gap and r_v.
 
 Usage: ``python heldout_ddp.py HEURISTIC[,HEURISTIC...] OUT_DIR``: one run per heuristic, one after the
-other in the same two processes, each rank writing ``rank<r>-<heuristic>.json``.
+other in the same two processes, each rank writing ``rank<r>-<heuristic>.json``. ``auto`` runs with
+DiffAugment chained after the pipe and its default target, so that it picks the held-out gap.
 
 D's raw output on an image is its first pixel. Rank ``r``'s training reals are the constant ``1 + 2r``
 (1 and 3: 2 on average), its held-out reals ``r`` (0 and 1: 0.5 on average) and D scores generated
@@ -25,20 +26,23 @@ from ada_ddp import IdentityPipe, two_rank_trainer  # this folder is the script'
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from lightning_genaug.augment import Chain, DiffAugment
 from lightning_genaug.callbacks.ada import AdaptiveAugmentation
 from lightning_genaug.distributed import backward_and_sync
 
 BATCH, BATCHES, INTERVAL, SPEED_KIMG = 4, 8, 2, 0.2
-TARGETS = {"gap": 1.2, "rv": 0.36}  # between rank 0's reading alone and the two ranks' (p moves up)
+TARGETS = {"gap": 1.2, "rv": 0.36, "auto": None}  # between rank 0's reading alone and both ranks' (p rises)
 
 
 class ScoredGAN(pl.LightningModule):
     """Owns ``augment_pipe`` (the native path) and answers ``score_reals`` / ``score_fakes`` from pixels."""
 
-    def __init__(self) -> None:
+    def __init__(self, chain_diffaugment: bool = False) -> None:
         super().__init__()
         self.automatic_optimization = False
         self.augment_pipe = IdentityPipe(p=0.5)
+        if chain_diffaugment:  # D's scores come from `score_reals` on clean reals: DiffAugment changes none
+            self.augment_pipe = Chain([self.augment_pipe, DiffAugment("translation")])
         self.discriminator = nn.Linear(1, 1)
 
     def score_reals(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -79,8 +83,8 @@ def main(heuristic: str, out_dir: str) -> None:
         heuristic=heuristic, target=TARGETS[heuristic], every_n_batches=INTERVAL, speed_kimg=SPEED_KIMG
     )
     trainer = two_rank_trainer("ddp", callback, limit_val_batches=0)
-    trainer.fit(ScoredGAN(), datamodule=RankData())
-    result = {"p": callback.p, "gap": callback.gap, "rv": callback.rv}
+    trainer.fit(ScoredGAN(chain_diffaugment=heuristic == "auto"), datamodule=RankData())
+    result = {"p": callback.p, "gap": callback.gap, "rv": callback.rv, "reading": callback.reading}
     (Path(out_dir) / f"rank{trainer.global_rank}-{heuristic}.json").write_text(json.dumps(result))
 
 
