@@ -1,14 +1,14 @@
 """AdaptiveAugmentation under DDP: 2 CPU processes (gloo) agree on p, and p equals the single-process
 computation on the signs of both ranks, under ``ddp_find_unused_parameters_true`` (a GAN written like
-Lightning's example) and plain ``ddp`` (the GAN syncs per network). The training runs in a subprocess
-(``ddp_scripts/ada_ddp.py``) because Lightning's DDP launcher re-runs the command line for rank 1; each
-script runs all its cases in one pair of processes (a module fixture), since starting two interpreters
-costs more than the training."""
+Lightning's example) and plain ``ddp`` (the GAN syncs per network); the held-out readings are reduced over
+both ranks. The training runs in a subprocess (``ddp_scripts/ada_ddp.py``, with ``heldout_ddp.py``)
+because Lightning's DDP launcher re-runs the command line for rank 1; the script runs every case of this
+file in one pair of processes (a module fixture), since starting two interpreters costs more than the
+training."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -16,10 +16,9 @@ from ddp_processes import Script, run_scripts
 
 from lightning_genaug.callbacks.ada import next_p
 
-pytestmark = pytest.mark.slow  # two launches of two training processes, each importing Lightning
+pytestmark = pytest.mark.slow  # two training processes, each importing Lightning
 
 SCRIPT = Path(__file__).parent / "ddp_scripts" / "ada_ddp.py"
-HELDOUT_SCRIPT = Path(__file__).parent / "ddp_scripts" / "heldout_ddp.py"
 RANKS, BATCH, BATCHES_PER_RANK, INTERVAL, SPEED_KIMG = 2, 4, 8, 2, 0.05
 STRATEGIES = ["ddp_find_unused_parameters_true", "ddp"]
 HEURISTICS = ["gap", "rv", "auto"]
@@ -27,11 +26,6 @@ HEURISTICS = ["gap", "rv", "auto"]
 
 def rank_results(folder: Path, case: str) -> list[dict]:
     return [json.loads((folder / f"rank{rank}-{case}.json").read_text()) for rank in range(RANKS)]
-
-
-def run_cases(script: Path, folder: Path, args: Sequence[str]) -> Path:
-    run_scripts(Script(script, list(args), folder))
-    return folder
 
 
 def scripted_signs() -> list[int]:
@@ -62,21 +56,18 @@ def single_process_p(signs: list[int]) -> float:
 
 
 @pytest.fixture(scope="module")
-def signs_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("signs")
+def ddp_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every case of this file, one after the other in one pair of processes."""
+    folder = tmp_path_factory.mktemp("ada-ddp")
     (folder / "signs.json").write_text(json.dumps(scripted_signs()))
-    return run_cases(SCRIPT, folder, [str(folder / "signs.json"), str(folder), ",".join(STRATEGIES)])
-
-
-@pytest.fixture(scope="module")
-def heldout_runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("heldout")
-    return run_cases(HELDOUT_SCRIPT, folder, [",".join(HEURISTICS), str(folder)])
+    args = [str(folder / "signs.json"), str(folder), ",".join(STRATEGIES), ",".join(HEURISTICS)]
+    run_scripts(Script(SCRIPT, args, folder))
+    return folder
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
-def test_two_ranks_hold_the_same_p_as_one_process_on_their_signs(signs_runs: Path, strategy: str) -> None:
-    results = rank_results(signs_runs, strategy)
+def test_two_ranks_hold_the_same_p_as_one_process_on_their_signs(ddp_runs: Path, strategy: str) -> None:
+    results = rank_results(ddp_runs, strategy)
 
     expected = single_process_p(scripted_signs())
     assert 0.0 < expected < 1.0  # the trajectory moves both ways without hitting a clamp at the end
@@ -87,10 +78,10 @@ def test_two_ranks_hold_the_same_p_as_one_process_on_their_signs(signs_runs: Pat
 
 
 @pytest.mark.parametrize("heuristic", ["gap", "rv"])
-def test_two_ranks_read_held_out_heuristics_together_and_hold_one_p(heldout_runs: Path, heuristic: str):
+def test_two_ranks_read_held_out_heuristics_together_and_hold_one_p(ddp_runs: Path, heuristic: str):
     """Rank 0 alone reads a gap of 1 (r_v 1/3), rank 1 alone 2 (r_v 2/5): below and above the target.
     Summed over ranks in the step's one reduction: gap 1.5, r_v 1.5 / 4, above it, so p rises on both."""
-    results = rank_results(heldout_runs, heuristic)
+    results = rank_results(ddp_runs, heuristic)
     assert results[0] == results[1]
     assert results[0]["reading"] == heuristic
     assert results[0]["gap"] == pytest.approx(1.5)
@@ -98,9 +89,9 @@ def test_two_ranks_read_held_out_heuristics_together_and_hold_one_p(heldout_runs
     assert results[0]["p"] == pytest.approx(0.5 + 4 * 16 / 200)  # 4 steps of 16 images, speed 0.2 kimg
 
 
-def test_auto_picks_the_held_out_gap_on_every_rank_and_holds_one_p(heldout_runs: Path) -> None:
+def test_auto_picks_the_held_out_gap_on_every_rank_and_holds_one_p(ddp_runs: Path) -> None:
     """With DiffAugment chained and reals held out on both ranks, ``auto`` holds the gap (target 0.5)."""
-    results = rank_results(heldout_runs, "auto")
+    results = rank_results(ddp_runs, "auto")
     assert results[0] == results[1]
     assert results[0]["reading"] == "gap"
     assert results[0]["gap"] == pytest.approx(1.5)  # both ranks' scores, reduced

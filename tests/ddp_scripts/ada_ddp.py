@@ -1,8 +1,9 @@
 """Train a foreign GAN with AdaptiveAugmentation on 2 CPU processes (gloo); each rank writes its final p.
 
-Usage: ``python ada_ddp.py SIGNS_JSON OUT_DIR STRATEGY[,STRATEGY...]``: one run per strategy, one after
-the other in the same two processes (one interpreter start for all of them), each rank writing
-``rank<r>-<strategy>.json``. ``SIGNS_JSON`` holds one sign (+1/-1) per training
+Usage: ``python ada_ddp.py SIGNS_JSON OUT_DIR STRATEGY[,STRATEGY...] [HEURISTIC[,HEURISTIC...]]``: one
+run per strategy, one after the other in the same two processes (one interpreter start for all of them),
+each rank writing ``rank<r>-<strategy>.json``; then one run per held-out heuristic (``heldout_ddp.py``),
+each rank writing ``rank<r>-<heuristic>.json``. ``SIGNS_JSON`` holds one sign (+1/-1) per training
 image; image ``i`` is the constant ``0.5 * sign[i]`` and the discriminator's logit is its first pixel,
 so the signs D reports are known in advance. Rank ``r`` trains on images ``r, r + 2, r + 4, ...`` in
 order (its own loader: Lightning's distributed sampler always shuffles training data).
@@ -121,5 +122,10 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     for strategy in sys.argv[3].split(","):
         main(sys.argv[1], sys.argv[2], strategy)
+    if len(sys.argv) > 4:
+        from heldout_ddp import main as heldout_main  # it imports this module's GAN parts
+
+        for heuristic in sys.argv[4].split(","):
+            heldout_main(heuristic, sys.argv[2])
     if torch.distributed.is_initialized():  # gloo's threads otherwise may abort the interpreter at exit
         torch.distributed.destroy_process_group()

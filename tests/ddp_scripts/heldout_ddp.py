@@ -1,23 +1,19 @@
 """Train a native GAN whose D scores are known with ``AdaptiveAugmentation(heuristic=H)`` reading held-out
-reals on 2 CPU processes (gloo); each rank writes its final p, gap and r_v.
+reals on 2 CPU processes (gloo); each rank writes its final p, gap, r_v and the reading it held.
 
-Usage: ``python heldout_ddp.py HEURISTIC[,HEURISTIC...] OUT_DIR``: one run per heuristic, one after the
-other in the same two processes, each rank writing ``rank<r>-<heuristic>.json``. ``auto`` runs with
-DiffAugment chained after the pipe and its default target, so that it picks the held-out gap.
+:func:`main` runs one heuristic, each rank writing ``rank<r>-<heuristic>.json``; ``ada_ddp.py`` calls it
+for every heuristic of its command line, after its own runs, in the same two processes. ``auto`` runs
+with DiffAugment chained after the pipe and its default target, so that it picks the held-out gap.
 
 D's raw output on an image is its first pixel. Rank ``r``'s training reals are the constant ``1 + 2r``
 (1 and 3: 2 on average), its held-out reals ``r`` (0 and 1: 0.5 on average) and D scores generated
 images -2 on every rank: over both ranks the gap is 1.5 and ``r_v`` 1.5 / 4, but alone rank 0 reads a
 gap of 1 and rank 1 a gap of 2; only the reduction makes them agree.
-
-Run by ``tests/test_callback_ada_ddp.py`` in a subprocess, because Lightning's DDP launcher re-runs
-the command line for rank 1.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -86,11 +82,3 @@ def main(heuristic: str, out_dir: str) -> None:
     trainer.fit(ScoredGAN(chain_diffaugment=heuristic == "auto"), datamodule=RankData())
     result = {"p": callback.p, "gap": callback.gap, "rv": callback.rv, "reading": callback.reading}
     (Path(out_dir) / f"rank{trainer.global_rank}-{heuristic}.json").write_text(json.dumps(result))
-
-
-if __name__ == "__main__":
-    torch.set_num_threads(1)
-    for heuristic in sys.argv[1].split(","):
-        main(heuristic, sys.argv[2])
-    if torch.distributed.is_initialized():  # gloo's threads otherwise may abort the interpreter at exit
-        torch.distributed.destroy_process_group()
