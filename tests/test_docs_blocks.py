@@ -170,11 +170,11 @@ def shell_commands(code: str) -> list[str]:
 # ------------------------------------------------------------------------------------------- inputs
 
 
-def colour_folder(folder: Path) -> None:
-    """16 colour PNGs of 32x32: the smallest size ``ada-folder.yaml`` takes."""
+def colour_folder(folder: Path, count: int = 16) -> None:
+    """``count`` random colour PNGs of 32x32: the smallest size ``ada-folder.yaml`` takes."""
     folder.mkdir(parents=True)
     rng = np.random.default_rng(0)
-    for index in range(16):
+    for index in range(count):
         Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(folder / f"{index:04d}.png")
 
 

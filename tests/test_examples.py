@@ -11,6 +11,7 @@ import pytest
 import torch
 import yaml
 from PIL import Image
+from test_docs_blocks import colour_folder
 
 from lightning_genaug.cli import GenAugCLI, main
 
@@ -170,27 +171,21 @@ def test_every_models_example_config_predicts(
     ]
 
 
+FOLDER_FIT = [
+    *("fit", "--config", str(EXAMPLES / "configs" / "ada-folder.yaml"), "--data.path", "photos"),
+    *("--model.max_kimg", "0.064", "--trainer.accelerator", "cpu", "--trainer.enable_progress_bar", "false"),
+]
+"""``ada-folder.yaml`` on ``photos/`` for two batches."""
+
+
 def test_the_folder_config_trains_on_a_folder_of_colour_photographs(tmp_path: Path, monkeypatch):
     """One override, ``--data.path``; ADA, mirroring, the reals and sample grids, checkpoints, no warning."""
     from test_main_job_warnings import run_capturing
 
-    rng = np.random.default_rng(0)
-    (tmp_path / "photos").mkdir()
-    for index in range(16):
-        pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(tmp_path / "photos" / f"{index:02d}.png")
+    colour_folder(tmp_path / "photos")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["lightning-genaug"])
-    args = ["fit", "--config", str(EXAMPLES / "configs" / "ada-folder.yaml"), "--data.path", "photos"]
-    short = [
-        "--model.max_kimg",
-        "0.064",
-        "--trainer.accelerator",
-        "cpu",
-        "--trainer.enable_progress_bar",
-        "false",
-    ]
-    caught, lines = run_capturing([*args, *short])  # 0.064 kimg: two batches of 32 (16 images, mirrored)
+    caught, lines = run_capturing(FOLDER_FIT)  # 0.064 kimg: two batches of 32 (16 images, mirrored)
     assert (caught, lines) == ([], [])
     run = tmp_path / "runs" / "ada-folder" / "lightning_logs" / "version_0"
     assert sorted(path.name for path in (run / "samples").iterdir()) == [
@@ -212,25 +207,12 @@ def test_the_folder_config_trains_on_a_folder_of_colour_photographs(tmp_path: Pa
 def test_the_folder_configs_small_set_recipe_reads_ds_held_out_gap(tmp_path: Path, monkeypatch):
     """The overrides ``ada-folder.yaml`` documents for a small set: DiffAugment chained after ADA's pipe and
     reals held out, so the default ``heuristic: auto`` holds D's held-out gap at 0.5."""
-    rng = np.random.default_rng(0)
-    (tmp_path / "photos").mkdir()
-    for index in range(64):
-        pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(tmp_path / "photos" / f"{index:02d}.png")
+    colour_folder(tmp_path / "photos", count=64)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "argv", ["lightning-genaug"])
     recipe = ["--model.augment", "Chain", "--model.augment.augmentations", "[AugmentPipe, DiffAugment]"]
     held_out = ["--data.val_fraction", "0.5"]  # 32 of the 64 photographs: the fewest the gap reads
-    short = [
-        "--model.max_kimg",
-        "0.064",
-        "--trainer.accelerator",
-        "cpu",
-        "--trainer.enable_progress_bar",
-        "false",
-    ]
-    config = str(EXAMPLES / "configs" / "ada-folder.yaml")
-    main(["fit", "--config", config, "--data.path", "photos", *recipe, *held_out, *short])
+    main([*FOLDER_FIT, *recipe, *held_out])
     run = tmp_path / "runs" / "ada-folder" / "lightning_logs" / "version_0"
     state = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     (ada_state,) = [
