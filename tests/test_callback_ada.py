@@ -921,7 +921,7 @@ def test_auto_keeps_a_given_target_and_refuses_one_that_rt_cannot_hold(tmp_path:
     callback = AdaptiveAugmentation(target=0.7, every_n_batches=2, speed_kimg=0.08)
     make_trainer(tmp_path, [callback]).fit(ScriptedNative(four_signs), loader(8))
     assert (callback.reading, callback.target) == ("rt", 0.7)
-    with pytest.raises(ValueError, match=r"\(0.0, 1.0\) with heuristic='auto'.*heuristic='gap'") as error:
+    with pytest.raises(ValueError, match=r"\[0.0, 1.0\) with heuristic='auto'.*heuristic='gap'") as error:
         AdaptiveAugmentation(target=1.5)
     assert "\n" not in str(error.value)
 

@@ -108,7 +108,7 @@ TINY_FIT = ["fit", "--model", "StyleGAN2ADA", "--model.config", "tiny", "--data"
         (["--data.batch_size", "-3"], "error: --data.batch_size: `batch_size` must be > 0, got -3."),
         (
             ["--trainer.callbacks+", "AdaptiveAugmentation", "--trainer.callbacks.target", "1.5"],
-            "error: --trainer.callbacks[0].target: `target` must be in (0.0, 1.0) with heuristic='auto', "
+            "error: --trainer.callbacks[0].target: `target` must be in [0.0, 1.0) with heuristic='auto', "
             "which may hold r_t, got 1.5; give heuristic='gap' to hold D's held-out gap at 1.5.",
         ),
         (

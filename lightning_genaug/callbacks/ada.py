@@ -197,7 +197,7 @@ class AdaptiveAugmentation(BaseAugmentationStrength):
 
     Args:
         target: the reading to hold: in [0, 1) for ``"rt"``, ``"rt_clean"`` and ``"rv"``, any positive
-            value for ``"gap"``, in (0, 1) for ``"auto"`` (it may pick either). Default:
+            value for ``"gap"``, in [0, 1) for ``"auto"`` (it may pick either). Default:
             :data:`DEFAULT_TARGETS` of the heuristic held (0.6 for ``"rt"``, as in the paper).
         every_n_batches: adjust ``p`` every this many training batches (4 in the paper).
         speed_kimg: thousands of real images over which ``p`` can move by 1 (500 in the paper; use a
@@ -238,9 +238,9 @@ class AdaptiveAugmentation(BaseAugmentationStrength):
         self.heuristic = check_choice("heuristic", heuristic, (AUTO, *HEURISTICS))
         self.requested_target = target
         if self.heuristic == AUTO:
-            if target is not None and not 0.0 < check_range("target", target) < 1.0:
+            if target is not None and not 0.0 <= check_range("target", target) < 1.0:
                 raise ValueError(
-                    f"`target` must be in (0.0, 1.0) with heuristic='auto', which may hold r_t, got "
+                    f"`target` must be in [0.0, 1.0) with heuristic='auto', which may hold r_t, got "
                     f"{target!r}; give heuristic='gap' to hold D's held-out gap at {target!r}."
                 )
             self.reading: str | None = None
