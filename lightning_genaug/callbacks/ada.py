@@ -167,7 +167,8 @@ class AdaptiveAugmentation(BaseAugmentationStrength):
       else the paper's ``"rt"`` at 0.6 (any foreign GAN, ADA's pipe alone, no held-out reals); the
       choice and its reason are logged once at ``setup`` (:func:`auto_heuristic`). On the 200-photograph
       setting (3 seeds, 100 kimg) the ``"gap"`` recipe ended at FID 9.3 ± 1.3 against ``"rt"``'s
-      15.5 ± 1.0, with D's held-out gap 0.45 against 2.92; on 50 digits at 29.3 against 32.1
+      15.5 ± 1.0, with D's held-out gap 0.45 against 2.92; on 50 digits at 29.3 against 32.1. That is
+      mostly DiffAugment's: DiffAugment alone ended at 7.9 ± 1.0 on the photographs, its D gap at 0.89
       (``docs/results.md``).
     * ``"rt"`` (the paper's): ``r_t = E[sign(D(A(x)))]`` over the interval's augmented reals, as D saw
       them in training (no extra cost on the native path).
